@@ -1,0 +1,88 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let vapor: Target.Dependency = .product(name: "Vapor", package: "vapor")
+let fluentKit: Target.Dependency = .product(name: "FluentKit", package: "fluent-kit")
+let sqlKit: Target.Dependency = .product(name: "SQLKit", package: "sql-kit")
+let logging: Target.Dependency = .product(name: "Logging", package: "swift-log")
+
+let package = Package(
+    name: "hospital",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "hospital", targets: ["hospital"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/vapor/vapor.git", from: "4.122.3"),
+        .package(url: "https://github.com/vapor/fluent.git", from: "4.13.0"),
+        .package(url: "https://github.com/vapor/fluent-kit.git", from: "1.57.0"),
+        .package(url: "https://github.com/vapor/fluent-sqlite-driver.git", from: "4.9.0"),
+        .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
+        .package(url: "https://github.com/vapor/sql-kit.git", from: "3.36.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        // The published language: event envelope and payloads.
+        .target(name: "Contracts"),
+        // Domain: state machines that take commands and return events or a refusal. Foundation only.
+        .target(name: "SharedKernel"),
+        .target(name: "ReceptionDomain", dependencies: ["Contracts", "SharedKernel"]),
+        .target(name: "DiagnosisDomain", dependencies: ["Contracts", "SharedKernel"]),
+        .target(name: "ExaminationDomain", dependencies: ["Contracts", "SharedKernel"]),
+        .target(name: "PatientManagementDomain", dependencies: ["Contracts"]),
+
+        // Messaging: outbox, relay, inbox consumer, dead letters, and the transport protocol.
+        .target(name: "Messaging", dependencies: ["Contracts", fluentKit, sqlKit, logging]),
+        .target(
+            name: "MessagingLocal",
+            dependencies: [
+                "Messaging", logging, .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]),
+
+        // What every HTTP service shares: the error mapping, request helpers, the service protocol.
+        .target(
+            name: "ServiceKit",
+            dependencies: ["Contracts", "SharedKernel", "Messaging", vapor, fluentKit],
+            resources: [.embedInCode("openapi.yaml")]),
+
+        // The services: Fluent models and migrations, routes, event handlers.
+        .target(
+            name: "ReceptionService",
+            dependencies: ["ReceptionDomain", "Contracts", "SharedKernel", "Messaging", "ServiceKit", vapor, fluentKit]),
+        .target(
+            name: "DiagnosisService",
+            dependencies: ["DiagnosisDomain", "Contracts", "SharedKernel", "Messaging", "ServiceKit", vapor, fluentKit]),
+        .target(
+            name: "ExaminationService",
+            dependencies: ["ExaminationDomain", "Contracts", "SharedKernel", "Messaging", "ServiceKit", vapor, fluentKit]),
+        .target(
+            name: "PatientManagementService",
+            dependencies: ["PatientManagementDomain", "Contracts", "Messaging", "ServiceKit", vapor, fluentKit]),
+        .target(name: "Gateway", dependencies: ["ServiceKit", vapor]),
+
+        // Composition root: configuration, building and running services together.
+        .target(
+            name: "Runtime",
+            dependencies: [
+                "ReceptionService", "DiagnosisService", "ExaminationService", "PatientManagementService", "Gateway",
+                "ServiceKit", "Messaging", "MessagingLocal", vapor, fluentKit, sqlKit, logging,
+                .product(name: "Fluent", package: "fluent"),
+                .product(name: "FluentSQLiteDriver", package: "fluent-sqlite-driver"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]),
+        .executableTarget(
+            name: "hospital",
+            dependencies: [
+                "Runtime", logging,
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]),
+    ]
+)

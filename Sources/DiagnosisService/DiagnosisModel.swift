@@ -1,0 +1,85 @@
+import DiagnosisDomain
+import FluentKit
+import Foundation
+import ServiceKit
+
+/// A diagnosis as stored. Its orders are part of the aggregate and are stored with it, as JSON.
+final class DiagnosisModel: Model, @unchecked Sendable {
+    static let schema = "diagnoses"
+
+    @ID(key: .id) var id: UUID?
+    @Field(key: "version") var version: Int
+    @Field(key: "reception_id") var receptionId: UUID
+    @Field(key: "patient_name") var patientName: String
+    @OptionalField(key: "department") var department: String?
+    @OptionalField(key: "symptom") var symptom: String?
+    @Field(key: "status") var status: String
+    @Field(key: "orders") var orders: String
+    @Field(key: "created_at") var createdAt: Date
+    @OptionalField(key: "closed_at") var closedAt: Date?
+    @OptionalField(key: "closing_note") var closingNote: String?
+
+    init() {}
+
+    init(_ diagnosis: Diagnosis) throws {
+        id = diagnosis.id
+        version = 0
+        receptionId = diagnosis.receptionId
+        patientName = diagnosis.patientName
+        department = diagnosis.department
+        symptom = diagnosis.symptom
+        createdAt = diagnosis.createdAt
+        try copy(diagnosis)
+    }
+
+    func diagnosis() throws -> Diagnosis {
+        Diagnosis(
+            id: id!, receptionId: receptionId, patientName: patientName, department: department, symptom: symptom,
+            status: Diagnosis.Status(rawValue: status)!,
+            orders: try APIJSON.decoder().decode([Diagnosis.Order].self, from: Data(orders.utf8)),
+            createdAt: createdAt, closedAt: closedAt, closingNote: closingNote)
+    }
+
+    /// Saves a changed diagnosis, provided nobody else changed it since it was loaded.
+    func update(to diagnosis: Diagnosis, on db: any Database) async throws {
+        try await db.claimVersion(table: Self.schema, id: id!, expected: version)
+        version += 1
+        try copy(diagnosis)
+        try await save(on: db)
+    }
+
+    private func copy(_ diagnosis: Diagnosis) throws {
+        status = diagnosis.status.rawValue
+        orders = String(decoding: try APIJSON.encoder().encode(diagnosis.orders), as: UTF8.self)
+        closedAt = diagnosis.closedAt
+        closingNote = diagnosis.closingNote
+    }
+}
+
+enum DiagnosisMigrations {
+    struct CreateDiagnoses: AsyncMigration {
+        var name: String { "D001_CreateDiagnoses" }
+
+        func prepare(on database: any Database) async throws {
+            try await database.schema(DiagnosisModel.schema)
+                .id()
+                .field("version", .int, .required)
+                .field("reception_id", .uuid, .required)
+                .field("patient_name", .string, .required)
+                .field("department", .string)
+                .field("symptom", .string)
+                .field("status", .string, .required)
+                .field("orders", .string, .required)
+                .field("created_at", .datetime, .required)
+                .field("closed_at", .datetime)
+                .field("closing_note", .string)
+                // One diagnosis per visit, whatever happens to deliveries.
+                .unique(on: "reception_id")
+                .create()
+        }
+
+        func revert(on database: any Database) async throws {
+            try await database.schema(DiagnosisModel.schema).delete()
+        }
+    }
+}

@@ -1,0 +1,89 @@
+import ExaminationDomain
+import FluentKit
+import Foundation
+
+/// An examination as stored.
+final class ExaminationModel: Model, @unchecked Sendable {
+    static let schema = "examinations"
+
+    @ID(key: .id) var id: UUID?
+    @Field(key: "version") var version: Int
+    @Field(key: "order_id") var orderId: UUID
+    @Field(key: "diagnosis_id") var diagnosisId: UUID
+    @Field(key: "reception_id") var receptionId: UUID
+    @Field(key: "patient_name") var patientName: String
+    @Field(key: "code") var code: String
+    @Field(key: "name") var name: String
+    @Field(key: "status") var status: String
+    @OptionalField(key: "result") var result: String?
+    @OptionalField(key: "cancel_reason") var cancelReason: String?
+    @Field(key: "requested_at") var requestedAt: Date
+    @OptionalField(key: "resolved_at") var resolvedAt: Date?
+
+    init() {}
+
+    init(_ exam: Examination) {
+        id = exam.id
+        version = 0
+        orderId = exam.orderId
+        diagnosisId = exam.diagnosisId
+        receptionId = exam.receptionId
+        patientName = exam.patientName
+        code = exam.code
+        name = exam.name
+        requestedAt = exam.requestedAt
+        copy(exam)
+    }
+
+    var examination: Examination {
+        Examination(
+            id: id!, orderId: orderId, diagnosisId: diagnosisId, receptionId: receptionId, patientName: patientName,
+            code: code, name: name, status: Examination.Status(rawValue: status)!, result: result,
+            cancelReason: cancelReason, requestedAt: requestedAt, resolvedAt: resolvedAt)
+    }
+
+    /// Saves a changed examination, provided nobody else changed it since it was loaded.
+    func update(to exam: Examination, on db: any Database) async throws {
+        try await db.claimVersion(table: Self.schema, id: id!, expected: version)
+        version += 1
+        copy(exam)
+        try await save(on: db)
+    }
+
+    private func copy(_ exam: Examination) {
+        status = exam.status.rawValue
+        result = exam.result
+        cancelReason = exam.cancelReason
+        resolvedAt = exam.resolvedAt
+    }
+}
+
+enum ExaminationMigrations {
+    struct CreateExaminations: AsyncMigration {
+        var name: String { "E001_CreateExaminations" }
+
+        func prepare(on database: any Database) async throws {
+            try await database.schema(ExaminationModel.schema)
+                .id()
+                .field("version", .int, .required)
+                .field("order_id", .uuid, .required)
+                .field("diagnosis_id", .uuid, .required)
+                .field("reception_id", .uuid, .required)
+                .field("patient_name", .string, .required)
+                .field("code", .string, .required)
+                .field("name", .string, .required)
+                .field("status", .string, .required)
+                .field("result", .string)
+                .field("cancel_reason", .string)
+                .field("requested_at", .datetime, .required)
+                .field("resolved_at", .datetime)
+                // One exam per order, however often the prescription arrives.
+                .unique(on: "order_id")
+                .create()
+        }
+
+        func revert(on database: any Database) async throws {
+            try await database.schema(ExaminationModel.schema).delete()
+        }
+    }
+}

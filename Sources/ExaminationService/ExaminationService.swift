@@ -1,0 +1,171 @@
+import Contracts
+import ExaminationDomain
+import FluentKit
+import Foundation
+import Messaging
+import ServiceKit
+import SharedKernel
+import Vapor
+
+/// The examiner's side (검사): the worklist of ordered exams, performing and canceling them.
+public struct ExaminationService: HospitalService {
+    public static let name = "examination"
+    public static var migrations: [any Migration] {
+        MessagingMigrations.all + [ExaminationMigrations.CreateExaminations()]
+    }
+
+    let context: ServiceContext
+
+    public init(context: ServiceContext) { self.context = context }
+
+    public func registerRoutes(on routes: any RoutesBuilder) {
+        let examinations = routes.grouped("examinations")
+        examinations.get(use: list)
+        examinations.get(":id", use: show)
+        examinations.post(":id", "perform", use: perform)
+        examinations.post(":id", "cancel", use: cancel)
+    }
+
+    // MARK: Commands
+
+    struct PerformBody: Decodable { var result: String? }
+
+    /// 검사 시행: POST /examinations/{id}/perform with the result.
+    @Sendable func perform(_ req: Request) async throws -> ExaminationResponse {
+        let id = try req.id(of: "examination")
+        let result = try ExamResult.validated(try req.body(PerformBody.self).result, field: "result")
+        let stamp = EventStamp(producer: Self.name, actor: req.actor(default: "examiner"), trace: req.trace)
+        return try await change(id, stamp: stamp) { exam, now throws(InvalidTransition) in
+            try exam.perform(result: result, at: now)
+        }
+    }
+
+    struct CancelBody: Decodable { var reason: String? }
+
+    /// 검사 취소: POST /examinations/{id}/cancel with a reason.
+    @Sendable func cancel(_ req: Request) async throws -> ExaminationResponse {
+        let id = try req.id(of: "examination")
+        let reason = try ExamResult.validated(try req.body(CancelBody.self).reason, field: "reason")
+        let stamp = EventStamp(producer: Self.name, actor: req.actor(default: "examiner"), trace: req.trace)
+        return try await change(id, stamp: stamp) { exam, now throws(InvalidTransition) in
+            try exam.cancel(reason: reason, at: now)
+        }
+    }
+
+    private func change(
+        _ id: UUID, stamp: EventStamp,
+        _ decide: @escaping @Sendable (inout Examination, Date) throws(InvalidTransition) -> [VisitEvent]
+    ) async throws -> ExaminationResponse {
+        let now = context.now()
+        return try await context.command { db in
+            guard let model = try await ExaminationModel.find(id, on: db) else {
+                throw AppError.notFound(resource: "examination", id: id.uuidString)
+            }
+            var exam = model.examination
+            let events = try decide(&exam, now)
+            try await model.update(to: exam, on: db)
+            try await Outbox.append(stamp.envelopes(events, receptionId: exam.receptionId, at: now), on: db)
+            return ExaminationResponse(exam)
+        }
+    }
+
+    // MARK: Queries
+
+    @Sendable func show(_ req: Request) async throws -> ExaminationResponse {
+        let id = try req.id(of: "examination")
+        guard let model = try await ExaminationModel.find(id, on: context.store.database) else {
+            throw AppError.notFound(resource: "examination", id: id.uuidString)
+        }
+        return ExaminationResponse(model.examination)
+    }
+
+    /// The examiner's worklist: GET /examinations?status=&diagnosisId=, oldest first.
+    @Sendable func list(_ req: Request) async throws -> ListResponse<ExaminationResponse> {
+        var query = QueryReader(req)
+        let status = query.value("status", as: Examination.Status.self)
+        let diagnosisId = query.uuid("diagnosisId")
+        let page = query.page()
+        try query.check()
+
+        let q = ExaminationModel.query(on: context.store.database)
+        if let status { q.filter(\.$status == status.rawValue) }
+        if let diagnosisId { q.filter(\.$diagnosisId == diagnosisId) }
+        let total = try await q.copy().count()
+        let models = try await q.sort(\.$requestedAt).sort(\.$id).range(page.offset..<(page.offset + page.limit)).all()
+        return ListResponse(items: models.map { ExaminationResponse($0.examination) }, total: total, page: page)
+    }
+
+    // MARK: Reactions
+
+    public var handledEventTypes: Set<String> {
+        [Prescribed.type, DiagnosisRejected.type, DiagnosisCanceled.type]
+    }
+
+    public func handle(_ envelope: EventEnvelope, on db: any Database) async throws {
+        switch envelope.event {
+        case .prescribed(let prescription):
+            for order in prescription.orders {
+                let exists = try await ExaminationModel.query(on: db).filter(\.$orderId == order.orderId).first() != nil
+                guard !exists else { continue }
+                let exam = Examination.requested(
+                    id: UUID(), order: order, of: prescription, receptionId: envelope.receptionId, at: envelope.occurredAt)
+                try await ExaminationModel(exam).create(on: db)
+            }
+        case .diagnosisRejected(let e):
+            try await cancelPending(of: e.diagnosisId, reason: e.reason, causedBy: envelope, on: db)
+        case .diagnosisCanceled(let e):
+            try await cancelPending(of: e.diagnosisId, reason: e.reason, causedBy: envelope, on: db)
+        default:
+            return
+        }
+    }
+
+    /// Compensation: the consultation closed, so its pending exams are canceled.
+    private func cancelPending(of diagnosisId: UUID, reason: String, causedBy cause: EventEnvelope, on db: any Database)
+        async throws
+    {
+        let pending = try await ExaminationModel.query(on: db)
+            .filter(\.$diagnosisId == diagnosisId)
+            .filter(\.$status == Examination.Status.requested.rawValue)
+            .all()
+        let stamp = EventStamp.reacting(to: cause, producer: Self.name)
+        let now = context.now()
+        for model in pending {
+            var exam = model.examination
+            let events = exam.consultationClosed(reason: reason, at: now)
+            try await model.update(to: exam, on: db)
+            try await Outbox.append(stamp.envelopes(events, receptionId: exam.receptionId, at: now), on: db)
+        }
+    }
+}
+
+/// An examination as the API shows it.
+public struct ExaminationResponse: Content, Equatable {
+    public var id: UUID
+    public var orderId: UUID
+    public var diagnosisId: UUID
+    public var receptionId: UUID
+    public var patientName: String
+    public var code: String
+    public var name: String
+    public var status: String
+    @Nullable public var result: String?
+    @Nullable public var cancelReason: String?
+    public var requestedAt: Date
+    @Nullable public var resolvedAt: Date?
+
+    init(_ e: Examination) {
+        id = e.id
+        orderId = e.orderId
+        diagnosisId = e.diagnosisId
+        receptionId = e.receptionId
+        patientName = e.patientName
+        code = e.code
+        name = e.name
+        status = e.status.rawValue
+        result = e.result
+        cancelReason = e.cancelReason
+        requestedAt = e.requestedAt
+        resolvedAt = e.resolvedAt
+    }
+}

@@ -1,0 +1,76 @@
+import Foundation
+import ServiceKit
+import Vapor
+
+/// The single entry (:8088): routes each path prefix to the service that owns it, and nothing
+/// else. A service that is down answers 503 here; the others keep working.
+public struct Gateway: Sendable {
+    public struct Route: Sendable {
+        /// The first path component, e.g. "receptions".
+        public var prefix: String
+        /// The owning service, for messages.
+        public var service: String
+        /// Where it listens, e.g. http://127.0.0.1:8082.
+        public var upstream: URL
+
+        public init(prefix: String, service: String, upstream: URL) {
+            self.prefix = prefix
+            self.service = service
+            self.upstream = upstream
+        }
+    }
+
+    public let routes: [Route]
+
+    public init(routes: [Route]) { self.routes = routes }
+
+    /// Headers that describe one connection, not the message (RFC 9110, 7.6.1).
+    private static let hopByHop: Set<String> = [
+        "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+        "transfer-encoding", "upgrade", "host", "content-length",
+    ]
+
+    public func register(on app: Application) {
+        let methods: [HTTPMethod] = [.GET, .POST, .PUT, .PATCH, .DELETE]
+        for route in routes {
+            for method in methods {
+                app.on(method, [.constant(route.prefix)], body: .collect(maxSize: "64kb")) { req in
+                    try await forward(req, to: route)
+                }
+                app.on(method, [.constant(route.prefix), .catchall], body: .collect(maxSize: "64kb")) { req in
+                    try await forward(req, to: route)
+                }
+            }
+        }
+    }
+
+    private func forward(_ req: Request, to route: Route) async throws -> Response {
+        var uri = URI(string: route.upstream.absoluteString)
+        uri.path = req.url.path
+        uri.query = req.url.query
+        var headers = HTTPHeaders()
+        for (name, value) in req.headers where !Self.hopByHop.contains(name.lowercased()) {
+            headers.add(name: name, value: value)
+        }
+        if let peer = req.remoteAddress?.ipAddress {
+            headers.add(name: "X-Forwarded-For", value: peer)
+        }
+        let upstream: ClientResponse
+        do {
+            upstream = try await req.client.send(req.method, headers: headers, to: uri) { outgoing in
+                if let body = req.body.data { outgoing.body = body }
+            }
+        } catch {
+            req.logger.warning(
+                "upstream unavailable", metadata: ["service": "\(route.service)", "error": "\(String(reflecting: error))"])
+            throw AppError.serviceUnavailable(route.service)
+        }
+        var responseHeaders = HTTPHeaders()
+        for (name, value) in upstream.headers where !Self.hopByHop.contains(name.lowercased()) {
+            responseHeaders.add(name: name, value: value)
+        }
+        let response = Response(status: upstream.status, headers: responseHeaders)
+        if let body = upstream.body { response.body = .init(buffer: body) }
+        return response
+    }
+}

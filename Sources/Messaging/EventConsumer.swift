@@ -1,0 +1,137 @@
+import Contracts
+import FluentKit
+import Foundation
+import Logging
+
+/// Consumes the visit events for one service: decodes each message, skips the types the service
+/// does not handle, and applies the rest exactly once through the inbox.
+///
+/// A message that fails is retried with backoff; after `maxAttempts` it goes to the dead-letter
+/// store with its error and the consumer moves on, so one bad message cannot hold up the visits
+/// behind it. A message that cannot even be decoded goes there at once.
+public final class EventConsumer: Sendable {
+    public typealias Handler = @Sendable (EventEnvelope, any Database) async throws -> Void
+
+    public struct Settings: Sendable {
+        public var maxAttempts: Int
+        public var initialBackoff: Duration
+
+        public init(maxAttempts: Int = 5, initialBackoff: Duration = .milliseconds(100)) {
+            self.maxAttempts = maxAttempts
+            self.initialBackoff = initialBackoff
+        }
+    }
+
+    public enum Outcome: Equatable, Sendable {
+        case handled, duplicate, ignored, deadLettered
+    }
+
+    /// The consumer group, e.g. "diagnosis".
+    public let group: String
+    private let store: ServiceStore
+    private let handledTypes: Set<String>
+    private let handler: Handler
+    private let settings: Settings
+    private let logger: Logger
+    private let afterCommit: @Sendable () -> Void
+
+    /// - Parameters:
+    ///   - handledTypes: the event types this service reacts to; others are skipped.
+    ///   - afterCommit: called after a handled event committed (to nudge the outbox relay).
+    public init(
+        group: String, store: ServiceStore, handledTypes: Set<String>, settings: Settings = .init(),
+        logger: Logger, afterCommit: @escaping @Sendable () -> Void = {}, handler: @escaping Handler
+    ) {
+        self.group = group
+        self.store = store
+        self.handledTypes = handledTypes
+        self.handler = handler
+        self.settings = settings
+        self.logger = logger
+        self.afterCommit = afterCommit
+    }
+
+    /// Consumes from `subscriber` until the task is canceled.
+    public func run(on subscriber: any EventSubscriber) async throws {
+        try await subscriber.consume(topics: [Topics.visitEvents], group: group) { message in
+            _ = try await self.receive(message)
+        }
+    }
+
+    /// Handles one message; throws only when even the dead-letter store cannot be written, in
+    /// which case the transport must deliver the message again.
+    @discardableResult
+    public func receive(_ message: IncomingMessage) async throws -> Outcome {
+        let envelope: EventEnvelope
+        do {
+            envelope = try EventCoding.decode(message.value)
+        } catch let unknown as UnknownEvent {
+            logger.debug("skipping unknown event type", metadata: ["type": "\(unknown.type)", "version": "\(unknown.version)"])
+            return .ignored
+        } catch {
+            try await deadLetter(message, error: "undecodable message: \(error)", attempts: 1)
+            return .deadLettered
+        }
+        guard handledTypes.contains(envelope.type) else { return .ignored }
+
+        var backoff = settings.initialBackoff
+        for attempt in 1...settings.maxAttempts {
+            do {
+                let outcome = try await apply(envelope)
+                if outcome == .handled { afterCommit() }
+                return outcome
+            } catch {
+                logger.warning(
+                    "event handling failed",
+                    metadata: [
+                        "eventId": "\(envelope.eventId)", "type": "\(envelope.type)", "attempt": "\(attempt)",
+                        "error": "\(String(reflecting: error))",
+                    ])
+                if attempt == settings.maxAttempts {
+                    try await deadLetter(message, error: String(reflecting: error), attempts: attempt)
+                    return .deadLettered
+                }
+                try await Task.sleep(for: backoff)
+                backoff *= 2
+            }
+        }
+        return .deadLettered
+    }
+
+    /// Applies the event and records it in the inbox, in one transaction.
+    public func apply(_ envelope: EventEnvelope) async throws -> Outcome {
+        do {
+            return try await store.write { db in
+                if try await InboxEntry.find(envelope.eventId, on: db) != nil { return .duplicate }
+                try await InboxEntry(eventId: envelope.eventId, eventType: envelope.type, handledAt: Date()).create(on: db)
+                try await self.handler(envelope, db)
+                return .handled
+            }
+        } catch where ServiceStore.isUniqueViolation(error) {
+            // Another replica recorded the same event id first. If the violation came from
+            // the handler instead, the inbox tells: a handled event is a duplicate, otherwise it
+            // is a real failure.
+            if try await InboxEntry.find(envelope.eventId, on: store.database) != nil { return .duplicate }
+            throw error
+        }
+    }
+
+    private func deadLetter(_ message: IncomingMessage, error: String, attempts: Int) async throws {
+        logger.error(
+            "message moved to the dead-letter store",
+            metadata: ["topic": "\(message.topic)", "partition": "\(message.partition)", "offset": "\(message.offset)"])
+        let letter = DeadLetter(
+            consumer: group, message: message, error: String(error.prefix(2000)), attempts: attempts, failedAt: Date())
+        try await store.write { db in try await letter.create(on: db) }
+    }
+
+    /// Handles a dead letter again (after its cause was fixed); marks it replayed if that worked.
+    public func replay(_ letter: DeadLetter) async throws -> Outcome {
+        let envelope = try EventCoding.decode(letter.message.value)
+        let outcome = handledTypes.contains(envelope.type) ? try await apply(envelope) : .ignored
+        if outcome == .handled { afterCommit() }
+        letter.replayedAt = Date()
+        try await store.write { db in try await letter.save(on: db) }
+        return outcome
+    }
+}

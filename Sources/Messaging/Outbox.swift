@@ -1,0 +1,104 @@
+import Contracts
+import FluentKit
+import Foundation
+import Logging
+
+/// Appends events to a service's outbox inside the caller's transaction.
+public enum Outbox {
+    public static func append(_ envelopes: [EventEnvelope], on db: any Database) async throws {
+        for envelope in envelopes {
+            let payload = String(decoding: try EventCoding.encode(envelope), as: UTF8.self)
+            try await OutboxMessage(
+                eventId: envelope.eventId, eventType: envelope.type, topic: Topics.visitEvents,
+                messageKey: envelope.receptionId.uuidString, payload: payload,
+                createdAt: envelope.occurredAt
+            ).create(on: db)
+        }
+    }
+}
+
+/// Publishes committed outbox rows to the transport, in order, and marks them published once
+/// the transport accepted them. Until then it retries with backoff, so commands keep being
+/// accepted while the transport is away; the outbox just grows and drains later.
+public final class OutboxRelay: Sendable {
+    public struct Settings: Sendable {
+        public var pollInterval: Duration
+        public var batchSize: Int
+        public var maxBackoff: Duration
+
+        public init(pollInterval: Duration = .milliseconds(200), batchSize: Int = 100, maxBackoff: Duration = .seconds(5)) {
+            self.pollInterval = pollInterval
+            self.batchSize = batchSize
+            self.maxBackoff = maxBackoff
+        }
+    }
+
+    private let store: ServiceStore
+    private let publisher: any EventPublisher
+    private let settings: Settings
+    private let logger: Logger
+    private let wake = WakeSignal()
+
+    public init(store: ServiceStore, publisher: any EventPublisher, settings: Settings, logger: Logger) {
+        self.store = store
+        self.publisher = publisher
+        self.settings = settings
+        self.logger = logger
+    }
+
+    /// Asks the relay to look at the outbox now (called after a commit that appended events).
+    public func nudge() { wake.signal() }
+
+    /// Relays until the task is canceled.
+    public func run() async {
+        var backoff = Duration.milliseconds(100)
+        while !Task.isCancelled {
+            do {
+                while try await relayBatch() == settings.batchSize, !Task.isCancelled {}
+                backoff = .milliseconds(100)
+                await wake.wait(timeout: settings.pollInterval)
+            } catch {
+                logger.warning("outbox relay failed; retrying", metadata: ["error": "\(String(reflecting: error))", "backoff": "\(backoff)"])
+                await wake.wait(timeout: backoff)
+                backoff = min(backoff * 2, settings.maxBackoff)
+            }
+        }
+    }
+
+    /// Publishes the oldest unpublished rows; returns how many it published.
+    @discardableResult
+    public func relayBatch() async throws -> Int {
+        let pending = try await OutboxMessage.query(on: store.database)
+            .filter(\.$publishedAt == nil)
+            .sort(\.$id)
+            .limit(settings.batchSize)
+            .all()
+        guard !pending.isEmpty else { return 0 }
+        let messages = pending.map {
+            OutgoingMessage(topic: $0.topic, key: $0.messageKey, value: Data($0.payload.utf8))
+        }
+        do {
+            try await publisher.publish(messages)
+        } catch {
+            let ids = pending.compactMap(\.id)
+            let description = String(String(reflecting: error).prefix(500))
+            _ = try? await store.write { db in
+                try await OutboxMessage.query(on: db).filter(\.$id ~~ ids)
+                    .set(\.$lastError, to: description).update()
+            }
+            throw error
+        }
+        let ids = pending.compactMap(\.id)
+        let now = Date()
+        try await store.write { db in
+            try await OutboxMessage.query(on: db).filter(\.$id ~~ ids).set(\.$publishedAt, to: now).update()
+        }
+        logger.debug("relayed outbox batch", metadata: ["count": "\(pending.count)"])
+        return pending.count
+    }
+
+    /// How many events wait to be published (for health and metrics).
+    public func backlog() async throws -> Int {
+        try await OutboxMessage.query(on: store.database).filter(\.$publishedAt == nil).count()
+    }
+}

@@ -1,0 +1,169 @@
+import Contracts
+import Foundation
+
+/// The desk's view of one visit (CQRS read model): its current status and the time of every step.
+///
+/// Built only from events, and built so that it converges to the same value whatever order the
+/// events arrive in: it records facts (when each step happened, what became of each order) and
+/// derives the status from them. Applying an event twice records the same facts again.
+public struct PatientManagement: Sendable, Equatable, Codable {
+    public enum Status: String, Sendable, Codable, CaseIterable {
+        case received = "RECEIVED"
+        case examOrdered = "EXAM_ORDERED"
+        case examDone = "EXAM_DONE"
+        case completed = "COMPLETED"
+        case rejected = "REJECTED"
+        case canceled = "CANCELED"
+    }
+
+    public struct OrderProgress: Sendable, Equatable, Codable {
+        public enum Status: String, Sendable, Codable {
+            case requested = "REQUESTED"
+            case completed = "COMPLETED"
+            case canceled = "CANCELED"
+        }
+
+        public var orderId: UUID
+        public var code: String?
+        public var name: String?
+        public var status: Status
+        public var orderedAt: Date?
+        public var resolvedAt: Date?
+    }
+
+    public let receptionId: UUID
+    public private(set) var patientName: String?
+    public private(set) var department: String?
+    public private(set) var diagnosisId: UUID?
+    public private(set) var receivedAt: Date?
+    public private(set) var examOrderedAt: Date?
+    public private(set) var completedAt: Date?
+    public private(set) var rejectedAt: Date?
+    public private(set) var canceledAt: Date?
+    public private(set) var rejectReason: String?
+    public private(set) var cancelReason: String?
+    public private(set) var orders: [OrderProgress]
+    /// When the newest event this row reflects happened.
+    public private(set) var lastEventAt: Date
+
+    public init(receptionId: UUID, firstEventAt: Date) {
+        self.receptionId = receptionId
+        self.orders = []
+        self.lastEventAt = firstEventAt
+    }
+
+    /// The visit's current status, derived from the recorded facts.
+    public var status: Status {
+        if let (status, _) = closing { return status }
+        if orders.isEmpty { return .received }
+        return orders.contains { $0.status == .requested } ? .examOrdered : .examDone
+    }
+
+    /// When every ordered exam had been performed or canceled (while none is pending).
+    public var examDoneAt: Date? {
+        guard !orders.isEmpty, !orders.contains(where: { $0.status == .requested }) else { return nil }
+        return orders.compactMap(\.resolvedAt).max()
+    }
+
+    /// When the visit entered its current status.
+    public var statusSince: Date? {
+        switch status {
+        case .received: receivedAt
+        case .examOrdered: orders.compactMap(\.orderedAt).max() ?? examOrderedAt
+        case .examDone: examDoneAt
+        case .completed, .rejected, .canceled: closing?.at
+        }
+    }
+
+    /// Why the visit was rejected or canceled, if it was.
+    public var closingReason: String? {
+        switch status {
+        case .rejected: rejectReason
+        case .canceled: cancelReason
+        default: nil
+        }
+    }
+
+    /// The first closing fact wins: if the desk canceled and the doctor completed at once, the
+    /// earlier of the two is what happened. Ties break by a fixed precedence so the outcome never
+    /// depends on delivery order.
+    private var closing: (Status, at: Date)? {
+        let facts: [(Status, Date?)] = [(.completed, completedAt), (.rejected, rejectedAt), (.canceled, canceledAt)]
+        return facts.compactMap { status, at in at.map { (status, $0) } }
+            .min { $0.1 < $1.1 }
+    }
+
+    /// Records what `envelope` says about this visit.
+    public mutating func apply(_ envelope: EventEnvelope) {
+        precondition(envelope.receptionId == receptionId, "event of another visit")
+        let at = envelope.occurredAt
+        lastEventAt = max(lastEventAt, at)
+        switch envelope.event {
+        case .treatmentReceived(let e):
+            receivedAt = earliest(receivedAt, at)
+            patientName = e.patientName
+            department = e.department
+        case .treatmentCanceled(let e):
+            recordCancellation(at: at, reason: e.reason)
+        case .prescribed(let e):
+            diagnosisId = e.diagnosisId
+            patientName = patientName ?? e.patientName
+            examOrderedAt = earliest(examOrderedAt, at)
+            for order in e.orders {
+                if let i = orders.firstIndex(where: { $0.orderId == order.orderId }) {
+                    orders[i].code = order.code
+                    orders[i].name = order.name
+                    orders[i].orderedAt = earliest(orders[i].orderedAt, at)
+                } else {
+                    orders.append(
+                        OrderProgress(
+                            orderId: order.orderId, code: order.code, name: order.name, status: .requested,
+                            orderedAt: at, resolvedAt: nil))
+                }
+            }
+        case .examinationCompleted(let e):
+            diagnosisId = e.diagnosisId
+            resolve(order: e.orderId, as: .completed, at: at)
+        case .examinationCanceled(let e):
+            diagnosisId = e.diagnosisId
+            resolve(order: e.orderId, as: .canceled, at: at)
+        case .diagnosisCompleted(let e):
+            diagnosisId = e.diagnosisId
+            completedAt = earliest(completedAt, at)
+        case .diagnosisRejected(let e):
+            diagnosisId = e.diagnosisId
+            rejectedAt = earliest(rejectedAt, at)
+            rejectReason = e.reason
+        case .diagnosisCanceled(let e):
+            diagnosisId = e.diagnosisId
+            // The consequence of the desk's cancellation, which happened earlier and wins.
+            recordCancellation(at: at, reason: e.reason)
+        }
+        orders.sort {
+            ($0.orderedAt ?? .distantFuture, $0.orderId.uuidString) < ($1.orderedAt ?? .distantFuture, $1.orderId.uuidString)
+        }
+    }
+
+    private mutating func recordCancellation(at: Date, reason: String) {
+        if let canceledAt, canceledAt <= at { return }
+        canceledAt = at
+        cancelReason = reason
+    }
+
+    private mutating func resolve(order orderId: UUID, as status: OrderProgress.Status, at: Date) {
+        if let i = orders.firstIndex(where: { $0.orderId == orderId }) {
+            // An order is performed or canceled once; the first resolution stands.
+            guard orders[i].status == .requested else { return }
+            orders[i].status = status
+            orders[i].resolvedAt = at
+        } else {
+            // Resolved before its prescription arrived: keep the fact, the order fills in later.
+            orders.append(
+                OrderProgress(orderId: orderId, code: nil, name: nil, status: status, orderedAt: nil, resolvedAt: at))
+        }
+    }
+
+    private func earliest(_ current: Date?, _ candidate: Date) -> Date {
+        current.map { min($0, candidate) } ?? candidate
+    }
+}

@@ -1,0 +1,170 @@
+import Contracts
+import FluentKit
+import Foundation
+import Messaging
+import PatientManagementDomain
+import ServiceKit
+import Vapor
+
+/// The desk's board (CQRS read model): every visit's current status and step times, built from
+/// the events alone, never from the other services' databases.
+public struct PatientManagementService: HospitalService {
+    public static let name = "patient-management"
+    public static var migrations: [any Migration] {
+        MessagingMigrations.all + [PatientManagementMigrations.CreatePatientManagements()]
+    }
+
+    let context: ServiceContext
+
+    public init(context: ServiceContext) { self.context = context }
+
+    public func registerRoutes(on routes: any RoutesBuilder) {
+        let board = routes.grouped("patientManagements")
+        board.get(use: list)
+        board.get(":receptionId", use: show)
+        routes.post("admin", "patientManagements", "rebuild", use: rebuildRoute)
+    }
+
+    // MARK: Queries
+
+    @Sendable func show(_ req: Request) async throws -> PatientManagementResponse {
+        let id = try req.id("receptionId", of: "visit")
+        guard let model = try await PatientManagementModel.find(id, on: context.store.database) else {
+            throw AppError.notFound(resource: "visit", id: id.uuidString)
+        }
+        return PatientManagementResponse(try model.visit())
+    }
+
+    /// The board: GET /patientManagements?status=&date=, newest first.
+    @Sendable func list(_ req: Request) async throws -> ListResponse<PatientManagementResponse> {
+        var query = QueryReader(req)
+        let status = query.value("status", as: PatientManagement.Status.self)
+        let day = query.day("date", in: context.timeZone)
+        let page = query.page()
+        try query.check()
+
+        let q = PatientManagementModel.query(on: context.store.database)
+        if let status { q.filter(\.$status == status.rawValue) }
+        if let day { q.filter(\.$receivedAt >= day.lowerBound).filter(\.$receivedAt < day.upperBound) }
+        let total = try await q.copy().count()
+        let models = try await q.sort(\.$receivedAt, .descending).sort(\.$id).range(page.offset..<(page.offset + page.limit)).all()
+        return ListResponse(items: try models.map { PatientManagementResponse(try $0.visit()) }, total: total, page: page)
+    }
+
+    // MARK: Projection
+
+    public var handledEventTypes: Set<String> { Set(VisitEvent.allTypes) }
+
+    public func handle(_ envelope: EventEnvelope, on db: any Database) async throws {
+        if let model = try await PatientManagementModel.find(envelope.receptionId, on: db) {
+            var visit = try model.visit()
+            visit.apply(envelope)
+            try model.copy(visit)
+            try await model.save(on: db)
+        } else {
+            var visit = PatientManagement(receptionId: envelope.receptionId, firstEventAt: envelope.occurredAt)
+            visit.apply(envelope)
+            try await PatientManagementModel(visit).create(on: db)
+        }
+    }
+
+    // MARK: Rebuild
+
+    public struct RebuildReport: Content, Equatable {
+        public var events: Int
+        public var visits: Int
+    }
+
+    @Sendable func rebuildRoute(_ req: Request) async throws -> RebuildReport {
+        try await rebuild()
+    }
+
+    /// Rebuilds the board from the whole event history: folds every event into fresh rows and
+    /// swaps them in, with the inbox, in one transaction. Events that arrive meanwhile are either
+    /// in the history (and their ids in the new inbox) or applied afterwards by the consumer.
+    public func rebuild() async throws -> RebuildReport {
+        guard let history = context.history else {
+            throw AppError.notReady("This service has no event history to rebuild from.")
+        }
+        let folded = Fold()
+        try await history.replay(topic: Topics.visitEvents) { message in
+            // Undecodable messages are the consumer's dead letters; a rebuild skips them too.
+            guard let envelope = try? EventCoding.decode(message.value) else { return }
+            folded.add(envelope)
+        }
+        let (visits, eventIds) = folded.result
+        try await context.store.write { db in
+            try await PatientManagementModel.query(on: db).delete()
+            try await InboxEntry.query(on: db).delete()
+            for visit in visits.values { try await PatientManagementModel(visit).create(on: db) }
+            for (id, type) in eventIds { try await InboxEntry(eventId: id, eventType: type, handledAt: Date()).create(on: db) }
+        }
+        context.logger.notice("read model rebuilt", metadata: ["events": "\(eventIds.count)", "visits": "\(visits.count)"])
+        return RebuildReport(events: eventIds.count, visits: visits.count)
+    }
+}
+
+/// Accumulates the history into visits; each event id counts once.
+private final class Fold: @unchecked Sendable {
+    private var visits: [UUID: PatientManagement] = [:]
+    private var seen: [UUID: String] = [:]
+
+    // Called serially by the history replay.
+    func add(_ envelope: EventEnvelope) {
+        guard seen.updateValue(envelope.type, forKey: envelope.eventId) == nil else { return }
+        visits[envelope.receptionId, default: PatientManagement(receptionId: envelope.receptionId, firstEventAt: envelope.occurredAt)]
+            .apply(envelope)
+    }
+
+    var result: ([UUID: PatientManagement], [UUID: String]) { (visits, seen) }
+}
+
+/// A visit on the desk's board, as the API shows it.
+public struct PatientManagementResponse: Content, Equatable {
+    public struct Order: Content, Equatable {
+        public var orderId: UUID
+        @Nullable public var code: String?
+        @Nullable public var name: String?
+        public var status: String
+        @Nullable public var orderedAt: Date?
+        @Nullable public var resolvedAt: Date?
+    }
+
+    public var receptionId: UUID
+    @Nullable public var patientName: String?
+    @Nullable public var department: String?
+    @Nullable public var diagnosisId: UUID?
+    public var status: String
+    @Nullable public var statusSince: Date?
+    @Nullable public var receivedAt: Date?
+    @Nullable public var examOrderedAt: Date?
+    @Nullable public var examDoneAt: Date?
+    @Nullable public var completedAt: Date?
+    @Nullable public var rejectedAt: Date?
+    @Nullable public var canceledAt: Date?
+    @Nullable public var closingReason: String?
+    public var orders: [Order]
+    public var updatedAt: Date
+
+    init(_ v: PatientManagement) {
+        receptionId = v.receptionId
+        patientName = v.patientName
+        department = v.department
+        diagnosisId = v.diagnosisId
+        status = v.status.rawValue
+        statusSince = v.statusSince
+        receivedAt = v.receivedAt
+        examOrderedAt = v.examOrderedAt
+        examDoneAt = v.examDoneAt
+        completedAt = v.completedAt
+        rejectedAt = v.rejectedAt
+        canceledAt = v.canceledAt
+        closingReason = v.closingReason
+        orders = v.orders.map {
+            Order(
+                orderId: $0.orderId, code: $0.code, name: $0.name, status: $0.status.rawValue, orderedAt: $0.orderedAt,
+                resolvedAt: $0.resolvedAt)
+        }
+        updatedAt = v.lastEventAt
+    }
+}

@@ -1,0 +1,130 @@
+import FluentKit
+import Foundation
+import ReceptionDomain
+
+/// A reception as stored: the aggregate's state plus its version for optimistic concurrency.
+final class ReceptionModel: Model, @unchecked Sendable {
+    static let schema = "receptions"
+
+    @ID(key: .id) var id: UUID?
+    @Field(key: "version") var version: Int
+    @Field(key: "status") var status: String
+    @Field(key: "patient_name") var patientName: String
+    @OptionalField(key: "patient_id") var patientId: String?
+    @OptionalField(key: "birth_date") var birthDate: String?
+    @OptionalField(key: "phone") var phone: String?
+    @OptionalField(key: "department") var department: String?
+    @OptionalField(key: "symptom") var symptom: String?
+    @Field(key: "received_at") var receivedAt: Date
+    @OptionalField(key: "completed_at") var completedAt: Date?
+    @OptionalField(key: "canceled_at") var canceledAt: Date?
+    @OptionalField(key: "cancel_reason") var cancelReason: String?
+
+    init() {}
+
+    init(_ reception: Reception) {
+        id = reception.id
+        version = 0
+        patientName = reception.patient.name
+        receivedAt = reception.receivedAt
+        copy(reception)
+    }
+
+    var reception: Reception {
+        Reception(
+            id: id!,
+            patient: Patient(
+                name: patientName, patientId: patientId, birthDate: birthDate, phone: phone, department: department,
+                symptom: symptom),
+            status: Reception.Status(rawValue: status)!, receivedAt: receivedAt, completedAt: completedAt,
+            canceledAt: canceledAt, cancelReason: cancelReason)
+    }
+
+    /// Saves a changed reception, provided nobody else changed it since it was loaded.
+    func update(to reception: Reception, on db: any Database) async throws {
+        try await db.claimVersion(table: Self.schema, id: id!, expected: version)
+        version += 1
+        copy(reception)
+        try await save(on: db)
+    }
+
+    private func copy(_ reception: Reception) {
+        status = reception.status.rawValue
+        patientId = reception.patient.patientId
+        birthDate = reception.patient.birthDate
+        phone = reception.patient.phone
+        department = reception.patient.department
+        symptom = reception.patient.symptom
+        completedAt = reception.completedAt
+        canceledAt = reception.canceledAt
+        cancelReason = reception.cancelReason
+    }
+}
+
+/// The answer to a registration, kept under its Idempotency-Key so a retry gets the same answer.
+final class IdempotencyRecord: Model, @unchecked Sendable {
+    static let schema = "idempotency_keys"
+
+    @ID(custom: "key", generatedBy: .user) var id: String?
+    /// The request as validated, to tell a retry from a different request under the same key.
+    @Field(key: "request") var request: String
+    @Field(key: "reception_id") var receptionId: UUID
+    @Field(key: "response") var response: String
+    @Field(key: "created_at") var createdAt: Date
+
+    init() {}
+
+    init(key: String, request: String, receptionId: UUID, response: String, createdAt: Date) {
+        self.id = key
+        self.request = request
+        self.receptionId = receptionId
+        self.response = response
+        self.createdAt = createdAt
+    }
+}
+
+enum ReceptionMigrations {
+    struct CreateReceptions: AsyncMigration {
+        var name: String { "R001_CreateReceptions" }
+
+        func prepare(on database: any Database) async throws {
+            try await database.schema(ReceptionModel.schema)
+                .id()
+                .field("version", .int, .required)
+                .field("status", .string, .required)
+                .field("patient_name", .string, .required)
+                .field("patient_id", .string)
+                .field("birth_date", .string)
+                .field("phone", .string)
+                .field("department", .string)
+                .field("symptom", .string)
+                .field("received_at", .datetime, .required)
+                .field("completed_at", .datetime)
+                .field("canceled_at", .datetime)
+                .field("cancel_reason", .string)
+                .create()
+        }
+
+        func revert(on database: any Database) async throws {
+            try await database.schema(ReceptionModel.schema).delete()
+        }
+    }
+
+    struct CreateIdempotencyKeys: AsyncMigration {
+        var name: String { "R002_CreateIdempotencyKeys" }
+
+        func prepare(on database: any Database) async throws {
+            try await database.schema(IdempotencyRecord.schema)
+                .field("key", .string, .identifier(auto: false))
+                .field("request", .string, .required)
+                .field("reception_id", .uuid, .required)
+                .field("response", .string, .required)
+                .field("created_at", .datetime, .required)
+                .create()
+        }
+
+        func revert(on database: any Database) async throws {
+            try await database.schema(IdempotencyRecord.schema).delete()
+        }
+    }
+}

@@ -1,0 +1,199 @@
+import Contracts
+import FluentKit
+import Foundation
+import Messaging
+import ReceptionDomain
+import ServiceKit
+import SharedKernel
+import Vapor
+
+/// The desk (원무과): registers visits, cancels them, and learns how each consultation ended.
+public struct ReceptionService: HospitalService {
+    public static let name = "reception"
+    public static var migrations: [any Migration] {
+        MessagingMigrations.all + [ReceptionMigrations.CreateReceptions(), ReceptionMigrations.CreateIdempotencyKeys()]
+    }
+
+    let context: ServiceContext
+
+    public init(context: ServiceContext) { self.context = context }
+
+    public func registerRoutes(on routes: any RoutesBuilder) {
+        let receptions = routes.grouped("receptions")
+        receptions.post(use: register)
+        receptions.get(use: list)
+        receptions.get(":id", use: show)
+        receptions.post(":id", "cancel", use: cancel)
+    }
+
+    // MARK: Commands
+
+    struct RegisterBody: Decodable {
+        var patientName: String?
+        var patientId: String?
+        var birthDate: String?
+        var phone: String?
+        var department: String?
+        var symptom: String?
+    }
+
+    /// 접수: POST /receptions. With an Idempotency-Key, a retry answers what the first call did.
+    @Sendable func register(_ req: Request) async throws -> Response {
+        let key = try idempotencyKey(req)
+        let body = try req.body(RegisterBody.self)
+        let now = context.now()
+        let patient = try Patient.validated(
+            name: body.patientName, patientId: body.patientId, birthDate: body.birthDate, phone: body.phone,
+            department: body.department, symptom: body.symptom, today: now)
+        let stamp = EventStamp(producer: Self.name, actor: req.actor(default: "desk"), trace: req.trace)
+        let fingerprint = Self.fingerprint(patient)
+
+        let attempt: @Sendable () async throws -> (UUID, String) = {
+            try await context.command { db in
+                if let key, let earlier = try await IdempotencyRecord.find(key, on: db) {
+                    guard earlier.request == fingerprint else { throw AppError.idempotencyKeyReused }
+                    return (earlier.receptionId, earlier.response)
+                }
+                let (reception, events) = Reception.register(id: UUID(), patient: patient, at: now)
+                try await ReceptionModel(reception).create(on: db)
+                try await Outbox.append(stamp.envelopes(events, receptionId: reception.id, at: now), on: db)
+                let response = try Self.encode(ReceptionResponse(reception))
+                if let key {
+                    try await IdempotencyRecord(
+                        key: key, request: fingerprint, receptionId: reception.id, response: response, createdAt: now
+                    ).create(on: db)
+                }
+                return (reception.id, response)
+            }
+        }
+        let (id, response): (UUID, String)
+        do {
+            (id, response) = try await attempt()
+        } catch where key != nil && ServiceStore.isUniqueViolation(error) {
+            // A concurrent request with the same key won the race: answer what it answered.
+            (id, response) = try await attempt()
+        }
+        var headers = HTTPHeaders()
+        headers.contentType = .json
+        headers.replaceOrAdd(name: .location, value: "/receptions/\(id.uuidString)")
+        return Response(status: .created, headers: headers, body: .init(string: response))
+    }
+
+    struct CancelBody: Decodable { var reason: String? }
+
+    /// 접수 취소: POST /receptions/{id}/cancel, while the visit is open.
+    @Sendable func cancel(_ req: Request) async throws -> ReceptionResponse {
+        let id = try req.id(of: "reception")
+        let reason = try CancelReason.validated(try req.body(CancelBody.self).reason)
+        let stamp = EventStamp(producer: Self.name, actor: req.actor(default: "desk"), trace: req.trace)
+        let now = context.now()
+        return try await context.command { db in
+            guard let model = try await ReceptionModel.find(id, on: db) else {
+                throw AppError.notFound(resource: "reception", id: id.uuidString)
+            }
+            var reception = model.reception
+            let events = try reception.cancel(reason: reason, at: now)
+            try await model.update(to: reception, on: db)
+            try await Outbox.append(stamp.envelopes(events, receptionId: id, at: now), on: db)
+            return ReceptionResponse(reception)
+        }
+    }
+
+    // MARK: Queries
+
+    @Sendable func show(_ req: Request) async throws -> ReceptionResponse {
+        let id = try req.id(of: "reception")
+        guard let model = try await ReceptionModel.find(id, on: context.store.database) else {
+            throw AppError.notFound(resource: "reception", id: id.uuidString)
+        }
+        return ReceptionResponse(model.reception)
+    }
+
+    /// GET /receptions?status=&date=: newest first.
+    @Sendable func list(_ req: Request) async throws -> ListResponse<ReceptionResponse> {
+        var query = QueryReader(req)
+        let status = query.value("status", as: Reception.Status.self)
+        let day = query.day("date", in: context.timeZone)
+        let page = query.page()
+        try query.check()
+
+        let q = ReceptionModel.query(on: context.store.database)
+        if let status { q.filter(\.$status == status.rawValue) }
+        if let day { q.filter(\.$receivedAt >= day.lowerBound).filter(\.$receivedAt < day.upperBound) }
+        let total = try await q.copy().count()
+        let models = try await q.sort(\.$receivedAt, .descending).sort(\.$id).range(page.offset..<(page.offset + page.limit)).all()
+        return ListResponse(items: models.map { ReceptionResponse($0.reception) }, total: total, page: page)
+    }
+
+    // MARK: Reactions
+
+    public var handledEventTypes: Set<String> { [DiagnosisCompleted.type, DiagnosisRejected.type] }
+
+    public func handle(_ envelope: EventEnvelope, on db: any Database) async throws {
+        guard let model = try await ReceptionModel.find(envelope.receptionId, on: db) else {
+            context.logger.warning("event for an unknown reception", metadata: ["eventId": "\(envelope.eventId)"])
+            return
+        }
+        var reception = model.reception
+        switch envelope.event {
+        case .diagnosisCompleted: reception.diagnosisCompleted(at: envelope.occurredAt)
+        case .diagnosisRejected(let e): reception.diagnosisRejected(reason: e.reason, at: envelope.occurredAt)
+        default: return
+        }
+        if reception != model.reception { try await model.update(to: reception, on: db) }
+    }
+
+    // MARK: -
+
+    private func idempotencyKey(_ req: Request) throws -> String? {
+        guard let key = req.headers.first(name: "Idempotency-Key") else { return nil }
+        guard (1...128).contains(key.count),
+            key.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.:".contains($0)) })
+        else {
+            throw AppError.invalidRequest([
+                .init(field: "Idempotency-Key", message: "must be 1 to 128 letters, digits, '-', '_', '.' or ':'")
+            ])
+        }
+        return key
+    }
+
+    private static func fingerprint(_ p: Patient) -> String {
+        [p.name, p.patientId, p.birthDate, p.phone, p.department, p.symptom]
+            .map { $0.map { "\($0.count):\($0)" } ?? "-" }.joined(separator: "|")
+    }
+
+    private static func encode(_ response: ReceptionResponse) throws -> String {
+        String(decoding: try APIJSON.encoder().encode(response), as: UTF8.self)
+    }
+}
+
+/// A reception as the API shows it.
+public struct ReceptionResponse: Content, Equatable {
+    public var id: UUID
+    public var status: String
+    public var patientName: String
+    @Nullable public var patientId: String?
+    @Nullable public var birthDate: String?
+    @Nullable public var phone: String?
+    @Nullable public var department: String?
+    @Nullable public var symptom: String?
+    public var receivedAt: Date
+    @Nullable public var completedAt: Date?
+    @Nullable public var canceledAt: Date?
+    @Nullable public var cancelReason: String?
+
+    init(_ r: Reception) {
+        id = r.id
+        status = r.status.rawValue
+        patientName = r.patient.name
+        patientId = r.patient.patientId
+        birthDate = r.patient.birthDate
+        phone = r.patient.phone
+        department = r.patient.department
+        symptom = r.patient.symptom
+        receivedAt = r.receivedAt
+        completedAt = r.completedAt
+        canceledAt = r.canceledAt
+        cancelReason = r.cancelReason
+    }
+}

@@ -1,0 +1,188 @@
+import Foundation
+import Gateway
+import Logging
+import Messaging
+import MessagingLocal
+import ServiceKit
+import ServiceLifecycle
+
+import DiagnosisService
+import ExaminationService
+import PatientManagementService
+import ReceptionService
+
+/// The composition root: builds the named services on the embedded default (SQLite files and
+/// the local event log under the data directory), for `hospital serve` and for the tests alike.
+public final class HospitalSystem: Sendable {
+    public let configuration: HospitalConfiguration
+    private let hosts: [ServiceHost]
+    private let log: LocalEventLog?
+
+    private init(configuration: HospitalConfiguration, hosts: [ServiceHost], log: LocalEventLog?) {
+        self.configuration = configuration
+        self.hosts = hosts
+        self.log = log
+    }
+
+    /// The services of this process, in start order.
+    public var services: [ServiceName] { hosts.map(\.name) }
+
+    /// Where `service` listens in this process.
+    public func url(of service: ServiceName) -> URL? {
+        guard let host = hosts.first(where: { $0.name == service }), let port = host.port else { return nil }
+        let name = configuration.host == "0.0.0.0" ? "127.0.0.1" : configuration.host
+        return URL(string: "http://\(name):\(port)")
+    }
+
+    /// Starts `services` (all of them if empty): domain services first, the gateway last, so
+    /// the gateway can route to the ports they actually got.
+    public static func start(_ services: [ServiceName], configuration: HospitalConfiguration, logger: Logger) async throws
+        -> HospitalSystem
+    {
+        let wanted = services.isEmpty ? ServiceName.allCases : ServiceName.allCases.filter(services.contains)
+        let domain = wanted.filter { $0 != .gateway }
+        let log: LocalEventLog? =
+            domain.isEmpty
+            ? nil
+            : try await LocalEventLog.open(
+                directory: configuration.dataDirectory, pollInterval: configuration.logPollInterval, logger: logger)
+        var hosts: [ServiceHost] = []
+        do {
+            for name in domain {
+                let host = try await makeHost(name, configuration: configuration, transport: log!)
+                hosts.append(host)
+                try await host.start()
+            }
+            if wanted.contains(.gateway) {
+                let routes = gatewayRoutes(configuration: configuration, running: hosts)
+                let host = try await ServiceHost.gateway(routes: routes, configuration: configuration)
+                hosts.append(host)
+                try await host.start()
+            }
+        } catch {
+            for host in hosts.reversed() { await host.stop() }
+            await log?.close()
+            throw error
+        }
+        return HospitalSystem(configuration: configuration, hosts: hosts, log: log)
+    }
+
+    /// Stops in reverse order: the gateway first, so no new work comes in, then each service
+    /// after its in-flight requests finished; the event log closes last.
+    public func shutdown() async {
+        for host in hosts.reversed() { await host.stop() }
+        await log?.close()
+    }
+
+    /// Applies pending migrations of `services` (all if empty) and returns.
+    public static func migrate(_ services: [ServiceName], configuration: HospitalConfiguration, logger: Logger) async throws {
+        let wanted = (services.isEmpty ? ServiceName.allCases : services).filter { $0 != .gateway }
+        guard !wanted.isEmpty else { return }
+        let log = try await LocalEventLog.open(directory: configuration.dataDirectory, logger: logger)
+        do {
+            for name in wanted {
+                let host = try await makeHost(name, configuration: configuration, transport: log)
+                do {
+                    try await host.migrate()
+                    try await host.app.asyncShutdown()
+                } catch {
+                    try? await host.app.asyncShutdown()
+                    throw error
+                }
+            }
+        } catch {
+            await log.close()
+            throw error
+        }
+        await log.close()
+    }
+
+    /// Rebuilds the desk's read model from the event history, without serving.
+    public static func rebuildPatientManagement(configuration: HospitalConfiguration, logger: Logger) async throws
+        -> PatientManagementService.RebuildReport
+    {
+        let log = try await LocalEventLog.open(directory: configuration.dataDirectory, logger: logger)
+        let host = try await makeHost(.patientManagement, configuration: configuration, transport: log)
+        do {
+            try await host.migrate()
+            let report = try await (host.service as! PatientManagementService).rebuild()
+            try await host.app.asyncShutdown()
+            await log.close()
+            return report
+        } catch {
+            try? await host.app.asyncShutdown()
+            await log.close()
+            throw error
+        }
+    }
+
+    /// The rebuild, on a running system (used by tests; the admin endpoint does the same).
+    public func rebuildPatientManagement() async throws -> PatientManagementService.RebuildReport {
+        guard let service = hosts.first(where: { $0.name == .patientManagement })?.service as? PatientManagementService
+        else { throw ConfigurationError("patient-management does not run in this process") }
+        return try await service.rebuild()
+    }
+
+    private static func makeHost(_ name: ServiceName, configuration: HospitalConfiguration, transport: any EventTransport)
+        async throws -> ServiceHost
+    {
+        switch name {
+        case .reception:
+            try await ServiceHost.service(ReceptionService.self, name: name, configuration: configuration, transport: transport)
+        case .diagnosis:
+            try await ServiceHost.service(DiagnosisService.self, name: name, configuration: configuration, transport: transport)
+        case .examination:
+            try await ServiceHost.service(
+                ExaminationService.self, name: name, configuration: configuration, transport: transport)
+        case .patientManagement:
+            try await ServiceHost.service(
+                PatientManagementService.self, name: name, configuration: configuration, transport: transport)
+        case .gateway:
+            preconditionFailure("the gateway is built by gatewayRoutes")
+        }
+    }
+
+    private static func gatewayRoutes(configuration: HospitalConfiguration, running: [ServiceHost]) -> [Gateway.Route] {
+        let owners: [(String, ServiceName)] = [
+            ("receptions", .reception), ("diagnoses", .diagnosis), ("examinations", .examination),
+            ("patientManagements", .patientManagement),
+        ]
+        return owners.map { prefix, service in
+            let upstream: URL
+            if let local = running.first(where: { $0.name == service }), let port = local.port,
+                configuration.upstreams[service] == nil
+            {
+                upstream = URL(string: "http://127.0.0.1:\(port)")!
+            } else {
+                upstream = configuration.upstream(of: service)
+            }
+            return Gateway.Route(prefix: prefix, service: service.rawValue, upstream: upstream)
+        }
+    }
+}
+
+/// `hospital serve` under swift-service-lifecycle: SIGINT or SIGTERM shut it down gracefully.
+public struct ServingSystem: Service {
+    let services: [ServiceName]
+    let configuration: HospitalConfiguration
+    let logger: Logger
+    let onStarted: @Sendable (HospitalSystem) -> Void
+
+    public init(
+        services: [ServiceName], configuration: HospitalConfiguration, logger: Logger,
+        onStarted: @escaping @Sendable (HospitalSystem) -> Void
+    ) {
+        self.services = services
+        self.configuration = configuration
+        self.logger = logger
+        self.onStarted = onStarted
+    }
+
+    public func run() async throws {
+        let system = try await HospitalSystem.start(services, configuration: configuration, logger: logger)
+        onStarted(system)
+        try? await gracefulShutdown()
+        logger.notice("shutting down")
+        await system.shutdown()
+    }
+}

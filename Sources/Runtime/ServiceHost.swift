@@ -1,0 +1,145 @@
+import Fluent
+import FluentSQLiteDriver
+import Foundation
+import Gateway
+import Logging
+import Messaging
+import MessagingLocal
+import NIOCore
+import NIOPosix
+import Synchronization
+import SQLKit
+import ServiceKit
+import Vapor
+
+/// One running service: its HTTP server, database, outbox relay and consumer.
+final class ServiceHost: Sendable {
+    let name: ServiceName
+    let app: Application
+    /// The domain service it runs (nil for the gateway).
+    let service: (any HospitalService)?
+    private let relay: OutboxRelay?
+    private let consumer: EventConsumer?
+    private let transport: (any EventTransport)?
+    private let tasks = Mutex<[Task<Void, Never>]>([])
+
+    private init(
+        name: ServiceName, app: Application, service: (any HospitalService)?, relay: OutboxRelay?,
+        consumer: EventConsumer?, transport: (any EventTransport)?
+    ) {
+        self.name = name
+        self.app = app
+        self.service = service
+        self.relay = relay
+        self.consumer = consumer
+        self.transport = transport
+    }
+
+    /// The port the server is bound to (differs from the configured one when that was 0).
+    var port: Int? { app.http.server.shared.localAddress?.port }
+
+    /// Builds a domain service with its own SQLite database under the data directory.
+    static func service<S: HospitalService>(
+        _ type: S.Type, name: ServiceName, configuration: HospitalConfiguration, transport: any EventTransport
+    ) async throws -> ServiceHost {
+        let app = try await makeApplication(name: name, configuration: configuration)
+        let path = configuration.dataDirectory.appendingPathComponent("\(S.name).sqlite").path
+        app.databases.use(.sqlite(.file(path)), as: .sqlite)
+        app.migrations.add(S.migrations)
+        let store = ServiceStore(serializeWrites: true) { app.db }
+        let relay = OutboxRelay(
+            store: store, publisher: transport,
+            settings: .init(pollInterval: configuration.relayPollInterval), logger: app.logger)
+        let context = ServiceContext(
+            store: store, nudgeRelay: { relay.nudge() }, timeZone: configuration.timeZone, logger: app.logger,
+            history: transport)
+        let service = S(context: context)
+        service.registerRoutes(on: app.routes)
+        OperationsRoutes.register(on: app.routes) {
+            _ = try await (app.db as! any SQLDatabase).raw("SELECT 1").all()
+        }
+        let consumer =
+            service.handledEventTypes.isEmpty
+            ? nil
+            : EventConsumer(
+                group: S.name, store: store, handledTypes: service.handledEventTypes,
+                settings: .init(maxAttempts: configuration.consumerMaxAttempts), logger: app.logger,
+                afterCommit: { relay.nudge() }, handler: service.handle)
+        return ServiceHost(name: name, app: app, service: service, relay: relay, consumer: consumer, transport: transport)
+    }
+
+    /// Builds the gateway, routing to `routes`.
+    static func gateway(routes: [Gateway.Route], configuration: HospitalConfiguration) async throws -> ServiceHost {
+        let app = try await makeApplication(name: .gateway, configuration: configuration)
+        app.http.client.configuration.timeout = .init(connect: .seconds(2), read: .seconds(30))
+        Gateway(routes: routes).register(on: app)
+        OperationsRoutes.register(on: app.routes) {}
+        return ServiceHost(name: .gateway, app: app, service: nil, relay: nil, consumer: nil, transport: nil)
+    }
+
+    private static func makeApplication(name: ServiceName, configuration: HospitalConfiguration) async throws -> Application {
+        let app = try await Application.make(
+            Environment(name: "production", arguments: ["hospital"]), .shared(MultiThreadedEventLoopGroup.singleton))
+        var logger = Logger(label: "hospital.\(name.rawValue)")
+        logger.logLevel = configuration.logLevel
+        app.logger = logger
+        app.http.server.configuration.hostname = configuration.host
+        app.http.server.configuration.port = configuration.port(of: name)
+        app.http.server.configuration.serverName = nil
+        app.routes.defaultMaxBodySize = "64kb"
+        app.middleware = Middlewares()
+        app.middleware.use(RouteLoggingMiddleware(logLevel: .debug))
+        app.middleware.use(ProblemMiddleware())
+        return app
+    }
+
+    /// Migrates the database (if any) without serving.
+    func migrate() async throws {
+        guard app.databases.ids().isEmpty == false else { return }
+        try await app.autoMigrate()
+        // WAL lets the read side (and `hospital rebuild`) read while the service writes.
+        _ = try await (app.db as! any SQLDatabase).raw("PRAGMA journal_mode = WAL").all()
+    }
+
+    /// Migrates, starts serving HTTP, relaying the outbox and consuming events.
+    func start() async throws {
+        try await migrate()
+        try await app.asyncBoot()
+        try await app.server.start(address: nil)
+        var started: [Task<Void, Never>] = []
+        if let relay {
+            started.append(Task { await relay.run() })
+        }
+        if let consumer, let transport {
+            let logger = app.logger
+            started.append(
+                Task {
+                    // The consumer stops only when canceled; anything else restarts it after a pause.
+                    while !Task.isCancelled {
+                        do {
+                            try await consumer.run(on: transport)
+                        } catch is CancellationError {
+                            return
+                        } catch {
+                            logger.error("consumer stopped; restarting", metadata: ["error": "\(String(reflecting: error))"])
+                            try? await Task.sleep(for: .seconds(1))
+                        }
+                    }
+                })
+        }
+        tasks.withLock { $0 = started }
+    }
+
+    /// Stops taking requests and lets those in flight finish, stops relay and consumer, closes
+    /// the database.
+    func stop() async {
+        await app.server.shutdown()
+        let running = tasks.withLock { tasks in
+            defer { tasks = [] }
+            return tasks
+        }
+        for task in running { task.cancel() }
+        for task in running { await task.value }
+        try? await app.asyncShutdown()
+    }
+}

@@ -1,0 +1,60 @@
+import Contracts
+import FluentKit
+import Foundation
+import Logging
+import Messaging
+import Vapor
+
+/// What a service needs from its surroundings, built by the composition root.
+public struct ServiceContext: Sendable {
+    /// The service's own database.
+    public var store: ServiceStore
+    /// Wakes the outbox relay after a commit that appended events.
+    public var nudgeRelay: @Sendable () -> Void
+    /// The hospital's time zone, for "today" and date filters.
+    public var timeZone: TimeZone
+    public var logger: Logger
+    /// The event history, for services that can rebuild from it (the read model).
+    public var history: (any EventHistory)?
+    public var now: @Sendable () -> Date
+
+    public init(
+        store: ServiceStore, nudgeRelay: @escaping @Sendable () -> Void, timeZone: TimeZone, logger: Logger,
+        history: (any EventHistory)?, now: @escaping @Sendable () -> Date = ServiceContext.millisecondNow
+    ) {
+        self.store = store
+        self.nudgeRelay = nudgeRelay
+        self.timeZone = timeZone
+        self.logger = logger
+        self.history = history
+        self.now = now
+    }
+
+    /// The current time at the millisecond precision the API shows, so a stored time reads back
+    /// exactly as it was answered, on SQLite and on PostgreSQL.
+    public static let millisecondNow: @Sendable () -> Date = {
+        Date(timeIntervalSince1970: (Date().timeIntervalSince1970 * 1000).rounded(.down) / 1000)
+    }
+
+    /// Runs a command in one transaction (load, decide, save with outbox) and wakes the relay.
+    public func command<T: Sendable>(_ body: @escaping @Sendable (any Database) async throws -> T) async throws -> T {
+        let result = try await store.write(body)
+        nudgeRelay()
+        return result
+    }
+}
+
+/// One bounded context as a deployable service: its schema, its HTTP API and its reactions to
+/// the events of the others.
+public protocol HospitalService: Sendable {
+    /// The service's name: its database file, consumer group and log label.
+    static var name: String { get }
+    /// Its schema, in order.
+    static var migrations: [any Migration] { get }
+    init(context: ServiceContext)
+    func registerRoutes(on routes: any RoutesBuilder)
+    /// The event types it reacts to (none: it runs no consumer).
+    var handledEventTypes: Set<String> { get }
+    /// Applies one event inside the consumer's transaction (the inbox is handled around it).
+    func handle(_ envelope: EventEnvelope, on db: any Database) async throws
+}

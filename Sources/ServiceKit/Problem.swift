@@ -1,0 +1,153 @@
+import Contracts
+import Foundation
+import SharedKernel
+import Vapor
+
+/// An RFC 9457 problem body: the one shape of every error this API answers.
+public struct Problem: Content, Equatable {
+    public var type: String
+    public var title: String
+    public var status: Int
+    public var detail: String
+    /// For 409: the state the aggregate is in.
+    public var currentState: String?
+    /// For validation failures: each offending field.
+    public var errors: [ValidationFailure.Field]?
+}
+
+/// Errors of the application layer that are not domain refusals.
+public enum AppError: Error, Equatable {
+    /// No such resource (also for an id that is not even a UUID).
+    case notFound(resource: String, id: String)
+    /// A query parameter or header that cannot be understood.
+    case invalidRequest([ValidationFailure.Field])
+    /// The same Idempotency-Key was sent with a different request.
+    case idempotencyKeyReused
+    /// An upstream service did not answer (gateway).
+    case serviceUnavailable(String)
+    /// Not ready to serve (health).
+    case notReady(String)
+}
+
+/// The one mapping of errors to HTTP responses, for every service and the gateway.
+///
+/// It keeps the real status of every error a client caused (4xx with a problem body that says
+/// what to fix) and answers 500 only for a real fault, which it logs in full without echoing
+/// internals to the client.
+public struct ProblemMiddleware: AsyncMiddleware {
+    public init() {}
+
+    public func respond(to request: Request, chainingTo next: any AsyncResponder) async throws -> Response {
+        do {
+            return try await next.respond(to: request)
+        } catch {
+            let problem = Self.problem(for: error)
+            if problem.status >= 500, problem.status != 503 {
+                request.logger.error(
+                    "request failed", metadata: ["error": "\(String(reflecting: error))", "path": "\(request.url.path)"])
+            }
+            return Self.response(for: problem)
+        }
+    }
+
+    public static func response(for problem: Problem) -> Response {
+        let response = Response(status: HTTPResponseStatus(statusCode: problem.status))
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        response.body = .init(data: (try? encoder.encode(problem)) ?? Data())
+        response.headers.contentType = HTTPMediaType(type: "application", subType: "problem+json", parameters: ["charset": "utf-8"])
+        return response
+    }
+
+    public static func problem(for error: any Error) -> Problem {
+        switch error {
+        case let refusal as InvalidTransition:
+            let detail =
+                "Cannot \(refusal.attempted) this \(refusal.aggregate): it is \(refusal.currentState)"
+                + (refusal.reason.map { " (\($0))" } ?? "") + "."
+            return Problem(
+                type: "/problems/invalid-transition", title: "Conflict", status: 409, detail: detail,
+                currentState: refusal.currentState)
+        case let failure as ValidationFailure:
+            let fields = failure.fields.map { "\($0.field) \($0.message)" }.joined(separator: "; ")
+            return Problem(
+                type: "/problems/validation", title: "Unprocessable Content", status: 422,
+                detail: "The request is invalid: \(fields).", errors: failure.fields)
+        case let appError as AppError:
+            return problem(for: appError)
+        case let decoding as DecodingError:
+            return Problem(
+                type: "/problems/malformed-request", title: "Bad Request", status: 400,
+                detail: "The request body is not valid JSON for this operation: \(describe(decoding)).")
+        case let abort as any AbortError:
+            return problem(for: abort)
+        default:
+            return Problem(
+                type: "/problems/internal", title: "Internal Server Error", status: 500,
+                detail: "Something went wrong on our side; the request was not applied. Please try again.")
+        }
+    }
+
+    private static func problem(for error: AppError) -> Problem {
+        switch error {
+        case .notFound(let resource, let id):
+            Problem(type: "/problems/not-found", title: "Not Found", status: 404, detail: "There is no \(resource) with id \(id).")
+        case .invalidRequest(let fields):
+            Problem(
+                type: "/problems/validation", title: "Bad Request", status: 400,
+                detail: "Invalid request: " + fields.map { "\($0.field) \($0.message)" }.joined(separator: "; ") + ".",
+                errors: fields)
+        case .idempotencyKeyReused:
+            Problem(
+                type: "/problems/idempotency-key-reused", title: "Unprocessable Content", status: 422,
+                detail: "This Idempotency-Key was already used for a different request.")
+        case .serviceUnavailable(let service):
+            Problem(
+                type: "/problems/service-unavailable", title: "Service Unavailable", status: 503,
+                detail: "The \(service) service is not available right now. Please try again shortly.")
+        case .notReady(let reason):
+            Problem(type: "/problems/service-unavailable", title: "Service Unavailable", status: 503, detail: reason)
+        }
+    }
+
+    private static func problem(for abort: any AbortError) -> Problem {
+        let status = Int(abort.status.code)
+        let (type, detail): (String, String) =
+            switch status {
+            case 404: ("/problems/not-found", "There is no such resource.")
+            case 405: ("/problems/method-not-allowed", "This method is not allowed here.")
+            case 413: ("/problems/payload-too-large", "The request body is too large.")
+            case 415: ("/problems/unsupported-media-type", "Send the request body as application/json.")
+            case 400..<500: ("/problems/malformed-request", abort.reason)
+            default: ("/problems/internal", "Something went wrong on our side; the request was not applied.")
+            }
+        return Problem(
+            type: type, title: abort.status.reasonPhrase, status: status >= 500 && status != 503 ? 500 : status,
+            detail: detail)
+    }
+
+    private static func describe(_ error: DecodingError) -> String {
+        func path(_ context: DecodingError.Context) -> String {
+            let p = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+            return p.isEmpty ? "the body" : p.replacingOccurrences(of: ".[", with: "[")
+        }
+        switch error {
+        case .typeMismatch(let type, let context): return "\(path(context)) must be \(typeName(type))"
+        case .valueNotFound(let type, let context): return "\(path(context)) must be \(typeName(type)), not null"
+        case .keyNotFound(let key, _): return "\(key.stringValue) is missing"
+        case .dataCorrupted(let context):
+            return context.codingPath.isEmpty ? "it cannot be parsed" : "\(path(context)) is not valid"
+        @unknown default: return "it cannot be parsed"
+        }
+    }
+
+    private static func typeName(_ type: Any.Type) -> String {
+        switch type {
+        case is String.Type: "a string"
+        case is Int.Type, is Double.Type: "a number"
+        case is Bool.Type: "true or false"
+        case is [Any].Type: "an array"
+        default: "an object"
+        }
+    }
+}

@@ -1,0 +1,147 @@
+import Contracts
+import Foundation
+import Messaging
+import SharedKernel
+import Vapor
+
+extension Request {
+    /// The UUID in path parameter `name`; an id that is not a UUID names no resource (404).
+    public func id(_ name: String = "id", of resource: String) throws -> UUID {
+        let raw = parameters.get(name) ?? ""
+        guard let id = UUID(uuidString: raw) else { throw AppError.notFound(resource: resource, id: raw) }
+        return id
+    }
+
+    /// Decodes the JSON body; malformed JSON is a 400 problem (see `ProblemMiddleware`).
+    public func body<T: Decodable>(_ type: T.Type) throws -> T {
+        guard let contentType = headers.contentType, contentType.type == "application",
+            contentType.subType == "json" || contentType.subType.hasSuffix("+json")
+        else { throw Abort(.unsupportedMediaType) }
+        guard let buffer = body.data, buffer.readableBytes > 0 else {
+            throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "empty body"))
+        }
+        return try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView))
+    }
+
+    /// Who caused an event: the `X-Actor` header if it is a plain identifier, else the role.
+    /// (Authentication replaces this later; it is a label, not a credential.)
+    public func actor(default role: String) -> String {
+        guard let raw = headers.first(name: "X-Actor"), (1...64).contains(raw.count),
+            raw.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "._@:-".contains($0)) })
+        else { return role }
+        return raw
+    }
+
+    /// The trace this request belongs to (W3C `traceparent`), continued or started here.
+    public var trace: TraceParent { TraceParent.continuing(headers.first(name: "traceparent")) }
+}
+
+/// Stamps domain events into envelopes: who produced them, who caused them, which trace.
+public struct EventStamp: Sendable {
+    public var producer: String
+    public var actor: String
+    public var trace: TraceParent
+
+    public init(producer: String, actor: String, trace: TraceParent) {
+        self.producer = producer
+        self.actor = actor
+        self.trace = trace
+    }
+
+    /// For work caused by a consumed event: same trace, the service itself as actor.
+    public static func reacting(to envelope: EventEnvelope, producer: String) -> EventStamp {
+        EventStamp(producer: producer, actor: "system:\(producer)", trace: TraceParent.continuing(envelope.traceparent))
+    }
+
+    public func envelopes(_ events: [VisitEvent], receptionId: UUID, at now: Date) -> [EventEnvelope] {
+        events.map {
+            EventEnvelope(
+                occurredAt: now, receptionId: receptionId, producer: producer, traceparent: trace.child().description,
+                actor: actor, event: $0)
+        }
+    }
+}
+
+/// `limit` and `offset` of a list request, validated.
+public struct Page: Sendable {
+    public var limit: Int
+    public var offset: Int
+
+    public static func from(_ request: Request, validation v: inout FieldValidation) -> Page {
+        var page = Page(limit: 50, offset: 0)
+        if let raw = request.query[String.self, at: "limit"] {
+            if let n = Int(raw), (1...200).contains(n) { page.limit = n } else { v.fail("limit", "must be a whole number from 1 to 200") }
+        }
+        if let raw = request.query[String.self, at: "offset"] {
+            if let n = Int(raw), n >= 0 { page.offset = n } else { v.fail("offset", "must be a whole number, 0 or more") }
+        }
+        return page
+    }
+}
+
+/// A page of a list.
+public struct ListResponse<Item: Content>: Content {
+    public var items: [Item]
+    public var total: Int
+    public var limit: Int
+    public var offset: Int
+
+    public init(items: [Item], total: Int, page: Page) {
+        self.items = items
+        self.total = total
+        self.limit = page.limit
+        self.offset = page.offset
+    }
+}
+
+/// Reads query parameters of list requests, collecting every problem before answering 400.
+public struct QueryReader {
+    private let request: Request
+    private var validation = FieldValidation()
+
+    public init(_ request: Request) { self.request = request }
+
+    public mutating func page() -> Page { Page.from(request, validation: &validation) }
+
+    /// An enum value such as a status.
+    public mutating func value<T: RawRepresentable & CaseIterable>(_ name: String, as: T.Type) -> T?
+    where T.RawValue == String {
+        guard let raw = request.query[String.self, at: name], !raw.isEmpty else { return nil }
+        guard let value = T(rawValue: raw) else {
+            validation.fail(name, "must be one of " + T.allCases.map(\.rawValue).joined(separator: ", "))
+            return nil
+        }
+        return value
+    }
+
+    public mutating func uuid(_ name: String) -> UUID? {
+        guard let raw = request.query[String.self, at: name], !raw.isEmpty else { return nil }
+        guard let id = UUID(uuidString: raw) else {
+            validation.fail(name, "must be a UUID")
+            return nil
+        }
+        return id
+    }
+
+    /// A calendar day `YYYY-MM-DD` in `timeZone`, as the half-open interval of its instants.
+    public mutating func day(_ name: String, in timeZone: TimeZone) -> Range<Date>? {
+        guard let raw = request.query[String.self, at: name], !raw.isEmpty else { return nil }
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = timeZone
+        let parts = raw.split(separator: "-").compactMap { Int($0) }
+        guard raw.count == 10, parts.count == 3,
+            let start = calendar.date(from: DateComponents(year: parts[0], month: parts[1], day: parts[2])),
+            calendar.component(.day, from: start) == parts[2],
+            let end = calendar.date(byAdding: .day, value: 1, to: start)
+        else {
+            validation.fail(name, "must be a date written as YYYY-MM-DD")
+            return nil
+        }
+        return start..<end
+    }
+
+    /// Throws 400 if any parameter was invalid.
+    public func check() throws {
+        if !validation.failures.isEmpty { throw AppError.invalidRequest(validation.failures) }
+    }
+}

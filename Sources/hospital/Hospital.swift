@@ -1,0 +1,129 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Runtime
+import ServiceLifecycle
+
+/// `hospital`: one binary that runs any part of the outpatient system.
+@main
+struct Hospital: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "The outpatient workflow: reception, diagnosis, examination and the desk's board.",
+        subcommands: [Serve.self, Migrate.self, Rebuild.self])
+}
+
+/// Options every subcommand shares; each overrides its environment variable.
+struct CommonOptions: ParsableArguments {
+    @Option(name: .customLong("data-dir"), help: "Directory of the SQLite databases and the event log (HOSPITAL_DATA_DIR, default ./hospital-data).")
+    var dataDir: String?
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (HOSPITAL_LOG_LEVEL, default info).")
+    var logLevel: String?
+
+    func configuration() throws -> HospitalConfiguration {
+        var config = try HospitalConfiguration.from(environment: ProcessInfo.processInfo.environment)
+        if let dataDir { config.dataDirectory = URL(fileURLWithPath: dataDir, isDirectory: true) }
+        if let logLevel { config.logLevel = try HospitalConfiguration.logLevel(logLevel) }
+        return config
+    }
+
+    func bootstrapLogging(_ level: Logger.Level) -> Logger {
+        // Logs go to standard error; standard output carries only what the command reports.
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        return Logger(label: "hospital")
+    }
+}
+
+extension ServiceName: ExpressibleByArgument {}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run services (all of them if none is named).",
+        discussion: "Services: \(ServiceName.allCases.map(\.rawValue).joined(separator: ", ")).")
+
+    @Argument(help: "The services to run in this process.")
+    var services: [ServiceName] = []
+
+    @OptionGroup var common: CommonOptions
+
+    @Option(help: "Address to listen on (HOSPITAL_HOST, default 127.0.0.1).")
+    var host: String?
+
+    @Option(name: .customLong("gateway-port")) var gatewayPort: Int?
+    @Option(name: .customLong("reception-port")) var receptionPort: Int?
+    @Option(name: .customLong("diagnosis-port")) var diagnosisPort: Int?
+    @Option(name: .customLong("examination-port")) var examinationPort: Int?
+    @Option(name: .customLong("patient-management-port")) var patientManagementPort: Int?
+
+    func run() async throws {
+        var config = try common.configuration()
+        if let host { config.host = host }
+        let ports: [(ServiceName, Int?)] = [
+            (.gateway, gatewayPort), (.reception, receptionPort), (.diagnosis, diagnosisPort),
+            (.examination, examinationPort), (.patientManagement, patientManagementPort),
+        ]
+        for case let (service, port?) in ports {
+            config.ports[service] = try HospitalConfiguration.port(String(port), "--\(service.rawValue)-port")
+            // A service moved on the command line is also where this process's gateway finds it.
+            if config.upstreams[service] == nil {
+                config.upstreams[service] = URL(string: "http://127.0.0.1:\(port)")
+            }
+        }
+        let logger = common.bootstrapLogging(config.logLevel)
+        let dataDirectory = config.dataDirectory.path
+        let serving = ServingSystem(services: services, configuration: config, logger: logger) { system in
+            for service in system.services {
+                if let url = system.url(of: service) { print("\(service.rawValue) listening on \(url.absoluteString)") }
+            }
+            print("data directory: \(dataDirectory)")
+            // Tests and supervisors read these lines while the process runs.
+            FileHandle.standardOutput.synchronizeFile()
+        }
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: serving)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}
+
+struct Migrate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Apply pending schema migrations and exit.")
+
+    @Argument(help: "The services whose databases to migrate (all if none is named).")
+    var services: [ServiceName] = []
+
+    @OptionGroup var common: CommonOptions
+
+    func run() async throws {
+        let config = try common.configuration()
+        let logger = common.bootstrapLogging(config.logLevel)
+        try await HospitalSystem.migrate(services, configuration: config, logger: logger)
+        print("migrated: \((services.isEmpty ? ServiceName.allCases.filter { $0 != .gateway } : services).map(\.rawValue).joined(separator: ", "))")
+    }
+}
+
+struct Rebuild: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Rebuild a read model from the event history.",
+        discussion: "Safe while the system runs: the rebuilt rows replace the old ones in one transaction.")
+
+    @Argument(help: "The read model to rebuild: patient-management.")
+    var readModel: ServiceName
+
+    @OptionGroup var common: CommonOptions
+
+    func validate() throws {
+        guard readModel == .patientManagement else { throw ValidationError("only patient-management is a read model") }
+    }
+
+    func run() async throws {
+        let config = try common.configuration()
+        let logger = common.bootstrapLogging(config.logLevel)
+        let report = try await HospitalSystem.rebuildPatientManagement(configuration: config, logger: logger)
+        print("rebuilt patient-management from \(report.events) events: \(report.visits) visits")
+    }
+}

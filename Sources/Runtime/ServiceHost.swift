@@ -78,6 +78,7 @@ final class ServiceHost: Sendable {
     }
 
     private static func makeApplication(name: ServiceName, configuration: HospitalConfiguration) async throws -> Application {
+        APIJSON.install()
         let app = try await Application.make(
             Environment(name: "production", arguments: ["hospital"]), .shared(MultiThreadedEventLoopGroup.singleton))
         var logger = Logger(label: "hospital.\(name.rawValue)")

@@ -1,5 +1,6 @@
 import Contracts
 import Foundation
+import Vapor
 
 /// An optional field that is written as `null` when absent, so every response carries all of
 /// its keys (clients need not tell "missing" from "not yet").
@@ -38,6 +39,12 @@ public enum APIJSON {
         }
         encoder.outputFormatting = [.withoutEscapingSlashes]
         return encoder
+    }
+
+    /// Makes Vapor encode and decode every JSON body this way (process-wide, idempotent).
+    public static func install() {
+        ContentConfiguration.global.use(encoder: encoder(), for: .json)
+        ContentConfiguration.global.use(decoder: decoder(), for: .json)
     }
 
     public static func decoder() -> JSONDecoder {

@@ -76,12 +76,12 @@ struct Serve: AsyncParsableCommand {
         let logger = common.bootstrapLogging(config.logLevel)
         let dataDirectory = config.dataDirectory.path
         let serving = ServingSystem(services: services, configuration: config, logger: logger) { system in
-            for service in system.services {
-                if let url = system.url(of: service) { print("\(service.rawValue) listening on \(url.absoluteString)") }
+            var lines = system.services.compactMap { service in
+                system.url(of: service).map { "\(service.rawValue) listening on \($0.absoluteString)" }
             }
-            print("data directory: \(dataDirectory)")
-            // Tests and supervisors read these lines while the process runs.
-            FileHandle.standardOutput.synchronizeFile()
+            lines.append("data directory: \(dataDirectory)")
+            // Unbuffered: tests and supervisors read these lines while the process runs.
+            FileHandle.standardOutput.write(Data((lines.joined(separator: "\n") + "\n").utf8))
         }
         let group = ServiceGroup(
             configuration: .init(

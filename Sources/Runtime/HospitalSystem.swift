@@ -149,9 +149,8 @@ public final class HospitalSystem: Sendable {
         ]
         return owners.map { prefix, service in
             let upstream: URL
-            if let local = running.first(where: { $0.name == service }), let port = local.port,
-                configuration.upstreams[service] == nil
-            {
+            // A service in this process is reached where it actually listens.
+            if let local = running.first(where: { $0.name == service }), let port = local.port {
                 upstream = URL(string: "http://127.0.0.1:\(port)")!
             } else {
                 upstream = configuration.upstream(of: service)

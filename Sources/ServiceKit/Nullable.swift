@@ -37,7 +37,7 @@ public enum APIJSON {
             var c = encoder.singleValueContainer()
             try c.encode(Contracts.Timestamp.format(date))
         }
-        encoder.outputFormatting = [.withoutEscapingSlashes]
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return encoder
     }
 

@@ -131,7 +131,8 @@ public struct QueryReader {
         let parts = raw.split(separator: "-").compactMap { Int($0) }
         guard raw.count == 10, parts.count == 3,
             let start = calendar.date(from: DateComponents(year: parts[0], month: parts[1], day: parts[2])),
-            calendar.component(.day, from: start) == parts[2],
+            // The calendar rolls 2026-13-01 over into 2027; a real date reads back unchanged.
+            calendar.dateComponents([.year, .month, .day], from: start) == DateComponents(year: parts[0], month: parts[1], day: parts[2]),
             let end = calendar.date(byAdding: .day, value: 1, to: start)
         else {
             validation.fail(name, "must be a date written as YYYY-MM-DD")

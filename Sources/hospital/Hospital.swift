@@ -68,10 +68,6 @@ struct Serve: AsyncParsableCommand {
         ]
         for case let (service, port?) in ports {
             config.ports[service] = try HospitalConfiguration.port(String(port), "--\(service.rawValue)-port")
-            // A service moved on the command line is also where this process's gateway finds it.
-            if config.upstreams[service] == nil {
-                config.upstreams[service] = URL(string: "http://127.0.0.1:\(port)")
-            }
         }
         let logger = common.bootstrapLogging(config.logLevel)
         let dataDirectory = config.dataDirectory.path

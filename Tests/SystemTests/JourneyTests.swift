@@ -1,0 +1,184 @@
+import Foundation
+import Runtime
+import Testing
+
+/// The seed's journey (steps 1–8) and its compensations, through the gateway.
+@Suite("Outpatient journey")
+struct JourneyTests {
+    @Test("A visit goes from registration through two exams to a completed consultation")
+    func happyPath() async throws {
+        try await withTestSystem { system in
+            // 1. 접수
+            let receptionId = try await system.register()
+
+            // 2. the doctor gets it within a second
+            let diagnosisId = try await eventually("a WAITING diagnosis", timeout: .seconds(1)) {
+                try await system.items("/diagnoses?receptionId=\(receptionId)").first { $0["status"] as? String == "WAITING" }?["id"]
+                    as? String
+            }
+
+            // 3. 검사 처방 of two exams
+            let prescribed = try await system.post(
+                "/diagnoses/\(diagnosisId)/prescriptions",
+                ["examinations": [["code": "CBC", "name": "혈액검사"], ["code": "CXR", "name": "흉부 X선"]]])
+            #expect(prescribed.status == 200)
+            #expect(prescribed.json["status"] as? String == "EXAM_ORDERED")
+            let orderIds = Set((prescribed.json["orders"] as? [[String: Any]] ?? []).compactMap { $0["orderId"] as? String })
+            #expect(orderIds.count == 2)
+
+            // 4. two REQUESTED exams, each knowing its diagnosis, reception and order
+            let exams = try await eventually("two exams") {
+                let items = try await system.items("/examinations?diagnosisId=\(diagnosisId)")
+                return items.count == 2 ? items : nil
+            }
+            for exam in exams {
+                #expect(exam["status"] as? String == "REQUESTED")
+                #expect(exam["diagnosisId"] as? String == diagnosisId)
+                #expect(exam["receptionId"] as? String == receptionId)
+            }
+            #expect(Set(exams.compactMap { $0["orderId"] as? String }) == orderIds)
+
+            // 5. 검사 시행, both
+            for (index, exam) in exams.enumerated() {
+                let performed = try await system.post("/examinations/\(exam["id"]!)/perform", ["result": "결과 \(index)"])
+                #expect(performed.status == 200)
+                #expect(performed.json["status"] as? String == "COMPLETED")
+            }
+
+            // 6. the doctor sees both results
+            let reviewed = try await system.waitFor("/diagnoses/\(diagnosisId)", "status", "EXAM_DONE")
+            let results = Set((reviewed["orders"] as? [[String: Any]] ?? []).compactMap { $0["result"] as? String })
+            #expect(results == ["결과 0", "결과 1"])
+
+            // 7. 진료 완료
+            let completed = try await system.post("/diagnoses/\(diagnosisId)/complete", ["note": "귀가"])
+            #expect(completed.status == 200)
+            #expect(completed.json["status"] as? String == "COMPLETED")
+
+            // 8. the desk sees it completed, with the time of every step
+            try await system.waitFor("/receptions/\(receptionId)", "status", "COMPLETED")
+            let visit = try await system.waitFor("/patientManagements/\(receptionId)", "status", "COMPLETED")
+            let steps = ["receivedAt", "examOrderedAt", "examDoneAt", "completedAt"]
+            let times = try steps.map { step in try #require(visit[step] as? String, "\(step) missing") }
+            #expect(times == times.sorted(), "steps out of order: \(times)")
+            #expect(visit["diagnosisId"] as? String == diagnosisId)
+            #expect(visit["patientName"] as? String == "홍길동")
+        }
+    }
+
+    @Test("Rejecting a consultation with an exam pending cancels the exam and the reception")
+    func rejectionCompensates() async throws {
+        try await withTestSystem { system in
+            let receptionId = try await system.register()
+            let diagnosisId = try await system.diagnosis(of: receptionId)
+            _ = try await system.post(
+                "/diagnoses/\(diagnosisId)/prescriptions", ["examinations": [["code": "MRI", "name": "MRI"]]])
+            let examId = try await eventually("the exam") {
+                try await system.items("/examinations?diagnosisId=\(diagnosisId)").first?["id"] as? String
+            }
+
+            let rejected = try await system.post("/diagnoses/\(diagnosisId)/reject", ["reason": "타 병원 전원"])
+            #expect(rejected.status == 200)
+            #expect(rejected.json["status"] as? String == "REJECTED")
+
+            let exam = try await system.waitFor("/examinations/\(examId)", "status", "CANCELED")
+            #expect(exam["cancelReason"] as? String == "타 병원 전원")
+            let reception = try await system.waitFor("/receptions/\(receptionId)", "status", "CANCELED")
+            #expect(reception["cancelReason"] as? String == "타 병원 전원")
+            let visit = try await system.waitFor("/patientManagements/\(receptionId)", "status", "REJECTED")
+            #expect(visit["closingReason"] as? String == "타 병원 전원")
+            #expect(visit["rejectedAt"] is String)
+            // The compensated exam reached the doctor's record too.
+            let diagnosis = try await eventually("the order canceled on the diagnosis") {
+                let d = try await system.get("/diagnoses/\(diagnosisId)").json
+                return (d["orders"] as? [[String: Any]])?.first?["status"] as? String == "CANCELED" ? d : nil
+            }
+            #expect(diagnosis["status"] as? String == "REJECTED")
+        }
+    }
+
+    @Test("The desk canceling before the doctor acts cancels the diagnosis")
+    func deskCancelBeforeDoctor() async throws {
+        try await withTestSystem { system in
+            let receptionId = try await system.register()
+            let diagnosisId = try await system.diagnosis(of: receptionId)
+
+            let canceled = try await system.post("/receptions/\(receptionId)/cancel", ["reason": "환자 요청"])
+            #expect(canceled.status == 200)
+            #expect(canceled.json["status"] as? String == "CANCELED")
+
+            let diagnosis = try await system.waitFor("/diagnoses/\(diagnosisId)", "status", "CANCELED")
+            #expect(diagnosis["closingNote"] as? String == "환자 요청")
+            try await system.waitFor("/patientManagements/\(receptionId)", "status", "CANCELED")
+            // The doctor can no longer act on it.
+            let late = try await system.post(
+                "/diagnoses/\(diagnosisId)/prescriptions", ["examinations": [["code": "CBC", "name": "혈액검사"]]])
+            #expect(late.status == 409)
+            #expect(late.json["currentState"] as? String == "CANCELED")
+        }
+    }
+
+    @Test("The desk canceling after exams were ordered cancels the pending exam")
+    func deskCancelWithPendingExam() async throws {
+        try await withTestSystem { system in
+            let receptionId = try await system.register()
+            let diagnosisId = try await system.diagnosis(of: receptionId)
+            _ = try await system.post(
+                "/diagnoses/\(diagnosisId)/prescriptions", ["examinations": [["code": "CT", "name": "CT"]]])
+            let examId = try await eventually("the exam") {
+                try await system.items("/examinations?diagnosisId=\(diagnosisId)").first?["id"] as? String
+            }
+
+            _ = try await system.post("/receptions/\(receptionId)/cancel", ["reason": "환자 귀가"])
+
+            try await system.waitFor("/diagnoses/\(diagnosisId)", "status", "CANCELED")
+            try await system.waitFor("/examinations/\(examId)", "status", "CANCELED")
+            try await system.waitFor("/patientManagements/\(receptionId)", "status", "CANCELED")
+        }
+    }
+
+    @Test("An examiner's cancellation counts as done: the doctor can then complete")
+    func examinerCancel() async throws {
+        try await withTestSystem { system in
+            let receptionId = try await system.register()
+            let diagnosisId = try await system.diagnosis(of: receptionId)
+            _ = try await system.post(
+                "/diagnoses/\(diagnosisId)/prescriptions", ["examinations": [["code": "ECG", "name": "심전도"]]])
+            let examId = try await eventually("the exam") {
+                try await system.items("/examinations?diagnosisId=\(diagnosisId)").first?["id"] as? String
+            }
+            let early = try await system.post("/diagnoses/\(diagnosisId)/complete", ["note": ""])
+            #expect(early.status == 409)
+            #expect(early.json["currentState"] as? String == "EXAM_ORDERED")
+
+            let canceled = try await system.post("/examinations/\(examId)/cancel", ["reason": "장비 고장"])
+            #expect(canceled.status == 200)
+            #expect(canceled.json["status"] as? String == "CANCELED")
+
+            let diagnosis = try await system.waitFor("/diagnoses/\(diagnosisId)", "status", "EXAM_DONE")
+            #expect((diagnosis["orders"] as? [[String: Any]])?.first?["cancelReason"] as? String == "장비 고장")
+            let completed = try await system.post("/diagnoses/\(diagnosisId)/complete", ["note": "경과 관찰"])
+            #expect(completed.status == 200)
+            try await system.waitFor("/receptions/\(receptionId)", "status", "COMPLETED")
+            try await system.waitFor("/patientManagements/\(receptionId)", "status", "COMPLETED")
+        }
+    }
+
+    @Test("Every endpoint also answers on its service's own port")
+    func ownPorts() async throws {
+        try await withTestSystem { system in
+            let receptionId = try await system.register()
+            #expect(try await system.get("/receptions/\(receptionId)", via: .reception).status == 200)
+            let diagnosisId = try await system.diagnosis(of: receptionId, via: .diagnosis)
+            #expect(try await system.get("/diagnoses/\(diagnosisId)", via: .diagnosis).status == 200)
+            #expect(try await system.get("/examinations", via: .examination).status == 200)
+            try await system.waitFor("/patientManagements/\(receptionId)", "status", "RECEIVED", via: .patientManagement)
+            for service in ServiceName.allCases {
+                let spec = try await system.get("/openapi.yaml", via: service)
+                #expect(spec.status == 200)
+                #expect(spec.text.hasPrefix("openapi: 3.1"))
+                #expect(try await system.get("/health/ready", via: service).status == 200)
+            }
+        }
+    }
+}

@@ -1,0 +1,192 @@
+import Foundation
+import Runtime
+import SQLiteNIO
+import Testing
+
+/// The seed's non-functional promises on the embedded default: fault isolation, exactly-once
+/// effects under redelivery, and a read model that can be rebuilt from the history.
+@Suite("Resilience")
+struct ResilienceTests {
+    @Test("Registrations are accepted while diagnosis is down; it creates every diagnosis once when it starts")
+    func diagnosisDown() async throws {
+        let directory = TestSystem.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try await withTestSystem([.gateway, .reception, .patientManagement], dataDirectory: directory) { desk in
+            var receptionIds: [String] = []
+            for i in 0..<10 { receptionIds.append(try await desk.register("환자\(i)")) }
+            for id in receptionIds {
+                try await desk.waitFor("/patientManagements/\(id)", "status", "RECEIVED")
+            }
+            let down = try await desk.get("/diagnoses")
+            #expect(down.status == 503)
+            #expect(down.json["type"] as? String == "/problems/service-unavailable")
+
+            try await withTestSystem([.diagnosis], dataDirectory: directory) { doctor in
+                let diagnoses = try await eventually("10 diagnoses") {
+                    let items = try await doctor.items("/diagnoses?limit=200", via: .diagnosis)
+                    return items.count >= 10 ? items : nil
+                }
+                #expect(diagnoses.count == 10)
+                #expect(Set(diagnoses.compactMap { $0["receptionId"] as? String }) == Set(receptionIds))
+            }
+        }
+    }
+
+    @Test("Exam orders are accepted while examination is down; it creates every exam once when it starts")
+    func examinationDown() async throws {
+        let directory = TestSystem.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try await withTestSystem([.gateway, .reception, .diagnosis, .patientManagement], dataDirectory: directory) { clinic in
+            var orderIds: Set<String> = []
+            for i in 0..<4 {
+                let receptionId = try await clinic.register("환자\(i)")
+                let diagnosisId = try await clinic.diagnosis(of: receptionId)
+                let prescribed = try await clinic.post(
+                    "/diagnoses/\(diagnosisId)/prescriptions",
+                    ["examinations": [["code": "CBC", "name": "혈액검사"], ["code": "UA", "name": "소변검사"]]])
+                #expect(prescribed.status == 200)
+                for order in prescribed.json["orders"] as? [[String: Any]] ?? [] { orderIds.insert(order["orderId"] as! String) }
+                try await clinic.waitFor("/patientManagements/\(receptionId)", "status", "EXAM_ORDERED")
+            }
+            #expect(try await clinic.get("/examinations").status == 503)
+
+            try await withTestSystem([.examination], dataDirectory: directory) { lab in
+                let exams = try await eventually("8 exams") {
+                    let items = try await lab.items("/examinations?limit=200", via: .examination)
+                    return items.count >= 8 ? items : nil
+                }
+                #expect(exams.count == 8)
+                #expect(Set(exams.compactMap { $0["orderId"] as? String }) == orderIds)
+            }
+        }
+    }
+
+    @Test("Delivering every event a second time leaves every service and the read model unchanged")
+    func redelivery() async throws {
+        let directory = TestSystem.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let before = try await withTestSystem(dataDirectory: directory) { system in
+            try await Scenarios.mixedDay(system)
+            return try await Snapshot.take(system)
+        }
+        let events = try await TestSystem.count("messages", in: directory.appendingPathComponent("events.sqlite"))
+
+        // Rewind every consumer group to the beginning of the log: everything arrives again.
+        let log = try await SQLiteConnection.open(storage: .file(path: directory.appendingPathComponent("events.sqlite").path))
+        let rewound = try await log.query("UPDATE group_positions SET next_position = 0 RETURNING group_id", [])
+        try await log.close()
+        #expect(rewound.count == 4)
+
+        let after = try await withTestSystem(dataDirectory: directory) { system in
+            try await eventually("every group caught up again") {
+                try await Snapshot.allGroupsCaughtUp(directory) ? true : nil
+            }
+            return try await Snapshot.take(system)
+        }
+        #expect(after == before)
+        // Duplicates produced no new events.
+        #expect(try await TestSystem.count("messages", in: directory.appendingPathComponent("events.sqlite")) == events)
+    }
+
+    @Test("The read model rebuilt from the event history equals the incrementally built one")
+    func rebuild() async throws {
+        try await withTestSystem { system in
+            try await Scenarios.mixedDay(system)
+            let incremental = try await system.items("/patientManagements?limit=200")
+
+            // Damage it, then rebuild through the admin endpoint.
+            let board = system.dataDirectory.appendingPathComponent("patient-management.sqlite")
+            let connection = try await SQLiteConnection.open(storage: .file(path: board.path))
+            _ = try await connection.query("DELETE FROM patient_managements WHERE status = 'COMPLETED'", [])
+            _ = try await connection.query("UPDATE patient_managements SET status = 'RECEIVED'", [])
+            try await connection.close()
+            #expect(try await system.items("/patientManagements?limit=200").count < incremental.count)
+
+            let report = try await system.post("/admin/patientManagements/rebuild", via: .patientManagement)
+            #expect(report.status == 200)
+            #expect(report.json["visits"] as? Int == incremental.count)
+            let rebuilt = try await system.items("/patientManagements?limit=200")
+            #expect(Snapshot.canonical(rebuilt) == Snapshot.canonical(incremental))
+        }
+    }
+}
+
+/// A day at the clinic with visits in every outcome.
+enum Scenarios {
+    static func mixedDay(_ system: TestSystem) async throws {
+        // completed after two exams
+        let a = try await system.register("가")
+        let da = try await system.diagnosis(of: a)
+        _ = try await system.post(
+            "/diagnoses/\(da)/prescriptions", ["examinations": [["code": "CBC", "name": "혈액검사"], ["code": "CT", "name": "CT"]]])
+        let examsA = try await eventually("exams of a") {
+            let items = try await system.items("/examinations?diagnosisId=\(da)")
+            return items.count == 2 ? items : nil
+        }
+        _ = try await system.post("/examinations/\(examsA[0]["id"]!)/perform", ["result": "정상"])
+        _ = try await system.post("/examinations/\(examsA[1]["id"]!)/cancel", ["reason": "장비 점검"])
+        try await system.waitFor("/diagnoses/\(da)", "status", "EXAM_DONE")
+        _ = try await system.post("/diagnoses/\(da)/complete", ["note": "귀가"])
+        // rejected with an exam pending
+        let b = try await system.register("나")
+        let db = try await system.diagnosis(of: b)
+        _ = try await system.post("/diagnoses/\(db)/prescriptions", ["examinations": [["code": "MRI", "name": "MRI"]]])
+        _ = try await eventually("exam of b") { try await system.items("/examinations?diagnosisId=\(db)").first }
+        _ = try await system.post("/diagnoses/\(db)/reject", ["reason": "전원"])
+        // canceled by the desk
+        let c = try await system.register("다")
+        _ = try await system.diagnosis(of: c)
+        _ = try await system.post("/receptions/\(c)/cancel", ["reason": "환자 요청"])
+        // still waiting, and waiting for an exam
+        let d = try await system.register("라")
+        let dd = try await system.diagnosis(of: d)
+        _ = try await system.post("/diagnoses/\(dd)/prescriptions", ["examinations": [["code": "XR", "name": "X선"]]])
+        _ = try await system.register("마")
+
+        try await system.waitFor("/patientManagements/\(a)", "status", "COMPLETED")
+        try await system.waitFor("/patientManagements/\(b)", "status", "REJECTED")
+        try await system.waitFor("/patientManagements/\(c)", "status", "CANCELED")
+        try await system.waitFor("/receptions/\(b)", "status", "CANCELED")
+        _ = try await eventually("exam of d") { try await system.items("/examinations?diagnosisId=\(dd)").first }
+        try await system.waitFor("/patientManagements/\(d)", "status", "EXAM_ORDERED")
+        _ = try await eventually("b's exam canceled") {
+            try await system.items("/examinations?diagnosisId=\(db)&status=CANCELED").first
+        }
+        try await eventually("the log drained") { try await Snapshot.allGroupsCaughtUp(system.dataDirectory) ? true : nil }
+    }
+}
+
+/// Everything the services answer, comparable.
+struct Snapshot: Equatable {
+    var receptions: [String]
+    var diagnoses: [String]
+    var examinations: [String]
+    var board: [String]
+
+    static func take(_ system: TestSystem) async throws -> Snapshot {
+        Snapshot(
+            receptions: canonical(try await system.items("/receptions?limit=200", via: .reception)),
+            diagnoses: canonical(try await system.items("/diagnoses?limit=200", via: .diagnosis)),
+            examinations: canonical(try await system.items("/examinations?limit=200", via: .examination)),
+            board: canonical(try await system.items("/patientManagements?limit=200", via: .patientManagement)))
+    }
+
+    static func canonical(_ items: [[String: Any]]) -> [String] {
+        items.map { String(decoding: try! JSONSerialization.data(withJSONObject: $0, options: .sortedKeys), as: UTF8.self) }
+            .sorted()
+    }
+
+    /// True when every consumer group has read the whole log and every outbox is relayed.
+    static func allGroupsCaughtUp(_ directory: URL) async throws -> Bool {
+        let log = directory.appendingPathComponent("events.sqlite")
+        let lagging = try await TestSystem.count(
+            "group_positions", in: log, where: "next_position <= (SELECT COALESCE(MAX(position), 0) FROM messages)")
+        let groups = try await TestSystem.count("group_positions", in: log)
+        guard groups == 4, lagging == 0 else { return false }
+        for service in ["reception", "diagnosis", "examination"] {
+            let file = directory.appendingPathComponent("\(service).sqlite")
+            if try await TestSystem.count("outbox", in: file, where: "published_at IS NULL") > 0 { return false }
+        }
+        return true
+    }
+}

@@ -1,0 +1,189 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import Runtime
+import SQLiteNIO
+import Testing
+
+/// Real services on temporary storage, driven over HTTP: the one harness of the system tests.
+///
+/// Every service binds port 0, so tests run in parallel; a service not started in this process
+/// is routed by the gateway to a closed port, so it looks down, as it would be.
+func withTestSystem<T: Sendable>(
+    _ services: [ServiceName] = [], dataDirectory: URL? = nil,
+    _ body: (TestSystem) async throws -> T
+) async throws -> T {
+    let directory = dataDirectory ?? TestSystem.temporaryDirectory()
+    let system = try await TestSystem.start(services, dataDirectory: directory)
+    do {
+        let result = try await body(system)
+        await system.shutdown()
+        if dataDirectory == nil { try? FileManager.default.removeItem(at: directory) }
+        return result
+    } catch {
+        await system.shutdown()
+        throw error
+    }
+}
+
+final class TestSystem: Sendable {
+    let dataDirectory: URL
+    let system: HospitalSystem
+
+    private init(dataDirectory: URL, system: HospitalSystem) {
+        self.dataDirectory = dataDirectory
+        self.system = system
+    }
+
+    static func temporaryDirectory() -> URL {
+        FileManager.default.temporaryDirectory.appendingPathComponent("hospital-test-\(UUID().uuidString)", isDirectory: true)
+    }
+
+    static func configuration(dataDirectory: URL) -> HospitalConfiguration {
+        var config = HospitalConfiguration(dataDirectory: dataDirectory)
+        config.logLevel = .warning
+        config.relayPollInterval = .milliseconds(50)
+        config.logPollInterval = .milliseconds(50)
+        config.consumerMaxAttempts = 3
+        for service in ServiceName.allCases {
+            config.ports[service] = 0
+            // Port 1 refuses connections: what the gateway sees of a service that is down.
+            config.upstreams[service] = URL(string: "http://127.0.0.1:1")!
+        }
+        return config
+    }
+
+    static func start(_ services: [ServiceName], dataDirectory: URL) async throws -> TestSystem {
+        var config = configuration(dataDirectory: dataDirectory)
+        let wanted = services.isEmpty ? ServiceName.allCases : services
+        for service in wanted { config.upstreams[service] = nil }
+        var logger = Logger(label: "test")
+        logger.logLevel = .warning
+        let system = try await HospitalSystem.start(wanted, configuration: config, logger: logger)
+        return TestSystem(dataDirectory: dataDirectory, system: system)
+    }
+
+    func shutdown() async { await system.shutdown() }
+
+    /// The gateway if it runs here, else the service itself.
+    func url(_ service: ServiceName = .gateway) -> URL {
+        system.url(of: service) ?? URL(string: "http://127.0.0.1:1")!
+    }
+
+    // MARK: HTTP
+
+    func get(_ path: String, via service: ServiceName = .gateway) async throws -> HTTPResult {
+        try await HTTPResult.send(.GET, url(service), path)
+    }
+
+    func post(
+        _ path: String, _ json: [String: Any]? = nil, raw: String? = nil, headers: [(String, String)] = [],
+        via service: ServiceName = .gateway
+    ) async throws -> HTTPResult {
+        let body = try raw.map { Data($0.utf8) } ?? json.map { try JSONSerialization.data(withJSONObject: $0) }
+        return try await HTTPResult.send(.POST, url(service), path, body: body, headers: headers)
+    }
+
+    // MARK: The journey's steps, asserting they were accepted
+
+    /// 접수: returns the reception id.
+    func register(_ name: String = "홍길동", department: String = "내과") async throws -> String {
+        let response = try await post("/receptions", ["patientName": name, "department": department, "symptom": "기침"])
+        try #require(response.status == 201, "\(response.text)")
+        return try #require(response.json["id"] as? String)
+    }
+
+    /// Waits for the doctor's diagnosis of a reception; returns its id.
+    func diagnosis(of receptionId: String, via service: ServiceName = .gateway) async throws -> String {
+        try await eventually("a diagnosis for \(receptionId)") {
+            let list = try await self.get("/diagnoses?receptionId=\(receptionId)", via: service)
+            return (list.json["items"] as? [[String: Any]])?.first?["id"] as? String
+        }
+    }
+
+    /// Waits until `path` answers 200 with `field` equal to `value`; returns the body.
+    @discardableResult
+    func waitFor(
+        _ path: String, _ field: String, _ value: String, via service: ServiceName = .gateway
+    ) async throws -> [String: Any] {
+        try await eventually("\(path) \(field) = \(value)") {
+            let response = try await self.get(path, via: service)
+            return response.status == 200 && response.json[field] as? String == value ? response.json : nil
+        }
+    }
+
+    func items(_ path: String, via service: ServiceName = .gateway) async throws -> [[String: Any]] {
+        let response = try await get(path, via: service)
+        try #require(response.status == 200, "\(path): \(response.text)")
+        return try #require(response.json["items"] as? [[String: Any]])
+    }
+
+    // MARK: Storage, read directly to prove what was (not) written
+
+    /// Rows in `table` of `service`'s own database.
+    func count(_ table: String, in service: ServiceName) async throws -> Int {
+        try await Self.count(table, in: dataDirectory.appendingPathComponent("\(service.rawValue).sqlite"))
+    }
+
+    /// Messages in the local event log.
+    func eventCount() async throws -> Int {
+        try await Self.count("messages", in: dataDirectory.appendingPathComponent("events.sqlite"))
+    }
+
+    static func count(_ table: String, in file: URL, where condition: String = "1 = 1") async throws -> Int {
+        let connection = try await SQLiteConnection.open(storage: .file(path: file.path))
+        defer { Task { try? await connection.close() } }
+        let rows = try await connection.query("SELECT COUNT(*) AS n FROM \(table) WHERE \(condition)", [])
+        return rows.first?.column("n")?.integer ?? -1
+    }
+}
+
+/// Waits for `probe` to return a value, polling until `timeout`; fails the test with `what`.
+func eventually<T>(
+    _ what: String, timeout: Duration = .seconds(10), _ probe: () async throws -> T?
+) async throws -> T {
+    let deadline = ContinuousClock.now + timeout
+    while true {
+        if let value = try await probe() { return value }
+        guard ContinuousClock.now < deadline else {
+            throw TimedOut(what: what, timeout: timeout)
+        }
+        try await Task.sleep(for: .milliseconds(25))
+    }
+}
+
+struct TimedOut: Error, CustomStringConvertible {
+    var what: String
+    var timeout: Duration
+    var description: String { "timed out after \(timeout) waiting for \(what)" }
+}
+
+/// A whole HTTP exchange's answer.
+struct HTTPResult: Sendable {
+    var status: Int
+    var headers: HTTPHeaders
+    var body: Data
+
+    var text: String { String(decoding: body, as: UTF8.self) }
+    var json: [String: Any] { (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] ?? [:] }
+    var contentType: String { headers.first(name: "content-type") ?? "" }
+
+    static func send(
+        _ method: HTTPMethod, _ base: URL, _ path: String, body: Data? = nil, headers: [(String, String)] = []
+    ) async throws -> HTTPResult {
+        var request = HTTPClientRequest(url: base.absoluteString + path)
+        request.method = method
+        if let body {
+            request.body = .bytes(ByteBuffer(bytes: body))
+            if !headers.contains(where: { $0.0.lowercased() == "content-type" }) {
+                request.headers.add(name: "content-type", value: "application/json")
+            }
+        }
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+        let bytes = try await response.body.collect(upTo: 4 << 20)
+        return HTTPResult(status: Int(response.status.code), headers: response.headers, body: Data(buffer: bytes))
+    }
+}

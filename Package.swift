@@ -59,7 +59,9 @@ let package = Package(
             dependencies: ["DiagnosisDomain", "Contracts", "SharedKernel", "Messaging", "ServiceKit", vapor, fluentKit]),
         .target(
             name: "ExaminationService",
-            dependencies: ["ExaminationDomain", "Contracts", "SharedKernel", "Messaging", "ServiceKit", vapor, fluentKit]),
+            dependencies: [
+                "ExaminationDomain", "Contracts", "SharedKernel", "Messaging", "ServiceKit", vapor, fluentKit,
+            ]),
         .target(
             name: "PatientManagementService",
             dependencies: ["PatientManagementDomain", "Contracts", "Messaging", "ServiceKit", vapor, fluentKit]),

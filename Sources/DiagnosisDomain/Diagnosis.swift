@@ -92,7 +92,9 @@ public struct Diagnosis: Sendable, Equatable {
     }
 
     /// 검사 처방: orders one or more exams, each with its own order id.
-    public mutating func prescribe(_ prescription: Prescription, orderIds: [UUID], at now: Date)
+    public mutating func prescribe(
+        _ prescription: Prescription, orderIds: [UUID], at now: Date
+    )
         throws(InvalidTransition) -> [VisitEvent]
     {
         precondition(orderIds.count == prescription.examinations.count, "one order id per examination")
@@ -187,7 +189,9 @@ public struct Prescription: Sendable, Equatable {
 
     public static let maximumExaminations = 20
 
-    public static func validated(_ raw: [(code: String?, name: String?)]?) throws(ValidationFailure)
+    public static func validated(
+        _ raw: [(code: String?, name: String?)]?
+    ) throws(ValidationFailure)
         -> Prescription
     {
         var v = FieldValidation()
@@ -218,7 +222,9 @@ public struct ClosingNote: Sendable, Equatable {
     public let text: String
 
     /// A completion note may be empty; a rejection must say why.
-    public static func validated(_ raw: String?, field: String, required: Bool) throws(ValidationFailure)
+    public static func validated(
+        _ raw: String?, field: String, required: Bool
+    ) throws(ValidationFailure)
         -> ClosingNote
     {
         var v = FieldValidation()

@@ -65,7 +65,8 @@ public struct Examination: Sendable, Equatable {
         resolvedAt = now
         return [
             .examinationCompleted(
-                ExaminationCompleted(examinationId: id, diagnosisId: diagnosisId, orderId: orderId, result: result.text))
+                ExaminationCompleted(examinationId: id, diagnosisId: diagnosisId, orderId: orderId, result: result.text)
+            )
         ]
     }
 

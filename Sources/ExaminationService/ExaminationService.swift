@@ -108,7 +108,8 @@ public struct ExaminationService: HospitalService {
                 let exists = try await ExaminationModel.query(on: db).filter(\.$orderId == order.orderId).first() != nil
                 guard !exists else { continue }
                 let exam = Examination.requested(
-                    id: UUID(), order: order, of: prescription, receptionId: envelope.receptionId, at: envelope.occurredAt)
+                    id: UUID(), order: order, of: prescription, receptionId: envelope.receptionId,
+                    at: envelope.occurredAt)
                 try await ExaminationModel(exam).create(on: db)
             }
         case .diagnosisRejected(let e):
@@ -121,7 +122,9 @@ public struct ExaminationService: HospitalService {
     }
 
     /// Compensation: the consultation closed, so its pending exams are canceled.
-    private func cancelPending(of diagnosisId: UUID, reason: String, causedBy cause: EventEnvelope, on db: any Database)
+    private func cancelPending(
+        of diagnosisId: UUID, reason: String, causedBy cause: EventEnvelope, on db: any Database
+    )
         async throws
     {
         let pending = try await ExaminationModel.query(on: db)

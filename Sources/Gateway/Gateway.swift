@@ -62,7 +62,8 @@ public struct Gateway: Sendable {
             }
         } catch {
             req.logger.warning(
-                "upstream unavailable", metadata: ["service": "\(route.service)", "error": "\(String(reflecting: error))"])
+                "upstream unavailable",
+                metadata: ["service": "\(route.service)", "error": "\(String(reflecting: error))"])
             throw AppError.serviceUnavailable(route.service)
         }
         var responseHeaders = HTTPHeaders()

@@ -66,7 +66,8 @@ public final class EventConsumer: Sendable {
         do {
             envelope = try EventCoding.decode(message.value)
         } catch let unknown as UnknownEvent {
-            logger.debug("skipping unknown event type", metadata: ["type": "\(unknown.type)", "version": "\(unknown.version)"])
+            logger.debug(
+                "skipping unknown event type", metadata: ["type": "\(unknown.type)", "version": "\(unknown.version)"])
             return .ignored
         } catch {
             try await deadLetter(message, error: "undecodable message: \(error)", attempts: 1)
@@ -103,11 +104,12 @@ public final class EventConsumer: Sendable {
         do {
             return try await store.write { db in
                 if try await InboxEntry.find(envelope.eventId, on: db) != nil { return .duplicate }
-                try await InboxEntry(eventId: envelope.eventId, eventType: envelope.type, handledAt: Date()).create(on: db)
+                try await InboxEntry(eventId: envelope.eventId, eventType: envelope.type, handledAt: Date()).create(
+                    on: db)
                 try await self.handler(envelope, db)
                 return .handled
             }
-        } catch where ServiceStore.isUniqueViolation(error) {
+        } catch  where ServiceStore.isUniqueViolation(error) {
             // Another replica recorded the same event id first. If the violation came from
             // the handler instead, the inbox tells: a handled event is a duplicate, otherwise it
             // is a real failure.

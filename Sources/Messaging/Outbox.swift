@@ -26,7 +26,9 @@ public final class OutboxRelay: Sendable {
         public var batchSize: Int
         public var maxBackoff: Duration
 
-        public init(pollInterval: Duration = .milliseconds(200), batchSize: Int = 100, maxBackoff: Duration = .seconds(5)) {
+        public init(
+            pollInterval: Duration = .milliseconds(200), batchSize: Int = 100, maxBackoff: Duration = .seconds(5)
+        ) {
             self.pollInterval = pollInterval
             self.batchSize = batchSize
             self.maxBackoff = maxBackoff
@@ -58,7 +60,9 @@ public final class OutboxRelay: Sendable {
                 backoff = .milliseconds(100)
                 await wake.wait(timeout: settings.pollInterval)
             } catch {
-                logger.warning("outbox relay failed; retrying", metadata: ["error": "\(String(reflecting: error))", "backoff": "\(backoff)"])
+                logger.warning(
+                    "outbox relay failed; retrying",
+                    metadata: ["error": "\(String(reflecting: error))", "backoff": "\(backoff)"])
                 await wake.wait(timeout: backoff)
                 backoff = min(backoff * 2, settings.maxBackoff)
             }

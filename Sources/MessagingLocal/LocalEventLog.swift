@@ -146,7 +146,8 @@ public final class LocalEventLog: EventTransport {
 
     // MARK: EventHistory
 
-    public func replay(topic: String, handler: @escaping @Sendable (IncomingMessage) async throws -> Void) async throws {
+    public func replay(topic: String, handler: @escaping @Sendable (IncomingMessage) async throws -> Void) async throws
+    {
         let end = try await headPosition(topic: topic)
         var next: Int64 = 0
         while next <= end {

@@ -140,7 +140,9 @@ public struct PatientManagement: Sendable, Equatable, Codable {
             recordCancellation(at: at, reason: e.reason)
         }
         orders.sort {
-            ($0.orderedAt ?? .distantFuture, $0.orderId.uuidString) < ($1.orderedAt ?? .distantFuture, $1.orderId.uuidString)
+            ($0.orderedAt ?? .distantFuture, $0.orderId.uuidString) < (
+                $1.orderedAt ?? .distantFuture, $1.orderId.uuidString
+            )
         }
     }
 

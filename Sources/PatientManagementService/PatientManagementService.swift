@@ -47,8 +47,11 @@ public struct PatientManagementService: HospitalService {
         if let status { q.filter(\.$status == status.rawValue) }
         if let day { q.filter(\.$receivedAt >= day.lowerBound).filter(\.$receivedAt < day.upperBound) }
         let total = try await q.copy().count()
-        let models = try await q.sort(\.$receivedAt, .descending).sort(\.$id).range(page.offset..<(page.offset + page.limit)).all()
-        return ListResponse(items: try models.map { PatientManagementResponse(try $0.visit()) }, total: total, page: page)
+        let models = try await q.sort(\.$receivedAt, .descending).sort(\.$id).range(
+            page.offset..<(page.offset + page.limit)
+        ).all()
+        return ListResponse(
+            items: try models.map { PatientManagementResponse(try $0.visit()) }, total: total, page: page)
     }
 
     // MARK: Projection
@@ -97,9 +100,12 @@ public struct PatientManagementService: HospitalService {
             try await PatientManagementModel.query(on: db).delete()
             try await InboxEntry.query(on: db).delete()
             for visit in visits.values { try await PatientManagementModel(visit).create(on: db) }
-            for (id, type) in eventIds { try await InboxEntry(eventId: id, eventType: type, handledAt: Date()).create(on: db) }
+            for (id, type) in eventIds {
+                try await InboxEntry(eventId: id, eventType: type, handledAt: Date()).create(on: db)
+            }
         }
-        context.logger.notice("read model rebuilt", metadata: ["events": "\(eventIds.count)", "visits": "\(visits.count)"])
+        context.logger.notice(
+            "read model rebuilt", metadata: ["events": "\(eventIds.count)", "visits": "\(visits.count)"])
         return RebuildReport(events: eventIds.count, visits: visits.count)
     }
 }
@@ -112,8 +118,11 @@ private final class Fold: @unchecked Sendable {
     // Called serially by the history replay.
     func add(_ envelope: EventEnvelope) {
         guard seen.updateValue(envelope.type, forKey: envelope.eventId) == nil else { return }
-        visits[envelope.receptionId, default: PatientManagement(receptionId: envelope.receptionId, firstEventAt: envelope.occurredAt)]
-            .apply(envelope)
+        visits[
+            envelope.receptionId,
+            default: PatientManagement(receptionId: envelope.receptionId, firstEventAt: envelope.occurredAt)
+        ]
+        .apply(envelope)
     }
 
     var result: ([UUID: PatientManagement], [UUID: String]) { (visits, seen) }

@@ -69,7 +69,7 @@ public struct ReceptionService: HospitalService {
         let (id, response): (UUID, String)
         do {
             (id, response) = try await attempt()
-        } catch where key != nil && ServiceStore.isUniqueViolation(error) {
+        } catch  where key != nil && ServiceStore.isUniqueViolation(error) {
             // A concurrent request with the same key won the race: answer what it answered.
             (id, response) = try await attempt()
         }
@@ -121,7 +121,9 @@ public struct ReceptionService: HospitalService {
         if let status { q.filter(\.$status == status.rawValue) }
         if let day { q.filter(\.$receivedAt >= day.lowerBound).filter(\.$receivedAt < day.upperBound) }
         let total = try await q.copy().count()
-        let models = try await q.sort(\.$receivedAt, .descending).sort(\.$id).range(page.offset..<(page.offset + page.limit)).all()
+        let models = try await q.sort(\.$receivedAt, .descending).sort(\.$id).range(
+            page.offset..<(page.offset + page.limit)
+        ).all()
         return ListResponse(items: models.map { ReceptionResponse($0.reception) }, total: total, page: page)
     }
 

@@ -72,11 +72,17 @@ public struct HospitalConfiguration: Sendable {
         }
         if let raw = env["HOSPITAL_LOG_LEVEL"] { config.logLevel = try logLevel(raw) }
         if let raw = env["HOSPITAL_TIME_ZONE"] {
-            guard let zone = TimeZone(identifier: raw) else { throw ConfigurationError("HOSPITAL_TIME_ZONE: unknown time zone \(raw)") }
+            guard let zone = TimeZone(identifier: raw) else {
+                throw ConfigurationError("HOSPITAL_TIME_ZONE: unknown time zone \(raw)")
+            }
             config.timeZone = zone
         }
-        if let raw = env["HOSPITAL_RELAY_POLL_MS"] { config.relayPollInterval = .milliseconds(try positive(raw, "HOSPITAL_RELAY_POLL_MS")) }
-        if let raw = env["HOSPITAL_LOG_POLL_MS"] { config.logPollInterval = .milliseconds(try positive(raw, "HOSPITAL_LOG_POLL_MS")) }
+        if let raw = env["HOSPITAL_RELAY_POLL_MS"] {
+            config.relayPollInterval = .milliseconds(try positive(raw, "HOSPITAL_RELAY_POLL_MS"))
+        }
+        if let raw = env["HOSPITAL_LOG_POLL_MS"] {
+            config.logPollInterval = .milliseconds(try positive(raw, "HOSPITAL_LOG_POLL_MS"))
+        }
         if let raw = env["HOSPITAL_CONSUMER_MAX_ATTEMPTS"] {
             config.consumerMaxAttempts = try positive(raw, "HOSPITAL_CONSUMER_MAX_ATTEMPTS")
         }
@@ -104,7 +110,8 @@ public struct HospitalConfiguration: Sendable {
 
     public static func logLevel(_ raw: String) throws -> Logger.Level {
         guard let level = Logger.Level(rawValue: raw.lowercased()) else {
-            throw ConfigurationError("log level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
+            throw ConfigurationError(
+                "log level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         return level
     }

@@ -1,15 +1,14 @@
+import DiagnosisService
+import ExaminationService
 import Foundation
 import Gateway
 import Logging
 import Messaging
 import MessagingLocal
-import ServiceKit
-import ServiceLifecycle
-
-import DiagnosisService
-import ExaminationService
 import PatientManagementService
 import ReceptionService
+import ServiceKit
+import ServiceLifecycle
 
 /// The composition root: builds the named services on the embedded default (SQLite files and
 /// the local event log under the data directory), for `hospital serve` and for the tests alike.
@@ -36,7 +35,9 @@ public final class HospitalSystem: Sendable {
 
     /// Starts `services` (all of them if empty): domain services first, the gateway last, so
     /// the gateway can route to the ports they actually got.
-    public static func start(_ services: [ServiceName], configuration: HospitalConfiguration, logger: Logger) async throws
+    public static func start(
+        _ services: [ServiceName], configuration: HospitalConfiguration, logger: Logger
+    ) async throws
         -> HospitalSystem
     {
         let wanted = services.isEmpty ? ServiceName.allCases : ServiceName.allCases.filter(services.contains)
@@ -75,7 +76,9 @@ public final class HospitalSystem: Sendable {
     }
 
     /// Applies pending migrations of `services` (all if empty) and returns.
-    public static func migrate(_ services: [ServiceName], configuration: HospitalConfiguration, logger: Logger) async throws {
+    public static func migrate(
+        _ services: [ServiceName], configuration: HospitalConfiguration, logger: Logger
+    ) async throws {
         let wanted = (services.isEmpty ? ServiceName.allCases : services).filter { $0 != .gateway }
         guard !wanted.isEmpty else { return }
         let log = try await LocalEventLog.open(directory: configuration.dataDirectory, logger: logger)
@@ -98,7 +101,9 @@ public final class HospitalSystem: Sendable {
     }
 
     /// Rebuilds the desk's read model from the event history, without serving.
-    public static func rebuildPatientManagement(configuration: HospitalConfiguration, logger: Logger) async throws
+    public static func rebuildPatientManagement(
+        configuration: HospitalConfiguration, logger: Logger
+    ) async throws
         -> PatientManagementService.RebuildReport
     {
         let log = try await LocalEventLog.open(directory: configuration.dataDirectory, logger: logger)
@@ -123,14 +128,18 @@ public final class HospitalSystem: Sendable {
         return try await service.rebuild()
     }
 
-    private static func makeHost(_ name: ServiceName, configuration: HospitalConfiguration, transport: any EventTransport)
+    private static func makeHost(
+        _ name: ServiceName, configuration: HospitalConfiguration, transport: any EventTransport
+    )
         async throws -> ServiceHost
     {
         switch name {
         case .reception:
-            try await ServiceHost.service(ReceptionService.self, name: name, configuration: configuration, transport: transport)
+            try await ServiceHost.service(
+                ReceptionService.self, name: name, configuration: configuration, transport: transport)
         case .diagnosis:
-            try await ServiceHost.service(DiagnosisService.self, name: name, configuration: configuration, transport: transport)
+            try await ServiceHost.service(
+                DiagnosisService.self, name: name, configuration: configuration, transport: transport)
         case .examination:
             try await ServiceHost.service(
                 ExaminationService.self, name: name, configuration: configuration, transport: transport)

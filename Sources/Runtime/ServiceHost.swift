@@ -7,9 +7,9 @@ import Messaging
 import MessagingLocal
 import NIOCore
 import NIOPosix
-import Synchronization
 import SQLKit
 import ServiceKit
+import Synchronization
 import Vapor
 
 /// One running service: its HTTP server, database, outbox relay and consumer.
@@ -65,7 +65,8 @@ final class ServiceHost: Sendable {
                 group: S.name, store: store, handledTypes: service.handledEventTypes,
                 settings: .init(maxAttempts: configuration.consumerMaxAttempts), logger: app.logger,
                 afterCommit: { relay.nudge() }, handler: service.handle)
-        return ServiceHost(name: name, app: app, service: service, relay: relay, consumer: consumer, transport: transport)
+        return ServiceHost(
+            name: name, app: app, service: service, relay: relay, consumer: consumer, transport: transport)
     }
 
     /// Builds the gateway, routing to `routes`.
@@ -77,7 +78,9 @@ final class ServiceHost: Sendable {
         return ServiceHost(name: .gateway, app: app, service: nil, relay: nil, consumer: nil, transport: nil)
     }
 
-    private static func makeApplication(name: ServiceName, configuration: HospitalConfiguration) async throws -> Application {
+    private static func makeApplication(
+        name: ServiceName, configuration: HospitalConfiguration
+    ) async throws -> Application {
         APIJSON.install()
         let app = try await Application.make(
             Environment(name: "production", arguments: ["hospital"]), .shared(MultiThreadedEventLoopGroup.singleton))
@@ -122,7 +125,8 @@ final class ServiceHost: Sendable {
                         } catch is CancellationError {
                             return
                         } catch {
-                            logger.error("consumer stopped; restarting", metadata: ["error": "\(String(reflecting: error))"])
+                            logger.error(
+                                "consumer stopped; restarting", metadata: ["error": "\(String(reflecting: error))"])
                             try? await Task.sleep(for: .seconds(1))
                         }
                     }

@@ -44,7 +44,8 @@ public struct ProblemMiddleware: AsyncMiddleware {
             let problem = Self.problem(for: error)
             if problem.status >= 500, problem.status != 503 {
                 request.logger.error(
-                    "request failed", metadata: ["error": "\(String(reflecting: error))", "path": "\(request.url.path)"])
+                    "request failed",
+                    metadata: ["error": "\(String(reflecting: error))", "path": "\(request.url.path)"])
             }
             return Self.response(for: problem)
         }
@@ -55,7 +56,8 @@ public struct ProblemMiddleware: AsyncMiddleware {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         response.body = .init(data: (try? encoder.encode(problem)) ?? Data())
-        response.headers.contentType = HTTPMediaType(type: "application", subType: "problem+json", parameters: ["charset": "utf-8"])
+        response.headers.contentType = HTTPMediaType(
+            type: "application", subType: "problem+json", parameters: ["charset": "utf-8"])
         return response
     }
 
@@ -91,7 +93,9 @@ public struct ProblemMiddleware: AsyncMiddleware {
     private static func problem(for error: AppError) -> Problem {
         switch error {
         case .notFound(let resource, let id):
-            Problem(type: "/problems/not-found", title: "Not Found", status: 404, detail: "There is no \(resource) with id \(id).")
+            Problem(
+                type: "/problems/not-found", title: "Not Found", status: 404,
+                detail: "There is no \(resource) with id \(id).")
         case .invalidRequest(let fields):
             Problem(
                 type: "/problems/validation", title: "Bad Request", status: 400,

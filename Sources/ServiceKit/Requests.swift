@@ -70,10 +70,18 @@ public struct Page: Sendable {
     public static func from(_ request: Request, validation v: inout FieldValidation) -> Page {
         var page = Page(limit: 50, offset: 0)
         if let raw = request.query[String.self, at: "limit"] {
-            if let n = Int(raw), (1...200).contains(n) { page.limit = n } else { v.fail("limit", "must be a whole number from 1 to 200") }
+            if let n = Int(raw), (1...200).contains(n) {
+                page.limit = n
+            } else {
+                v.fail("limit", "must be a whole number from 1 to 200")
+            }
         }
         if let raw = request.query[String.self, at: "offset"] {
-            if let n = Int(raw), n >= 0 { page.offset = n } else { v.fail("offset", "must be a whole number, 0 or more") }
+            if let n = Int(raw), n >= 0 {
+                page.offset = n
+            } else {
+                v.fail("offset", "must be a whole number, 0 or more")
+            }
         }
         return page
     }
@@ -132,7 +140,8 @@ public struct QueryReader {
         guard raw.count == 10, parts.count == 3,
             let start = calendar.date(from: DateComponents(year: parts[0], month: parts[1], day: parts[2])),
             // The calendar rolls 2026-13-01 over into 2027; a real date reads back unchanged.
-            calendar.dateComponents([.year, .month, .day], from: start) == DateComponents(year: parts[0], month: parts[1], day: parts[2]),
+            calendar.dateComponents([.year, .month, .day], from: start)
+                == DateComponents(year: parts[0], month: parts[1], day: parts[2]),
             let end = calendar.date(byAdding: .day, value: 1, to: start)
         else {
             validation.fail(name, "must be a date written as YYYY-MM-DD")

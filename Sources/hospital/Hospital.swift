@@ -14,10 +14,14 @@ struct Hospital: AsyncParsableCommand {
 
 /// Options every subcommand shares; each overrides its environment variable.
 struct CommonOptions: ParsableArguments {
-    @Option(name: .customLong("data-dir"), help: "Directory of the SQLite databases and the event log (HOSPITAL_DATA_DIR, default ./hospital-data).")
+    @Option(
+        name: .customLong("data-dir"),
+        help: "Directory of the SQLite databases and the event log (HOSPITAL_DATA_DIR, default ./hospital-data).")
     var dataDir: String?
 
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (HOSPITAL_LOG_LEVEL, default info).")
+    @Option(
+        name: .customLong("log-level"),
+        help: "trace, debug, info, notice, warning, error or critical (HOSPITAL_LOG_LEVEL, default info).")
     var logLevel: String?
 
     func configuration() throws -> HospitalConfiguration {
@@ -98,7 +102,9 @@ struct Migrate: AsyncParsableCommand {
         let config = try common.configuration()
         let logger = common.bootstrapLogging(config.logLevel)
         try await HospitalSystem.migrate(services, configuration: config, logger: logger)
-        print("migrated: \((services.isEmpty ? ServiceName.allCases.filter { $0 != .gateway } : services).map(\.rawValue).joined(separator: ", "))")
+        print(
+            "migrated: \((services.isEmpty ? ServiceName.allCases.filter { $0 != .gateway } : services).map(\.rawValue).joined(separator: ", "))"
+        )
     }
 }
 

@@ -13,7 +13,9 @@ struct JourneyTests {
 
             // 2. the doctor gets it within a second
             let diagnosisId = try await eventually("a WAITING diagnosis", timeout: .seconds(1)) {
-                try await system.items("/diagnoses?receptionId=\(receptionId)").first { $0["status"] as? String == "WAITING" }?["id"]
+                try await system.items("/diagnoses?receptionId=\(receptionId)").first {
+                    $0["status"] as? String == "WAITING"
+                }?["id"]
                     as? String
             }
 
@@ -23,7 +25,8 @@ struct JourneyTests {
                 ["examinations": [["code": "CBC", "name": "혈액검사"], ["code": "CXR", "name": "흉부 X선"]]])
             #expect(prescribed.status == 200)
             #expect(prescribed.json["status"] as? String == "EXAM_ORDERED")
-            let orderIds = Set((prescribed.json["orders"] as? [[String: Any]] ?? []).compactMap { $0["orderId"] as? String })
+            let orderIds = Set(
+                (prescribed.json["orders"] as? [[String: Any]] ?? []).compactMap { $0["orderId"] as? String })
             #expect(orderIds.count == 2)
 
             // 4. two REQUESTED exams, each knowing its diagnosis, reception and order
@@ -172,7 +175,8 @@ struct JourneyTests {
             let diagnosisId = try await system.diagnosis(of: receptionId, via: .diagnosis)
             #expect(try await system.get("/diagnoses/\(diagnosisId)", via: .diagnosis).status == 200)
             #expect(try await system.get("/examinations", via: .examination).status == 200)
-            try await system.waitFor("/patientManagements/\(receptionId)", "status", "RECEIVED", via: .patientManagement)
+            try await system.waitFor(
+                "/patientManagements/\(receptionId)", "status", "RECEIVED", via: .patientManagement)
             for service in ServiceName.allCases {
                 let spec = try await system.get("/openapi.yaml", via: service)
                 #expect(spec.status == 200)

@@ -56,7 +56,8 @@ struct ProcessTests {
             upstreams["HOSPITAL_\(service.rawValue.uppercased().replacingOccurrences(of: "-", with: "_"))_URL"] =
                 try #require(process.url(service)).absoluteString
         }
-        let gatewayProcess = try await HospitalProcess.serve([.gateway], dataDirectory: directory, environment: upstreams)
+        let gatewayProcess = try await HospitalProcess.serve(
+            [.gateway], dataDirectory: directory, environment: upstreams)
         let gateway = try #require(gatewayProcess.url(.gateway))
         func post(_ path: String, _ json: String) async throws -> HTTPResult {
             try await HTTPResult.send(.POST, gateway, path, body: Data(json.utf8))
@@ -66,14 +67,21 @@ struct ProcessTests {
         // The journey across five processes.
         let receptionId = try #require(try await post("/receptions", #"{"patientName": "최지우"}"#).json["id"] as? String)
         let diagnosisId = try await eventually("the diagnosis") {
-            (try await get("/diagnoses?receptionId=\(receptionId)")["items"] as? [[String: Any]])?.first?["id"] as? String
+            (try await get("/diagnoses?receptionId=\(receptionId)")["items"] as? [[String: Any]])?.first?["id"]
+                as? String
         }
-        #expect(try await post("/diagnoses/\(diagnosisId)/prescriptions", #"{"examinations": [{"code": "CBC", "name": "혈액검사"}]}"#).status == 200)
+        #expect(
+            try await post(
+                "/diagnoses/\(diagnosisId)/prescriptions", #"{"examinations": [{"code": "CBC", "name": "혈액검사"}]}"#
+            ).status == 200)
         let examId = try await eventually("the exam") {
-            (try await get("/examinations?diagnosisId=\(diagnosisId)")["items"] as? [[String: Any]])?.first?["id"] as? String
+            (try await get("/examinations?diagnosisId=\(diagnosisId)")["items"] as? [[String: Any]])?.first?["id"]
+                as? String
         }
         #expect(try await post("/examinations/\(examId)/perform", #"{"result": "정상"}"#).status == 200)
-        _ = try await eventually("EXAM_DONE") { try await get("/diagnoses/\(diagnosisId)")["status"] as? String == "EXAM_DONE" ? true : nil }
+        _ = try await eventually("EXAM_DONE") {
+            try await get("/diagnoses/\(diagnosisId)")["status"] as? String == "EXAM_DONE" ? true : nil
+        }
         #expect(try await post("/diagnoses/\(diagnosisId)/complete", #"{"note": "귀가"}"#).status == 200)
         _ = try await eventually("the desk sees COMPLETED") {
             try await get("/patientManagements/\(receptionId)")["status"] as? String == "COMPLETED" ? true : nil
@@ -110,7 +118,8 @@ struct ProcessTests {
         let running = try await HospitalProcess.serve([], dataDirectory: directory)
         let gateway = try #require(running.url(.gateway))
         for i in 0..<3 {
-            _ = try await HTTPResult.send(.POST, gateway, "/receptions", body: Data("{\"patientName\": \"환자 \(i)\"}".utf8))
+            _ = try await HTTPResult.send(
+                .POST, gateway, "/receptions", body: Data("{\"patientName\": \"환자 \(i)\"}".utf8))
         }
         let before = try await eventually("3 visits") {
             let board = try await HTTPResult.send(.GET, gateway, "/patientManagements").json

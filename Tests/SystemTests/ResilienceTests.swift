@@ -36,7 +36,8 @@ struct ResilienceTests {
     func examinationDown() async throws {
         let directory = TestSystem.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        try await withTestSystem([.gateway, .reception, .diagnosis, .patientManagement], dataDirectory: directory) { clinic in
+        try await withTestSystem([.gateway, .reception, .diagnosis, .patientManagement], dataDirectory: directory) {
+            clinic in
             var orderIds: Set<String> = []
             for i in 0..<4 {
                 let receptionId = try await clinic.register("환자\(i)")
@@ -45,7 +46,9 @@ struct ResilienceTests {
                     "/diagnoses/\(diagnosisId)/prescriptions",
                     ["examinations": [["code": "CBC", "name": "혈액검사"], ["code": "UA", "name": "소변검사"]]])
                 #expect(prescribed.status == 200)
-                for order in prescribed.json["orders"] as? [[String: Any]] ?? [] { orderIds.insert(order["orderId"] as! String) }
+                for order in prescribed.json["orders"] as? [[String: Any]] ?? [] {
+                    orderIds.insert(order["orderId"] as! String)
+                }
                 try await clinic.waitFor("/patientManagements/\(receptionId)", "status", "EXAM_ORDERED")
             }
             #expect(try await clinic.get("/examinations").status == 503)
@@ -72,7 +75,8 @@ struct ResilienceTests {
         let events = try await TestSystem.count("messages", in: directory.appendingPathComponent("events.sqlite"))
 
         // Rewind every consumer group to the beginning of the log: everything arrives again.
-        let log = try await SQLiteConnection.open(storage: .file(path: directory.appendingPathComponent("events.sqlite").path))
+        let log = try await SQLiteConnection.open(
+            storage: .file(path: directory.appendingPathComponent("events.sqlite").path))
         let rewound = try await log.query("UPDATE group_positions SET next_position = 0 RETURNING group_id", [])
         try await log.close()
         #expect(rewound.count == 4)
@@ -118,7 +122,8 @@ enum Scenarios {
         let a = try await system.register("가")
         let da = try await system.diagnosis(of: a)
         _ = try await system.post(
-            "/diagnoses/\(da)/prescriptions", ["examinations": [["code": "CBC", "name": "혈액검사"], ["code": "CT", "name": "CT"]]])
+            "/diagnoses/\(da)/prescriptions",
+            ["examinations": [["code": "CBC", "name": "혈액검사"], ["code": "CT", "name": "CT"]]])
         let examsA = try await eventually("exams of a") {
             let items = try await system.items("/examinations?diagnosisId=\(da)")
             return items.count == 2 ? items : nil
@@ -152,7 +157,9 @@ enum Scenarios {
         _ = try await eventually("b's exam canceled") {
             try await system.items("/examinations?diagnosisId=\(db)&status=CANCELED").first
         }
-        try await eventually("the log drained") { try await Snapshot.allGroupsCaughtUp(system.dataDirectory) ? true : nil }
+        try await eventually("the log drained") {
+            try await Snapshot.allGroupsCaughtUp(system.dataDirectory) ? true : nil
+        }
     }
 }
 
@@ -172,8 +179,10 @@ struct Snapshot: Equatable {
     }
 
     static func canonical(_ items: [[String: Any]]) -> [String] {
-        items.map { String(decoding: try! JSONSerialization.data(withJSONObject: $0, options: .sortedKeys), as: UTF8.self) }
-            .sorted()
+        items.map {
+            String(decoding: try! JSONSerialization.data(withJSONObject: $0, options: .sortedKeys), as: UTF8.self)
+        }
+        .sorted()
     }
 
     /// True when every consumer group has read the whole log and every outbox is relayed.

@@ -8,7 +8,9 @@ import Testing
 struct RulesTests {
     /// Asserts a problem+json answer with `status`; returns its body.
     @discardableResult
-    func expectProblem(_ response: HTTPResult, _ status: Int, sourceLocation: SourceLocation = #_sourceLocation) -> [String: Any] {
+    func expectProblem(
+        _ response: HTTPResult, _ status: Int, sourceLocation: SourceLocation = #_sourceLocation
+    ) -> [String: Any] {
         #expect(response.status == status, "\(response.text)", sourceLocation: sourceLocation)
         #expect(response.contentType.hasPrefix("application/problem+json"), sourceLocation: sourceLocation)
         let body = response.json
@@ -81,7 +83,8 @@ struct RulesTests {
             expectProblem(try await system.post("/receptions", ["patientName": "   "]), 422)
             let many = expectProblem(
                 try await system.post(
-                    "/receptions", ["patientName": long, "birthDate": "2023-02-29", "patientId": "12 34", "phone": "abc"]),
+                    "/receptions",
+                    ["patientName": long, "birthDate": "2023-02-29", "patientId": "12 34", "phone": "abc"]),
                 422)
             let fields = Set((many["errors"] as? [[String: Any]] ?? []).compactMap { $0["field"] as? String })
             #expect(fields == ["patientName", "birthDate", "patientId", "phone"])
@@ -89,7 +92,8 @@ struct RulesTests {
             let huge = "{\"patientName\": \"\(String(repeating: "x", count: 100_000))\"}"
             expectProblem(try await system.post("/receptions", raw: huge), 413)
             expectProblem(
-                try await system.post("/receptions", raw: "patientName=x", headers: [("content-type", "text/plain")]), 415)
+                try await system.post("/receptions", raw: "patientName=x", headers: [("content-type", "text/plain")]),
+                415)
             // bad query parameters
             let query = expectProblem(try await system.get("/receptions?status=DONE&limit=0"), 400)
             #expect((query["errors"] as? [[String: Any]])?.count == 2)
@@ -176,7 +180,9 @@ struct RulesTests {
         try await withTestSystem { system in
             let key = [("Idempotency-Key", UUID().uuidString)]
             let responses = try await withThrowingTaskGroup(of: HTTPResult.self) { group in
-                for _ in 0..<8 { group.addTask { try await system.post("/receptions", ["patientName": "박민수"], headers: key) } }
+                for _ in 0..<8 {
+                    group.addTask { try await system.post("/receptions", ["patientName": "박민수"], headers: key) }
+                }
                 return try await group.reduce(into: []) { $0.append($1) }
             }
             #expect(responses.allSatisfy { $0.status == 201 })
@@ -199,7 +205,8 @@ struct RulesTests {
                 let loser = c.status == 200 ? r : c
                 #expect(loser.json["currentState"] as? String == winner)
                 #expect(try await system.get("/diagnoses/\(diagnosisId)").json["status"] as? String == winner)
-                try await system.waitFor("/receptions/\(receptionId)", "status", winner == "COMPLETED" ? "COMPLETED" : "CANCELED")
+                try await system.waitFor(
+                    "/receptions/\(receptionId)", "status", winner == "COMPLETED" ? "COMPLETED" : "CANCELED")
                 try await system.waitFor("/patientManagements/\(receptionId)", "status", winner)
             }
             // Exactly one closing event per visit.

@@ -38,7 +38,8 @@ final class TestSystem: Sendable {
     }
 
     static func temporaryDirectory() -> URL {
-        FileManager.default.temporaryDirectory.appendingPathComponent("hospital-test-\(UUID().uuidString)", isDirectory: true)
+        FileManager.default.temporaryDirectory.appendingPathComponent(
+            "hospital-test-\(UUID().uuidString)", isDirectory: true)
     }
 
     static func configuration(dataDirectory: URL) -> HospitalConfiguration {

@@ -87,6 +87,13 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
         .testTarget(
+            name: "MessagingTests",
+            dependencies: [
+                "Messaging", "MessagingLocal", "Contracts", fluentKit, logging,
+                .product(name: "FluentSQLiteDriver", package: "fluent-sqlite-driver"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]),
+        .testTarget(
             name: "SystemTests",
             dependencies: [
                 "Runtime", "Contracts", "hospital",

@@ -161,10 +161,11 @@ struct PatientManagementProjectionTests {
         #expect(afterSecondExam.orders.map(\.orderId) == [order1, order3])
     }
 
-    @Test("examDoneAt is the latest resolution, whichever arrives first")
+    @Test("examDoneAt is the latest resolution, whichever order it belongs to and whichever arrives first")
     func examDoneAtIsLatest() {
-        let inOrder = project([received(0), prescribed(60, order1, order2), examCompleted(200, order1), examCanceled(300, order2)])
-        let lateFirst = project([received(0), prescribed(60, order1, order2), examCanceled(300, order2), examCompleted(200, order1)])
+        // order1 (listed first) is resolved last
+        let inOrder = project([received(0), prescribed(60, order1, order2), examCanceled(200, order2), examCompleted(300, order1)])
+        let lateFirst = project([received(0), prescribed(60, order1, order2), examCompleted(300, order1), examCanceled(200, order2)])
 
         #expect(inOrder.examDoneAt == at(300))
         #expect(lateFirst.examDoneAt == at(300))
@@ -209,6 +210,15 @@ struct PatientManagementProjectionTests {
 
         #expect(a == b)
         #expect(a.status == b.status)
+    }
+
+    @Test("A later resolution of an already resolved order does not overwrite the first")
+    func firstResolutionStands() {
+        let visit = project([received(0), prescribed(60, order1), examCompleted(120, order1), examCanceled(300, order1)])
+
+        #expect(visit.orders.map(\.status) == [.completed])
+        #expect(visit.orders.map(\.resolvedAt) == [at(120)])
+        #expect(visit.examDoneAt == at(120))
     }
 
     @Test("A rejection before a late desk cancel stays REJECTED with the doctor's reason")

@@ -1,0 +1,139 @@
+import Contracts
+import FluentKit
+import Foundation
+import Logging
+import Messaging
+import Testing
+
+@Suite("Outbox and inbox")
+struct OutboxInboxTests {
+    @Test("A state change and its events commit together")
+    func commitTogether() async throws {
+        let database = try await TestDatabase()
+        try await database.store.write { db in
+            try await Note("접수").create(on: db)
+            try await Outbox.append([envelope(), envelope()], on: db)
+        }
+        #expect(try await Note.query(on: database.db).count() == 1)
+        #expect(try await OutboxMessage.query(on: database.db).count() == 2)
+        await database.close()
+    }
+
+    @Test("A failure after the state change leaves neither the change nor its events")
+    func failureAfterBoth() async throws {
+        let database = try await TestDatabase()
+        await #expect(throws: Injected.self) {
+            try await database.store.write { db in
+                try await Note("접수").create(on: db)
+                try await Outbox.append([envelope()], on: db)
+                throw Injected()
+            }
+        }
+        #expect(try await Note.query(on: database.db).count() == 0)
+        #expect(try await OutboxMessage.query(on: database.db).count() == 0)
+        await database.close()
+    }
+
+    @Test("A failing outbox write undoes the state change written before it")
+    func failingOutboxWrite() async throws {
+        let database = try await TestDatabase()
+        let event = envelope()
+        try await database.store.write { db in try await Outbox.append([event], on: db) }
+        // The same event id again violates the outbox's unique constraint.
+        await #expect(throws: (any Error).self) {
+            try await database.store.write { db in
+                try await Note("접수").create(on: db)
+                try await Outbox.append([event], on: db)
+            }
+        }
+        #expect(try await Note.query(on: database.db).count() == 0)
+        #expect(try await OutboxMessage.query(on: database.db).count() == 1)
+        await database.close()
+    }
+
+    @Test("A second delivery of an event changes nothing")
+    func inboxDeduplicates() async throws {
+        let database = try await TestDatabase()
+        let recorder = Recorder()
+        let consumer = EventConsumer(
+            group: "test", store: database.store, handledTypes: [TreatmentCanceled.type], logger: Logger(label: "test")
+        ) { _, db in
+            try recorder.call()
+            try await Note("effect").create(on: db)
+        }
+        let incoming = try message(envelope())
+        #expect(try await consumer.receive(incoming) == .handled)
+        #expect(try await consumer.receive(incoming) == .duplicate)
+        #expect(recorder.calls == 1)
+        #expect(try await Note.query(on: database.db).count() == 1)
+        #expect(try await InboxEntry.query(on: database.db).count() == 1)
+        await database.close()
+    }
+
+    @Test("A handler that fails undoes its effect and its inbox entry, and is retried")
+    func failedHandlerRetried() async throws {
+        let database = try await TestDatabase()
+        let recorder = Recorder(failures: 2)
+        let consumer = EventConsumer(
+            group: "test", store: database.store, handledTypes: [TreatmentCanceled.type],
+            settings: .init(maxAttempts: 3, initialBackoff: .milliseconds(1)), logger: Logger(label: "test")
+        ) { _, db in
+            try await Note("effect").create(on: db)
+            try recorder.call()
+        }
+        #expect(try await consumer.receive(try message(envelope())) == .handled)
+        #expect(recorder.calls == 3)
+        #expect(try await Note.query(on: database.db).count() == 1)
+        #expect(try await DeadLetter.query(on: database.db).count() == 0)
+        await database.close()
+    }
+
+    @Test("A message that keeps failing is dead-lettered with its error, and can be replayed once fixed")
+    func deadLetterAndReplay() async throws {
+        let database = try await TestDatabase()
+        let recorder = Recorder(failures: 3)
+        let consumer = EventConsumer(
+            group: "test", store: database.store, handledTypes: [TreatmentCanceled.type],
+            settings: .init(maxAttempts: 3, initialBackoff: .milliseconds(1)), logger: Logger(label: "test")
+        ) { _, db in
+            try recorder.call()
+            try await Note("effect").create(on: db)
+        }
+        let poisoned = try message(envelope(), offset: 7)
+        #expect(try await consumer.receive(poisoned) == .deadLettered)
+        let letter = try #require(try await DeadLetter.query(on: database.db).first())
+        #expect(letter.offset == 7)
+        #expect(letter.attempts == 3)
+        #expect(letter.error.contains("Injected"))
+        // The next message is not held up.
+        #expect(try await consumer.receive(try message(envelope(), offset: 8)) == .handled)
+
+        #expect(try await consumer.replay(letter) == .handled)
+        #expect(try await Note.query(on: database.db).count() == 2)
+        #expect(try await DeadLetter.find(letter.id, on: database.db)?.replayedAt != nil)
+        await database.close()
+    }
+
+    @Test("An undecodable message goes to the dead-letter store at once; an unknown type is skipped")
+    func poisonAndUnknown() async throws {
+        let database = try await TestDatabase()
+        let recorder = Recorder()
+        let consumer = EventConsumer(
+            group: "test", store: database.store, handledTypes: Set(VisitEvent.allTypes), logger: Logger(label: "test")
+        ) { _, _ in try recorder.call() }
+        let garbage = IncomingMessage(
+            topic: Topics.visitEvents, partition: 0, offset: 1, key: nil, value: Data("{not json".utf8))
+        #expect(try await consumer.receive(garbage) == .deadLettered)
+        #expect(try await DeadLetter.query(on: database.db).first()?.attempts == 1)
+
+        var future = try JSONSerialization.jsonObject(with: try EventCoding.encode(envelope())) as! [String: Any]
+        future["type"] = "PatientTeleported"
+        let unknown = IncomingMessage(
+            topic: Topics.visitEvents, partition: 0, offset: 2, key: nil,
+            value: try JSONSerialization.data(withJSONObject: future))
+        #expect(try await consumer.receive(unknown) == .ignored)
+        #expect(recorder.calls == 0)
+        #expect(try await InboxEntry.query(on: database.db).count() == 0)
+        await database.close()
+    }
+}

@@ -87,6 +87,12 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
         .testTarget(
+            name: "DomainTests",
+            dependencies: [
+                "Contracts", "SharedKernel", "ReceptionDomain", "DiagnosisDomain", "ExaminationDomain",
+                "PatientManagementDomain",
+            ]),
+        .testTarget(
             name: "MessagingTests",
             dependencies: [
                 "Messaging", "MessagingLocal", "Contracts", fluentKit, logging,
@@ -96,7 +102,7 @@ let package = Package(
         .testTarget(
             name: "SystemTests",
             dependencies: [
-                "Runtime", "Contracts", "hospital",
+                "Runtime", "Contracts", "Messaging", "MessagingLocal", "hospital", logging,
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -154,8 +154,13 @@ public struct PatientManagement: Sendable, Equatable, Codable {
 
     private mutating func resolve(order orderId: UUID, as status: OrderProgress.Status, at: Date) {
         if let i = orders.firstIndex(where: { $0.orderId == orderId }) {
-            // An order is performed or canceled once; the first resolution stands.
-            guard orders[i].status == .requested else { return }
+            // An order is performed or canceled once. Should two resolutions ever arrive, the
+            // earlier one stands (on a tie, the completion), whatever order they are delivered in.
+            if let resolvedAt = orders[i].resolvedAt,
+                resolvedAt < at || (resolvedAt == at && orders[i].status == .completed)
+            {
+                return
+            }
             orders[i].status = status
             orders[i].resolvedAt = at
         } else {

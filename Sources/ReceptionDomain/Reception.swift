@@ -144,7 +144,9 @@ public struct CancelReason: Sendable, Equatable {
 enum CalendarDate {
     static func parse(_ s: String) -> [Int]? {
         let parts = s.split(separator: "-", omittingEmptySubsequences: false)
+        // Digits only: Int("+1") would parse, and "2000-+1-01" is not a date.
         guard s.count == 10, parts.count == 3, parts[0].count == 4, parts[1].count == 2, parts[2].count == 2,
+            s.allSatisfy({ $0 == "-" || ("0"..."9").contains($0) }),
             let y = Int(parts[0]), let m = Int(parts[1]), let d = Int(parts[2]),
             y >= 1900, (1...12).contains(m), (1...daysIn(month: m, year: y)).contains(d)
         else { return nil }

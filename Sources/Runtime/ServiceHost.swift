@@ -65,6 +65,7 @@ final class ServiceHost: Sendable {
                 group: S.name, store: store, handledTypes: service.handledEventTypes,
                 settings: .init(maxAttempts: configuration.consumerMaxAttempts), logger: app.logger,
                 afterCommit: { relay.nudge() }, handler: service.handle)
+        if let consumer { DeadLetterRoutes.register(on: app.routes, consumer: consumer, store: store) }
         return ServiceHost(
             name: name, app: app, service: service, relay: relay, consumer: consumer, transport: transport)
     }

@@ -27,6 +27,8 @@ public enum AppError: Error, Equatable {
     case serviceUnavailable(String)
     /// Not ready to serve (health).
     case notReady(String)
+    /// An operation that does not fit a resource's state (outside the domain's aggregates).
+    case conflict(currentState: String, detail: String)
 }
 
 /// The one mapping of errors to HTTP responses, for every service and the gateway.
@@ -111,6 +113,8 @@ public struct ProblemMiddleware: AsyncMiddleware {
                 detail: "The \(service) service is not available right now. Please try again shortly.")
         case .notReady(let reason):
             Problem(type: "/problems/service-unavailable", title: "Service Unavailable", status: 503, detail: reason)
+        case .conflict(let state, let detail):
+            Problem(type: "/problems/conflict", title: "Conflict", status: 409, detail: detail, currentState: state)
         }
     }
 

@@ -137,7 +137,7 @@ public struct QueryReader {
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = timeZone
         let parts = raw.split(separator: "-").compactMap { Int($0) }
-        guard raw.count == 10, parts.count == 3,
+        guard raw.count == 10, parts.count == 3, raw.allSatisfy({ $0 == "-" || ("0"..."9").contains($0) }),
             let start = calendar.date(from: DateComponents(year: parts[0], month: parts[1], day: parts[2])),
             // The calendar rolls 2026-13-01 over into 2027; a real date reads back unchanged.
             calendar.dateComponents([.year, .month, .day], from: start)

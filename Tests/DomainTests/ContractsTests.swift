@@ -14,8 +14,10 @@ private let everyEvent: [VisitEvent] = [
                 ExamOrder(orderId: id(11), code: "CBC", name: "일반혈액검사"),
                 ExamOrder(orderId: id(12), code: "XR-CHEST", name: "흉부 X-ray"),
             ])),
-    .examinationCompleted(ExaminationCompleted(examinationId: id(21), diagnosisId: id(2), orderId: id(11), result: "정상")),
-    .examinationCanceled(ExaminationCanceled(examinationId: id(22), diagnosisId: id(2), orderId: id(12), reason: "장비 고장")),
+    .examinationCompleted(
+        ExaminationCompleted(examinationId: id(21), diagnosisId: id(2), orderId: id(11), result: "정상")),
+    .examinationCanceled(
+        ExaminationCanceled(examinationId: id(22), diagnosisId: id(2), orderId: id(12), reason: "장비 고장")),
     .diagnosisCompleted(DiagnosisCompleted(diagnosisId: id(2), note: "")),
     .diagnosisRejected(DiagnosisRejected(diagnosisId: id(2), reason: "타 병원 전원")),
     .diagnosisCanceled(DiagnosisCanceled(diagnosisId: id(2), reason: "환자 귀가")),
@@ -38,7 +40,8 @@ private func rawEnvelope(type: String, version: Int = 1, payload: String = "{}")
 
 @Suite("Contracts: the event envelope on the wire")
 struct EventEnvelopeTests {
-    @Test("Every event type survives an encode/decode round trip, millisecond timestamp included", arguments: everyEvent)
+    @Test(
+        "Every event type survives an encode/decode round trip, millisecond timestamp included", arguments: everyEvent)
     func roundTrip(event: VisitEvent) throws {
         let original = envelope(event, at: 12.345, eventId: id(77))
 
@@ -57,7 +60,8 @@ struct EventEnvelopeTests {
 
         #expect(
             Set(json.keys) == [
-                "eventId", "type", "version", "occurredAt", "receptionId", "producer", "traceparent", "actor", "payload",
+                "eventId", "type", "version", "occurredAt", "receptionId", "producer", "traceparent", "actor",
+                "payload",
             ])
         #expect(json["type"] as? String == "TreatmentCanceled")
         #expect(json["version"] as? Int == 1)
@@ -157,10 +161,11 @@ struct EventEnvelopeTests {
 
     @Test("Every event case reports its own type name, and allTypes lists all eight")
     func typeNames() {
-        #expect(everyEvent.map(\.type) == [
-            "TreatmentReceived", "TreatmentReceived", "TreatmentCanceled", "Prescribed", "ExaminationCompleted",
-            "ExaminationCanceled", "DiagnosisCompleted", "DiagnosisRejected", "DiagnosisCanceled",
-        ])
+        #expect(
+            everyEvent.map(\.type) == [
+                "TreatmentReceived", "TreatmentReceived", "TreatmentCanceled", "Prescribed", "ExaminationCompleted",
+                "ExaminationCanceled", "DiagnosisCompleted", "DiagnosisRejected", "DiagnosisCanceled",
+            ])
         #expect(Set(VisitEvent.allTypes) == Set(everyEvent.map(\.type)))
         #expect(VisitEvent.allTypes.count == 8)
         #expect(everyEvent.allSatisfy { $0.version == 1 })

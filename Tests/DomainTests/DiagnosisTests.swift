@@ -139,11 +139,15 @@ struct DiagnosisStateMachineTests {
         #expect(d.status == .examOrdered)
         #expect(d.orders.map(\.orderId) == [order1, order2, order3])
         #expect(d.pendingOrders.map(\.orderId) == [order3])
-        #expect(events == [
-            .prescribed(Prescribed(diagnosisId: diagnosisId, patientName: "김민수", orders: [
-                ExamOrder(orderId: order3, code: "CT", name: "검사 CT")
-            ]))
-        ])
+        #expect(
+            events == [
+                .prescribed(
+                    Prescribed(
+                        diagnosisId: diagnosisId, patientName: "김민수",
+                        orders: [
+                            ExamOrder(orderId: order3, code: "CT", name: "검사 CT")
+                        ]))
+            ])
     }
 
     @Test("Prescribing more while exams are pending stays EXAM_ORDERED and needs every order resolved")
@@ -196,7 +200,8 @@ struct DiagnosisStateMachineTests {
     func completeClosed(status: Diagnosis.Status) {
         var d = diagnosis(in: status)
 
-        #expect(throws: InvalidTransition(aggregate: "diagnosis", currentState: status.rawValue, attempted: "complete")) {
+        #expect(throws: InvalidTransition(aggregate: "diagnosis", currentState: status.rawValue, attempted: "complete"))
+        {
             try d.complete(note: note(nil), at: at(900))
         }
     }
@@ -234,7 +239,9 @@ struct DiagnosisStateMachineTests {
     func prescribeClosed(status: Diagnosis.Status) {
         var d = diagnosis(in: status)
 
-        #expect(throws: InvalidTransition(aggregate: "diagnosis", currentState: status.rawValue, attempted: "prescribe")) {
+        #expect(
+            throws: InvalidTransition(aggregate: "diagnosis", currentState: status.rawValue, attempted: "prescribe")
+        ) {
             try d.prescribe(prescription("CT"), orderIds: [order3], at: at(900))
         }
         #expect(d.status == status)
@@ -309,7 +316,8 @@ struct DiagnosisStateMachineTests {
 struct PrescriptionValidationTests {
     @Test("A prescription needs at least one examination", arguments: [[(code: String?, name: String?)]?.none, []])
     func empty(raw: [(code: String?, name: String?)]?) {
-        #expect(prescriptionFailures(raw) == [.init(field: "examinations", message: "must list at least one examination")])
+        #expect(
+            prescriptionFailures(raw) == [.init(field: "examinations", message: "must list at least one examination")])
     }
 
     @Test("A prescription lists at most 20 examinations")
@@ -318,9 +326,10 @@ struct PrescriptionValidationTests {
         let twentyOne = (1...21).map { (code: String?("C\($0)"), name: String?("검사 \($0)")) }
 
         #expect(prescriptionFailures(twenty).isEmpty)
-        #expect(prescriptionFailures(twentyOne) == [
-            .init(field: "examinations", message: "must list at most 20 examinations")
-        ])
+        #expect(
+            prescriptionFailures(twentyOne) == [
+                .init(field: "examinations", message: "must list at most 20 examinations")
+            ])
     }
 
     @Test("Blank or missing codes and names are reported with their index")
@@ -329,15 +338,18 @@ struct PrescriptionValidationTests {
             (code: "CBC", name: "혈액"), (code: "  ", name: "X-ray"), (code: "CT", name: nil),
         ])
 
-        #expect(reported == [
-            .init(field: "examinations[1].code", message: "must not be empty"),
-            .init(field: "examinations[2].name", message: "is required"),
-        ])
+        #expect(
+            reported == [
+                .init(field: "examinations[1].code", message: "must not be empty"),
+                .init(field: "examinations[2].name", message: "is required"),
+            ])
     }
 
     @Test("The same code twice in one prescription is refused at the second occurrence")
     func duplicateCodes() {
-        let reported = prescriptionFailures([(code: "CBC", name: "혈액"), (code: "XR", name: "X"), (code: " CBC ", name: "또")])
+        let reported = prescriptionFailures([
+            (code: "CBC", name: "혈액"), (code: "XR", name: "X"), (code: " CBC ", name: "또"),
+        ])
 
         #expect(fieldNames(ValidationFailure(reported)) == ["examinations[2].code"])
         #expect(reported.first?.message.contains("CBC") == true)
@@ -349,7 +361,9 @@ struct PrescriptionValidationTests {
         #expect(valid.examinations.map(\.code) == ["CBC"])
         #expect(valid.examinations.map(\.name) == ["일반혈액검사"])
 
-        let reported = prescriptionFailures([(code: String(repeating: "C", count: 33), name: String(repeating: "n", count: 101))])
+        let reported = prescriptionFailures([
+            (code: String(repeating: "C", count: 33), name: String(repeating: "n", count: 101))
+        ])
         #expect(fieldNames(ValidationFailure(reported)) == ["examinations[0].code", "examinations[0].name"])
     }
 

@@ -49,10 +49,12 @@ struct ExaminationTests {
 
         let events = try exam.perform(result: text(" Hb 14.2 "), at: at(60))
 
-        #expect(events == [
-            .examinationCompleted(
-                ExaminationCompleted(examinationId: examinationId, diagnosisId: diagnosisId, orderId: orderId, result: "Hb 14.2"))
-        ])
+        #expect(
+            events == [
+                .examinationCompleted(
+                    ExaminationCompleted(
+                        examinationId: examinationId, diagnosisId: diagnosisId, orderId: orderId, result: "Hb 14.2"))
+            ])
         #expect(exam.status == .completed)
         #expect(exam.result == "Hb 14.2")
         #expect(exam.resolvedAt == at(60))
@@ -64,10 +66,12 @@ struct ExaminationTests {
 
         let events = try exam.cancel(reason: text("환자 거부"), at: at(60))
 
-        #expect(events == [
-            .examinationCanceled(
-                ExaminationCanceled(examinationId: examinationId, diagnosisId: diagnosisId, orderId: orderId, reason: "환자 거부"))
-        ])
+        #expect(
+            events == [
+                .examinationCanceled(
+                    ExaminationCanceled(
+                        examinationId: examinationId, diagnosisId: diagnosisId, orderId: orderId, reason: "환자 거부"))
+            ])
         #expect(exam.status == .canceled)
         #expect(exam.cancelReason == "환자 거부")
         #expect(exam.result == nil)
@@ -95,10 +99,12 @@ struct ExaminationTests {
 
         let events = exam.consultationClosed(reason: "진료 거부", at: at(300))
 
-        #expect(events == [
-            .examinationCanceled(
-                ExaminationCanceled(examinationId: examinationId, diagnosisId: diagnosisId, orderId: orderId, reason: "진료 거부"))
-        ])
+        #expect(
+            events == [
+                .examinationCanceled(
+                    ExaminationCanceled(
+                        examinationId: examinationId, diagnosisId: diagnosisId, orderId: orderId, reason: "진료 거부"))
+            ])
         #expect(exam.status == .canceled)
         #expect(exam.cancelReason == "진료 거부")
         #expect(exam.resolvedAt == at(300))

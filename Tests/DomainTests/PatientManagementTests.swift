@@ -10,7 +10,9 @@ private let order3 = id(13)
 // MARK: - Events of one visit, stamped `seconds` after t0
 
 private func received(_ s: TimeInterval) -> EventEnvelope {
-    envelope(.treatmentReceived(TreatmentReceived(patientName: "김민수", department: "내과", symptom: "기침")), at: s, producer: "reception")
+    envelope(
+        .treatmentReceived(TreatmentReceived(patientName: "김민수", department: "내과", symptom: "기침")), at: s,
+        producer: "reception")
 }
 
 private func prescribed(_ s: TimeInterval, _ orders: UUID...) -> EventEnvelope {
@@ -24,13 +26,15 @@ private func prescribed(_ s: TimeInterval, _ orders: UUID...) -> EventEnvelope {
 
 private func examCompleted(_ s: TimeInterval, _ order: UUID) -> EventEnvelope {
     envelope(
-        .examinationCompleted(ExaminationCompleted(examinationId: UUID(), diagnosisId: diagnosisId, orderId: order, result: "정상")),
+        .examinationCompleted(
+            ExaminationCompleted(examinationId: UUID(), diagnosisId: diagnosisId, orderId: order, result: "정상")),
         at: s, producer: "examination")
 }
 
 private func examCanceled(_ s: TimeInterval, _ order: UUID, _ reason: String = "장비 고장") -> EventEnvelope {
     envelope(
-        .examinationCanceled(ExaminationCanceled(examinationId: UUID(), diagnosisId: diagnosisId, orderId: order, reason: reason)),
+        .examinationCanceled(
+            ExaminationCanceled(examinationId: UUID(), diagnosisId: diagnosisId, orderId: order, reason: reason)),
         at: s, producer: "examination")
 }
 
@@ -39,15 +43,18 @@ private func deskCanceled(_ s: TimeInterval, _ reason: String = "환자 귀가")
 }
 
 private func diagnosisCompleted(_ s: TimeInterval) -> EventEnvelope {
-    envelope(.diagnosisCompleted(DiagnosisCompleted(diagnosisId: diagnosisId, note: "이상 없음")), at: s, producer: "diagnosis")
+    envelope(
+        .diagnosisCompleted(DiagnosisCompleted(diagnosisId: diagnosisId, note: "이상 없음")), at: s, producer: "diagnosis")
 }
 
 private func diagnosisRejected(_ s: TimeInterval, _ reason: String = "타 병원 전원") -> EventEnvelope {
-    envelope(.diagnosisRejected(DiagnosisRejected(diagnosisId: diagnosisId, reason: reason)), at: s, producer: "diagnosis")
+    envelope(
+        .diagnosisRejected(DiagnosisRejected(diagnosisId: diagnosisId, reason: reason)), at: s, producer: "diagnosis")
 }
 
 private func diagnosisCanceled(_ s: TimeInterval, _ reason: String = "환자 귀가") -> EventEnvelope {
-    envelope(.diagnosisCanceled(DiagnosisCanceled(diagnosisId: diagnosisId, reason: reason)), at: s, producer: "diagnosis")
+    envelope(
+        .diagnosisCanceled(DiagnosisCanceled(diagnosisId: diagnosisId, reason: reason)), at: s, producer: "diagnosis")
 }
 
 /// The read model built the way the service builds it: the row is created by whichever event arrives first.
@@ -164,8 +171,12 @@ struct PatientManagementProjectionTests {
     @Test("examDoneAt is the latest resolution, whichever order it belongs to and whichever arrives first")
     func examDoneAtIsLatest() {
         // order1 (listed first) is resolved last
-        let inOrder = project([received(0), prescribed(60, order1, order2), examCanceled(200, order2), examCompleted(300, order1)])
-        let lateFirst = project([received(0), prescribed(60, order1, order2), examCompleted(300, order1), examCanceled(200, order2)])
+        let inOrder = project([
+            received(0), prescribed(60, order1, order2), examCanceled(200, order2), examCompleted(300, order1),
+        ])
+        let lateFirst = project([
+            received(0), prescribed(60, order1, order2), examCompleted(300, order1), examCanceled(200, order2),
+        ])
 
         #expect(inOrder.examDoneAt == at(300))
         #expect(lateFirst.examDoneAt == at(300))
@@ -214,7 +225,9 @@ struct PatientManagementProjectionTests {
 
     @Test("A later resolution of an already resolved order does not overwrite the first")
     func firstResolutionStands() {
-        let visit = project([received(0), prescribed(60, order1), examCompleted(120, order1), examCanceled(300, order1)])
+        let visit = project([
+            received(0), prescribed(60, order1), examCompleted(120, order1), examCanceled(300, order1),
+        ])
 
         #expect(visit.orders.map(\.status) == [.completed])
         #expect(visit.orders.map(\.resolvedAt) == [at(120)])

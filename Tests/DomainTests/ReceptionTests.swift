@@ -195,9 +195,10 @@ struct PatientValidationTests {
     @Test("The chart number is at most 20 characters")
     func patientIdTooLong() {
         #expect(failures(patientId: String(repeating: "1", count: 20)).isEmpty)
-        #expect(failures(patientId: String(repeating: "1", count: 21)) == [
-            .init(field: "patientId", message: "must be at most 20 characters")
-        ])
+        #expect(
+            failures(patientId: String(repeating: "1", count: 21)) == [
+                .init(field: "patientId", message: "must be at most 20 characters")
+            ])
     }
 
     @Test(
@@ -214,15 +215,18 @@ struct PatientValidationTests {
 
     @Test("A birth date with a signed month or day is refused", arguments: ["2000-+1-01", "2000-01-+1"])
     func birthDateSigned(birthDate: String) {
-        #expect(failures(birthDate: birthDate) == [
-            .init(field: "birthDate", message: "must be a date written as YYYY-MM-DD")
-        ])
+        #expect(
+            failures(birthDate: birthDate) == [
+                .init(field: "birthDate", message: "must be a date written as YYYY-MM-DD")
+            ])
     }
 
-    @Test("February 29 exists only in leap years", arguments: [
-        ("2024-02-29", true), ("2000-02-29", true), ("2023-02-29", false), ("1900-02-29", false),
-        ("2024-02-30", false),
-    ])
+    @Test(
+        "February 29 exists only in leap years",
+        arguments: [
+            ("2024-02-29", true), ("2000-02-29", true), ("2023-02-29", false), ("1900-02-29", false),
+            ("2024-02-30", false),
+        ])
     func leapDay(birthDate: String, valid: Bool) {
         #expect(failures(birthDate: birthDate).isEmpty == valid)
     }
@@ -235,10 +239,12 @@ struct PatientValidationTests {
         #expect(failures(birthDate: "2028-01-01") == [.init(field: "birthDate", message: "must not be in the future")])
     }
 
-    @Test("The phone accepts digits, spaces, '+' and '-' only", arguments: [
-        ("010-1234-5678", true), ("+82 10 1234 5678", true), ("0212345678", true),
-        ("010.1234.5678", false), ("(02) 123-4567", false), ("010-1234-567８", false), ("call me", false),
-    ])
+    @Test(
+        "The phone accepts digits, spaces, '+' and '-' only",
+        arguments: [
+            ("010-1234-5678", true), ("+82 10 1234 5678", true), ("0212345678", true),
+            ("010.1234.5678", false), ("(02) 123-4567", false), ("010-1234-567８", false), ("call me", false),
+        ])
     func phone(phone: String, valid: Bool) {
         let reported = failures(phone: phone)
         #expect(reported.isEmpty == valid)
@@ -251,9 +257,10 @@ struct PatientValidationTests {
             name: " ", patientId: "P_1", birthDate: "1990-02-30", phone: "010.1234",
             department: String(repeating: "과", count: 51), symptom: String(repeating: "x", count: 1001))
 
-        #expect(fieldNames(ValidationFailure(reported)) == [
-            "patientName", "patientId", "birthDate", "phone", "department", "symptom",
-        ])
+        #expect(
+            fieldNames(ValidationFailure(reported)) == [
+                "patientName", "patientId", "birthDate", "phone", "department", "symptom",
+            ])
     }
 
     @Test("A cancel reason is required and trimmed")

@@ -1,4 +1,8 @@
+import Contracts
 import Foundation
+import Logging
+import Messaging
+import MessagingLocal
 import Runtime
 import SQLiteNIO
 import Testing
@@ -197,5 +201,45 @@ struct Snapshot: Equatable {
             if try await TestSystem.count("outbox", in: file, where: "published_at IS NULL") > 0 { return false }
         }
         return true
+    }
+}
+
+@Suite("Dead letters")
+struct DeadLetterTests {
+    @Test("A poison message lands in every consumer's dead-letter store; the visits behind it complete")
+    func poisonMessage() async throws {
+        try await withTestSystem { system in
+            // An undecodable payload in the middle of the log, as a broken producer would write it.
+            let log = try await LocalEventLog.open(directory: system.dataDirectory, logger: Logger(label: "test"))
+            try await log.publish([
+                OutgoingMessage(topic: Topics.visitEvents, key: "garbage", value: Data("{\"type\":".utf8))
+            ])
+            await log.close()
+
+            let receptionId = try await system.register()
+            let diagnosisId = try await system.diagnosis(of: receptionId)
+            _ = try await system.post("/diagnoses/\(diagnosisId)/complete", ["note": "완료"])
+            try await system.waitFor("/patientManagements/\(receptionId)", "status", "COMPLETED")
+            try await system.waitFor("/receptions/\(receptionId)", "status", "COMPLETED")
+
+            for service in [ServiceName.reception, .diagnosis, .examination, .patientManagement] {
+                let letters = try await eventually("\(service.rawValue)'s dead letter") {
+                    let response = try await system.get("/admin/dead-letters", via: service)
+                    let items = (try? JSONSerialization.jsonObject(with: response.body)) as? [[String: Any]] ?? []
+                    return items.isEmpty ? nil : items
+                }
+                #expect(letters.count == 1)
+                #expect(letters.first?["key"] as? String == "garbage")
+                #expect((letters.first?["error"] as? String)?.contains("undecodable") == true)
+                #expect(letters.first?["payload"] as? String == Data("{\"type\":".utf8).base64EncodedString())
+
+                // It cannot be replayed while it stays undecodable, and says so.
+                let replay = try await system.post("/admin/dead-letters/\(letters.first!["id"]!)/replay", via: service)
+                #expect(replay.status == 409)
+                #expect(replay.json["currentState"] as? String == "UNDECODABLE")
+            }
+            // The gateway does not expose administration.
+            #expect(try await system.get("/admin/dead-letters").status == 404)
+        }
     }
 }

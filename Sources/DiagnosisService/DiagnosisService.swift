@@ -52,7 +52,7 @@ public struct DiagnosisService: HospitalService {
     /// 진료 완료: POST /diagnoses/{id}/complete, when no exam is pending.
     @Sendable func complete(_ req: Request) async throws -> DiagnosisResponse {
         let id = try req.id(of: "diagnosis")
-        let note = try ClosingNote.validated(try req.body(CompleteBody.self).note, field: "note", required: false)
+        let note = try ClosingNote.validated(try req.optionalBody(CompleteBody.self, default: CompleteBody()).note, field: "note", required: false)
         let stamp = EventStamp(producer: Self.name, actor: req.actor(default: "doctor"), trace: req.trace)
         return try await change(id, stamp: stamp) { diagnosis, now throws(InvalidTransition) in
             try diagnosis.complete(note: note, at: now)

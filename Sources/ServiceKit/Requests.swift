@@ -23,6 +23,13 @@ extension Request {
         return try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView))
     }
 
+    /// Decodes the JSON body if there is one; a command whose fields are all optional may be sent
+    /// without a body.
+    public func optionalBody<T: Decodable>(_ type: T.Type, default empty: T) throws -> T {
+        if headers.contentType == nil, (body.data?.readableBytes ?? 0) == 0 { return empty }
+        return try self.body(type)
+    }
+
     /// Who caused an event: the `X-Actor` header if it is a plain identifier, else the role.
     /// (Authentication replaces this later; it is a label, not a credential.)
     public func actor(default role: String) -> String {
@@ -66,25 +73,6 @@ public struct EventStamp: Sendable {
 public struct Page: Sendable {
     public var limit: Int
     public var offset: Int
-
-    public static func from(_ request: Request, validation v: inout FieldValidation) -> Page {
-        var page = Page(limit: 50, offset: 0)
-        if let raw = request.query[String.self, at: "limit"] {
-            if let n = Int(raw), (1...200).contains(n) {
-                page.limit = n
-            } else {
-                v.fail("limit", "must be a whole number from 1 to 200")
-            }
-        }
-        if let raw = request.query[String.self, at: "offset"] {
-            if let n = Int(raw), n >= 0 {
-                page.offset = n
-            } else {
-                v.fail("offset", "must be a whole number, 0 or more")
-            }
-        }
-        return page
-    }
 }
 
 /// A page of a list.
@@ -109,12 +97,38 @@ public struct QueryReader {
 
     public init(_ request: Request) { self.request = request }
 
-    public mutating func page() -> Page { Page.from(request, validation: &validation) }
+    /// The raw value of `name`: "" when present but empty (a mistake, not "no filter"), nil
+    /// when absent.
+    private func raw(_ name: String) -> String? {
+        var components = URLComponents()
+        components.percentEncodedQuery = request.url.query
+        return components.queryItems?.last(where: { $0.name == name }).map { $0.value ?? "" }
+    }
+
+    /// `limit` (1–200, default 50) and `offset` (0–1000000, default 0).
+    public mutating func page() -> Page {
+        var page = Page(limit: 50, offset: 0)
+        if let raw = raw("limit") {
+            if let n = Int(raw), (1...200).contains(n) {
+                page.limit = n
+            } else {
+                validation.fail("limit", "must be a whole number from 1 to 200")
+            }
+        }
+        if let raw = raw("offset") {
+            if let n = Int(raw), (0...1_000_000).contains(n) {
+                page.offset = n
+            } else {
+                validation.fail("offset", "must be a whole number from 0 to 1000000")
+            }
+        }
+        return page
+    }
 
     /// An enum value such as a status.
     public mutating func value<T: RawRepresentable & CaseIterable>(_ name: String, as: T.Type) -> T?
     where T.RawValue == String {
-        guard let raw = request.query[String.self, at: name], !raw.isEmpty else { return nil }
+        guard let raw = raw(name) else { return nil }
         guard let value = T(rawValue: raw) else {
             validation.fail(name, "must be one of " + T.allCases.map(\.rawValue).joined(separator: ", "))
             return nil
@@ -123,7 +137,7 @@ public struct QueryReader {
     }
 
     public mutating func uuid(_ name: String) -> UUID? {
-        guard let raw = request.query[String.self, at: name], !raw.isEmpty else { return nil }
+        guard let raw = raw(name) else { return nil }
         guard let id = UUID(uuidString: raw) else {
             validation.fail(name, "must be a UUID")
             return nil
@@ -133,7 +147,7 @@ public struct QueryReader {
 
     /// A calendar day `YYYY-MM-DD` in `timeZone`, as the half-open interval of its instants.
     public mutating func day(_ name: String, in timeZone: TimeZone) -> Range<Date>? {
-        guard let raw = request.query[String.self, at: name], !raw.isEmpty else { return nil }
+        guard let raw = raw(name) else { return nil }
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = timeZone
         let parts = raw.split(separator: "-").compactMap { Int($0) }

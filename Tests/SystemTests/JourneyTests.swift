@@ -160,7 +160,8 @@ struct JourneyTests {
 
             let diagnosis = try await system.waitFor("/diagnoses/\(diagnosisId)", "status", "EXAM_DONE")
             #expect((diagnosis["orders"] as? [[String: Any]])?.first?["cancelReason"] as? String == "장비 고장")
-            let completed = try await system.post("/diagnoses/\(diagnosisId)/complete", ["note": "경과 관찰"])
+            // The note is optional, and so is a body without it.
+            let completed = try await system.post("/diagnoses/\(diagnosisId)/complete")
             #expect(completed.status == 200)
             try await system.waitFor("/receptions/\(receptionId)", "status", "COMPLETED")
             try await system.waitFor("/patientManagements/\(receptionId)", "status", "COMPLETED")

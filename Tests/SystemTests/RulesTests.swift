@@ -99,6 +99,10 @@ struct RulesTests {
             #expect((query["errors"] as? [[String: Any]])?.count == 2)
             expectProblem(try await system.get("/patientManagements?date=2026-13-01"), 400)
             expectProblem(try await system.get("/diagnoses?receptionId=nope"), 400)
+            // An empty filter is a mistake, not "no filter".
+            expectProblem(try await system.get("/diagnoses?receptionId="), 400)
+            expectProblem(try await system.get("/examinations?status="), 400)
+            expectProblem(try await system.get("/receptions?offset=1000001"), 400)
 
             #expect(try await system.count("receptions", in: .reception) == 0)
             #expect(try await system.count("outbox", in: .reception) == 0)

@@ -95,14 +95,17 @@ let package = Package(
         .testTarget(
             name: "MessagingTests",
             dependencies: [
-                "Messaging", "MessagingLocal", "Contracts", fluentKit, logging,
+                "Messaging", "MessagingLocal", "ServiceKit", "Contracts", fluentKit, sqlKit, logging,
                 .product(name: "FluentSQLiteDriver", package: "fluent-sqlite-driver"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]),
         .testTarget(
             name: "SystemTests",
             dependencies: [
-                "Runtime", "Contracts", "Messaging", "MessagingLocal", "hospital", logging,
+                "Runtime", "Contracts", "Messaging", "MessagingLocal", "ServiceKit", "PatientManagementService",
+                "hospital", logging, fluentKit, sqlKit,
+                .product(name: "FluentSQLiteDriver", package: "fluent-sqlite-driver"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),

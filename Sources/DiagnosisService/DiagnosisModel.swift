@@ -4,8 +4,9 @@ import Foundation
 import ServiceKit
 
 /// A diagnosis as stored. Its orders are part of the aggregate and are stored with it, as JSON.
-final class DiagnosisModel: Model, @unchecked Sendable {
+final class DiagnosisModel: AggregateRecord, @unchecked Sendable {
     static let schema = "diagnoses"
+    static let resource = "diagnosis"
 
     @ID(key: .id) var id: UUID?
     @Field(key: "version") var version: Int
@@ -32,7 +33,7 @@ final class DiagnosisModel: Model, @unchecked Sendable {
         try copy(diagnosis)
     }
 
-    func diagnosis() throws -> Diagnosis {
+    func aggregate() throws -> Diagnosis {
         Diagnosis(
             id: id!, receptionId: receptionId, patientName: patientName, department: department, symptom: symptom,
             status: Diagnosis.Status(rawValue: status)!,
@@ -40,15 +41,7 @@ final class DiagnosisModel: Model, @unchecked Sendable {
             createdAt: createdAt, closedAt: closedAt, closingNote: closingNote)
     }
 
-    /// Saves a changed diagnosis, provided nobody else changed it since it was loaded.
-    func update(to diagnosis: Diagnosis, on db: any Database) async throws {
-        try await db.claimVersion(table: Self.schema, id: id!, expected: version)
-        version += 1
-        try copy(diagnosis)
-        try await save(on: db)
-    }
-
-    private func copy(_ diagnosis: Diagnosis) throws {
+    func copy(_ diagnosis: Diagnosis) throws {
         status = diagnosis.status.rawValue
         orders = String(decoding: try APIJSON.encoder().encode(diagnosis.orders), as: UTF8.self)
         closedAt = diagnosis.closedAt

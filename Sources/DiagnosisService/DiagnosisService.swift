@@ -42,7 +42,7 @@ public struct DiagnosisService: HospitalService {
         let body = try req.body(PrescriptionBody.self)
         let prescription = try Prescription.validated(body.examinations?.map { ($0.code, $0.name) })
         let stamp = EventStamp(producer: Self.name, actor: req.actor(default: "doctor"), trace: req.trace)
-        return try await change(id, stamp: stamp) { diagnosis, now throws(InvalidTransition) in
+        return try await change(id, stamp: stamp) { diagnosis, now in
             try diagnosis.prescribe(prescription, orderIds: prescription.examinations.map { _ in UUID() }, at: now)
         }
     }
@@ -52,9 +52,10 @@ public struct DiagnosisService: HospitalService {
     /// 진료 완료: POST /diagnoses/{id}/complete, when no exam is pending.
     @Sendable func complete(_ req: Request) async throws -> DiagnosisResponse {
         let id = try req.id(of: "diagnosis")
-        let note = try ClosingNote.validated(try req.optionalBody(CompleteBody.self, default: CompleteBody()).note, field: "note", required: false)
+        let note = try ClosingNote.validated(
+            try req.optionalBody(CompleteBody.self, default: CompleteBody()).note, field: "note", required: false)
         let stamp = EventStamp(producer: Self.name, actor: req.actor(default: "doctor"), trace: req.trace)
-        return try await change(id, stamp: stamp) { diagnosis, now throws(InvalidTransition) in
+        return try await change(id, stamp: stamp) { diagnosis, now in
             try diagnosis.complete(note: note, at: now)
         }
     }
@@ -66,37 +67,23 @@ public struct DiagnosisService: HospitalService {
         let id = try req.id(of: "diagnosis")
         let reason = try ClosingNote.validated(try req.body(RejectBody.self).reason, field: "reason", required: true)
         let stamp = EventStamp(producer: Self.name, actor: req.actor(default: "doctor"), trace: req.trace)
-        return try await change(id, stamp: stamp) { diagnosis, now throws(InvalidTransition) in
+        return try await change(id, stamp: stamp) { diagnosis, now in
             try diagnosis.reject(reason: reason, at: now)
         }
     }
 
-    /// Load, decide, save with outbox, answer: the shape of every command on a diagnosis.
     private func change(
-        _ id: UUID, stamp: EventStamp,
-        _ decide: @escaping @Sendable (inout Diagnosis, Date) throws(InvalidTransition) -> [VisitEvent]
+        _ id: UUID, stamp: EventStamp, _ decide: @escaping @Sendable (inout Diagnosis, Date) throws -> [VisitEvent]
     ) async throws -> DiagnosisResponse {
-        let now = context.now()
-        return try await context.command { db in
-            guard let model = try await DiagnosisModel.find(id, on: db) else {
-                throw AppError.notFound(resource: "diagnosis", id: id.uuidString)
-            }
-            var diagnosis = try model.diagnosis()
-            let events = try decide(&diagnosis, now)
-            try await model.update(to: diagnosis, on: db)
-            try await Outbox.append(stamp.envelopes(events, receptionId: diagnosis.receptionId, at: now), on: db)
-            return DiagnosisResponse(diagnosis)
-        }
+        DiagnosisResponse(
+            try await context.change(DiagnosisModel.self, id, stamp: stamp, receptionId: \.receptionId, decide))
     }
 
     // MARK: Queries
 
     @Sendable func show(_ req: Request) async throws -> DiagnosisResponse {
         let id = try req.id(of: "diagnosis")
-        guard let model = try await DiagnosisModel.find(id, on: context.store.database) else {
-            throw AppError.notFound(resource: "diagnosis", id: id.uuidString)
-        }
-        return DiagnosisResponse(try model.diagnosis())
+        return DiagnosisResponse(try await DiagnosisModel.require(id, on: context.store.database).aggregate())
     }
 
     /// The doctor's worklist: GET /diagnoses?status=&receptionId=, oldest first.
@@ -110,9 +97,8 @@ public struct DiagnosisService: HospitalService {
         let q = DiagnosisModel.query(on: context.store.database)
         if let status { q.filter(\.$status == status.rawValue) }
         if let receptionId { q.filter(\.$receptionId == receptionId) }
-        let total = try await q.copy().count()
-        let models = try await q.sort(\.$createdAt).sort(\.$id).range(page.offset..<(page.offset + page.limit)).all()
-        return ListResponse(items: try models.map { DiagnosisResponse(try $0.diagnosis()) }, total: total, page: page)
+        let (models, total) = try await q.sort(\.$createdAt).sort(\.$id).page(page)
+        return ListResponse(items: try models.map { DiagnosisResponse(try $0.aggregate()) }, total: total, page: page)
     }
 
     // MARK: Reactions
@@ -130,17 +116,17 @@ public struct DiagnosisService: HospitalService {
             try await DiagnosisModel(diagnosis).create(on: db)
         case .treatmentCanceled(let e):
             guard let model = try await find(receptionId: envelope.receptionId, on: db) else { return }
-            var diagnosis = try model.diagnosis()
+            var diagnosis = try model.aggregate()
             let events = diagnosis.receptionCanceled(reason: e.reason, at: at)
             try await save(model, diagnosis, events, causedBy: envelope, on: db)
         case .examinationCompleted(let e):
             guard let model = try await DiagnosisModel.find(e.diagnosisId, on: db) else { return }
-            var diagnosis = try model.diagnosis()
+            var diagnosis = try model.aggregate()
             diagnosis.examinationCompleted(orderId: e.orderId, result: e.result, at: at)
             try await save(model, diagnosis, [], causedBy: envelope, on: db)
         case .examinationCanceled(let e):
             guard let model = try await DiagnosisModel.find(e.diagnosisId, on: db) else { return }
-            var diagnosis = try model.diagnosis()
+            var diagnosis = try model.aggregate()
             diagnosis.examinationCanceled(orderId: e.orderId, reason: e.reason, at: at)
             try await save(model, diagnosis, [], causedBy: envelope, on: db)
         default:
@@ -156,7 +142,7 @@ public struct DiagnosisService: HospitalService {
         _ model: DiagnosisModel, _ diagnosis: Diagnosis, _ events: [VisitEvent], causedBy cause: EventEnvelope,
         on db: any Database
     ) async throws {
-        guard try diagnosis != model.diagnosis() else { return }
+        guard try diagnosis != model.aggregate() else { return }
         try await model.update(to: diagnosis, on: db)
         let stamp = EventStamp.reacting(to: cause, producer: Self.name)
         try await Outbox.append(stamp.envelopes(events, receptionId: diagnosis.receptionId, at: context.now()), on: db)

@@ -56,7 +56,7 @@ public struct Examination: Sendable, Equatable {
     }
 
     /// 검사 시행: records the result.
-    public mutating func perform(result: ExamResult, at now: Date) throws(InvalidTransition) -> [VisitEvent] {
+    public mutating func perform(result: ExamNote, at now: Date) throws(InvalidTransition) -> [VisitEvent] {
         guard status == .requested else {
             throw InvalidTransition(aggregate: "examination", currentState: status.rawValue, attempted: "perform")
         }
@@ -71,7 +71,7 @@ public struct Examination: Sendable, Equatable {
     }
 
     /// 검사 취소 by the examiner.
-    public mutating func cancel(reason: ExamResult, at now: Date) throws(InvalidTransition) -> [VisitEvent] {
+    public mutating func cancel(reason: ExamNote, at now: Date) throws(InvalidTransition) -> [VisitEvent] {
         guard status == .requested else {
             throw InvalidTransition(aggregate: "examination", currentState: status.rawValue, attempted: "cancel")
         }
@@ -96,14 +96,14 @@ public struct Examination: Sendable, Equatable {
     }
 }
 
-/// An exam's result or the reason it was canceled: required text.
-public struct ExamResult: Sendable, Equatable {
+/// What the examiner writes: an exam's result, or why it was canceled. Required text.
+public struct ExamNote: Sendable, Equatable {
     public let text: String
 
-    public static func validated(_ raw: String?, field: String) throws(ValidationFailure) -> ExamResult {
+    public static func validated(_ raw: String?, field: String) throws(ValidationFailure) -> ExamNote {
         var v = FieldValidation()
         let text = v.required(raw, field, maxLength: 4000)
         try v.check()
-        return ExamResult(text: text)
+        return ExamNote(text: text)
     }
 }

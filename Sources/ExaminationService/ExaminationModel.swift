@@ -1,10 +1,12 @@
 import ExaminationDomain
 import FluentKit
 import Foundation
+import ServiceKit
 
 /// An examination as stored.
-final class ExaminationModel: Model, @unchecked Sendable {
+final class ExaminationModel: AggregateRecord, @unchecked Sendable {
     static let schema = "examinations"
+    static let resource = "examination"
 
     @ID(key: .id) var id: UUID?
     @Field(key: "version") var version: Int
@@ -35,22 +37,14 @@ final class ExaminationModel: Model, @unchecked Sendable {
         copy(exam)
     }
 
-    var examination: Examination {
+    func aggregate() -> Examination {
         Examination(
             id: id!, orderId: orderId, diagnosisId: diagnosisId, receptionId: receptionId, patientName: patientName,
             code: code, name: name, status: Examination.Status(rawValue: status)!, result: result,
             cancelReason: cancelReason, requestedAt: requestedAt, resolvedAt: resolvedAt)
     }
 
-    /// Saves a changed examination, provided nobody else changed it since it was loaded.
-    func update(to exam: Examination, on db: any Database) async throws {
-        try await db.claimVersion(table: Self.schema, id: id!, expected: version)
-        version += 1
-        copy(exam)
-        try await save(on: db)
-    }
-
-    private func copy(_ exam: Examination) {
+    func copy(_ exam: Examination) {
         status = exam.status.rawValue
         result = exam.result
         cancelReason = exam.cancelReason

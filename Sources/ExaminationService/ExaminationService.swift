@@ -33,9 +33,9 @@ public struct ExaminationService: HospitalService {
     /// 검사 시행: POST /examinations/{id}/perform with the result.
     @Sendable func perform(_ req: Request) async throws -> ExaminationResponse {
         let id = try req.id(of: "examination")
-        let result = try ExamResult.validated(try req.body(PerformBody.self).result, field: "result")
+        let result = try ExamNote.validated(try req.body(PerformBody.self).result, field: "result")
         let stamp = EventStamp(producer: Self.name, actor: req.actor(default: "examiner"), trace: req.trace)
-        return try await change(id, stamp: stamp) { exam, now throws(InvalidTransition) in
+        return try await change(id, stamp: stamp) { exam, now in
             try exam.perform(result: result, at: now)
         }
     }
@@ -45,38 +45,25 @@ public struct ExaminationService: HospitalService {
     /// 검사 취소: POST /examinations/{id}/cancel with a reason.
     @Sendable func cancel(_ req: Request) async throws -> ExaminationResponse {
         let id = try req.id(of: "examination")
-        let reason = try ExamResult.validated(try req.body(CancelBody.self).reason, field: "reason")
+        let reason = try ExamNote.validated(try req.body(CancelBody.self).reason, field: "reason")
         let stamp = EventStamp(producer: Self.name, actor: req.actor(default: "examiner"), trace: req.trace)
-        return try await change(id, stamp: stamp) { exam, now throws(InvalidTransition) in
+        return try await change(id, stamp: stamp) { exam, now in
             try exam.cancel(reason: reason, at: now)
         }
     }
 
     private func change(
-        _ id: UUID, stamp: EventStamp,
-        _ decide: @escaping @Sendable (inout Examination, Date) throws(InvalidTransition) -> [VisitEvent]
+        _ id: UUID, stamp: EventStamp, _ decide: @escaping @Sendable (inout Examination, Date) throws -> [VisitEvent]
     ) async throws -> ExaminationResponse {
-        let now = context.now()
-        return try await context.command { db in
-            guard let model = try await ExaminationModel.find(id, on: db) else {
-                throw AppError.notFound(resource: "examination", id: id.uuidString)
-            }
-            var exam = model.examination
-            let events = try decide(&exam, now)
-            try await model.update(to: exam, on: db)
-            try await Outbox.append(stamp.envelopes(events, receptionId: exam.receptionId, at: now), on: db)
-            return ExaminationResponse(exam)
-        }
+        ExaminationResponse(
+            try await context.change(ExaminationModel.self, id, stamp: stamp, receptionId: \.receptionId, decide))
     }
 
     // MARK: Queries
 
     @Sendable func show(_ req: Request) async throws -> ExaminationResponse {
         let id = try req.id(of: "examination")
-        guard let model = try await ExaminationModel.find(id, on: context.store.database) else {
-            throw AppError.notFound(resource: "examination", id: id.uuidString)
-        }
-        return ExaminationResponse(model.examination)
+        return ExaminationResponse(try await ExaminationModel.require(id, on: context.store.database).aggregate())
     }
 
     /// The examiner's worklist: GET /examinations?status=&diagnosisId=, oldest first.
@@ -90,9 +77,8 @@ public struct ExaminationService: HospitalService {
         let q = ExaminationModel.query(on: context.store.database)
         if let status { q.filter(\.$status == status.rawValue) }
         if let diagnosisId { q.filter(\.$diagnosisId == diagnosisId) }
-        let total = try await q.copy().count()
-        let models = try await q.sort(\.$requestedAt).sort(\.$id).range(page.offset..<(page.offset + page.limit)).all()
-        return ListResponse(items: models.map { ExaminationResponse($0.examination) }, total: total, page: page)
+        let (models, total) = try await q.sort(\.$requestedAt).sort(\.$id).page(page)
+        return ListResponse(items: models.map { ExaminationResponse($0.aggregate()) }, total: total, page: page)
     }
 
     // MARK: Reactions
@@ -134,7 +120,7 @@ public struct ExaminationService: HospitalService {
         let stamp = EventStamp.reacting(to: cause, producer: Self.name)
         let now = context.now()
         for model in pending {
-            var exam = model.examination
+            var exam = model.aggregate()
             let events = exam.consultationClosed(reason: reason, at: now)
             try await model.update(to: exam, on: db)
             try await Outbox.append(stamp.envelopes(events, receptionId: exam.receptionId, at: now), on: db)

@@ -65,6 +65,11 @@ public final class EventConsumer: Sendable {
         let envelope: EventEnvelope
         do {
             envelope = try EventCoding.decode(message.value)
+        } catch let unknown as UnknownEvent where VisitEvent.allTypes.contains(unknown.type) {
+            // A type we know at a version we do not: skipping it would lose it silently.
+            try await deadLetter(
+                message, error: "unsupported version \(unknown.version) of \(unknown.type)", attempts: 1)
+            return .deadLettered
         } catch let unknown as UnknownEvent {
             logger.debug(
                 "skipping unknown event type", metadata: ["type": "\(unknown.type)", "version": "\(unknown.version)"])

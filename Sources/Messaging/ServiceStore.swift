@@ -1,6 +1,5 @@
 import FluentKit
 import Foundation
-import SQLKit
 
 /// A service's own database, with the one way to write to it: a transaction.
 public struct ServiceStore: Sendable {
@@ -37,28 +36,15 @@ public struct ServiceStore: Sendable {
 extension ServiceStore {
     /// True if `error` says a unique constraint was violated (SQLite or PostgreSQL).
     public static func isUniqueViolation(_ error: any Error) -> Bool {
-        if let error = error as? any DatabaseError, error.isConstraintFailure { return true }
+        // Only a unique violation, told apart by its reason (not NOT NULL or foreign-key failures):
+        // SQLite reports "UNIQUE constraint failed", PostgreSQL SQLSTATE 23505 (unique_violation).
+        guard let error = error as? any DatabaseError, error.isConstraintFailure else { return false }
         let text = String(reflecting: error)
         return text.contains("UNIQUE constraint failed") || text.contains("23505")
     }
 }
 
 /// Another transaction changed the aggregate between our read and our write.
-public struct ConcurrentModification: Error {}
-
-extension Database {
-    /// Claims the next version of an aggregate row: succeeds only if the row is still at
-    /// `version`, so of two concurrent commands on one aggregate exactly one proceeds and the
-    /// other is retried against the new state. Works the same on SQLite and PostgreSQL.
-    public func claimVersion(table: String, id: UUID, expected version: Int) async throws {
-        guard let sql = self as? any SQLDatabase else { fatalError("Fluent driver without SQL support") }
-        let rows = try await sql.update(table)
-            .set("version", to: SQLLiteral.numeric("\(version + 1)"))
-            .where("id", .equal, SQLBind(id))
-            .where("version", .equal, SQLLiteral.numeric("\(version)"))
-            .returning("id")
-            .all()
-        if rows.isEmpty { throw ConcurrentModification() }
-    }
-
+public struct ConcurrentModification: Error {
+    public init() {}
 }

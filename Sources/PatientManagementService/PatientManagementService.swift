@@ -46,10 +46,7 @@ public struct PatientManagementService: HospitalService {
         let q = PatientManagementModel.query(on: context.store.database)
         if let status { q.filter(\.$status == status.rawValue) }
         if let day { q.filter(\.$receivedAt >= day.lowerBound).filter(\.$receivedAt < day.upperBound) }
-        let total = try await q.copy().count()
-        let models = try await q.sort(\.$receivedAt, .descending).sort(\.$id).range(
-            page.offset..<(page.offset + page.limit)
-        ).all()
+        let (models, total) = try await q.sort(\.$receivedAt, .descending).sort(\.$id).page(page)
         return ListResponse(
             items: try models.map { PatientManagementResponse(try $0.visit()) }, total: total, page: page)
     }
@@ -82,31 +79,32 @@ public struct PatientManagementService: HospitalService {
         try await rebuild()
     }
 
-    /// Rebuilds the board from the whole event history: folds every event into fresh rows and
-    /// swaps them in, with the inbox, in one transaction. Events that arrive meanwhile are either
-    /// in the history (and their ids in the new inbox) or applied afterwards by the consumer.
+    /// Rebuilds the board from the whole event history, in one transaction that first takes the
+    /// database's write lock (the DELETE) and only then reads the history: an event the consumer
+    /// applied before is in the history; one it applies after finds the new inbox. Nothing is
+    /// lost or applied twice while the system keeps running.
     public func rebuild() async throws -> RebuildReport {
         guard let history = context.history else {
             throw AppError.notReady("This service has no event history to rebuild from.")
         }
-        let folded = Fold()
-        try await history.replay(topic: Topics.visitEvents) { message in
-            // Undecodable messages are the consumer's dead letters; a rebuild skips them too.
-            guard let envelope = try? EventCoding.decode(message.value) else { return }
-            folded.add(envelope)
-        }
-        let (visits, eventIds) = folded.result
-        try await context.store.write { db in
+        let (visits, eventIds) = try await context.store.write { db in
             try await PatientManagementModel.query(on: db).delete()
             try await InboxEntry.query(on: db).delete()
+            let folded = Fold()
+            try await history.replay(topic: Topics.visitEvents) { message in
+                // Undecodable messages are the consumer's dead letters; a rebuild skips them too.
+                guard let envelope = try? EventCoding.decode(message.value) else { return }
+                folded.add(envelope)
+            }
+            let (visits, eventIds) = folded.result
             for visit in visits.values { try await PatientManagementModel(visit).create(on: db) }
             for (id, type) in eventIds {
                 try await InboxEntry(eventId: id, eventType: type, handledAt: Date()).create(on: db)
             }
+            return (visits.count, eventIds.count)
         }
-        context.logger.notice(
-            "read model rebuilt", metadata: ["events": "\(eventIds.count)", "visits": "\(visits.count)"])
-        return RebuildReport(events: eventIds.count, visits: visits.count)
+        context.logger.notice("read model rebuilt", metadata: ["events": "\(eventIds)", "visits": "\(visits)"])
+        return RebuildReport(events: eventIds, visits: visits)
     }
 }
 

@@ -1,10 +1,12 @@
 import FluentKit
 import Foundation
 import ReceptionDomain
+import ServiceKit
 
 /// A reception as stored: the aggregate's state plus its version for optimistic concurrency.
-final class ReceptionModel: Model, @unchecked Sendable {
+final class ReceptionModel: AggregateRecord, @unchecked Sendable {
     static let schema = "receptions"
+    static let resource = "reception"
 
     @ID(key: .id) var id: UUID?
     @Field(key: "version") var version: Int
@@ -30,7 +32,7 @@ final class ReceptionModel: Model, @unchecked Sendable {
         copy(reception)
     }
 
-    var reception: Reception {
+    func aggregate() -> Reception {
         Reception(
             id: id!,
             patient: Patient(
@@ -40,15 +42,7 @@ final class ReceptionModel: Model, @unchecked Sendable {
             canceledAt: canceledAt, cancelReason: cancelReason)
     }
 
-    /// Saves a changed reception, provided nobody else changed it since it was loaded.
-    func update(to reception: Reception, on db: any Database) async throws {
-        try await db.claimVersion(table: Self.schema, id: id!, expected: version)
-        version += 1
-        copy(reception)
-        try await save(on: db)
-    }
-
-    private func copy(_ reception: Reception) {
+    func copy(_ reception: Reception) {
         status = reception.status.rawValue
         patientId = reception.patient.patientId
         birthDate = reception.patient.birthDate
@@ -66,7 +60,7 @@ final class IdempotencyRecord: Model, @unchecked Sendable {
     static let schema = "idempotency_keys"
 
     @ID(custom: "key", generatedBy: .user) var id: String?
-    /// The request as validated, to tell a retry from a different request under the same key.
+    /// A digest of the request as validated, to tell a retry from a different request.
     @Field(key: "request") var request: String
     @Field(key: "reception_id") var receptionId: UUID
     @Field(key: "response") var response: String

@@ -86,27 +86,17 @@ public struct ReceptionService: HospitalService {
         let id = try req.id(of: "reception")
         let reason = try CancelReason.validated(try req.body(CancelBody.self).reason)
         let stamp = EventStamp(producer: Self.name, actor: req.actor(default: "desk"), trace: req.trace)
-        let now = context.now()
-        return try await context.command { db in
-            guard let model = try await ReceptionModel.find(id, on: db) else {
-                throw AppError.notFound(resource: "reception", id: id.uuidString)
-            }
-            var reception = model.reception
-            let events = try reception.cancel(reason: reason, at: now)
-            try await model.update(to: reception, on: db)
-            try await Outbox.append(stamp.envelopes(events, receptionId: id, at: now), on: db)
-            return ReceptionResponse(reception)
+        let reception = try await context.change(ReceptionModel.self, id, stamp: stamp, receptionId: \.id) {
+            reception, now in try reception.cancel(reason: reason, at: now)
         }
+        return ReceptionResponse(reception)
     }
 
     // MARK: Queries
 
     @Sendable func show(_ req: Request) async throws -> ReceptionResponse {
         let id = try req.id(of: "reception")
-        guard let model = try await ReceptionModel.find(id, on: context.store.database) else {
-            throw AppError.notFound(resource: "reception", id: id.uuidString)
-        }
-        return ReceptionResponse(model.reception)
+        return ReceptionResponse(try await ReceptionModel.require(id, on: context.store.database).aggregate())
     }
 
     /// GET /receptions?status=&date=: newest first.
@@ -120,11 +110,8 @@ public struct ReceptionService: HospitalService {
         let q = ReceptionModel.query(on: context.store.database)
         if let status { q.filter(\.$status == status.rawValue) }
         if let day { q.filter(\.$receivedAt >= day.lowerBound).filter(\.$receivedAt < day.upperBound) }
-        let total = try await q.copy().count()
-        let models = try await q.sort(\.$receivedAt, .descending).sort(\.$id).range(
-            page.offset..<(page.offset + page.limit)
-        ).all()
-        return ListResponse(items: models.map { ReceptionResponse($0.reception) }, total: total, page: page)
+        let (models, total) = try await q.sort(\.$receivedAt, .descending).sort(\.$id).page(page)
+        return ListResponse(items: models.map { ReceptionResponse($0.aggregate()) }, total: total, page: page)
     }
 
     // MARK: Reactions
@@ -136,13 +123,13 @@ public struct ReceptionService: HospitalService {
             context.logger.warning("event for an unknown reception", metadata: ["eventId": "\(envelope.eventId)"])
             return
         }
-        var reception = model.reception
+        var reception = model.aggregate()
         switch envelope.event {
         case .diagnosisCompleted: reception.diagnosisCompleted(at: envelope.occurredAt)
         case .diagnosisRejected(let e): reception.diagnosisRejected(reason: e.reason, at: envelope.occurredAt)
         default: return
         }
-        if reception != model.reception { try await model.update(to: reception, on: db) }
+        if reception != model.aggregate() { try await model.update(to: reception, on: db) }
     }
 
     // MARK: -
@@ -159,9 +146,12 @@ public struct ReceptionService: HospitalService {
         return key
     }
 
+    /// A digest of the request as validated, to recognise a retry without keeping a second copy
+    /// of the patient's details.
     private static func fingerprint(_ p: Patient) -> String {
-        [p.name, p.patientId, p.birthDate, p.phone, p.department, p.symptom]
-            .map { $0.map { "\($0.count):\($0)" } ?? "-" }.joined(separator: "|")
+        let canonical = [p.name, p.patientId, p.birthDate, p.phone, p.department, p.symptom]
+            .map { $0.map { "\($0.utf8.count):\($0)" } ?? "-" }.joined(separator: "|")
+        return SHA256.hash(data: Data(canonical.utf8)).map { String(format: "%02x", $0) }.joined()
     }
 
     private static func encode(_ response: ReceptionResponse) throws -> String {

@@ -44,7 +44,9 @@ final class ServiceHost: Sendable {
     ) async throws -> ServiceHost {
         let app = try await makeApplication(name: name, configuration: configuration)
         let path = configuration.dataDirectory.appendingPathComponent("\(S.name).sqlite").path
-        app.databases.use(.sqlite(.file(path)), as: .sqlite)
+        // No SQL logging at any level: bound values would put patient data into the logs.
+        app.databases.use(
+            .sqlite(.file(path), dataEncoder: .init(), dataDecoder: .init(), sqlLogLevel: nil), as: .sqlite)
         app.migrations.add(S.migrations)
         let store = ServiceStore(serializeWrites: true) { app.db }
         let relay = OutboxRelay(

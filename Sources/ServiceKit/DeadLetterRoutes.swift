@@ -1,3 +1,4 @@
+import Contracts
 import FluentKit
 import Foundation
 import Messaging
@@ -21,7 +22,7 @@ public enum DeadLetterRoutes {
             }
             do {
                 _ = try await consumer.replay(letter)
-            } catch is DecodingError {
+            } catch is DecodingError, is UnknownEvent {
                 throw AppError.conflict(
                     currentState: "UNDECODABLE", detail: "This message still cannot be decoded; it cannot be replayed.")
             }

@@ -1,5 +1,6 @@
 import Contracts
 import Foundation
+import Messaging
 import SharedKernel
 import Vapor
 
@@ -55,9 +56,7 @@ public struct ProblemMiddleware: AsyncMiddleware {
 
     public static func response(for problem: Problem) -> Response {
         let response = Response(status: HTTPResponseStatus(statusCode: problem.status))
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        response.body = .init(data: (try? encoder.encode(problem)) ?? Data())
+        response.body = .init(data: (try? APIJSON.encoder().encode(problem)) ?? Data())
         response.headers.contentType = HTTPMediaType(
             type: "application", subType: "problem+json", parameters: ["charset": "utf-8"])
         return response
@@ -77,6 +76,10 @@ public struct ProblemMiddleware: AsyncMiddleware {
             return Problem(
                 type: "/problems/validation", title: "Unprocessable Content", status: 422,
                 detail: "The request is invalid: \(fields).", errors: failure.fields)
+        case is ConcurrentModification:
+            return Problem(
+                type: "/problems/conflict", title: "Conflict", status: 409,
+                detail: "Someone else changed this at the same moment; please reload and try again.")
         case let appError as AppError:
             return problem(for: appError)
         case let decoding as DecodingError:

@@ -13,7 +13,7 @@ private func requested() -> Examination {
     return Examination.requested(id: examinationId, order: order, of: prescribed, receptionId: receptionId, at: t0)
 }
 
-private func text(_ raw: String) -> ExamResult { try! ExamResult.validated(raw, field: "result") }
+private func text(_ raw: String) -> ExamNote { try! ExamNote.validated(raw, field: "result") }
 
 private func performed() -> Examination {
     var exam = requested()
@@ -125,14 +125,14 @@ struct ExaminationTests {
     @Test("A result or cancel reason is required text")
     func examResultValidation() throws {
         #expect(throws: ValidationFailure([.init(field: "result", message: "is required")])) {
-            try ExamResult.validated(nil, field: "result")
+            try ExamNote.validated(nil, field: "result")
         }
         #expect(throws: ValidationFailure([.init(field: "reason", message: "must not be empty")])) {
-            try ExamResult.validated("   ", field: "reason")
+            try ExamNote.validated("   ", field: "reason")
         }
         #expect(throws: ValidationFailure([.init(field: "result", message: "must be at most 4000 characters")])) {
-            try ExamResult.validated(String(repeating: "x", count: 4001), field: "result")
+            try ExamNote.validated(String(repeating: "x", count: 4001), field: "result")
         }
-        #expect(try ExamResult.validated(" 정상 ", field: "result").text == "정상")
+        #expect(try ExamNote.validated(" 정상 ", field: "result").text == "정상")
     }
 }

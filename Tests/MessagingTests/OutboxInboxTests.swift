@@ -132,6 +132,16 @@ struct OutboxInboxTests {
             topic: Topics.visitEvents, partition: 0, offset: 2, key: nil,
             value: try JSONSerialization.data(withJSONObject: future))
         #expect(try await consumer.receive(unknown) == .ignored)
+
+        // A known type at a version this build does not know is kept, not dropped.
+        var newer = try JSONSerialization.jsonObject(with: try EventCoding.encode(envelope())) as! [String: Any]
+        newer["version"] = 2
+        let versioned = IncomingMessage(
+            topic: Topics.visitEvents, partition: 0, offset: 3, key: nil,
+            value: try JSONSerialization.data(withJSONObject: newer))
+        #expect(try await consumer.receive(versioned) == .deadLettered)
+        #expect(try await DeadLetter.query(on: database.db).count() == 2)
+
         #expect(recorder.calls == 0)
         #expect(try await InboxEntry.query(on: database.db).count() == 0)
         await database.close()

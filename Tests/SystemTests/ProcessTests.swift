@@ -1,5 +1,6 @@
 import Foundation
 import Runtime
+import SQLiteNIO
 import Testing
 
 /// Real `hospital` processes, killed and restarted.
@@ -11,6 +12,13 @@ struct ProcessTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         let first = try await HospitalProcess.serve([], dataDirectory: directory)
         let gateway = try #require(first.url(.gateway))
+
+        // Hold the event log's write lock: registrations are answered from reception's own
+        // database, but no event can leave its outbox. The kill then lands with every accepted
+        // registration still waiting to be relayed: the window a crash can hit.
+        let log = try await SQLiteConnection.open(
+            storage: .file(path: directory.appendingPathComponent("events.sqlite").path))
+        _ = try await log.query("BEGIN EXCLUSIVE", [])
 
         let accepted = try await withThrowingTaskGroup(of: String?.self) { group in
             for i in 0..<100 {
@@ -24,6 +32,11 @@ struct ProcessTests {
         }
         first.kill()
         #expect(accepted.count == 100)
+        _ = try await log.query("ROLLBACK", [])
+        try await log.close()
+        let waiting = try await TestSystem.count(
+            "outbox", in: directory.appendingPathComponent("reception.sqlite"), where: "published_at IS NULL")
+        #expect(waiting == 100, "the kill should have found every registration still in the outbox")
 
         let second = try await HospitalProcess.serve([], dataDirectory: directory)
         let restarted = try #require(second.url(.gateway))

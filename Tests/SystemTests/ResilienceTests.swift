@@ -5,6 +5,7 @@ import Messaging
 import MessagingLocal
 import Runtime
 import SQLiteNIO
+import Synchronization
 import Testing
 
 /// The seed's non-functional promises on the embedded default: fault isolation, exactly-once
@@ -115,6 +116,48 @@ struct ResilienceTests {
             #expect(report.json["visits"] as? Int == incremental.count)
             let rebuilt = try await system.items("/patientManagements?limit=200")
             #expect(Snapshot.canonical(rebuilt) == Snapshot.canonical(incremental))
+        }
+    }
+}
+
+@Suite("Rebuild under load")
+struct RebuildUnderLoadTests {
+    @Test("Rebuilding while visits keep arriving loses none of them")
+    func rebuildWhileRegistering() async throws {
+        try await withTestSystem { system in
+            let finished = Mutex(false)
+            let registering = Task {
+                defer { finished.withLock { $0 = true } }
+                // Four desks registering at once keep the consumer busy during every rebuild.
+                return try await withThrowingTaskGroup(of: [String].self) { group in
+                    for desk in 0..<4 {
+                        group.addTask {
+                            var ids: [String] = []
+                            for i in 0..<15 { ids.append(try await system.register("환자\(desk)-\(i)")) }
+                            return ids
+                        }
+                    }
+                    return try await group.reduce(into: [String]()) { $0 += $1 }
+                }
+            }
+            var rebuilds = 0
+            while !finished.withLock({ $0 }) || rebuilds < 3 {
+                let report = try await system.post("/admin/patientManagements/rebuild", via: .patientManagement)
+                #expect(report.status == 200)
+                rebuilds += 1
+            }
+            let ids = try await registering.value
+            try await eventually("the log drained") {
+                try await Snapshot.allGroupsCaughtUp(system.dataDirectory) ? true : nil
+            }
+            let board = try await system.items("/patientManagements?limit=200")
+            #expect(Set(board.compactMap { $0["receptionId"] as? String }) == Set(ids))
+
+            // And a rebuild now, at rest, changes nothing.
+            _ = try await system.post("/admin/patientManagements/rebuild", via: .patientManagement)
+            #expect(
+                Snapshot.canonical(try await system.items("/patientManagements?limit=200")) == Snapshot.canonical(board)
+            )
         }
     }
 }

@@ -103,6 +103,8 @@ struct RulesTests {
             expectProblem(try await system.get("/diagnoses?receptionId="), 400)
             expectProblem(try await system.get("/examinations?status="), 400)
             expectProblem(try await system.get("/receptions?offset=1000001"), 400)
+            expectProblem(try await system.get("/patientManagements?offset=9223372036854775807"), 400)
+            expectProblem(try await system.get("/diagnoses?limit=9223372036854775807"), 400)
 
             #expect(try await system.count("receptions", in: .reception) == 0)
             #expect(try await system.count("outbox", in: .reception) == 0)

@@ -1,0 +1,82 @@
+import Contracts
+import FluentKit
+import Foundation
+import Messaging
+import SQLKit
+
+/// A Fluent model that stores one aggregate, with a version for optimistic concurrency.
+public protocol AggregateRecord: Model where IDValue == UUID {
+    associatedtype Aggregate: Sendable
+    /// What the API calls it in messages, e.g. "diagnosis".
+    static var resource: String { get }
+    var version: Int { get set }
+    func aggregate() throws -> Aggregate
+    /// Copies the aggregate's mutable state into the record's fields.
+    func copy(_ aggregate: Aggregate) throws
+}
+
+extension AggregateRecord {
+    /// Saves a changed aggregate, provided nobody else changed it since it was loaded.
+    public func update(to aggregate: Aggregate, on db: any Database) async throws {
+        try await db.claimVersion(table: Self.schema, id: requireID(), expected: version)
+        version += 1
+        try copy(aggregate)
+        try await save(on: db)
+    }
+
+    /// Loads the record or answers 404.
+    public static func require(_ id: UUID, on db: any Database) async throws -> Self {
+        guard let record = try await find(id, on: db) else {
+            throw AppError.notFound(resource: resource, id: id.uuidString)
+        }
+        return record
+    }
+}
+
+extension Database {
+    /// Claims the next version of an aggregate row: succeeds only if the row is still at
+    /// `version`, so of two concurrent commands on one aggregate exactly one proceeds and the
+    /// other is retried against the new state (see `ServiceStore.write`). The same on SQLite
+    /// and PostgreSQL.
+    public func claimVersion(table: String, id: UUID, expected version: Int) async throws {
+        guard let sql = self as? any SQLDatabase else {
+            preconditionFailure("the Fluent drivers in use (SQLite, PostgreSQL) are SQL databases")
+        }
+        let rows = try await sql.update(table)
+            .set("version", to: SQLLiteral.numeric("\(version + 1)"))
+            .where("id", .equal, SQLBind(id))
+            .where("version", .equal, SQLLiteral.numeric("\(version)"))
+            .returning("id")
+            .all()
+        if rows.isEmpty { throw ConcurrentModification() }
+    }
+}
+
+extension ServiceContext {
+    /// The shape of every command on an existing aggregate: load, decide, save with its events
+    /// in the outbox, in one transaction; answers the new state.
+    public func change<Record: AggregateRecord>(
+        _ type: Record.Type, _ id: UUID, stamp: EventStamp, receptionId: @escaping @Sendable (Record.Aggregate) -> UUID,
+        _ decide: @escaping @Sendable (inout Record.Aggregate, Date) throws -> [VisitEvent]
+    ) async throws -> Record.Aggregate {
+        let now = now()
+        return try await command { db in
+            let record = try await Record.require(id, on: db)
+            var aggregate = try record.aggregate()
+            let events = try decide(&aggregate, now)
+            try await record.update(to: aggregate, on: db)
+            try await Outbox.append(stamp.envelopes(events, receptionId: receptionId(aggregate), at: now), on: db)
+            return aggregate
+        }
+    }
+}
+
+extension QueryBuilder {
+    /// One page of the query's results, and how many there are in all.
+    public func page(_ page: Page) async throws -> (items: [Model], total: Int) {
+        let total = try await copy().count()
+        // `page` is bounded (see QueryReader), so the range cannot overflow.
+        let items = try await range(page.offset..<(page.offset + page.limit)).all()
+        return (items, total)
+    }
+}

@@ -102,7 +102,8 @@ let package = Package(
         .testTarget(
             name: "SystemTests",
             dependencies: [
-                "Runtime", "Contracts", "Messaging", "MessagingLocal", "ServiceKit", "PatientManagementService",
+                "Runtime", "Contracts", "Messaging", "MessagingLocal", "ServiceKit", "ReceptionService",
+                "DiagnosisService", "ExaminationService", "PatientManagementService",
                 "hospital", logging, fluentKit, sqlKit,
                 .product(name: "FluentSQLiteDriver", package: "fluent-sqlite-driver"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -1,13 +1,8 @@
 import Contracts
-import FluentKit
-import FluentSQLiteDriver
 import Foundation
 import Logging
 import Messaging
-import NIOPosix
 import PatientManagementService
-import SQLKit
-import ServiceKit
 import Synchronization
 import Testing
 
@@ -16,21 +11,6 @@ import Testing
 struct RebuildRaceTests {
     @Test("An event the consumer applies while a rebuild reads the history is not lost")
     func eventDuringRebuild() async throws {
-        let directory = TestSystem.temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let databases = Databases(threadPool: .singleton, on: MultiThreadedEventLoopGroup.singleton)
-        databases.use(
-            .sqlite(
-                .file(directory.appendingPathComponent("pm.sqlite").path), dataEncoder: .init(), dataDecoder: .init(),
-                sqlLogLevel: nil),
-            as: .sqlite)
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let logger = Logger(label: "test")
-        let store = ServiceStore(serializeWrites: true) {
-            databases.database(.sqlite, logger: logger, on: MultiThreadedEventLoopGroup.singleton.any())!
-        }
-        for migration in PatientManagementService.migrations { try await migration.prepare(on: store.database).get() }
-
         let old = visitEvent(patient: "먼저 온 환자")
         let late = visitEvent(patient: "늦게 온 환자")
         let consumerRef = Box<EventConsumer?>(nil)
@@ -48,22 +28,21 @@ struct RebuildRaceTests {
                 try? await Task.sleep(for: .milliseconds(5))
             }
         }
-        let service = PatientManagementService(
-            context: ServiceContext(store: store, nudgeRelay: {}, timeZone: .gmt, logger: logger, history: history))
+        let fixture = try await ServiceFixture<PatientManagementService>(history: history)
+        let service = fixture.service
         let consumer = EventConsumer(
-            group: "patient-management", store: store, handledTypes: service.handledEventTypes, logger: logger,
-            handler: service.handle)
+            group: "patient-management", store: fixture.store, handledTypes: service.handledEventTypes,
+            logger: Logger(label: "test"), handler: service.handle)
         consumerRef.value.withLock { $0 = consumer }
 
         let report = try await service.rebuild()
         #expect(report.visits == 1)
         _ = try await eventually("the late event applied") { lateApplied.value.withLock { $0 } ? true : nil }
 
-        let rows = try await (store.database as! any SQLDatabase)
-            .raw("SELECT reception_id FROM patient_managements").all()
+        let rows = try await fixture.rows("SELECT reception_id FROM patient_managements")
             .map { try $0.decode(column: "reception_id", as: UUID.self) }
         #expect(Set(rows) == [old.receptionId, late.receptionId])
-        await databases.shutdownAsync()
+        await fixture.close()
     }
 
     private func visitEvent(patient: String) -> EventEnvelope {

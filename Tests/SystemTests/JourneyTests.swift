@@ -72,13 +72,7 @@ struct JourneyTests {
     @Test("Rejecting a consultation with an exam pending cancels the exam and the reception")
     func rejectionCompensates() async throws {
         try await withTestSystem { system in
-            let receptionId = try await system.register()
-            let diagnosisId = try await system.diagnosis(of: receptionId)
-            _ = try await system.post(
-                "/diagnoses/\(diagnosisId)/prescriptions", ["examinations": [["code": "MRI", "name": "MRI"]]])
-            let examId = try await eventually("the exam") {
-                try await system.items("/examinations?diagnosisId=\(diagnosisId)").first?["id"] as? String
-            }
+            let (receptionId, diagnosisId, examId) = try await system.visitWithExam(code: "MRI", name: "MRI")
 
             let rejected = try await system.post("/diagnoses/\(diagnosisId)/reject", ["reason": "타 병원 전원"])
             #expect(rejected.status == 200)
@@ -124,13 +118,7 @@ struct JourneyTests {
     @Test("The desk canceling after exams were ordered cancels the pending exam")
     func deskCancelWithPendingExam() async throws {
         try await withTestSystem { system in
-            let receptionId = try await system.register()
-            let diagnosisId = try await system.diagnosis(of: receptionId)
-            _ = try await system.post(
-                "/diagnoses/\(diagnosisId)/prescriptions", ["examinations": [["code": "CT", "name": "CT"]]])
-            let examId = try await eventually("the exam") {
-                try await system.items("/examinations?diagnosisId=\(diagnosisId)").first?["id"] as? String
-            }
+            let (receptionId, diagnosisId, examId) = try await system.visitWithExam(code: "CT", name: "CT")
 
             _ = try await system.post("/receptions/\(receptionId)/cancel", ["reason": "환자 귀가"])
 
@@ -143,13 +131,7 @@ struct JourneyTests {
     @Test("An examiner's cancellation counts as done: the doctor can then complete")
     func examinerCancel() async throws {
         try await withTestSystem { system in
-            let receptionId = try await system.register()
-            let diagnosisId = try await system.diagnosis(of: receptionId)
-            _ = try await system.post(
-                "/diagnoses/\(diagnosisId)/prescriptions", ["examinations": [["code": "ECG", "name": "심전도"]]])
-            let examId = try await eventually("the exam") {
-                try await system.items("/examinations?diagnosisId=\(diagnosisId)").first?["id"] as? String
-            }
+            let (receptionId, diagnosisId, examId) = try await system.visitWithExam(code: "ECG", name: "심전도")
             let early = try await system.post("/diagnoses/\(diagnosisId)/complete", ["note": ""])
             #expect(early.status == 409)
             #expect(early.json["currentState"] as? String == "EXAM_ORDERED")

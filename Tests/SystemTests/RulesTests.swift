@@ -51,13 +51,7 @@ struct RulesTests {
     @Test("A performed exam cannot be performed or canceled again")
     func examTransitions() async throws {
         try await withTestSystem { system in
-            let receptionId = try await system.register()
-            let diagnosisId = try await system.diagnosis(of: receptionId)
-            _ = try await system.post(
-                "/diagnoses/\(diagnosisId)/prescriptions", ["examinations": [["code": "CBC", "name": "혈액검사"]]])
-            let examId = try await eventually("the exam") {
-                try await system.items("/examinations?diagnosisId=\(diagnosisId)").first?["id"] as? String
-            }
+            let (_, _, examId) = try await system.visitWithExam(code: "CBC", name: "혈액검사")
             #expect(try await system.post("/examinations/\(examId)/perform", ["result": "정상"]).status == 200)
             let again = expectProblem(try await system.post("/examinations/\(examId)/perform", ["result": "x"]), 409)
             #expect(again["currentState"] as? String == "COMPLETED")

@@ -104,6 +104,23 @@ final class TestSystem: Sendable {
         }
     }
 
+    /// A visit up to step 4: registered, one exam ordered and waiting for the examiner.
+    func visitWithExam(
+        code: String = "CBC", name: String = "혈액검사"
+    ) async throws -> (
+        receptionId: String, diagnosisId: String, examId: String
+    ) {
+        let receptionId = try await register()
+        let diagnosisId = try await diagnosis(of: receptionId)
+        let prescribed = try await post(
+            "/diagnoses/\(diagnosisId)/prescriptions", ["examinations": [["code": code, "name": name]]])
+        try #require(prescribed.status == 200, "\(prescribed.text)")
+        let examId = try await eventually("the exam") {
+            try await self.items("/examinations?diagnosisId=\(diagnosisId)").first?["id"] as? String
+        }
+        return (receptionId, diagnosisId, examId)
+    }
+
     /// Waits until `path` answers 200 with `field` equal to `value`; returns the body.
     @discardableResult
     func waitFor(

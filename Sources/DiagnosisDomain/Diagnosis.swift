@@ -196,19 +196,19 @@ public struct Prescription: Sendable, Equatable {
     {
         var v = FieldValidation()
         guard let raw, !raw.isEmpty else {
-            v.fail("examinations", "must list at least one examination")
+            v.fail("examinations", .required, "must list at least one examination")
             try v.check()
             return Prescription(examinations: [])
         }
         if raw.count > maximumExaminations {
-            v.fail("examinations", "must list at most \(maximumExaminations) examinations")
+            v.fail("examinations", .tooMany, "must list at most \(maximumExaminations) examinations")
         }
         var exams: [Exam] = []
         for (index, item) in raw.enumerated() {
             let code = v.required(item.code, "examinations[\(index)].code", maxLength: 32)
             let name = v.required(item.name, "examinations[\(index)].name", maxLength: 100)
             if !code.isEmpty, exams.contains(where: { $0.code == code }) {
-                v.fail("examinations[\(index)].code", "orders \(code) twice in one prescription")
+                v.fail("examinations[\(index)].code", .duplicate, "orders \(code) twice in one prescription")
             }
             exams.append(Exam(code: code, name: name))
         }

@@ -103,21 +103,21 @@ public struct Patient: Sendable, Equatable {
         let name = v.required(name, "patientName", maxLength: 100)
         let patientId = v.optional(patientId, "patientId", maxLength: 20)
         if let patientId, !patientId.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }) {
-            v.fail("patientId", "may contain only letters, digits and '-'")
+            v.fail("patientId", .invalidCharacters, "may contain only letters, digits and '-'")
         }
         let birthDate = v.optional(birthDate, "birthDate", maxLength: 10)
         if let birthDate {
             if let date = CalendarDate.parse(birthDate) {
                 if CalendarDate.utcDay(of: today).lexicographicallyPrecedes(date) {
-                    v.fail("birthDate", "must not be in the future")
+                    v.fail("birthDate", .inFuture, "must not be in the future")
                 }
             } else {
-                v.fail("birthDate", "must be a date written as YYYY-MM-DD")
+                v.fail("birthDate", .invalidFormat, "must be a date written as YYYY-MM-DD")
             }
         }
         let phone = v.optional(phone, "phone", maxLength: 20)
         if let phone, !phone.allSatisfy({ $0.isASCII && ($0.isNumber || "+- ".contains($0)) }) {
-            v.fail("phone", "may contain only digits, spaces, '+' and '-'")
+            v.fail("phone", .invalidCharacters, "may contain only digits, spaces, '+' and '-'")
         }
         let department = v.optional(department, "department", maxLength: 50)
         let symptom = v.optional(symptom, "symptom", maxLength: 1000)

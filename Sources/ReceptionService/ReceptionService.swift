@@ -140,7 +140,9 @@ public struct ReceptionService: HospitalService {
             key.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.:".contains($0)) })
         else {
             throw AppError.invalidRequest([
-                .init(field: "Idempotency-Key", message: "must be 1 to 128 letters, digits, '-', '_', '.' or ':'")
+                .init(
+                    field: "Idempotency-Key", code: .invalidFormat,
+                    message: "must be 1 to 128 letters, digits, '-', '_', '.' or ':'")
             ])
         }
         return key

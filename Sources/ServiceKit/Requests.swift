@@ -112,14 +112,14 @@ public struct QueryReader {
             if let n = Int(raw), (1...200).contains(n) {
                 page.limit = n
             } else {
-                validation.fail("limit", "must be a whole number from 1 to 200")
+                validation.fail("limit", .outOfRange, "must be a whole number from 1 to 200")
             }
         }
         if let raw = raw("offset") {
             if let n = Int(raw), (0...1_000_000).contains(n) {
                 page.offset = n
             } else {
-                validation.fail("offset", "must be a whole number from 0 to 1000000")
+                validation.fail("offset", .outOfRange, "must be a whole number from 0 to 1000000")
             }
         }
         return page
@@ -130,7 +130,8 @@ public struct QueryReader {
     where T.RawValue == String {
         guard let raw = raw(name) else { return nil }
         guard let value = T(rawValue: raw) else {
-            validation.fail(name, "must be one of " + T.allCases.map(\.rawValue).joined(separator: ", "))
+            validation.fail(
+                name, .invalidFormat, "must be one of " + T.allCases.map(\.rawValue).joined(separator: ", "))
             return nil
         }
         return value
@@ -139,7 +140,7 @@ public struct QueryReader {
     public mutating func uuid(_ name: String) -> UUID? {
         guard let raw = raw(name) else { return nil }
         guard let id = UUID(uuidString: raw) else {
-            validation.fail(name, "must be a UUID")
+            validation.fail(name, .invalidFormat, "must be a UUID")
             return nil
         }
         return id
@@ -158,7 +159,7 @@ public struct QueryReader {
                 == DateComponents(year: parts[0], month: parts[1], day: parts[2]),
             let end = calendar.date(byAdding: .day, value: 1, to: start)
         else {
-            validation.fail(name, "must be a date written as YYYY-MM-DD")
+            validation.fail(name, .invalidFormat, "must be a date written as YYYY-MM-DD")
             return nil
         }
         return start..<end

@@ -20,11 +20,19 @@ public struct InvalidTransition: Error, Equatable, Sendable {
 /// Input that breaks a rule of the domain, field by field (answered as 422).
 public struct ValidationFailure: Error, Equatable, Sendable {
     public struct Field: Equatable, Sendable, Codable {
+        /// What broke the rule, for clients that phrase it in their own words.
+        public enum Code: String, Sendable, Codable {
+            case required, tooLong, tooMany, invalidFormat, invalidCharacters, inFuture, duplicate, outOfRange
+        }
+
         public var field: String
+        public var code: Code
+        /// The rule in English, for developers.
         public var message: String
 
-        public init(field: String, message: String) {
+        public init(field: String, code: Code, message: String) {
             self.field = field
+            self.code = code
             self.message = message
         }
     }
@@ -40,21 +48,21 @@ public struct FieldValidation: Sendable {
 
     public init() {}
 
-    public mutating func fail(_ field: String, _ message: String) {
-        failures.append(.init(field: field, message: message))
+    public mutating func fail(_ field: String, _ code: ValidationFailure.Field.Code, _ message: String) {
+        failures.append(.init(field: field, code: code, message: message))
     }
 
     /// A required text: trimmed, not empty, at most `maxLength` characters.
     public mutating func required(_ value: String?, _ field: String, maxLength: Int) -> String {
         guard let value else {
-            fail(field, "is required")
+            fail(field, .required, "is required")
             return ""
         }
         let trimmed = value.trimmingWhitespace
         if trimmed.isEmpty {
-            fail(field, "must not be empty")
+            fail(field, .required, "must not be empty")
         } else if trimmed.count > maxLength {
-            fail(field, "must be at most \(maxLength) characters")
+            fail(field, .tooLong, "must be at most \(maxLength) characters")
         }
         return trimmed
     }
@@ -63,7 +71,7 @@ public struct FieldValidation: Sendable {
     public mutating func optional(_ value: String?, _ field: String, maxLength: Int) -> String? {
         guard let trimmed = value?.trimmingWhitespace, !trimmed.isEmpty else { return nil }
         if trimmed.count > maxLength {
-            fail(field, "must be at most \(maxLength) characters")
+            fail(field, .tooLong, "must be at most \(maxLength) characters")
         }
         return trimmed
     }

@@ -317,7 +317,9 @@ struct PrescriptionValidationTests {
     @Test("A prescription needs at least one examination", arguments: [[(code: String?, name: String?)]?.none, []])
     func empty(raw: [(code: String?, name: String?)]?) {
         #expect(
-            prescriptionFailures(raw) == [.init(field: "examinations", message: "must list at least one examination")])
+            prescriptionFailures(raw) == [
+                .init(field: "examinations", code: .required, message: "must list at least one examination")
+            ])
     }
 
     @Test("A prescription lists at most 20 examinations")
@@ -328,7 +330,7 @@ struct PrescriptionValidationTests {
         #expect(prescriptionFailures(twenty).isEmpty)
         #expect(
             prescriptionFailures(twentyOne) == [
-                .init(field: "examinations", message: "must list at most 20 examinations")
+                .init(field: "examinations", code: .tooMany, message: "must list at most 20 examinations")
             ])
     }
 
@@ -340,8 +342,8 @@ struct PrescriptionValidationTests {
 
         #expect(
             reported == [
-                .init(field: "examinations[1].code", message: "must not be empty"),
-                .init(field: "examinations[2].name", message: "is required"),
+                .init(field: "examinations[1].code", code: .required, message: "must not be empty"),
+                .init(field: "examinations[2].name", code: .required, message: "is required"),
             ])
     }
 
@@ -369,16 +371,19 @@ struct PrescriptionValidationTests {
 
     @Test("A rejection reason is required; a completion note may be left out")
     func closingNote() throws {
-        #expect(throws: ValidationFailure([.init(field: "reason", message: "is required")])) {
+        #expect(throws: ValidationFailure([.init(field: "reason", code: .required, message: "is required")])) {
             try ClosingNote.validated(nil, field: "reason", required: true)
         }
-        #expect(throws: ValidationFailure([.init(field: "reason", message: "must not be empty")])) {
+        #expect(throws: ValidationFailure([.init(field: "reason", code: .required, message: "must not be empty")])) {
             try ClosingNote.validated(" \n ", field: "reason", required: true)
         }
         #expect(try ClosingNote.validated(nil, field: "note", required: false).text == "")
         #expect(try ClosingNote.validated("   ", field: "note", required: false).text == "")
         #expect(try ClosingNote.validated(" 경과 관찰 ", field: "note", required: false).text == "경과 관찰")
-        #expect(throws: ValidationFailure([.init(field: "note", message: "must be at most 2000 characters")])) {
+        #expect(
+            throws: ValidationFailure([.init(field: "note", code: .tooLong, message: "must be at most 2000 characters")]
+            )
+        ) {
             try ClosingNote.validated(String(repeating: "x", count: 2001), field: "note", required: false)
         }
     }

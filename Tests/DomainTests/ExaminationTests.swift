@@ -124,13 +124,17 @@ struct ExaminationTests {
 
     @Test("A result or cancel reason is required text")
     func examResultValidation() throws {
-        #expect(throws: ValidationFailure([.init(field: "result", message: "is required")])) {
+        #expect(throws: ValidationFailure([.init(field: "result", code: .required, message: "is required")])) {
             try ExamNote.validated(nil, field: "result")
         }
-        #expect(throws: ValidationFailure([.init(field: "reason", message: "must not be empty")])) {
+        #expect(throws: ValidationFailure([.init(field: "reason", code: .required, message: "must not be empty")])) {
             try ExamNote.validated("   ", field: "reason")
         }
-        #expect(throws: ValidationFailure([.init(field: "result", message: "must be at most 4000 characters")])) {
+        #expect(
+            throws: ValidationFailure([
+                .init(field: "result", code: .tooLong, message: "must be at most 4000 characters")
+            ])
+        ) {
             try ExamNote.validated(String(repeating: "x", count: 4001), field: "result")
         }
         #expect(try ExamNote.validated(" 정상 ", field: "result").text == "정상")

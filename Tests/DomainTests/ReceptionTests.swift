@@ -172,7 +172,8 @@ struct PatientValidationTests {
             (String(repeating: "김", count: 101), "must be at most 100 characters"),
         ])
     func nameRules(name: String?, message: String) {
-        #expect(failures(name: name) == [.init(field: "patientName", message: message)])
+        let code: ValidationFailure.Field.Code = message.hasPrefix("must be at most") ? .tooLong : .required
+        #expect(failures(name: name) == [.init(field: "patientName", code: code, message: message)])
     }
 
     @Test("A name of exactly 100 characters is accepted")
@@ -197,7 +198,7 @@ struct PatientValidationTests {
         #expect(failures(patientId: String(repeating: "1", count: 20)).isEmpty)
         #expect(
             failures(patientId: String(repeating: "1", count: 21)) == [
-                .init(field: "patientId", message: "must be at most 20 characters")
+                .init(field: "patientId", code: .tooLong, message: "must be at most 20 characters")
             ])
     }
 
@@ -210,14 +211,16 @@ struct PatientValidationTests {
     func birthDateFormat(birthDate: String) {
         let reported = failures(birthDate: birthDate)
         #expect(fieldNames(ValidationFailure(reported)).allSatisfy { $0 == "birthDate" })
-        #expect(reported.contains(.init(field: "birthDate", message: "must be a date written as YYYY-MM-DD")))
+        #expect(
+            reported.contains(
+                .init(field: "birthDate", code: .invalidFormat, message: "must be a date written as YYYY-MM-DD")))
     }
 
     @Test("A birth date with a signed month or day is refused", arguments: ["2000-+1-01", "2000-01-+1"])
     func birthDateSigned(birthDate: String) {
         #expect(
             failures(birthDate: birthDate) == [
-                .init(field: "birthDate", message: "must be a date written as YYYY-MM-DD")
+                .init(field: "birthDate", code: .invalidFormat, message: "must be a date written as YYYY-MM-DD")
             ])
     }
 
@@ -235,8 +238,14 @@ struct PatientValidationTests {
     func futureBirthDate() {
         // t0 is 2027-01-15T08:00:00Z
         #expect(failures(birthDate: "2027-01-15").isEmpty)
-        #expect(failures(birthDate: "2027-01-16") == [.init(field: "birthDate", message: "must not be in the future")])
-        #expect(failures(birthDate: "2028-01-01") == [.init(field: "birthDate", message: "must not be in the future")])
+        #expect(
+            failures(birthDate: "2027-01-16") == [
+                .init(field: "birthDate", code: .inFuture, message: "must not be in the future")
+            ])
+        #expect(
+            failures(birthDate: "2028-01-01") == [
+                .init(field: "birthDate", code: .inFuture, message: "must not be in the future")
+            ])
     }
 
     @Test(
@@ -265,10 +274,10 @@ struct PatientValidationTests {
 
     @Test("A cancel reason is required and trimmed")
     func cancelReason() throws {
-        #expect(throws: ValidationFailure([.init(field: "reason", message: "is required")])) {
+        #expect(throws: ValidationFailure([.init(field: "reason", code: .required, message: "is required")])) {
             try CancelReason.validated(nil)
         }
-        #expect(throws: ValidationFailure([.init(field: "reason", message: "must not be empty")])) {
+        #expect(throws: ValidationFailure([.init(field: "reason", code: .required, message: "must not be empty")])) {
             try CancelReason.validated("   ")
         }
         #expect(try CancelReason.validated("  환자 귀가 ").text == "환자 귀가")

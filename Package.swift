@@ -24,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
     ],
     targets: [
         // The published language: event envelope and payloads.
@@ -66,12 +67,24 @@ let package = Package(
             name: "PatientManagementService",
             dependencies: ["PatientManagementDomain", "Contracts", "Messaging", "ServiceKit", vapor, fluentKit]),
         .target(name: "Gateway", dependencies: ["ServiceKit", vapor]),
+        // The screens of the desk, the doctor and the examiner, served by the gateway.
+        .target(
+            name: "Web",
+            dependencies: ["ServiceKit", vapor, .product(name: "Mustache", package: "swift-mustache")],
+            resources: [
+                .embedInCode("Templates/layout.mustache"), .embedInCode("Templates/home.mustache"),
+                .embedInCode("Templates/desk.mustache"), .embedInCode("Templates/boardRows.mustache"),
+                .embedInCode("Templates/cancel.mustache"), .embedInCode("Templates/doctor.mustache"),
+                .embedInCode("Templates/worklistRows.mustache"), .embedInCode("Templates/visit.mustache"),
+                .embedInCode("Templates/orders.mustache"), .embedInCode("Templates/examiner.mustache"),
+                .embedInCode("Assets/app.css"), .embedInCode("Assets/app.js"),
+            ]),
 
         // Composition root: configuration, building and running services together.
         .target(
             name: "Runtime",
             dependencies: [
-                "ReceptionService", "DiagnosisService", "ExaminationService", "PatientManagementService", "Gateway",
+                "ReceptionService", "DiagnosisService", "ExaminationService", "PatientManagementService", "Gateway", "Web",
                 "ServiceKit", "Messaging", "MessagingLocal", vapor, fluentKit, sqlKit, logging,
                 .product(name: "Fluent", package: "fluent"),
                 .product(name: "FluentSQLiteDriver", package: "fluent-sqlite-driver"),

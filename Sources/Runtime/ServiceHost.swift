@@ -11,6 +11,7 @@ import SQLKit
 import ServiceKit
 import Synchronization
 import Vapor
+import Web
 
 /// One running service: its HTTP server, database, outbox relay and consumer.
 final class ServiceHost: Sendable {
@@ -77,6 +78,12 @@ final class ServiceHost: Sendable {
         let app = try await makeApplication(name: .gateway, configuration: configuration)
         app.http.client.configuration.timeout = .init(connect: .seconds(2), read: .seconds(30))
         Gateway(routes: routes).register(on: app)
+        // The screens are served here too: the one entry for people as for programs.
+        let upstream = { (prefix: String) in routes.first { $0.prefix == prefix }!.upstream }
+        try WebScreens(
+            reception: upstream("receptions"), diagnosis: upstream("diagnoses"), examination: upstream("examinations"),
+            patientManagement: upstream("patientManagements"), timeZone: configuration.timeZone
+        ).register(on: app.routes)
         OperationsRoutes.register(on: app.routes) {}
         return ServiceHost(name: .gateway, app: app, service: nil, relay: nil, consumer: nil, transport: nil)
     }

@@ -100,9 +100,7 @@ public struct QueryReader {
     /// The raw value of `name`: "" when present but empty (a mistake, not "no filter"), nil
     /// when absent.
     private func raw(_ name: String) -> String? {
-        var components = URLComponents()
-        components.percentEncodedQuery = request.url.query
-        return components.queryItems?.last(where: { $0.name == name }).map { $0.value ?? "" }
+        FormEncoding.pairs(request.url.query ?? "").last { $0.name == name }?.value
     }
 
     /// `limit` (1–200, default 50) and `offset` (0–1000000, default 0).

@@ -1,0 +1,124 @@
+import Foundation
+import ServiceKit
+import Vapor
+
+/// The screens' client of the public API: they know the services only through their HTTP API,
+/// as any other client would.
+struct API: Sendable {
+    enum Service: String, Sendable {
+        case reception, diagnosis, examination
+        case patientManagement = "patient-management"
+    }
+
+    /// What went wrong with a call, in terms a screen can phrase.
+    enum Failure: Error {
+        case problem(WireProblem)
+        case unavailable(Service)
+    }
+
+    let client: any Client
+    let upstreams: [Service: URL]
+
+    func get<T: Decodable>(_ service: Service, _ path: String, as: T.Type = T.self) async throws -> T {
+        try await send(.GET, service, path, body: nil, headers: [:])
+    }
+
+    func post<T: Decodable>(
+        _ service: Service, _ path: String, _ body: [String: Any], headers: [String: String] = [:],
+        as: T.Type = T.self
+    ) async throws -> T {
+        try await send(.POST, service, path, body: body, headers: headers)
+    }
+
+    private func send<T: Decodable>(
+        _ method: HTTPMethod, _ service: Service, _ path: String, body: [String: Any]?, headers: [String: String]
+    ) async throws -> T {
+        let uri = URI(string: upstreams[service]!.absoluteString + path)
+        var httpHeaders = HTTPHeaders(headers.map { ($0.key, $0.value) })
+        if body != nil { httpHeaders.contentType = .json }
+        let response: ClientResponse
+        do {
+            response = try await client.send(method, headers: httpHeaders, to: uri) { request in
+                if let body { request.body = ByteBuffer(data: try JSONSerialization.data(withJSONObject: body)) }
+            }
+        } catch {
+            throw Failure.unavailable(service)
+        }
+        let data = response.body.map { Data(buffer: $0) } ?? Data()
+        guard (200..<300).contains(Int(response.status.code)) else {
+            if response.status == .serviceUnavailable || response.status == .badGateway { throw Failure.unavailable(service) }
+            let problem =
+                (try? JSONDecoder().decode(WireProblem.self, from: data))
+                ?? WireProblem(type: "", status: Int(response.status.code), detail: "", currentState: nil, errors: nil)
+            throw Failure.problem(problem)
+        }
+        return try APIJSON.decoder().decode(T.self, from: data)
+    }
+}
+
+/// A problem+json answer as it arrives.
+struct WireProblem: Decodable, Sendable {
+    struct FieldError: Decodable, Sendable {
+        var field: String
+        var code: String
+    }
+
+    var type: String
+    var status: Int
+    var detail: String
+    var currentState: String?
+    var errors: [FieldError]?
+}
+
+struct ListOf<Item: Decodable & Sendable>: Decodable, Sendable {
+    var items: [Item]
+}
+
+struct VisitDTO: Decodable, Sendable {
+    var receptionId: UUID
+    var patientName: String?
+    var department: String?
+    var status: String
+    var statusSince: Date?
+    var receivedAt: Date?
+}
+
+struct ReceptionDTO: Decodable, Sendable {
+    var id: UUID
+    var status: String
+    var patientName: String
+    var patientId: String?
+    var birthDate: String?
+}
+
+struct DiagnosisDTO: Decodable, Sendable {
+    struct Order: Decodable, Sendable {
+        var orderId: UUID
+        var code: String
+        var name: String
+        var status: String
+        var result: String?
+        var cancelReason: String?
+        var orderedAt: Date
+    }
+
+    var id: UUID
+    var receptionId: UUID
+    var patientName: String
+    var department: String?
+    var symptom: String?
+    var status: String
+    var orders: [Order]
+    var createdAt: Date
+    var closingNote: String?
+}
+
+struct ExamDTO: Decodable, Sendable {
+    var id: UUID
+    var diagnosisId: UUID
+    var patientName: String
+    var code: String
+    var name: String
+    var status: String
+    var requestedAt: Date
+}

@@ -1,0 +1,154 @@
+import Foundation
+import ServiceKit
+import Vapor
+
+/// The doctor: the worklist, a visit with its exam orders and results, completion and rejection.
+extension WebScreens {
+    @Sendable func doctor(_ req: Request) async throws -> Response {
+        let screen = Screen(req, timeZone: timeZone)
+        var extra: [String: Any] = [:]
+        do {
+            extra["diagnoses"] = try await worklistRows(req, screen)
+        } catch {
+            extra["error"] = screen.sentence(for: error)
+        }
+        return render("doctor", screen.context(title: screen.t("worklist"), extra))
+    }
+
+    @Sendable func doctorWorklist(_ req: Request) async throws -> Response {
+        let screen = Screen(req, timeZone: timeZone)
+        return render("worklistRows", ["diagnoses": try await worklistRows(req, screen), "t": screen.language.strings])
+    }
+
+    /// WAITING and EXAM_DONE first (someone needs the doctor), then EXAM_ORDERED; oldest first.
+    private func worklistRows(_ req: Request, _ screen: Screen) async throws -> [[String: Any]] {
+        let api = api(req)
+        async let waiting: ListOf<DiagnosisDTO> = api.get(.diagnosis, "/diagnoses?status=WAITING&limit=200")
+        async let done: ListOf<DiagnosisDTO> = api.get(.diagnosis, "/diagnoses?status=EXAM_DONE&limit=200")
+        async let ordered: ListOf<DiagnosisDTO> = api.get(.diagnosis, "/diagnoses?status=EXAM_ORDERED&limit=200")
+        let first = (try await waiting.items + done.items).sorted { $0.createdAt < $1.createdAt }
+        let rows = first + (try await ordered.items)
+        return rows.map { d in
+            [
+                "id": d.id.uuidString, "patientName": d.patientName,
+                "department": Catalogue.department(d.department, screen.language), "symptom": d.symptom ?? "",
+                "status": d.status, "statusLabel": Strings.diagnosisStatus(d.status, screen.language),
+                "createdAt": screen.clock(d.createdAt), "elapsed": screen.elapsed(since: d.createdAt),
+            ] as [String: Any]
+        }
+    }
+
+    @Sendable func visit(_ req: Request) async throws -> Response {
+        await visitPage(req, Screen(req, timeZone: timeZone))
+    }
+
+    @Sendable func visitOrders(_ req: Request) async throws -> Response {
+        let screen = Screen(req, timeZone: timeZone)
+        let diagnosis: DiagnosisDTO = try await api(req).get(.diagnosis, "/diagnoses/\(try diagnosisId(req))")
+        return render("orders", ordersContext(diagnosis, screen).merging(["t": screen.language.strings]) { $1 })
+    }
+
+    private func visitPage(
+        _ req: Request, _ screen: Screen, examsError: String? = nil, message: String? = nil,
+        status: HTTPStatus = .ok
+    ) async -> Response {
+        let diagnosis: DiagnosisDTO
+        do {
+            diagnosis = try await api(req).get(.diagnosis, "/diagnoses/\(try diagnosisId(req))")
+        } catch API.Failure.problem(let problem) where problem.status == 404 {
+            return req.redirect(to: "/doctor?error=notFound", redirectType: .normal)
+        } catch {
+            return render(
+                "doctor", screen.context(title: screen.t("worklist"), ["error": screen.sentence(for: error)]),
+                status: .serviceUnavailable)
+        }
+        // The chart number and birth date stay in reception; the doctor's screen asks for them.
+        let reception: ReceptionDTO? = try? await api(req).get(.reception, "/receptions/\(diagnosis.receptionId.uuidString)")
+        var extra = ordersContext(diagnosis, screen)
+        extra["id"] = diagnosis.id.uuidString
+        extra["patientName"] = diagnosis.patientName
+        extra["patientId"] = reception?.patientId
+        extra["birthDate"] = reception?.birthDate
+        extra["department"] = Catalogue.department(diagnosis.department, screen.language)
+        extra["symptom"] = diagnosis.symptom ?? ""
+        extra["open"] = ["WAITING", "EXAM_ORDERED", "EXAM_DONE"].contains(diagnosis.status)
+        extra["closingNote"] = diagnosis.closingNote ?? ""
+        extra["catalogue"] = Catalogue.exams.map { exam in
+            ["code": exam.code, "label": screen.language == .ko ? exam.ko : exam.en]
+        }
+        extra["chooseExamMessage"] = screen.t("error.chooseExam")
+        extra["reasonRequired"] = screen.fieldMessage("reason", code: "required")
+        if let examsError { extra["examsError"] = examsError }
+        if let message { extra["error"] = message }
+        return render("visit", screen.context(title: diagnosis.patientName, extra), status: status)
+    }
+
+    private func ordersContext(_ diagnosis: DiagnosisDTO, _ screen: Screen) -> [String: Any] {
+        [
+            "status": diagnosis.status, "statusLabel": Strings.diagnosisStatus(diagnosis.status, screen.language),
+            "orders": diagnosis.orders.map { order in
+                [
+                    "orderId": order.orderId.uuidString, "code": order.code,
+                    "name": Catalogue.exam(code: order.code, name: order.name, screen.language), "status": order.status,
+                    "statusLabel": Strings.examStatus(order.status, screen.language), "result": order.result as Any,
+                    "cancelReason": order.cancelReason as Any,
+                ] as [String: Any]
+            },
+        ]
+    }
+
+    private func diagnosisId(_ req: Request) throws -> String {
+        guard let id = req.parameters.get("id").flatMap(UUID.init(uuidString:)) else {
+            throw API.Failure.problem(WireProblem(type: "", status: 404, detail: "", currentState: nil, errors: nil))
+        }
+        return id.uuidString
+    }
+
+    // MARK: Commands
+
+    /// 검사 처방: the checked exams of the catalogue.
+    @Sendable func prescribe(_ req: Request) async throws -> Response {
+        let screen = Screen(req, timeZone: timeZone)
+        let codes = Set(req.formFields.filter { $0.name == "exam" }.map(\.value))
+        let exams = Catalogue.exams.filter { codes.contains($0.code) }.map { ["code": $0.code, "name": $0.ko] }
+        guard !exams.isEmpty else {
+            return await visitPage(req, screen, examsError: screen.t("error.chooseExam"), status: .unprocessableEntity)
+        }
+        return await command(req, screen, path: "prescriptions", body: ["examinations": exams], notice: "prescribed", stay: true)
+    }
+
+    /// 진료 완료 with an optional note.
+    @Sendable func complete(_ req: Request) async throws -> Response {
+        let screen = Screen(req, timeZone: timeZone)
+        return await command(req, screen, path: "complete", body: ["note": req.formValue("note") ?? ""], notice: "completed")
+    }
+
+    /// 진료 거부 with a reason.
+    @Sendable func reject(_ req: Request) async throws -> Response {
+        let screen = Screen(req, timeZone: timeZone)
+        guard let reason = req.formValue("reason") else {
+            return await visitPage(
+                req, screen, message: screen.fieldMessage("reason", code: "required"), status: .unprocessableEntity)
+        }
+        return await command(req, screen, path: "reject", body: ["reason": reason], notice: "rejected")
+    }
+
+    /// Sends a command on this visit; a refusal comes back as a sentence with the fresh state.
+    private func command(
+        _ req: Request, _ screen: Screen, path: String, body: [String: Any], notice: String, stay: Bool = false
+    ) async -> Response {
+        guard let id = try? diagnosisId(req) else { return req.redirect(to: "/doctor?error=notFound", redirectType: .normal) }
+        do {
+            let _: DiagnosisDTO = try await api(req).post(.diagnosis, "/diagnoses/\(id)/\(path)", body)
+            let next = stay ? "/doctor/diagnoses/\(id)?notice=\(notice)" : "/doctor?notice=\(notice)"
+            return req.redirect(to: next, redirectType: .normal)
+        } catch API.Failure.problem(let problem) where problem.status == 409 {
+            return req.redirect(
+                to: "/doctor/diagnoses/\(id)?error=conflict&state=\(problem.currentState ?? "")", redirectType: .normal)
+        } catch API.Failure.problem(let problem) where problem.status == 404 {
+            return req.redirect(to: "/doctor?error=notFound", redirectType: .normal)
+        } catch {
+            return await visitPage(req, screen, message: screen.sentence(for: error), status: .unprocessableEntity)
+        }
+    }
+}

@@ -1,0 +1,68 @@
+import Foundation
+import ServiceKit
+import Vapor
+
+/// The examiner: the exams waiting, each performed with a result or canceled with a reason.
+extension WebScreens {
+    @Sendable func examiner(_ req: Request) async throws -> Response {
+        await examinerPage(req, Screen(req, timeZone: timeZone))
+    }
+
+    private func examinerPage(_ req: Request, _ screen: Screen, message: String? = nil, status: HTTPStatus = .ok) async
+        -> Response
+    {
+        var extra: [String: Any] = [
+            "resultRequired": screen.fieldMessage("examResult", code: "required"),
+            "reasonRequired": screen.fieldMessage("cancelExamReason", code: "required"),
+        ]
+        do {
+            let waiting: ListOf<ExamDTO> = try await api(req).get(.examination, "/examinations?status=REQUESTED&limit=200")
+            extra["exams"] = waiting.items.map { exam in
+                [
+                    "id": exam.id.uuidString, "code": exam.code,
+                    "name": Catalogue.exam(code: exam.code, name: exam.name, screen.language),
+                    "patientName": exam.patientName, "requestedAt": screen.clock(exam.requestedAt),
+                    "t": screen.language.strings,
+                    "resultRequired": screen.fieldMessage("examResult", code: "required"),
+                    "reasonRequired": screen.fieldMessage("cancelExamReason", code: "required"),
+                ] as [String: Any]
+            }
+        } catch {
+            extra["error"] = screen.sentence(for: error)
+        }
+        if let message { extra["error"] = message }
+        return render("examiner", screen.context(title: screen.t("examWorklist"), extra), status: status)
+    }
+
+    /// 검사 시행 with the result.
+    @Sendable func perform(_ req: Request) async throws -> Response {
+        try await examCommand(req, path: "perform", field: "result", label: "examResult", notice: "performed")
+    }
+
+    /// 검사 취소 with a reason.
+    @Sendable func cancelExam(_ req: Request) async throws -> Response {
+        try await examCommand(req, path: "cancel", field: "reason", label: "cancelExamReason", notice: "examCanceled")
+    }
+
+    private func examCommand(_ req: Request, path: String, field: String, label: String, notice: String) async throws
+        -> Response
+    {
+        let screen = Screen(req, timeZone: timeZone)
+        guard let id = req.parameters.get("id").flatMap(UUID.init(uuidString:)) else {
+            return req.redirect(to: "/examiner?error=notFound", redirectType: .normal)
+        }
+        guard let text = req.formValue(field) else {
+            return await examinerPage(req, screen, message: screen.fieldMessage(label, code: "required"), status: .unprocessableEntity)
+        }
+        do {
+            let _: ExamDTO = try await api(req).post(.examination, "/examinations/\(id.uuidString)/\(path)", [field: text])
+            return req.redirect(to: "/examiner?notice=\(notice)", redirectType: .normal)
+        } catch API.Failure.problem(let problem) where problem.status == 409 {
+            return req.redirect(to: "/examiner?error=conflict&state=\(problem.currentState ?? "")", redirectType: .normal)
+        } catch API.Failure.problem(let problem) where problem.status == 404 {
+            return req.redirect(to: "/examiner?error=notFound", redirectType: .normal)
+        } catch {
+            return await examinerPage(req, screen, message: screen.sentence(for: error), status: .serviceUnavailable)
+        }
+    }
+}

@@ -1,0 +1,157 @@
+import Foundation
+
+/// The languages of the screens: Korean first, English available.
+enum Language: String, CaseIterable, Sendable {
+    case ko, en
+
+    var other: Language { self == .ko ? .en : .ko }
+
+    /// Every word on the screens, by key.
+    var strings: [String: String] { self == .ko ? Strings.ko : Strings.en }
+
+    func callAsFunction(_ key: String) -> String { strings[key] ?? key }
+}
+
+/// The words of the UI (DOMAIN.md's glossary, Korean first).
+enum Strings {
+    static let ko: [String: String] = [
+        "appName": "외래 진료", "skipToContent": "본문으로 건너뛰기", "languageName": "한국어",
+        "otherLanguageName": "English", "chooseRole": "역할을 선택하세요", "desk": "원무과", "doctor": "의사",
+        "examiner": "검사자", "deskHint": "접수하고 진료 현황을 봅니다", "doctorHint": "진료하고 검사를 처방합니다",
+        "examinerHint": "처방된 검사를 시행합니다",
+        // desk
+        "registration": "접수", "patientName": "환자명", "patientId": "환자번호", "birthDate": "생년월일",
+        "phone": "연락처", "department": "진료과", "symptom": "증상", "register": "접수", "optional": "선택",
+        "chooseDepartment": "진료과 선택", "board": "오늘의 진료 현황", "status": "상태", "since": "경과",
+        "receivedAt": "접수 시각", "actions": "작업", "cancelReception": "접수 취소", "noVisits": "오늘 접수된 환자가 없습니다.",
+        "cancelTitle": "접수 취소", "cancelReason": "취소 사유", "confirmCancel": "접수 취소", "back": "돌아가기",
+        "boardLive": "2초마다 자동으로 갱신됩니다.",
+        // doctor
+        "worklist": "진료 대기 목록", "noDiagnoses": "진료할 환자가 없습니다.", "open": "열기", "patient": "환자",
+        "orderExams": "검사 처방", "exams": "검사", "results": "검사 결과", "noOrders": "처방된 검사가 없습니다.",
+        "completeConsultation": "진료 완료", "rejectConsultation": "진료 거부", "note": "소견", "reason": "사유",
+        "closed": "이 진료는 종료되었습니다.", "resultsLive": "검사 결과는 도착하는 대로 표시됩니다.",
+        "orderedAt": "처방 시각",
+        // examiner
+        "examWorklist": "검사 대기 목록", "noExams": "대기 중인 검사가 없습니다.", "examResult": "검사 결과",
+        "performExam": "검사 시행", "cancelExam": "검사 취소", "cancelExamReason": "취소 사유", "refresh": "새로고침",
+        // notices
+        "notice.registered": "접수되었습니다.", "notice.canceled": "접수가 취소되었습니다.",
+        "notice.prescribed": "검사를 처방했습니다.", "notice.completed": "진료를 완료했습니다.",
+        "notice.rejected": "진료를 거부했습니다.", "notice.performed": "검사 결과를 저장했습니다.",
+        "notice.examCanceled": "검사를 취소했습니다.",
+        // errors
+        "error.conflict": "이미 상태가 바뀌어 처리할 수 없습니다. 현재 상태는 '%@'입니다. 최신 상태를 다시 불러왔습니다.",
+        "error.notFound": "찾는 항목이 없습니다. 이미 처리되었거나 삭제되었을 수 있습니다.",
+        "error.unavailable": "%@ 서비스에 지금 연결할 수 없습니다. 잠시 후 다시 시도해 주세요.",
+        "error.failed": "요청을 처리하지 못했습니다. 잠시 후 다시 시도해 주세요.",
+        "error.invalid": "입력한 내용을 확인해 주세요.", "error.chooseExam": "검사를 하나 이상 선택해 주세요.",
+        "service.reception": "접수", "service.diagnosis": "진료", "service.examination": "검사",
+        "service.patient-management": "진료 현황",
+        // field rules
+        "rule.required": "%@ 항목을 입력해 주세요.", "rule.tooLong": "%@ 항목이 너무 깁니다.",
+        "rule.invalidFormat": "%@ 항목의 형식이 올바르지 않습니다.", "rule.invalidCharacters": "%@ 항목에 쓸 수 없는 문자가 있습니다.",
+        "rule.inFuture": "%@ 항목은 미래 날짜일 수 없습니다.", "rule.duplicate": "같은 검사를 두 번 처방할 수 없습니다.",
+        "rule.tooMany": "검사가 너무 많습니다.", "rule.outOfRange": "%@ 항목의 값이 범위를 벗어났습니다.",
+        // time
+        "justNow": "방금", "minutes": "%d분", "hoursMinutes": "%d시간 %d분",
+    ]
+
+    static let en: [String: String] = [
+        "appName": "Outpatient clinic", "skipToContent": "Skip to content", "languageName": "English",
+        "otherLanguageName": "한국어", "chooseRole": "Choose your role", "desk": "Patient administration",
+        "doctor": "Doctor", "examiner": "Examiner", "deskHint": "Register visits and follow their status",
+        "doctorHint": "See patients and order exams", "examinerHint": "Perform the ordered exams",
+        "registration": "Registration", "patientName": "Patient name", "patientId": "Patient number",
+        "birthDate": "Date of birth", "phone": "Phone", "department": "Department", "symptom": "Symptoms",
+        "register": "Register", "optional": "optional", "chooseDepartment": "Choose a department",
+        "board": "Today's visits", "status": "Status", "since": "For", "receivedAt": "Registered at",
+        "actions": "Actions", "cancelReception": "Cancel registration", "noVisits": "No visits registered today.",
+        "cancelTitle": "Cancel registration", "cancelReason": "Reason", "confirmCancel": "Cancel registration",
+        "back": "Back", "boardLive": "Updates automatically every 2 seconds.",
+        "worklist": "Patients waiting", "noDiagnoses": "No patients waiting.", "open": "Open", "patient": "Patient",
+        "orderExams": "Order exams", "exams": "Exams", "results": "Exam results", "noOrders": "No exams ordered.",
+        "completeConsultation": "Complete consultation", "rejectConsultation": "Reject consultation",
+        "note": "Note", "reason": "Reason", "closed": "This consultation is closed.",
+        "resultsLive": "Results appear as they arrive.", "orderedAt": "Ordered at",
+        "examWorklist": "Exams waiting", "noExams": "No exams waiting.", "examResult": "Exam result",
+        "performExam": "Perform exam", "cancelExam": "Cancel exam", "cancelExamReason": "Reason for canceling",
+        "refresh": "Refresh",
+        "notice.registered": "Registered.", "notice.canceled": "The registration was canceled.",
+        "notice.prescribed": "Exams ordered.", "notice.completed": "Consultation completed.",
+        "notice.rejected": "Consultation rejected.", "notice.performed": "Exam result saved.",
+        "notice.examCanceled": "Exam canceled.",
+        "error.conflict": "This has changed in the meantime and cannot be done now: it is '%@'. The page shows the current state.",
+        "error.notFound": "It is not there any more; it may have been handled already.",
+        "error.unavailable": "The %@ service cannot be reached right now. Please try again shortly.",
+        "error.failed": "That did not work. Please try again shortly.", "error.invalid": "Please check what you entered.",
+        "error.chooseExam": "Choose at least one exam.",
+        "service.reception": "reception", "service.diagnosis": "consultation", "service.examination": "examination",
+        "service.patient-management": "visit status",
+        "rule.required": "%@ is required.", "rule.tooLong": "%@ is too long.", "rule.invalidFormat": "%@ is not in the right format.",
+        "rule.invalidCharacters": "%@ contains characters that are not allowed.", "rule.inFuture": "%@ cannot be in the future.",
+        "rule.duplicate": "The same exam cannot be ordered twice.", "rule.tooMany": "Too many exams.",
+        "rule.outOfRange": "%@ is out of range.",
+        "justNow": "just now", "minutes": "%d min", "hoursMinutes": "%d h %d min",
+    ]
+
+    /// The board's words for a visit's status.
+    static func visitStatus(_ status: String, _ language: Language) -> String {
+        let ko = [
+            "RECEIVED": "접수완료", "EXAM_ORDERED": "검사처방", "EXAM_DONE": "검사완료", "COMPLETED": "진료완료",
+            "REJECTED": "진료거부", "CANCELED": "접수취소",
+        ]
+        let en = [
+            "RECEIVED": "Registered", "EXAM_ORDERED": "Exams ordered", "EXAM_DONE": "Exams done",
+            "COMPLETED": "Completed", "REJECTED": "Rejected", "CANCELED": "Canceled",
+        ]
+        return (language == .ko ? ko : en)[status] ?? status
+    }
+
+    /// The doctor's words for a consultation's status.
+    static func diagnosisStatus(_ status: String, _ language: Language) -> String {
+        let ko = [
+            "WAITING": "진료 대기", "EXAM_ORDERED": "검사 대기", "EXAM_DONE": "결과 확인", "COMPLETED": "진료 완료",
+            "REJECTED": "진료 거부", "CANCELED": "접수취소",
+        ]
+        let en = [
+            "WAITING": "Waiting", "EXAM_ORDERED": "Waiting for exams", "EXAM_DONE": "Results ready",
+            "COMPLETED": "Completed", "REJECTED": "Rejected", "CANCELED": "Canceled",
+        ]
+        return (language == .ko ? ko : en)[status] ?? status
+    }
+
+    /// An exam's status.
+    static func examStatus(_ status: String, _ language: Language) -> String {
+        let ko = ["REQUESTED": "검사 대기", "COMPLETED": "검사 완료", "CANCELED": "검사 취소"]
+        let en = ["REQUESTED": "Waiting", "COMPLETED": "Done", "CANCELED": "Canceled"]
+        return (language == .ko ? ko : en)[status] ?? status
+    }
+}
+
+/// The departments the desk chooses from; the Korean name is what is recorded.
+enum Catalogue {
+    static let departments: [(ko: String, en: String)] = [
+        ("내과", "Internal medicine"), ("외과", "Surgery"), ("정형외과", "Orthopedics"),
+        ("소아청소년과", "Pediatrics"), ("산부인과", "Obstetrics and gynecology"), ("이비인후과", "Otolaryngology"),
+        ("피부과", "Dermatology"), ("안과", "Ophthalmology"), ("신경과", "Neurology"), ("가정의학과", "Family medicine"),
+    ]
+
+    /// The exams a doctor orders from: code, Korean name (recorded), English name.
+    static let exams: [(code: String, ko: String, en: String)] = [
+        ("CBC", "일반혈액검사", "Complete blood count"), ("CXR", "흉부 X선", "Chest X-ray"),
+        ("UA", "소변검사", "Urinalysis"), ("ECG", "심전도", "Electrocardiogram"), ("US", "초음파", "Ultrasound"),
+        ("CT", "전산화단층촬영", "CT scan"), ("MRI", "자기공명영상", "MRI"),
+    ]
+
+    static func department(_ recorded: String?, _ language: Language) -> String {
+        guard let recorded else { return "" }
+        guard language == .en else { return recorded }
+        return departments.first { $0.ko == recorded }?.en ?? recorded
+    }
+
+    static func exam(code: String, name: String, _ language: Language) -> String {
+        guard language == .en else { return name }
+        return exams.first { $0.code == code }?.en ?? name
+    }
+}

@@ -1,0 +1,203 @@
+import Foundation
+import Mustache
+import ServiceKit
+import Vapor
+
+/// The screens of the desk (원무과), the doctor and the examiner: server-rendered HTML, served
+/// through the gateway, driving the same public API as every other client.
+public struct WebScreens: Sendable {
+    let upstreams: [API.Service: URL]
+    let timeZone: TimeZone
+    let library: MustacheLibrary
+
+    public init(reception: URL, diagnosis: URL, examination: URL, patientManagement: URL, timeZone: TimeZone) throws {
+        upstreams = [
+            .reception: reception, .diagnosis: diagnosis, .examination: examination,
+            .patientManagement: patientManagement,
+        ]
+        self.timeZone = timeZone
+        library = try Self.templates()
+    }
+
+    public func register(on routes: any RoutesBuilder) {
+        routes.get(use: home)
+        routes.get("lang", ":language", use: switchLanguage)
+        routes.get("assets", ":file", use: asset)
+
+        routes.get("desk", use: desk)
+        routes.get("desk", "board", use: deskBoard)
+        routes.post("desk", "receptions", use: register)
+        routes.get("desk", "receptions", ":id", "cancel", use: cancelForm)
+        routes.post("desk", "receptions", ":id", "cancel", use: cancel)
+
+        routes.get("doctor", use: doctor)
+        routes.get("doctor", "worklist", use: doctorWorklist)
+        routes.get("doctor", "diagnoses", ":id", use: visit)
+        routes.get("doctor", "diagnoses", ":id", "orders", use: visitOrders)
+        routes.post("doctor", "diagnoses", ":id", "prescriptions", use: prescribe)
+        routes.post("doctor", "diagnoses", ":id", "complete", use: complete)
+        routes.post("doctor", "diagnoses", ":id", "reject", use: reject)
+
+        routes.get("examiner", use: examiner)
+        routes.post("examiner", "examinations", ":id", "perform", use: perform)
+        routes.post("examiner", "examinations", ":id", "cancel", use: cancelExam)
+    }
+
+    // MARK: Home and language
+
+    @Sendable func home(_ req: Request) async throws -> Response {
+        let screen = Screen(req, timeZone: timeZone)
+        return render("home", screen.context(title: screen.t("chooseRole")))
+    }
+
+    /// Switches the language and remembers it (a cookie for a year), then goes back.
+    @Sendable func switchLanguage(_ req: Request) async throws -> Response {
+        let language = Language(rawValue: req.parameters.get("language") ?? "") ?? .ko
+        let back = req.query[String.self, at: "back"].flatMap(Screen.localPath) ?? "/"
+        let response = req.redirect(to: back, redirectType: .normal)
+        response.cookies["lang"] = HTTPCookies.Value(
+            string: language.rawValue, maxAge: 365 * 24 * 3600, path: "/", isHTTPOnly: true, sameSite: .lax)
+        return response
+    }
+
+    @Sendable func asset(_ req: Request) async throws -> Response {
+        let (body, type): (String, HTTPMediaType)
+        switch req.parameters.get("file") {
+        case "app.css": (body, type) = (String(decoding: PackageResources.app_css, as: UTF8.self), .css)
+        case "app.js": (body, type) = (String(decoding: PackageResources.app_js, as: UTF8.self), HTTPMediaType(type: "text", subType: "javascript", parameters: ["charset": "utf-8"]))
+        default: throw Abort(.notFound)
+        }
+        var headers = HTTPHeaders()
+        headers.contentType = type
+        headers.replaceOrAdd(name: .cacheControl, value: "public, max-age=300")
+        return Response(status: .ok, headers: headers, body: .init(string: body))
+    }
+
+    // MARK: -
+
+    func api(_ req: Request) -> API { API(client: req.client, upstreams: upstreams) }
+
+    func render(_ template: String, _ context: [String: Any], status: HTTPStatus = .ok) -> Response {
+        var headers = HTTPHeaders()
+        headers.contentType = .html
+        headers.replaceOrAdd(name: .cacheControl, value: "no-store")
+        return Response(
+            status: status, headers: headers, body: .init(string: library.render(context, withTemplate: template) ?? ""))
+    }
+
+    static func templates() throws -> MustacheLibrary {
+        var library = MustacheLibrary()
+        let sources: [(String, [UInt8])] = [
+            ("layout", PackageResources.layout_mustache), ("home", PackageResources.home_mustache),
+            ("desk", PackageResources.desk_mustache), ("boardRows", PackageResources.boardRows_mustache),
+            ("cancel", PackageResources.cancel_mustache), ("doctor", PackageResources.doctor_mustache),
+            ("worklistRows", PackageResources.worklistRows_mustache), ("visit", PackageResources.visit_mustache),
+            ("orders", PackageResources.orders_mustache), ("examiner", PackageResources.examiner_mustache),
+        ]
+        for (name, bytes) in sources {
+            try library.register(String(decoding: bytes, as: UTF8.self), named: name)
+        }
+        return library
+    }
+}
+
+/// What every page needs to know about the request: its language, path and messages.
+struct Screen {
+    let language: Language
+    let path: String
+    let timeZone: TimeZone
+    let notice: String?
+    let error: String?
+
+    init(_ req: Request, timeZone: TimeZone) {
+        language = req.cookies["lang"].flatMap { Language(rawValue: $0.string) } ?? .ko
+        path = req.url.path
+        self.timeZone = timeZone
+        let t = language
+        notice = req.query[String.self, at: "notice"].flatMap { key in t.strings["notice.\(key)"] }
+        switch req.query[String.self, at: "error"] {
+        case "conflict":
+            let state = req.query[String.self, at: "state"] ?? ""
+            error = String(format: t("error.conflict"), Screen.stateLabel(state, t))
+        case "notFound": error = t("error.notFound")
+        default: error = nil
+        }
+    }
+
+    func t(_ key: String) -> String { language(key) }
+
+    func context(title: String, _ extra: [String: Any] = [:]) -> [String: Any] {
+        var context: [String: Any] = [
+            "lang": language.rawValue, "otherLang": language.other.rawValue, "t": language.strings, "title": title,
+            "path": path, "onDesk": path.hasPrefix("/desk"), "onDoctor": path.hasPrefix("/doctor"),
+            "onExaminer": path.hasPrefix("/examiner"),
+        ]
+        if let notice { context["notice"] = notice }
+        if let error { context["error"] = error }
+        return context.merging(extra) { $1 }
+    }
+
+    /// A sentence for a failed call, in this screen's language.
+    func sentence(for failure: any Error) -> String {
+        switch failure {
+        case API.Failure.unavailable(let service):
+            String(format: t("error.unavailable"), t("service.\(service.rawValue)"))
+        case API.Failure.problem(let problem) where problem.status == 409:
+            String(format: t("error.conflict"), Screen.stateLabel(problem.currentState ?? "", language))
+        case API.Failure.problem(let problem) where problem.status == 404:
+            t("error.notFound")
+        case API.Failure.problem(let problem) where problem.status == 422 || problem.status == 400:
+            t("error.invalid")
+        default:
+            t("error.failed")
+        }
+    }
+
+    /// The message for one field's broken rule, e.g. "환자명을(를) 입력해 주세요."
+    func fieldMessage(_ field: String, code: String) -> String {
+        let label = t(field)
+        let template = language.strings["rule.\(code)"] ?? t("error.invalid")
+        return template.contains("%@") ? String(format: template, label) : template
+    }
+
+    /// Any state name (visit, diagnosis or exam) in this language.
+    static func stateLabel(_ state: String, _ language: Language) -> String {
+        let diagnosis = Strings.diagnosisStatus(state, language)
+        if diagnosis != state { return diagnosis }
+        let visit = Strings.visitStatus(state, language)
+        if visit != state { return visit }
+        return Strings.examStatus(state, language)
+    }
+
+    /// Only a path on this site (never another host) is a place to go back to.
+    static func localPath(_ raw: String) -> String? {
+        guard raw.hasPrefix("/"), !raw.hasPrefix("//"), !raw.contains("\\"), raw.count < 200 else { return nil }
+        return raw
+    }
+
+    /// "09:41" in the hospital's time zone.
+    func clock(_ date: Date?) -> String {
+        guard let date else { return "" }
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = timeZone
+        let c = calendar.dateComponents([.hour, .minute], from: date)
+        return String(format: "%02d:%02d", c.hour ?? 0, c.minute ?? 0)
+    }
+
+    /// How long since `date`, e.g. "12분" or "1시간 5분".
+    func elapsed(since date: Date?, now: Date = Date()) -> String {
+        guard let date else { return "" }
+        let minutes = max(0, Int(now.timeIntervalSince(date) / 60))
+        if minutes < 1 { return t("justNow") }
+        if minutes < 60 { return String(format: t("minutes"), minutes) }
+        return String(format: t("hoursMinutes"), minutes / 60, minutes % 60)
+    }
+
+    /// Today in the hospital's time zone, as the API's `date` filter wants it.
+    func today(now: Date = Date()) -> String {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = timeZone
+        let c = calendar.dateComponents([.year, .month, .day], from: now)
+        return String(format: "%04d-%02d-%02d", c.year!, c.month!, c.day!)
+    }
+}

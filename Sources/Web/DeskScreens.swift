@@ -61,7 +61,9 @@ extension WebScreens {
                 "isInput": field.kind == "input", "isSelect": field.kind == "select", "isTextarea": field.kind == "textarea",
                 "requiredMessage": screen.fieldMessage(field.name, code: "required"),
             ]
-            if let error = errors[field.name] { context["error"] = error }
+            // Always set: Mustache would otherwise find the page's own error for a field without one.
+            context["fieldError"] = errors[field.name] ?? ""
+            context["hasError"] = errors[field.name] != nil
             if field.kind == "select" {
                 context["options"] = Catalogue.departments.map { department in
                     [

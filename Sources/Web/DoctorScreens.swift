@@ -87,12 +87,15 @@ extension WebScreens {
         [
             "status": diagnosis.status, "statusLabel": Strings.diagnosisStatus(diagnosis.status, screen.language),
             "orders": diagnosis.orders.map { order in
-                [
+                var row: [String: Any] = [
                     "orderId": order.orderId.uuidString, "code": order.code,
                     "name": Catalogue.exam(code: order.code, name: order.name, screen.language), "status": order.status,
-                    "statusLabel": Strings.examStatus(order.status, screen.language), "result": order.result as Any,
-                    "cancelReason": order.cancelReason as Any,
-                ] as [String: Any]
+                    "statusLabel": Strings.examStatus(order.status, screen.language),
+                ]
+                // Absent, not nil: a template shows a boxed nil as the text "nil".
+                row["result"] = order.result
+                row["cancelReason"] = order.cancelReason
+                return row
             },
         ]
     }

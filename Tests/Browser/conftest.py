@@ -1,0 +1,95 @@
+"""Browser tests: a real `hospital serve` process, driven through Debian's chromium by Playwright."""
+
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+
+import pytest
+from playwright.sync_api import sync_playwright
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+SCREENSHOTS = pathlib.Path(os.environ.get("SCREENSHOT_DIR", ROOT / ".build" / "screenshots"))
+
+
+def _binary() -> str:
+    explicit = os.environ.get("HOSPITAL_BINARY")
+    if explicit:
+        return explicit
+    for candidate in (ROOT / ".build" / "debug" / "hospital", ROOT / ".build" / "release" / "hospital"):
+        if candidate.exists():
+            return str(candidate)
+    raise RuntimeError("build the hospital binary first (swift build)")
+
+
+@pytest.fixture(scope="session")
+def base_url():
+    """The gateway of a whole system on a fresh data directory; every port chosen by the OS."""
+    data = tempfile.mkdtemp(prefix="hospital-browser-")
+    ports = []
+    for service in ("gateway", "reception", "diagnosis", "examination", "patient-management"):
+        ports += [f"--{service}-port", "0"]
+    process = subprocess.Popen(
+        [_binary(), "serve", "--data-dir", data, "--log-level", "warning", *ports],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "HOSPITAL_RELAY_POLL_MS": "50", "HOSPITAL_LOG_POLL_MS": "50"},
+    )
+    url = None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        match = re.match(r"gateway listening on (\S+)", line)
+        if match:
+            url = match.group(1)
+        if line.startswith("data directory:"):
+            break
+    if url is None:
+        process.kill()
+        raise RuntimeError("hospital serve did not start")
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+    shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"), headless=True
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def context(browser, base_url):
+    context = browser.new_context(base_url=base_url, viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(10_000)
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def page(context):
+    return context.new_page()
+
+
+@pytest.fixture
+def patient():
+    """A name no other test uses, so tests can share one system."""
+    return f"환자{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture(scope="session")
+def screenshots():
+    shutil.rmtree(SCREENSHOTS, ignore_errors=True)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS

@@ -1,0 +1,235 @@
+"""The desk, the doctor and the examiner, through their screens only."""
+
+import re
+
+from playwright.sync_api import Page, expect
+
+
+def register(page: Page, name: str, department: str = "내과", symptom: str = "기침"):
+    page.goto("/desk")
+    page.get_by_label("환자명").fill(name)
+    page.get_by_label("진료과").select_option(department)
+    page.get_by_label("증상").fill(symptom)
+    page.get_by_role("button", name="접수", exact=True).click()
+    expect(page.get_by_role("status")).to_have_text("접수되었습니다.")
+
+
+def board_row(page: Page, name: str):
+    return page.locator("#board-rows tr", has_text=name)
+
+
+def open_visit(page: Page, name: str):
+    page.goto("/doctor")
+    link = page.get_by_role("link", name=name)
+    expect(link).to_be_visible()  # the worklist refreshes itself until the visit arrives
+    link.click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(name)
+
+
+def mark_page(page: Page):
+    """A marker that a reload would wipe: proves later updates arrived without one."""
+    page.evaluate("window.__stillHere = true")
+
+
+def assert_not_reloaded(page: Page):
+    assert page.evaluate("window.__stillHere === true"), "the page was reloaded"
+
+
+def test_a_visit_through_all_three_screens(context, patient):
+    desk = context.new_page()
+    register(desk, patient)
+    row = board_row(desk, patient)
+    expect(row.locator(".badge")).to_have_text("접수완료")
+    mark_page(desk)
+
+    doctor = context.new_page()
+    open_visit(doctor, patient)
+    expect(doctor.get_by_text("기침")).to_be_visible()
+    doctor.get_by_label("일반혈액검사").check()
+    doctor.get_by_label("흉부 X선").check()
+    doctor.get_by_role("button", name="검사 처방").click()
+    expect(doctor.get_by_role("status")).to_have_text("검사를 처방했습니다.")
+    expect(doctor.locator("#orders .order")).to_have_count(2)
+    mark_page(doctor)
+
+    # The desk's board follows without a reload.
+    expect(row.locator(".badge")).to_have_text("검사처방")
+    assert_not_reloaded(desk)
+
+    examiner = context.new_page()
+    examiner.goto("/examiner")
+    exams = examiner.locator("section.exam", has_text=patient)
+    expect(exams).to_have_count(2)
+    for result in ("백혈구 정상", "폐 음영 없음"):
+        exam = examiner.locator("section.exam", has_text=patient).first
+        exam.get_by_label("검사 결과").fill(result)
+        exam.get_by_role("button", name="검사 시행").click()
+        expect(examiner.get_by_role("status")).to_have_text("검사 결과를 저장했습니다.")
+    expect(examiner.locator("section.exam", has_text=patient)).to_have_count(0)
+
+    # The doctor sees the results arrive, without a reload.
+    expect(doctor.locator("#diagnosis-status")).to_have_text("결과 확인")
+    expect(doctor.locator("#orders")).to_contain_text("백혈구 정상")
+    expect(doctor.locator("#orders")).to_contain_text("폐 음영 없음")
+    assert_not_reloaded(doctor)
+
+    doctor.get_by_label("소견").fill("경과 관찰 후 귀가")
+    doctor.get_by_role("button", name="진료 완료").click()
+    expect(doctor.get_by_role("status")).to_have_text("진료를 완료했습니다.")
+
+    expect(row.locator(".badge")).to_have_text("진료완료")
+    assert_not_reloaded(desk)
+
+
+def test_rejecting_cancels_the_pending_exam_and_the_visit(context, patient):
+    desk = context.new_page()
+    register(desk, patient)
+    mark_page(desk)
+    doctor = context.new_page()
+    open_visit(doctor, patient)
+    doctor.get_by_label("자기공명영상").check()
+    doctor.get_by_role("button", name="검사 처방").click()
+    examiner = context.new_page()
+    examiner.goto("/examiner")
+    expect(examiner.locator("section.exam", has_text=patient)).to_have_count(1)
+
+    doctor.get_by_label("사유").fill("상급 병원 전원")
+    doctor.get_by_role("button", name="진료 거부").click()
+    expect(doctor.get_by_role("status")).to_have_text("진료를 거부했습니다.")
+
+    expect(board_row(desk, patient).locator(".badge")).to_have_text("진료거부")
+    assert_not_reloaded(desk)
+    # The exam was canceled by compensation: it leaves the examiner's worklist.
+    examiner.get_by_role("link", name="새로고침").click()
+    expect(examiner.locator("section.exam", has_text=patient)).to_have_count(0)
+
+
+def test_the_desk_cancels_a_visit(context, patient):
+    desk = context.new_page()
+    register(desk, patient)
+    doctor = context.new_page()
+    doctor.goto("/doctor")
+    expect(doctor.get_by_role("link", name=patient)).to_be_visible()
+    mark_page(doctor)
+
+    board_row(desk, patient).get_by_role("link", name="접수 취소").click()
+    desk.get_by_role("button", name="접수 취소").click()
+    expect(desk.get_by_text("취소 사유 항목을 입력해 주세요.")).to_be_visible()  # a reason is required
+    desk.get_by_label("취소 사유").fill("환자 요청")
+    desk.get_by_role("button", name="접수 취소").click()
+    expect(desk.get_by_role("status")).to_have_text("접수가 취소되었습니다.")
+    expect(board_row(desk, patient).locator(".badge")).to_have_text("접수취소")
+
+    # The doctor's worklist drops it by itself.
+    expect(doctor.get_by_role("link", name=patient)).to_have_count(0)
+    assert_not_reloaded(doctor)
+
+
+def test_a_double_click_registers_one_visit(page, patient):
+    page.goto("/desk")
+    page.get_by_label("환자명").fill(patient)
+    page.get_by_role("button", name="접수", exact=True).dblclick()
+    expect(page.get_by_role("status")).to_have_text("접수되었습니다.")
+    expect(board_row(page, patient)).to_have_count(1)
+
+
+def test_the_same_form_sent_twice_registers_one_visit(page, patient):
+    # Without the page's script: the form's own Idempotency-Key makes the second post harmless.
+    page.goto("/desk")
+    key = page.locator("input[name=idempotencyKey]").input_value()
+    for _ in range(2):
+        response = page.request.post(
+            "/desk/receptions", form={"idempotencyKey": key, "patientName": patient}, max_redirects=0
+        )
+        assert response.status == 303
+    page.goto("/desk")
+    expect(board_row(page, patient)).to_have_count(1)
+
+
+def test_validation_speaks_the_users_language(page):
+    page.goto("/desk")
+    page.get_by_role("button", name="접수", exact=True).click()
+    expect(page.locator("#patientName-error")).to_have_text("환자명 항목을 입력해 주세요.")
+    expect(page.get_by_label("환자명")).to_be_focused()
+
+    # A rule only the server knows: the answer is a sentence, never JSON.
+    page.get_by_label("환자명").fill("미래인")
+    page.get_by_label("생년월일").fill("2999-01-01")
+    page.get_by_role("button", name="접수", exact=True).click()
+    expect(page.locator("#birthDate-error")).to_have_text("생년월일 항목은 미래 날짜일 수 없습니다.")
+    expect(page.get_by_role("alert")).to_have_text("입력한 내용을 확인해 주세요.")
+    assert "{" not in page.locator("main").inner_text()
+    expect(page.get_by_label("환자명")).to_have_value("미래인")  # what was typed is kept
+
+
+def test_english_is_one_click_away_and_remembered(page):
+    page.goto("/desk")
+    page.get_by_role("link", name="English").click()
+    expect(page.get_by_label("Patient name")).to_be_visible()
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    page.goto("/doctor")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Patients waiting")
+    page.get_by_role("link", name="한국어").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("진료 대기 목록")
+
+
+def test_a_stale_page_gets_a_clear_message_and_the_fresh_state(context, patient):
+    desk = context.new_page()
+    register(desk, patient)
+    doctor = context.new_page()
+    open_visit(doctor, patient)
+
+    # Meanwhile the desk cancels the visit; the doctor's page still offers 진료 완료.
+    board_row(desk, patient).get_by_role("link", name="접수 취소").click()
+    desk.get_by_label("취소 사유").fill("환자 귀가")
+    desk.get_by_role("button", name="접수 취소").click()
+    expect(board_row(desk, patient).locator(".badge")).to_have_text("접수취소")
+
+    doctor.get_by_role("button", name="진료 완료").click()
+    expect(doctor.get_by_role("alert")).to_contain_text("이미 상태가 바뀌어 처리할 수 없습니다")
+    expect(doctor.get_by_role("alert")).to_contain_text("접수취소")
+    expect(doctor.get_by_text("이 진료는 종료되었습니다.")).to_be_visible()
+    expect(doctor.get_by_role("button", name="진료 완료")).to_have_count(0)
+
+
+def test_keyboard_and_labels(page):
+    page.goto("/desk")
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="본문으로 건너뛰기")).to_be_focused()
+    unlabeled = page.evaluate(
+        """() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+                 .filter(e => e.labels.length === 0).map(e => e.name)"""
+    )
+    assert unlabeled == []
+    page.get_by_label("환자명").focus()
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline != "none", "focus must be visible"
+
+
+def test_screenshots_of_every_screen(context, patient, screenshots):
+    page = context.new_page()
+    register(page, patient, symptom="두통과 발열")
+    open_visit(page, patient)
+    page.get_by_label("일반혈액검사").check()
+    page.get_by_role("button", name="검사 처방").click()
+    visit_path = re.sub(r"\?.*$", "", page.url.replace(page.url.split("/doctor")[0], ""))
+    page.goto("/desk")
+    cancel_path = board_row(page, patient).get_by_role("link", name="접수 취소").get_attribute("href")
+    screens = {
+        "home": "/", "desk": "/desk", "desk-cancel": cancel_path, "doctor": "/doctor", "doctor-visit": visit_path,
+        "examiner": "/examiner",
+    }
+    for language, toggle in (("ko", None), ("en", "English")):
+        if toggle:
+            page.goto("/")
+            page.get_by_role("link", name=toggle).click()
+        for name, path in screens.items():
+            page.set_viewport_size({"width": 1280, "height": 800})
+            page.goto(path)
+            page.screenshot(path=str(screenshots / f"{name}-{language}.png"), full_page=True)
+            text = page.locator("main").inner_text()
+            assert "nil" not in text and '{"' not in text, f"{path} shows raw values: {text}"
+        page.set_viewport_size({"width": 768, "height": 1024})
+        page.goto("/desk")
+        page.screenshot(path=str(screenshots / f"desk-tablet-{language}.png"), full_page=True)
+    assert len(list(screenshots.glob("*.png"))) == 2 * (len(screens) + 1)

@@ -2,6 +2,7 @@ import Contracts
 import FluentKit
 import Foundation
 import Logging
+import SQLKit
 
 /// Appends events to a service's outbox inside the caller's transaction.
 public enum Outbox {
@@ -70,9 +71,41 @@ public final class OutboxRelay: Sendable {
     }
 
     /// Publishes the oldest unpublished rows; returns how many it published.
+    ///
+    /// Where several replicas share the database (PostgreSQL), one relays at a time: each batch
+    /// runs under a transaction-scoped advisory lock, so no replica publishes a later event of a
+    /// visit before another has finished publishing an earlier one.
     @discardableResult
     public func relayBatch() async throws -> Int {
-        let pending = try await OutboxMessage.query(on: store.database)
+        if store.serializesWrites {
+            return try await relay(reading: store.database) { ids, now in
+                try await self.store.write { db in try await Self.markPublished(ids, at: now, on: db) }
+            }
+        }
+        return try await store.database.transaction { db in
+            guard try await Self.tryRelayLock(on: db) else { return 0 }
+            return try await self.relay(reading: db) { ids, now in try await Self.markPublished(ids, at: now, on: db) }
+        }
+    }
+
+    private static func markPublished(_ ids: [Int], at now: Date, on db: any Database) async throws {
+        try await OutboxMessage.query(on: db).filter(\.$id ~~ ids).set(\.$publishedAt, to: now).update()
+    }
+
+    /// PostgreSQL's transaction-scoped advisory lock, released at commit or rollback.
+    private static func tryRelayLock(on db: any Database) async throws -> Bool {
+        guard let sql = db as? any SQLDatabase else { return true }
+        let row = try await sql.raw("SELECT pg_try_advisory_xact_lock(\(literal: Self.relayLockKey)) AS locked").first()
+        return try row?.decode(column: "locked", as: Bool.self) ?? false
+    }
+
+    /// Any constant: each service has a database of its own.
+    private static let relayLockKey = 0x6f75_7462_6f78  // "outbox"
+
+    private func relay(
+        reading db: any Database, markPublished: @Sendable ([Int], Date) async throws -> Void
+    ) async throws -> Int {
+        let pending = try await OutboxMessage.query(on: db)
             .filter(\.$publishedAt == nil)
             .sort(\.$id)
             .limit(settings.batchSize)
@@ -92,11 +125,7 @@ public final class OutboxRelay: Sendable {
             }
             throw error
         }
-        let ids = pending.compactMap(\.id)
-        let now = Date()
-        try await store.write { db in
-            try await OutboxMessage.query(on: db).filter(\.$id ~~ ids).set(\.$publishedAt, to: now).update()
-        }
+        try await markPublished(pending.compactMap(\.id), Date())
         logger.debug("relayed outbox batch", metadata: ["count": "\(pending.count)"])
         return pending.count
     }

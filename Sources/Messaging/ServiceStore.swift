@@ -12,6 +12,9 @@ public struct ServiceStore: Sendable {
         self.gate = serializeWrites ? WriteGate() : nil
     }
 
+    /// Whether this store lets one write transaction in at a time (SQLite).
+    public var serializesWrites: Bool { gate != nil }
+
     /// For reads, which need no transaction.
     public var database: any Database { makeDatabase() }
 

@@ -44,6 +44,16 @@ public struct HospitalConfiguration: Sendable {
     public var logPollInterval: Duration
     /// HOSPITAL_CONSUMER_MAX_ATTEMPTS: attempts before a failing event goes to the dead-letter store.
     public var consumerMaxAttempts: Int
+    /// HOSPITAL_DATABASE_URL: the PostgreSQL database of the one service this process runs
+    /// (postgres://USER[:PASSWORD]@HOST:PORT/DB). Without it, services use SQLite files.
+    public var databaseURL: URL?
+    /// HOSPITAL_<SERVICE>_DATABASE_URL: a service's own PostgreSQL database, when a process runs several.
+    public var serviceDatabaseURLs: [ServiceName: URL]
+    /// HOSPITAL_DATABASE_POOL_SIZE: PostgreSQL connections per event loop.
+    public var databasePoolSize: Int
+    /// HOSPITAL_AUTO_MIGRATE: whether `serve` applies pending migrations (true) or expects
+    /// `hospital migrate` to have done it (false).
+    public var autoMigrate: Bool
 
     public init(dataDirectory: URL) {
         self.dataDirectory = dataDirectory
@@ -55,6 +65,10 @@ public struct HospitalConfiguration: Sendable {
         relayPollInterval = .milliseconds(200)
         logPollInterval = .milliseconds(100)
         consumerMaxAttempts = 5
+        databaseURL = nil
+        serviceDatabaseURLs = [:]
+        databasePoolSize = 2
+        autoMigrate = true
     }
 
     /// The defaults, overridden by the environment.
@@ -86,6 +100,20 @@ public struct HospitalConfiguration: Sendable {
         if let raw = env["HOSPITAL_CONSUMER_MAX_ATTEMPTS"] {
             config.consumerMaxAttempts = try positive(raw, "HOSPITAL_CONSUMER_MAX_ATTEMPTS")
         }
+        if let raw = env["HOSPITAL_DATABASE_URL"] { config.databaseURL = try postgresURL(raw, "HOSPITAL_DATABASE_URL") }
+        for service in ServiceName.allCases where service != .gateway {
+            let name = "HOSPITAL_\(service.environmentStem)_DATABASE_URL"
+            if let raw = env[name] { config.serviceDatabaseURLs[service] = try postgresURL(raw, name) }
+        }
+        if let raw = env["HOSPITAL_DATABASE_POOL_SIZE"] {
+            config.databasePoolSize = try positive(raw, "HOSPITAL_DATABASE_POOL_SIZE")
+        }
+        if let raw = env["HOSPITAL_AUTO_MIGRATE"] {
+            guard let value = Bool(raw.lowercased()) else {
+                throw ConfigurationError("HOSPITAL_AUTO_MIGRATE: true or false, not \(raw)")
+            }
+            config.autoMigrate = value
+        }
         return config
     }
 
@@ -104,6 +132,31 @@ public struct HospitalConfiguration: Sendable {
     public static func url(_ raw: String, _ name: String) throws -> URL {
         guard let url = URL(string: raw), url.scheme == "http" || url.scheme == "https", url.host != nil else {
             throw ConfigurationError("\(name): not an http URL: \(raw)")
+        }
+        return url
+    }
+
+    /// Where `service` keeps its data: a PostgreSQL URL, or nil for its SQLite file. A single
+    /// HOSPITAL_DATABASE_URL belongs to the one service of the process; with several services,
+    /// each needs its own database.
+    public func database(of service: ServiceName, among services: [ServiceName]) throws -> URL? {
+        if let own = serviceDatabaseURLs[service] { return own }
+        guard let shared = databaseURL else { return nil }
+        let domain = services.filter { $0 != .gateway }
+        guard domain == [service] else {
+            throw ConfigurationError(
+                "--database / HOSPITAL_DATABASE_URL names the database of one service, but this process runs "
+                    + domain.map(\.rawValue).joined(separator: ", ")
+                    + "; give each its own with HOSPITAL_<SERVICE>_DATABASE_URL")
+        }
+        return shared
+    }
+
+    public static func postgresURL(_ raw: String, _ name: String) throws -> URL {
+        guard let url = URL(string: raw), url.scheme == "postgres" || url.scheme == "postgresql", url.host != nil,
+            url.path.count > 1
+        else {
+            throw ConfigurationError("\(name): not a PostgreSQL URL (postgres://USER@HOST:PORT/DATABASE)")
         }
         return url
     }

@@ -50,9 +50,11 @@ public final class HospitalSystem: Sendable {
         var hosts: [ServiceHost] = []
         do {
             for name in domain {
-                let host = try await makeHost(name, configuration: configuration, transport: log!)
+                let host = try await makeHost(
+                    name, database: try configuration.database(of: name, among: wanted), configuration: configuration,
+                    transport: log!)
                 hosts.append(host)
-                try await host.start()
+                try await host.start(migrating: configuration.autoMigrate)
             }
             if wanted.contains(.gateway) {
                 let routes = gatewayRoutes(configuration: configuration, running: hosts)
@@ -84,7 +86,9 @@ public final class HospitalSystem: Sendable {
         let log = try await LocalEventLog.open(directory: configuration.dataDirectory, logger: logger)
         do {
             for name in wanted {
-                let host = try await makeHost(name, configuration: configuration, transport: log)
+                let host = try await makeHost(
+                    name, database: try configuration.database(of: name, among: wanted), configuration: configuration,
+                    transport: log)
                 do {
                     try await host.migrate()
                     try await host.app.asyncShutdown()
@@ -107,7 +111,10 @@ public final class HospitalSystem: Sendable {
         -> PatientManagementService.RebuildReport
     {
         let log = try await LocalEventLog.open(directory: configuration.dataDirectory, logger: logger)
-        let host = try await makeHost(.patientManagement, configuration: configuration, transport: log)
+        let host = try await makeHost(
+            .patientManagement,
+            database: try configuration.database(of: .patientManagement, among: [.patientManagement]),
+            configuration: configuration, transport: log)
         do {
             try await host.migrate()
             let report = try await (host.service as! PatientManagementService).rebuild()
@@ -129,26 +136,18 @@ public final class HospitalSystem: Sendable {
     }
 
     private static func makeHost(
-        _ name: ServiceName, configuration: HospitalConfiguration, transport: any EventTransport
-    )
-        async throws -> ServiceHost
-    {
-        switch name {
-        case .reception:
-            try await ServiceHost.service(
-                ReceptionService.self, name: name, configuration: configuration, transport: transport)
-        case .diagnosis:
-            try await ServiceHost.service(
-                DiagnosisService.self, name: name, configuration: configuration, transport: transport)
-        case .examination:
-            try await ServiceHost.service(
-                ExaminationService.self, name: name, configuration: configuration, transport: transport)
-        case .patientManagement:
-            try await ServiceHost.service(
-                PatientManagementService.self, name: name, configuration: configuration, transport: transport)
-        case .gateway:
-            preconditionFailure("the gateway is built by gatewayRoutes")
-        }
+        _ name: ServiceName, database: URL?, configuration: HospitalConfiguration, transport: any EventTransport
+    ) async throws -> ServiceHost {
+        let service: any HospitalService.Type =
+            switch name {
+            case .reception: ReceptionService.self
+            case .diagnosis: DiagnosisService.self
+            case .examination: ExaminationService.self
+            case .patientManagement: PatientManagementService.self
+            case .gateway: preconditionFailure("the gateway is built by gatewayRoutes")
+            }
+        return try await ServiceHost.service(
+            service, name: name, database: database, configuration: configuration, transport: transport)
     }
 
     private static func gatewayRoutes(configuration: HospitalConfiguration, running: [ServiceHost]) -> [Gateway.Route] {

@@ -1,4 +1,5 @@
 import Fluent
+import FluentPostgresDriver
 import FluentSQLiteDriver
 import Foundation
 import Gateway
@@ -39,17 +40,34 @@ final class ServiceHost: Sendable {
     /// The port the server is bound to (differs from the configured one when that was 0).
     var port: Int? { app.http.server.shared.localAddress?.port }
 
-    /// Builds a domain service with its own SQLite database under the data directory.
+    /// Builds a domain service with its own database: PostgreSQL at `database`, or else a
+    /// SQLite file under the data directory.
     static func service<S: HospitalService>(
-        _ type: S.Type, name: ServiceName, configuration: HospitalConfiguration, transport: any EventTransport
+        _ type: S.Type, name: ServiceName, database: URL?, configuration: HospitalConfiguration,
+        transport: any EventTransport
     ) async throws -> ServiceHost {
         let app = try await makeApplication(name: name, configuration: configuration)
-        let path = configuration.dataDirectory.appendingPathComponent("\(S.name).sqlite").path
-        // No SQL logging at any level: bound values would put patient data into the logs.
-        app.databases.use(
-            .sqlite(.file(path), dataEncoder: .init(), dataDecoder: .init(), sqlLogLevel: nil), as: .sqlite)
+        // SQL is logged at trace (PostgreSQL) or not at all (SQLite), and the service's own
+        // database handle never logs below info: bound values would put patient data in the logs.
+        if let database {
+            app.databases.use(
+                try .postgres(
+                    url: database, maxConnectionsPerEventLoop: configuration.databasePoolSize, sqlLogLevel: .trace),
+                as: .psql)
+        } else {
+            let path = configuration.dataDirectory.appendingPathComponent("\(S.name).sqlite").path
+            app.databases.use(
+                .sqlite(.file(path), dataEncoder: .init(), dataDecoder: .init(), sqlLogLevel: nil), as: .sqlite)
+        }
         app.migrations.add(S.migrations)
-        let store = ServiceStore(serializeWrites: true) { app.db }
+        var databaseLogger = app.logger
+        databaseLogger.logLevel = max(app.logger.logLevel, .info)
+        let quietLogger = databaseLogger
+        // SQLite has a single writer: the service serializes its writes. PostgreSQL does not
+        // need that; aggregate versions and the inbox's key guard concurrent writers there.
+        let store = ServiceStore(serializeWrites: database == nil) {
+            app.databases.database(logger: quietLogger, on: app.eventLoopGroup.any())!
+        }
         let relay = OutboxRelay(
             store: store, publisher: transport,
             settings: .init(pollInterval: configuration.relayPollInterval), logger: app.logger)
@@ -111,13 +129,15 @@ final class ServiceHost: Sendable {
     func migrate() async throws {
         guard app.databases.ids().isEmpty == false else { return }
         try await app.autoMigrate()
-        // WAL lets the read side (and `hospital rebuild`) read while the service writes.
-        _ = try await (app.db as! any SQLDatabase).raw("PRAGMA journal_mode = WAL").all()
+        if app.databases.ids().contains(.sqlite) {
+            // WAL lets the read side (and `hospital rebuild`) read while the service writes.
+            _ = try await (app.db as! any SQLDatabase).raw("PRAGMA journal_mode = WAL").all()
+        }
     }
 
-    /// Migrates, starts serving HTTP, relaying the outbox and consuming events.
-    func start() async throws {
-        try await migrate()
+    /// Migrates (unless told not to), starts serving HTTP, relaying the outbox and consuming events.
+    func start(migrating: Bool = true) async throws {
+        if migrating { try await migrate() }
         try await app.asyncBoot()
         try await app.server.start(address: nil)
         var started: [Task<Void, Never>] = []

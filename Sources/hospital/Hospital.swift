@@ -24,8 +24,14 @@ struct CommonOptions: ParsableArguments {
         help: "trace, debug, info, notice, warning, error or critical (HOSPITAL_LOG_LEVEL, default info).")
     var logLevel: String?
 
+    @Option(
+        name: .customLong("database"),
+        help: "PostgreSQL URL of the one service this process runs (HOSPITAL_DATABASE_URL; default: a SQLite file).")
+    var database: String?
+
     func configuration() throws -> HospitalConfiguration {
         var config = try HospitalConfiguration.from(environment: ProcessInfo.processInfo.environment)
+        if let database { config.databaseURL = try HospitalConfiguration.postgresURL(database, "--database") }
         if let dataDir { config.dataDirectory = URL(fileURLWithPath: dataDir, isDirectory: true) }
         if let logLevel { config.logLevel = try HospitalConfiguration.logLevel(logLevel) }
         return config
@@ -57,6 +63,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Address to listen on (HOSPITAL_HOST, default 127.0.0.1).")
     var host: String?
 
+    @Flag(name: .customLong("no-migrate"), help: "Do not apply pending migrations (HOSPITAL_AUTO_MIGRATE=false).")
+    var noMigrate = false
+
     @Option(name: .customLong("gateway-port")) var gatewayPort: Int?
     @Option(name: .customLong("reception-port")) var receptionPort: Int?
     @Option(name: .customLong("diagnosis-port")) var diagnosisPort: Int?
@@ -66,6 +75,7 @@ struct Serve: AsyncParsableCommand {
     func run() async throws {
         var config = try common.configuration()
         if let host { config.host = host }
+        if noMigrate { config.autoMigrate = false }
         let ports: [(ServiceName, Int?)] = [
             (.gateway, gatewayPort), (.reception, receptionPort), (.diagnosis, diagnosisPort),
             (.examination, examinationPort), (.patientManagement, patientManagementPort),

@@ -66,7 +66,7 @@ let package = Package(
             ]),
         .target(
             name: "PatientManagementService",
-            dependencies: ["PatientManagementDomain", "Contracts", "Messaging", "ServiceKit", vapor, fluentKit]),
+            dependencies: ["PatientManagementDomain", "Contracts", "Messaging", "ServiceKit", vapor, fluentKit, sqlKit]),
         .target(name: "Gateway", dependencies: ["ServiceKit", vapor]),
         // The screens of the desk, the doctor and the examiner, served by the gateway.
         .target(
@@ -121,6 +121,7 @@ let package = Package(
                 "DiagnosisService", "ExaminationService", "PatientManagementService",
                 "hospital", logging, fluentKit, sqlKit,
                 .product(name: "FluentSQLiteDriver", package: "fluent-sqlite-driver"),
+                .product(name: "FluentPostgresDriver", package: "fluent-postgres-driver"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),

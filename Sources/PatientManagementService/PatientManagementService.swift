@@ -4,6 +4,7 @@ import Foundation
 import Messaging
 import PatientManagementDomain
 import ServiceKit
+import SQLKit
 import Vapor
 
 /// The desk's board (CQRS read model): every visit's current status and step times, built from
@@ -88,6 +89,11 @@ public struct PatientManagementService: HospitalService {
             throw AppError.notReady("This service has no event history to rebuild from.")
         }
         let (visits, eventIds) = try await context.store.write { db in
+            if let sql = db as? any SQLDatabase, sql.dialect.name == "postgresql" {
+                // Readers go on; writers (the consumer) wait until the new rows are committed, then
+                // see them. Without it, a consumer's update to a row deleted here would do nothing.
+                try await sql.raw("LOCK TABLE inbox, patient_managements IN EXCLUSIVE MODE").run()
+            }
             try await PatientManagementModel.query(on: db).delete()
             try await InboxEntry.query(on: db).delete()
             let folded = Fold()

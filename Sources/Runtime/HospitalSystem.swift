@@ -7,6 +7,7 @@ import Messaging
 import MessagingLocal
 import PatientManagementService
 import ReceptionService
+import SQLKit
 import ServiceKit
 import ServiceLifecycle
 
@@ -31,6 +32,11 @@ public final class HospitalSystem: Sendable {
         guard let host = hosts.first(where: { $0.name == service }), let port = host.port else { return nil }
         let name = configuration.host == "0.0.0.0" ? "127.0.0.1" : configuration.host
         return URL(string: "http://\(name):\(port)")
+    }
+
+    /// The database of `service` in this process, for inspection (tests, diagnostics).
+    public func database(of service: ServiceName) -> (any SQLDatabase)? {
+        hosts.first { $0.name == service }.map { $0.app.db as! any SQLDatabase }
     }
 
     /// Starts `services` (all of them if empty): domain services first, the gateway last, so

@@ -4,7 +4,8 @@ import SQLiteNIO
 import Testing
 
 /// Real `hospital` processes, killed and restarted.
-@Suite("Processes", .serialized)
+/// The embedded default's processes (SQLite files); skipped on the PostgreSQL run.
+@Suite("Processes", .serialized, .disabled(if: TestSystem.onPostgres, "the embedded default runs on SQLite"))
 struct ProcessTests {
     @Test("SIGKILL right after a burst of registrations loses none: each reaches the doctor exactly once")
     func sigkillAfterBurst() async throws {

@@ -88,7 +88,7 @@ struct ResilienceTests {
 
         let after = try await withTestSystem(dataDirectory: directory) { system in
             try await eventually("every group caught up again") {
-                try await Snapshot.allGroupsCaughtUp(directory) ? true : nil
+                try await Snapshot.allGroupsCaughtUp(system) ? true : nil
             }
             return try await Snapshot.take(system)
         }
@@ -104,11 +104,9 @@ struct ResilienceTests {
             let incremental = try await system.items("/patientManagements?limit=200")
 
             // Damage it, then rebuild through the admin endpoint.
-            let board = system.dataDirectory.appendingPathComponent("patient-management.sqlite")
-            let connection = try await SQLiteConnection.open(storage: .file(path: board.path))
-            _ = try await connection.query("DELETE FROM patient_managements WHERE status = 'COMPLETED'", [])
-            _ = try await connection.query("UPDATE patient_managements SET status = 'RECEIVED'", [])
-            try await connection.close()
+            let board = try #require(system.system.database(of: .patientManagement))
+            try await board.raw("DELETE FROM patient_managements WHERE status = 'COMPLETED'").run()
+            try await board.raw("UPDATE patient_managements SET status = 'RECEIVED'").run()
             #expect(try await system.items("/patientManagements?limit=200").count < incremental.count)
 
             let report = try await system.post("/admin/patientManagements/rebuild", via: .patientManagement)
@@ -148,7 +146,7 @@ struct RebuildUnderLoadTests {
             }
             let ids = try await registering.value
             try await eventually("the log drained") {
-                try await Snapshot.allGroupsCaughtUp(system.dataDirectory) ? true : nil
+                try await Snapshot.allGroupsCaughtUp(system) ? true : nil
             }
             let board = try await system.items("/patientManagements?limit=200")
             #expect(Set(board.compactMap { $0["receptionId"] as? String }) == Set(ids))
@@ -205,7 +203,7 @@ enum Scenarios {
             try await system.items("/examinations?diagnosisId=\(db)&status=CANCELED").first
         }
         try await eventually("the log drained") {
-            try await Snapshot.allGroupsCaughtUp(system.dataDirectory) ? true : nil
+            try await Snapshot.allGroupsCaughtUp(system) ? true : nil
         }
     }
 }
@@ -233,15 +231,14 @@ struct Snapshot: Equatable {
     }
 
     /// True when every consumer group has read the whole log and every outbox is relayed.
-    static func allGroupsCaughtUp(_ directory: URL) async throws -> Bool {
-        let log = directory.appendingPathComponent("events.sqlite")
+    static func allGroupsCaughtUp(_ system: TestSystem) async throws -> Bool {
+        let log = system.dataDirectory.appendingPathComponent("events.sqlite")
         let lagging = try await TestSystem.count(
             "group_positions", in: log, where: "next_position <= (SELECT COALESCE(MAX(position), 0) FROM messages)")
         let groups = try await TestSystem.count("group_positions", in: log)
         guard groups == 4, lagging == 0 else { return false }
-        for service in ["reception", "diagnosis", "examination"] {
-            let file = directory.appendingPathComponent("\(service).sqlite")
-            if try await TestSystem.count("outbox", in: file, where: "published_at IS NULL") > 0 { return false }
+        for service in [ServiceName.reception, .diagnosis, .examination] {
+            if try await system.count("outbox", in: service, where: "published_at IS NULL") > 0 { return false }
         }
         return true
     }

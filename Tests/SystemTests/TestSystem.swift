@@ -1,9 +1,13 @@
 import AsyncHTTPClient
+import FluentKit
+import FluentPostgresDriver
+import NIOPosix
 import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
 import Runtime
+import SQLKit
 import SQLiteNIO
 import Testing
 
@@ -42,8 +46,24 @@ final class TestSystem: Sendable {
             "hospital-test-\(UUID().uuidString)", isDirectory: true)
     }
 
-    static func configuration(dataDirectory: URL) -> HospitalConfiguration {
+    /// Set to run the system tests on PostgreSQL (CI does, beside the SQLite run):
+    /// postgres://USER@HOST:PORT/postgres of a throwaway cluster.
+    static let postgres: URL? = ProcessInfo.processInfo.environment["HOSPITAL_TEST_POSTGRES_URL"].flatMap { URL(string: $0) }
+    static var onPostgres: Bool { postgres != nil }
+
+    static func configuration(dataDirectory: URL) async throws -> HospitalConfiguration {
         var config = HospitalConfiguration(dataDirectory: dataDirectory)
+        if let postgres {
+            // Databases named after the data directory: systems sharing a directory share them.
+            let stem = "t_" + dataDirectory.lastPathComponent.suffix(36).replacingOccurrences(of: "-", with: "")
+            for service in ServiceName.allCases where service != .gateway {
+                let name = (stem + "_" + service.rawValue.replacingOccurrences(of: "-", with: "_")).lowercased()
+                try await PostgresDatabases.ensure(name, on: postgres)
+                var url = URLComponents(url: postgres, resolvingAgainstBaseURL: false)!
+                url.path = "/" + name
+                config.serviceDatabaseURLs[service] = url.url!
+            }
+        }
         config.logLevel = .warning
         config.relayPollInterval = .milliseconds(50)
         config.logPollInterval = .milliseconds(50)
@@ -57,7 +77,7 @@ final class TestSystem: Sendable {
     }
 
     static func start(_ services: [ServiceName], dataDirectory: URL) async throws -> TestSystem {
-        var config = configuration(dataDirectory: dataDirectory)
+        var config = try await configuration(dataDirectory: dataDirectory)
         let wanted = services.isEmpty ? ServiceName.allCases : services
         for service in wanted { config.upstreams[service] = nil }
         var logger = Logger(label: "test")
@@ -140,9 +160,12 @@ final class TestSystem: Sendable {
 
     // MARK: Storage, read directly to prove what was (not) written
 
-    /// Rows in `table` of `service`'s own database.
-    func count(_ table: String, in service: ServiceName) async throws -> Int {
-        try await Self.count(table, in: dataDirectory.appendingPathComponent("\(service.rawValue).sqlite"))
+    /// Rows in `table` of `service`'s own database (SQLite or PostgreSQL), where `condition` holds.
+    func count(_ table: String, in service: ServiceName, where condition: String = "1 = 1") async throws -> Int {
+        let database = try #require(system.database(of: service), "\(service.rawValue) does not run here")
+        let row = try await database.raw("SELECT COUNT(*) AS n FROM \(unsafeRaw: table) WHERE \(unsafeRaw: condition)")
+            .first()
+        return try #require(row).decode(column: "n", as: Int.self)
     }
 
     /// Messages in the local event log.
@@ -203,5 +226,18 @@ struct HTTPResult: Sendable {
         let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
         let bytes = try await response.body.collect(upTo: 4 << 20)
         return HTTPResult(status: Int(response.status.code), headers: response.headers, body: Data(buffer: bytes))
+    }
+}
+
+/// Creates the PostgreSQL databases of a test system on the throwaway cluster.
+enum PostgresDatabases {
+    static func ensure(_ name: String, on server: URL) async throws {
+        let databases = Databases(threadPool: .singleton, on: MultiThreadedEventLoopGroup.singleton)
+        databases.use(try .postgres(url: server, sqlLogLevel: .trace), as: .psql)
+        defer { Task { await databases.shutdownAsync() } }
+        let sql = databases.database(.psql, logger: Logger(label: "test"), on: MultiThreadedEventLoopGroup.singleton.any())
+            as! any SQLDatabase
+        let exists = try await sql.raw("SELECT 1 FROM pg_database WHERE datname = \(bind: name)").first() != nil
+        if !exists { try await sql.raw("CREATE DATABASE \(ident: name)").run() }
     }
 }

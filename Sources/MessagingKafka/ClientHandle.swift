@@ -43,7 +43,7 @@ final class ClientHandle: @unchecked Sendable {
         for (key, value) in properties {
             guard rd_kafka_conf_set(conf, key, value, &errstr, errstr.count) == RD_KAFKA_CONF_OK else {
                 rd_kafka_conf_destroy(conf)
-                throw .client("configuration \(key)=\(value) refused: \(String(cString: errstr))")
+                throw .client("configuration \(key)=\(value) refused: \(String(errorBuffer: errstr))")
             }
         }
         rd_kafka_conf_set_log_cb(conf, logCallback)
@@ -56,7 +56,7 @@ final class ClientHandle: @unchecked Sendable {
         guard let rk = rd_kafka_new(kind, conf, &errstr, errstr.count) else {
             rd_kafka_conf_destroy(conf)
             retained.release()
-            throw .client("cannot create the Kafka client: \(String(cString: errstr))")
+            throw .client("cannot create the Kafka client: \(String(errorBuffer: errstr))")
         }
         pointer = rk
         self.context = context
@@ -116,7 +116,7 @@ private let errorCallback: @convention(c) (OpaquePointer?, Int32, UnsafePointer<
             let underlying = rd_kafka_fatal_error(rk, &errstr, errstr.count)
             let error = KafkaError(
                 code: underlying.rawValue, name: String(cString: rd_kafka_err2name(underlying)),
-                message: String(cString: errstr), isRetriable: false, isFatal: true)
+                message: String(errorBuffer: errstr), isRetriable: false, isFatal: true)
             context.fatalError.withLock { if $0 == nil { $0 = error } }
             context.logger.critical("fatal Kafka client error", metadata: ["error": "\(error)"])
         } else {
@@ -126,3 +126,10 @@ private let errorCallback: @convention(c) (OpaquePointer?, Int32, UnsafePointer<
                 level: error.isRetriable ? .notice : .error, "Kafka client error", metadata: ["error": "\(error)"])
         }
     }
+
+extension String {
+    /// The NUL-terminated text librdkafka wrote into an `errstr` buffer.
+    init(errorBuffer buffer: [CChar]) {
+        self = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}

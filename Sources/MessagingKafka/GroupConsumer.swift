@@ -43,7 +43,7 @@ final class GroupConsumer: Sendable {
         let consumer = try GroupConsumer(group: group, settings: settings, logger: logger, onRebalance: onRebalance)
         do {
             try await consumer.client.run { rk in
-                try withPartitionList(topics.map { ($0, -1, LogicalOffset.invalid) }) { list throws(KafkaError) in
+                try withPartitionList(topics.map { ($0, -1, LogicalOffset.invalid) }) { list in
                     try rd_kafka_subscribe(rk, list).check("subscribing to \(topics)")
                 }
             }
@@ -150,7 +150,7 @@ final class GroupConsumer: Sendable {
     private func seek(to message: IncomingMessage) async throws {
         let timeout = settings.requestTimeout.milliseconds(minimum: 1)
         try await client.run { rk in
-            try withPartitionList([(message.topic, message.partition, message.offset)]) { list throws(KafkaError) in
+            try withPartitionList([(message.topic, message.partition, message.offset)]) { list in
                 if let error = rd_kafka_seek_partitions(rk, list, timeout) { throw KafkaError(consuming: error) }
                 if let err = entries(of: list).first?.error { try err.check("seeking back to \(message.offset)") }
             }

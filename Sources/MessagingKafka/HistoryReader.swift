@@ -53,7 +53,7 @@ struct HistoryReader {
         guard !ends.isEmpty else { return }
         try await client.run { rk in
             try withPartitionList(ends.keys.sorted().map { (topic, $0, LogicalOffset.beginning) }) {
-                list throws(KafkaError) in
+                list in
                 try rd_kafka_assign(rk, list).check("assigning \(topic)")
             }
         }

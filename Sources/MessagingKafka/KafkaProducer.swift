@@ -41,7 +41,7 @@ final class KafkaProducer: @unchecked Sendable {
             defer { closed = true }
             return !closed
         }
-        if wasOpen { shutDown(flushTimeout: 0) }
+        if wasOpen { shutDown(flushTimeout: .zero) }
     }
 
     /// The handle, for admin and metadata requests (thread-safe in librdkafka).

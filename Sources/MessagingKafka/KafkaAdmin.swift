@@ -1,0 +1,91 @@
+import CRdKafka
+import Foundation
+import Logging
+
+/// Cluster administration and inspection. Each call uses a short-lived handle of its own, so
+/// none of them can outlive or hold up the transport's producer.
+struct KafkaAdmin {
+    let settings: KafkaSettings
+    let logger: Logger
+
+    /// Creates `name` unless it exists (whatever its partition count then is).
+    func ensureTopic(_ name: String, partitions: Int, replicationFactor: Int) async throws {
+        let timeout = settings.requestTimeout.milliseconds(minimum: 1)
+        let client = try ClientHandle(
+            kind: RD_KAFKA_PRODUCER, properties: baseProperties(settings) + settings.properties.sorted { $0.key < $1.key },
+            context: ClientContext(logger: logger))
+        let result: Result<Void, any Error> = await runBlocking {
+            defer { client.destroy() }
+            return Result { () in
+                try createTopic(
+                    client.pointer, name: name, partitions: Int32(partitions), replicationFactor: Int32(replicationFactor),
+                    timeout: timeout)
+            }
+        }
+        try result.get()
+    }
+
+    /// The offsets `group` has committed on `topic`, by partition: the next offset the group
+    /// will read there. Partitions without a commit are left out.
+    func committedOffsets(topic: String, group: String) async throws -> [Int32: Int64] {
+        let timeout = settings.requestTimeout.milliseconds(minimum: 1)
+        let client = try SerialClient(
+            name: "offsets.\(group)",
+            properties: baseProperties(settings) + [("group.id", group), ("enable.auto.commit", "false")]
+                + settings.properties.sorted { $0.key < $1.key },
+            context: ClientContext(logger: logger))
+        do {
+            let offsets = try await client.run { rk in
+                let partitions = try partitionCount(rk, topic: topic, timeout: timeout)
+                return try withPartitionList((0..<Int32(partitions)).map { (topic, $0, LogicalOffset.invalid) }) {
+                    list -> [Int32: Int64] in
+                    try rd_kafka_committed(rk, list, timeout).check("committed offsets of \(group)")
+                    var offsets: [Int32: Int64] = [:]
+                    for entry in entries(of: list) where entry.offset >= 0 { offsets[entry.partition] = entry.offset }
+                    return offsets
+                }
+            }
+            await client.close()
+            return offsets
+        } catch {
+            await client.close()
+            throw error
+        }
+    }
+}
+
+/// One CreateTopics request through the Admin API, waited for on a private queue.
+private func createTopic(
+    _ rk: OpaquePointer, name: String, partitions: Int32, replicationFactor: Int32, timeout: Int32
+) throws(KafkaError) {
+    var errstr = [CChar](repeating: 0, count: 512)
+    guard let newTopic = rd_kafka_NewTopic_new(name, partitions, replicationFactor, &errstr, errstr.count) else {
+        throw .client("topic \(name) refused: \(String(errorBuffer: errstr))")
+    }
+    defer { rd_kafka_NewTopic_destroy(newTopic) }
+    let queue = rd_kafka_queue_new(rk)
+    defer { rd_kafka_queue_destroy(queue) }
+    let options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS)
+    defer { rd_kafka_AdminOptions_destroy(options) }
+    _ = rd_kafka_AdminOptions_set_request_timeout(options, timeout, &errstr, errstr.count)
+    // Wait for the topic to exist on the controller, so it can be used at once.
+    _ = rd_kafka_AdminOptions_set_operation_timeout(options, timeout, &errstr, errstr.count)
+
+    var topics: [OpaquePointer?] = [newTopic]
+    rd_kafka_CreateTopics(rk, &topics, 1, options, queue)
+    guard let event = rd_kafka_queue_poll(queue, timeout + 1000) else {
+        throw KafkaError(RD_KAFKA_RESP_ERR__TIMED_OUT, detail: "creating topic \(name)")
+    }
+    defer { rd_kafka_event_destroy(event) }
+    try rd_kafka_event_error(event).check(rd_kafka_event_error_string(event).map { String(cString: $0) })
+    guard let result = rd_kafka_event_CreateTopics_result(event) else {
+        throw .client("unexpected answer to creating topic \(name)")
+    }
+    var count = 0
+    guard let results = rd_kafka_CreateTopics_result_topics(result, &count) else { return }
+    for index in 0..<count {
+        let err = rd_kafka_topic_result_error(results[index])
+        if err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS { continue }
+        try err.check(rd_kafka_topic_result_error_string(results[index]).map { String(cString: $0) })
+    }
+}

@@ -54,6 +54,22 @@ public struct HospitalConfiguration: Sendable {
     /// HOSPITAL_AUTO_MIGRATE: whether `serve` applies pending migrations (true) or expects
     /// `hospital migrate` to have done it (false).
     public var autoMigrate: Bool
+    /// HOSPITAL_KAFKA_BROKERS: `host:port[,…]` of Apache Kafka; without it, events travel
+    /// through the local event log under the data directory.
+    public var kafkaBrokers: String?
+    /// HOSPITAL_KAFKA_TOPIC: the topic of the visit events.
+    public var kafkaTopic: String
+    /// HOSPITAL_KAFKA_GROUP_PREFIX: consumer groups are this prefix and the service's name.
+    public var kafkaGroupPrefix: String
+    /// HOSPITAL_KAFKA_PARTITIONS and HOSPITAL_KAFKA_REPLICATION_FACTOR: for the topic, if it
+    /// must be created.
+    public var kafkaPartitions: Int
+    public var kafkaReplicationFactor: Int
+    /// HOSPITAL_KAFKA_DELIVERY_TIMEOUT_MS: how long a publish may wait for the brokers before the
+    /// relay retries it.
+    public var kafkaDeliveryTimeout: Duration
+    /// HOSPITAL_KAFKA_PROPERTIES: further librdkafka properties, `key=value,key=value`.
+    public var kafkaProperties: [String: String]
 
     public init(dataDirectory: URL) {
         self.dataDirectory = dataDirectory
@@ -69,6 +85,13 @@ public struct HospitalConfiguration: Sendable {
         serviceDatabaseURLs = [:]
         databasePoolSize = 2
         autoMigrate = true
+        kafkaBrokers = nil
+        kafkaTopic = "hospital.visit-events"
+        kafkaGroupPrefix = "hospital."
+        kafkaPartitions = 6
+        kafkaReplicationFactor = 3
+        kafkaDeliveryTimeout = .seconds(30)
+        kafkaProperties = [:]
     }
 
     /// The defaults, overridden by the environment.
@@ -108,6 +131,17 @@ public struct HospitalConfiguration: Sendable {
         if let raw = env["HOSPITAL_DATABASE_POOL_SIZE"] {
             config.databasePoolSize = try positive(raw, "HOSPITAL_DATABASE_POOL_SIZE")
         }
+        if let raw = env["HOSPITAL_KAFKA_BROKERS"], !raw.isEmpty { config.kafkaBrokers = raw }
+        if let raw = env["HOSPITAL_KAFKA_TOPIC"], !raw.isEmpty { config.kafkaTopic = raw }
+        if let raw = env["HOSPITAL_KAFKA_GROUP_PREFIX"] { config.kafkaGroupPrefix = raw }
+        if let raw = env["HOSPITAL_KAFKA_PARTITIONS"] { config.kafkaPartitions = try positive(raw, "HOSPITAL_KAFKA_PARTITIONS") }
+        if let raw = env["HOSPITAL_KAFKA_REPLICATION_FACTOR"] {
+            config.kafkaReplicationFactor = try positive(raw, "HOSPITAL_KAFKA_REPLICATION_FACTOR")
+        }
+        if let raw = env["HOSPITAL_KAFKA_DELIVERY_TIMEOUT_MS"] {
+            config.kafkaDeliveryTimeout = .milliseconds(try positive(raw, "HOSPITAL_KAFKA_DELIVERY_TIMEOUT_MS"))
+        }
+        if let raw = env["HOSPITAL_KAFKA_PROPERTIES"] { config.kafkaProperties = try properties(raw) }
         if let raw = env["HOSPITAL_AUTO_MIGRATE"] {
             guard let value = Bool(raw.lowercased()) else {
                 throw ConfigurationError("HOSPITAL_AUTO_MIGRATE: true or false, not \(raw)")
@@ -150,6 +184,17 @@ public struct HospitalConfiguration: Sendable {
                     + "; give each its own with HOSPITAL_<SERVICE>_DATABASE_URL")
         }
         return shared
+    }
+
+    /// `key=value,key=value`, as HOSPITAL_KAFKA_PROPERTIES has it.
+    static func properties(_ raw: String) throws -> [String: String] {
+        var result: [String: String] = [:]
+        for pair in raw.split(separator: ",") where !pair.trimmingCharacters(in: .whitespaces).isEmpty {
+            let parts = pair.split(separator: "=", maxSplits: 1)
+            guard parts.count == 2 else { throw ConfigurationError("HOSPITAL_KAFKA_PROPERTIES: expected key=value, got \(pair)") }
+            result[parts[0].trimmingCharacters(in: .whitespaces)] = parts[1].trimmingCharacters(in: .whitespaces)
+        }
+        return result
     }
 
     public static func postgresURL(_ raw: String, _ name: String) throws -> URL {

@@ -16,12 +16,12 @@ import ServiceLifecycle
 public final class HospitalSystem: Sendable {
     public let configuration: HospitalConfiguration
     private let hosts: [ServiceHost]
-    private let log: LocalEventLog?
+    private let transport: Transport?
 
-    private init(configuration: HospitalConfiguration, hosts: [ServiceHost], log: LocalEventLog?) {
+    private init(configuration: HospitalConfiguration, hosts: [ServiceHost], transport: Transport?) {
         self.configuration = configuration
         self.hosts = hosts
-        self.log = log
+        self.transport = transport
     }
 
     /// The services of this process, in start order.
@@ -48,17 +48,17 @@ public final class HospitalSystem: Sendable {
     {
         let wanted = services.isEmpty ? ServiceName.allCases : ServiceName.allCases.filter(services.contains)
         let domain = wanted.filter { $0 != .gateway }
-        let log: LocalEventLog? =
+        let transport: Transport? =
             domain.isEmpty
             ? nil
-            : try await LocalEventLog.open(
-                directory: configuration.dataDirectory, pollInterval: configuration.logPollInterval, logger: logger)
+            : try await Transport.open(
+                configuration, clientId: "hospital-" + domain.map(\.rawValue).joined(separator: "-"), logger: logger)
         var hosts: [ServiceHost] = []
         do {
             for name in domain {
                 let host = try await makeHost(
                     name, database: try configuration.database(of: name, among: wanted), configuration: configuration,
-                    transport: log!)
+                    transport: transport!.events)
                 hosts.append(host)
                 try await host.start(migrating: configuration.autoMigrate)
             }
@@ -70,17 +70,17 @@ public final class HospitalSystem: Sendable {
             }
         } catch {
             for host in hosts.reversed() { await host.stop() }
-            await log?.close()
+            await transport?.close()
             throw error
         }
-        return HospitalSystem(configuration: configuration, hosts: hosts, log: log)
+        return HospitalSystem(configuration: configuration, hosts: hosts, transport: transport)
     }
 
     /// Stops in reverse order: the gateway first, so no new work comes in, then each service
     /// after its in-flight requests finished; the event log closes last.
     public func shutdown() async {
         for host in hosts.reversed() { await host.stop() }
-        await log?.close()
+        await transport?.close()
     }
 
     /// Applies pending migrations of `services` (all if empty) and returns.
@@ -89,25 +89,18 @@ public final class HospitalSystem: Sendable {
     ) async throws {
         let wanted = (services.isEmpty ? ServiceName.allCases : services).filter { $0 != .gateway }
         guard !wanted.isEmpty else { return }
-        let log = try await LocalEventLog.open(directory: configuration.dataDirectory, logger: logger)
-        do {
-            for name in wanted {
-                let host = try await makeHost(
-                    name, database: try configuration.database(of: name, among: wanted), configuration: configuration,
-                    transport: log)
-                do {
-                    try await host.migrate()
-                    try await host.app.asyncShutdown()
-                } catch {
-                    try? await host.app.asyncShutdown()
-                    throw error
-                }
+        for name in wanted {
+            let host = try await makeHost(
+                name, database: try configuration.database(of: name, among: wanted), configuration: configuration,
+                transport: Transport.none.events)
+            do {
+                try await host.migrate()
+                try await host.app.asyncShutdown()
+            } catch {
+                try? await host.app.asyncShutdown()
+                throw error
             }
-        } catch {
-            await log.close()
-            throw error
         }
-        await log.close()
     }
 
     /// Rebuilds the desk's read model from the event history, without serving.
@@ -116,20 +109,20 @@ public final class HospitalSystem: Sendable {
     ) async throws
         -> PatientManagementService.RebuildReport
     {
-        let log = try await LocalEventLog.open(directory: configuration.dataDirectory, logger: logger)
+        let transport = try await Transport.open(configuration, clientId: "hospital-rebuild", logger: logger)
         let host = try await makeHost(
             .patientManagement,
             database: try configuration.database(of: .patientManagement, among: [.patientManagement]),
-            configuration: configuration, transport: log)
+            configuration: configuration, transport: transport.events)
         do {
             try await host.migrate()
             let report = try await (host.service as! PatientManagementService).rebuild()
             try await host.app.asyncShutdown()
-            await log.close()
+            await transport.close()
             return report
         } catch {
             try? await host.app.asyncShutdown()
-            await log.close()
+            await transport.close()
             throw error
         }
     }

@@ -9,7 +9,7 @@ import ServiceLifecycle
 struct Hospital: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "The outpatient workflow: reception, diagnosis, examination and the desk's board.",
-        subcommands: [Serve.self, Migrate.self, Rebuild.self])
+        subcommands: [Serve.self, Migrate.self, Rebuild.self, Dev.self])
 }
 
 /// Options every subcommand shares; each overrides its environment variable.
@@ -63,6 +63,11 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Address to listen on (HOSPITAL_HOST, default 127.0.0.1).")
     var host: String?
 
+    @Option(
+        name: .customLong("kafka-brokers"),
+        help: "Apache Kafka bootstrap servers, host:port[,…] (HOSPITAL_KAFKA_BROKERS; default: the local event log).")
+    var kafkaBrokers: String?
+
     @Flag(name: .customLong("no-migrate"), help: "Do not apply pending migrations (HOSPITAL_AUTO_MIGRATE=false).")
     var noMigrate = false
 
@@ -76,6 +81,7 @@ struct Serve: AsyncParsableCommand {
         var config = try common.configuration()
         if let host { config.host = host }
         if noMigrate { config.autoMigrate = false }
+        if let kafkaBrokers { config.kafkaBrokers = kafkaBrokers }
         let ports: [(ServiceName, Int?)] = [
             (.gateway, gatewayPort), (.reception, receptionPort), (.diagnosis, diagnosisPort),
             (.examination, examinationPort), (.patientManagement, patientManagementPort),

@@ -12,6 +12,13 @@ let package = Package(
     products: [
         .executable(name: "hospital", targets: ["hospital"])
     ],
+    traits: [
+        .trait(
+            name: "Kafka",
+            description:
+                "The Kafka event transport over Debian's librdkafka (librdkafka-dev); without it, the local event log only."
+        )
+    ],
     dependencies: [
         .package(url: "https://github.com/vapor/vapor.git", from: "4.122.3"),
         .package(url: "https://github.com/vapor/fluent.git", from: "4.13.0"),
@@ -45,6 +52,13 @@ let package = Package(
                 "Messaging", logging, .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ]),
+
+        // The Kafka transport: librdkafka through a system-library target, only with the Kafka trait.
+        .systemLibrary(name: "CRdKafka", pkgConfig: "rdkafka", providers: [.apt(["librdkafka-dev"])]),
+        // Its sources are compiled only with the trait (#if Kafka), so a default build needs no librdkafka.
+        .target(
+            name: "MessagingKafka",
+            dependencies: ["Messaging", logging, .target(name: "CRdKafka", condition: .when(traits: ["Kafka"]))]),
 
         // What every HTTP service shares: the error mapping, request helpers, the service protocol.
         .target(
@@ -85,8 +99,10 @@ let package = Package(
         .target(
             name: "Runtime",
             dependencies: [
-                "ReceptionService", "DiagnosisService", "ExaminationService", "PatientManagementService", "Gateway", "Web",
+                "ReceptionService", "DiagnosisService", "ExaminationService", "PatientManagementService", "Gateway",
+                "Web",
                 "ServiceKit", "Messaging", "MessagingLocal", vapor, fluentKit, sqlKit, logging,
+                .target(name: "MessagingKafka", condition: .when(traits: ["Kafka"])),
                 .product(name: "Fluent", package: "fluent"),
                 .product(name: "FluentSQLiteDriver", package: "fluent-sqlite-driver"),
                 .product(name: "FluentPostgresDriver", package: "fluent-postgres-driver"),
@@ -98,6 +114,7 @@ let package = Package(
             name: "hospital",
             dependencies: [
                 "Runtime", logging,
+                .target(name: "MessagingKafka", condition: .when(traits: ["Kafka"])),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
@@ -113,6 +130,11 @@ let package = Package(
                 "Messaging", "MessagingLocal", "ServiceKit", "Contracts", fluentKit, sqlKit, logging,
                 .product(name: "FluentSQLiteDriver", package: "fluent-sqlite-driver"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+            ]),
+        .testTarget(
+            name: "KafkaTests",
+            dependencies: [
+                "Messaging", logging, .target(name: "MessagingKafka", condition: .when(traits: ["Kafka"])),
             ]),
         .testTarget(
             name: "SystemTests",

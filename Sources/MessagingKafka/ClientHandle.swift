@@ -1,3 +1,4 @@
+#if Kafka
 import CRdKafka
 import Foundation
 import Logging
@@ -79,7 +80,8 @@ func baseProperties(_ settings: KafkaSettings) -> [(String, String)] {
     [
         ("bootstrap.servers", settings.brokers),
         ("client.id", settings.clientId),
-        // Logs arrive through the log callback on librdkafka's own threads, not on stderr.
+        // Logs go to the log callback (set on every conf), called from librdkafka's threads,
+        // instead of stderr.
         ("log.queue", "false"),
     ]
 }
@@ -107,25 +109,26 @@ private let logCallback: @convention(c) (OpaquePointer?, Int32, UnsafePointer<CC
 
 /// Errors librdkafka raises outside any request: most are passing (a broker went away, the
 /// client reconnects by itself) and only logged; a fatal one is kept so the owner stops.
-private let errorCallback: @convention(c) (OpaquePointer?, Int32, UnsafePointer<CChar>?, UnsafeMutableRawPointer?) -> Void =
-    { rk, code, reason, _ in
-        guard let rk, let context = ClientContext.of(rk) else { return }
-        let reasonText = reason.map { String(cString: $0) } ?? ""
-        if code == RD_KAFKA_RESP_ERR__FATAL.rawValue {
-            var errstr = [CChar](repeating: 0, count: 512)
-            let underlying = rd_kafka_fatal_error(rk, &errstr, errstr.count)
-            let error = KafkaError(
-                code: underlying.rawValue, name: String(cString: rd_kafka_err2name(underlying)),
-                message: String(errorBuffer: errstr), isRetriable: false, isFatal: true)
-            context.fatalError.withLock { if $0 == nil { $0 = error } }
-            context.logger.critical("fatal Kafka client error", metadata: ["error": "\(error)"])
-        } else {
-            let error = KafkaError(rd_kafka_resp_err_t(rawValue: code), detail: reasonText)
-            // Brokers coming and going is what the client is built to ride out.
-            context.logger.log(
-                level: error.isRetriable ? .notice : .error, "Kafka client error", metadata: ["error": "\(error)"])
+private let errorCallback:
+    @convention(c) (OpaquePointer?, Int32, UnsafePointer<CChar>?, UnsafeMutableRawPointer?) -> Void =
+        { rk, code, reason, _ in
+            guard let rk, let context = ClientContext.of(rk) else { return }
+            let reasonText = reason.map { String(cString: $0) } ?? ""
+            if code == RD_KAFKA_RESP_ERR__FATAL.rawValue {
+                var errstr = [CChar](repeating: 0, count: 512)
+                let underlying = rd_kafka_fatal_error(rk, &errstr, errstr.count)
+                let error = KafkaError(
+                    code: underlying.rawValue, name: String(cString: rd_kafka_err2name(underlying)),
+                    message: String(errorBuffer: errstr), isRetriable: false, isFatal: true)
+                context.fatalError.withLock { if $0 == nil { $0 = error } }
+                context.logger.critical("fatal Kafka client error", metadata: ["error": "\(error)"])
+            } else {
+                let error = KafkaError(rd_kafka_resp_err_t(rawValue: code), detail: reasonText)
+                // Brokers coming and going is what the client is built to ride out.
+                context.logger.log(
+                    level: error.isRetriable ? .notice : .error, "Kafka client error", metadata: ["error": "\(error)"])
+            }
         }
-    }
 
 extension String {
     /// The NUL-terminated text librdkafka wrote into an `errstr` buffer.
@@ -133,3 +136,5 @@ extension String {
         self = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }
+
+#endif

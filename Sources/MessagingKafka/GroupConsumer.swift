@@ -1,3 +1,4 @@
+#if Kafka
 import CRdKafka
 import Foundation
 import Logging
@@ -29,7 +30,9 @@ public enum RebalanceEvent: Sendable, Equatable {
 /// stored, a rebalance (which librdkafka runs inside the poll) never happens in the middle of
 /// a handler: the revoke callback commits every handled offset before another member can
 /// take the partition, so nothing is lost and, as long as that commit succeeds, nothing is
-/// handled twice.
+/// handled twice. (Apache Kafka accepts such commits while a rebalance is being prepared;
+/// librdkafka's mock cluster refuses every commit from the moment another member asks to join,
+/// so there a rebalance repeats what was handled since the last commit.)
 final class GroupConsumer: Sendable {
     private let client: SerialClient
     private let settings: KafkaSettings
@@ -65,14 +68,14 @@ final class GroupConsumer: Sendable {
             baseProperties(settings) + [
                 ("group.id", group),
                 // Offsets are stored by us after a handler succeeded, never by librdkafka when it
-                // hands out a message; the stored ones are committed in the background, on revoke
-                // and on close.
+                // hands out a message; the stored ones are committed by the timer, whenever the
+                // consumer has caught up, on revoke and on close.
                 ("enable.auto.offset.store", "false"),
                 ("enable.auto.commit", "true"),
-                ("auto.commit.interval.ms", "\(settings.commitInterval.milliseconds(minimum: 1))"),
+                ("auto.commit.interval.ms", "\(settings.commitInterval.wholeMilliseconds(minimum: 1))"),
                 // A new group starts with the oldest retained message, not only new ones.
                 ("auto.offset.reset", "earliest"),
-            ] + settings.properties.sorted { $0.key < $1.key }
+            ] + settings.extraProperties(producer: false)
         client = try SerialClient(
             name: group, properties: properties, context: ClientContext(logger: logger, onRebalance: onRebalance),
             configure: { rd_kafka_conf_set_rebalance_cb($0, rebalanceCallback) })
@@ -80,26 +83,39 @@ final class GroupConsumer: Sendable {
 
     /// Delivers messages to `handler` until the task is canceled, then leaves the group.
     func run(_ handler: @escaping @Sendable (IncomingMessage) async throws -> Void) async throws {
+        var failure: (any Error)?
         do {
             try await loop(handler)
-        } catch where Task.isCancelled || error is CancellationError {
+        } catch  where Task.isCancelled || error is CancellationError {
             // Stopping: a message whose handler was interrupted was not stored and comes again.
         } catch {
-            await client.close()
-            throw error
+            failure = error
         }
+        // Commit while still a member in good standing: once this member leaves, the group
+        // rebalances, and a broker may refuse commits until that is over.
+        await commitStoredOffsets()
         await client.close()
+        if let failure { throw failure }
     }
 
     private func loop(_ handler: @escaping @Sendable (IncomingMessage) async throws -> Void) async throws {
-        let timeout = settings.pollInterval.milliseconds(minimum: 1)
+        let timeout = settings.pollInterval.wholeMilliseconds(minimum: 1)
         var backoff = settings.retryBackoff
+        var uncommitted = false
         while !Task.isCancelled {
-            switch try await client.run({ pollOnce($0, timeout: timeout) }) {
+            let outcome = try await client.run { pollOnce($0, timeout: timeout) }
+            // A fatal error reaches us through the error callback, not as a polled message.
+            if let fatal = client.client.fatalError { throw fatal }
+            switch outcome {
             case .idle, .endOfPartition:
-                continue
+                // Caught up: commit now rather than at the next timer tick, so a rebalance or a
+                // crash that follows repeats as little as possible.
+                if uncommitted {
+                    uncommitted = false
+                    await commitStoredOffsets(async: true)
+                }
             case .failed(let error):
-                if let fatal = client.client.fatalError ?? (error.isFatal ? error : nil) { throw fatal }
+                if error.isFatal { throw error }
                 // E.g. a topic that does not exist yet, or a broker that went away: librdkafka
                 // keeps trying by itself.
                 logger.warning("consumer error", metadata: ["error": "\(error)"])
@@ -121,7 +137,17 @@ final class GroupConsumer: Sendable {
                 }
                 backoff = settings.retryBackoff
                 try await store(message)
+                uncommitted = true
             }
+        }
+    }
+
+    /// Commits the offsets stored so far (all of this member's partitions). A failure is only
+    /// logged: the offsets stay stored and the next commit (timer, revoke, close) carries them.
+    private func commitStoredOffsets(async: Bool = false) async {
+        let err = try? await client.run { rk in rd_kafka_commit(rk, nil, async ? 1 : 0) }
+        if let err, err != RD_KAFKA_RESP_ERR_NO_ERROR, err != RD_KAFKA_RESP_ERR__NO_OFFSET {
+            logger.notice("committing offsets failed", metadata: ["error": "\(KafkaError(err))"])
         }
     }
 
@@ -148,7 +174,7 @@ final class GroupConsumer: Sendable {
     /// Rewinds the partition to `message`, discarding what was prefetched after it, so the next
     /// poll of that partition returns it again.
     private func seek(to message: IncomingMessage) async throws {
-        let timeout = settings.requestTimeout.milliseconds(minimum: 1)
+        let timeout = settings.requestTimeout.wholeMilliseconds(minimum: 1)
         try await client.run { rk in
             try withPartitionList([(message.topic, message.partition, message.offset)]) { list in
                 if let error = rd_kafka_seek_partitions(rk, list, timeout) { throw KafkaError(consuming: error) }
@@ -208,3 +234,5 @@ private let rebalanceCallback:
             context.logger.error("applying a rebalance failed", metadata: ["error": "\(failure)"])
         }
     }
+
+#endif

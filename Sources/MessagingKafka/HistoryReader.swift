@@ -1,3 +1,4 @@
+#if Kafka
 import CRdKafka
 import Foundation
 import Logging
@@ -22,7 +23,7 @@ struct HistoryReader {
                 ("enable.auto.offset.store", "false"),
                 // Tells us when a partition has nothing more, even if its last offsets are gaps.
                 ("enable.partition.eof", "true"),
-            ] + settings.properties.sorted { $0.key < $1.key }
+            ] + settings.extraProperties(producer: false)
         let client = try SerialClient(
             name: "replay.\(topic)", properties: properties, context: ClientContext(logger: logger))
         do {
@@ -37,7 +38,7 @@ struct HistoryReader {
     private func read(
         topic: String, client: SerialClient, handler: @escaping @Sendable (IncomingMessage) async throws -> Void
     ) async throws {
-        let requestTimeout = settings.requestTimeout.milliseconds(minimum: 1)
+        let requestTimeout = settings.requestTimeout.wholeMilliseconds(minimum: 1)
         // Where each non-empty partition ends now.
         let ends: [Int32: Int64] = try await client.run { rk in
             var ends: [Int32: Int64] = [:]
@@ -59,7 +60,7 @@ struct HistoryReader {
         }
 
         var unfinished = Set(ends.keys)
-        let pollTimeout = settings.pollInterval.milliseconds(minimum: 1)
+        let pollTimeout = settings.pollInterval.wholeMilliseconds(minimum: 1)
         while !unfinished.isEmpty {
             try Task.checkCancellation()
             switch try await client.run({ pollOnce($0, timeout: pollTimeout) }) {
@@ -78,3 +79,5 @@ struct HistoryReader {
         }
     }
 }
+
+#endif

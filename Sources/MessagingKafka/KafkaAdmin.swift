@@ -1,3 +1,4 @@
+#if Kafka
 import CRdKafka
 import Foundation
 import Logging
@@ -10,16 +11,19 @@ struct KafkaAdmin {
 
     /// Creates `name` unless it exists (whatever its partition count then is).
     func ensureTopic(_ name: String, partitions: Int, replicationFactor: Int) async throws {
-        let timeout = settings.requestTimeout.milliseconds(minimum: 1)
+        let timeout = settings.requestTimeout.wholeMilliseconds(minimum: 1)
         let client = try ClientHandle(
-            kind: RD_KAFKA_PRODUCER, properties: baseProperties(settings) + settings.properties.sorted { $0.key < $1.key },
+            kind: RD_KAFKA_PRODUCER, properties: baseProperties(settings) + settings.extraProperties(producer: true),
             context: ClientContext(logger: logger))
         let result: Result<Void, any Error> = await runBlocking {
             defer { client.destroy() }
-            return Result { () in
+            return Result {
+                // Looking first spares the admin request when the topic is there, and works
+                // where the Admin API does not (librdkafka's mock cluster has no controller).
+                guard try partitionCount(client.pointer, topic: name, timeout: timeout) == 0 else { return }
                 try createTopic(
-                    client.pointer, name: name, partitions: Int32(partitions), replicationFactor: Int32(replicationFactor),
-                    timeout: timeout)
+                    client.pointer, name: name, partitions: Int32(partitions),
+                    replicationFactor: Int32(replicationFactor), timeout: timeout)
             }
         }
         try result.get()
@@ -28,11 +32,11 @@ struct KafkaAdmin {
     /// The offsets `group` has committed on `topic`, by partition: the next offset the group
     /// will read there. Partitions without a commit are left out.
     func committedOffsets(topic: String, group: String) async throws -> [Int32: Int64] {
-        let timeout = settings.requestTimeout.milliseconds(minimum: 1)
+        let timeout = settings.requestTimeout.wholeMilliseconds(minimum: 1)
         let client = try SerialClient(
             name: "offsets.\(group)",
             properties: baseProperties(settings) + [("group.id", group), ("enable.auto.commit", "false")]
-                + settings.properties.sorted { $0.key < $1.key },
+                + settings.extraProperties(producer: false),
             context: ClientContext(logger: logger))
         do {
             let offsets = try await client.run { rk in
@@ -89,3 +93,5 @@ private func createTopic(
         try err.check(rd_kafka_topic_result_error_string(results[index]).map { String(cString: $0) })
     }
 }
+
+#endif

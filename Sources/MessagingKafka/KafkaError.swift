@@ -1,3 +1,4 @@
+#if Kafka
 import CRdKafka
 
 /// A failure reported by librdkafka, with its error code.
@@ -75,3 +76,5 @@ extension rd_kafka_resp_err_t {
         if self != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(self, detail: detail()) }
     }
 }
+
+#endif

@@ -1,3 +1,4 @@
+#if Kafka
 import CRdKafka
 import Foundation
 import Logging
@@ -24,11 +25,11 @@ final class KafkaProducer: @unchecked Sendable {
                 // Exactly once and in order per partition, even across the producer's own retries.
                 ("enable.idempotence", "true"),
                 ("acks", "all"),
-                ("message.timeout.ms", "\(settings.deliveryTimeout.milliseconds(minimum: 1))"),
+                ("message.timeout.ms", "\(settings.deliveryTimeout.wholeMilliseconds(minimum: 1))"),
                 // Java's default partitioner: a key lands in the same partition whichever
                 // client (Java, librdkafka with this setting) produced it.
                 ("partitioner", "murmur2_random"),
-            ] + settings.properties.sorted { $0.key < $1.key }
+            ] + settings.extraProperties(producer: true)
         client = try ClientHandle(
             kind: RD_KAFKA_PRODUCER, properties: properties, context: ClientContext(logger: logger),
             configure: { rd_kafka_conf_set_dr_msg_cb($0, deliveryReportCallback) })
@@ -44,8 +45,21 @@ final class KafkaProducer: @unchecked Sendable {
         if wasOpen { shutDown(flushTimeout: .zero) }
     }
 
-    /// The handle, for admin and metadata requests (thread-safe in librdkafka).
-    var handle: ClientHandle { client }
+    /// Whether librdkafka raised a fatal error on this producer (e.g. the idempotent producer
+    /// lost track of its sequence numbers): it will never deliver anything again.
+    var hasFatalError: Bool {
+        closed.withLock { closed in
+            !closed && rd_kafka_fatal_error(client.pointer, nil, 0) != RD_KAFKA_RESP_ERR_NO_ERROR
+        }
+    }
+
+    /// For tests: raises a fatal error the way an unrecoverable idempotence failure would.
+    func raiseFatalErrorForTesting() {
+        closed.withLock { closed in
+            guard !closed else { return }
+            _ = rd_kafka_test_fatal_error(client.pointer, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, "injected")
+        }
+    }
 
     /// Enqueues every message, then waits until each has a delivery report. Throws the first
     /// failed report (or enqueue failure); messages before it may have been delivered.
@@ -129,7 +143,7 @@ final class KafkaProducer: @unchecked Sendable {
     private func shutDown(flushTimeout: Duration) {
         poller.stop()
         let rk = client.pointer
-        _ = rd_kafka_flush(rk, flushTimeout.milliseconds())
+        _ = rd_kafka_flush(rk, flushTimeout.wholeMilliseconds())
         // Whatever is left gets a failed delivery report, so no publisher waits forever.
         _ = rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT)
         _ = rd_kafka_flush(rk, 100)
@@ -202,7 +216,8 @@ private let deliveryReportCallback:
         let batch = Unmanaged<DeliveryBatch>.fromOpaque(opaque).takeRetainedValue()
         let err = message.pointee.err
         batch.report(
-            err == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : KafkaError(err, detail: String(cString: rd_kafka_message_errstr(message))))
+            err == RD_KAFKA_RESP_ERR_NO_ERROR
+                ? nil : KafkaError(err, detail: String(cString: rd_kafka_message_errstr(message))))
     }
 
 /// A thread that serves a producer's delivery reports until stopped.
@@ -211,7 +226,7 @@ final class PollingThread: Sendable {
     private let stopped = DispatchSemaphore(value: 0)
 
     init(client: ClientHandle, interval: Duration) {
-        let timeout = interval.milliseconds(minimum: 1)
+        let timeout = interval.wholeMilliseconds(minimum: 1)
         let thread = Thread { [self] in
             while !stopRequested.load(ordering: .acquiring) {
                 _ = rd_kafka_poll(client.pointer, timeout)
@@ -235,3 +250,5 @@ func runBlocking<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
         DispatchQueue.global().async { continuation.resume(returning: body()) }
     }
 }
+
+#endif

@@ -1,7 +1,9 @@
+#if Kafka
 import CRdKafka
 import Foundation
 import Logging
 import Messaging
+import Synchronization
 
 /// The scale-out event transport: Apache Kafka through librdkafka.
 ///
@@ -15,26 +17,56 @@ import Messaging
 public final class KafkaTransport: EventTransport {
     public let settings: KafkaSettings
     private let logger: Logger
-    private let producer: KafkaProducer
+    /// Replaced when it fails fatally (see `publish`).
+    private let producer: Mutex<KafkaProducer>
 
     public init(settings: KafkaSettings, logger: Logger) throws {
         var logger = logger
         logger[metadataKey: "kafka.clientId"] = "\(settings.clientId)"
         self.settings = settings
         self.logger = logger
-        producer = try KafkaProducer(settings: settings, logger: logger)
+        producer = Mutex(try KafkaProducer(settings: settings, logger: logger))
     }
 
     /// Flushes what is still in flight (at most `flushTimeout`), fails what is left, and
     /// releases the producer. Consumers stop when their tasks are canceled.
     public func shutdown(flushTimeout: Duration = .seconds(5)) async {
-        await producer.close(flushTimeout: flushTimeout)
+        await producer.withLock { $0 }.close(flushTimeout: flushTimeout)
     }
 
     // MARK: EventPublisher
 
     public func publish(_ messages: [OutgoingMessage]) async throws {
-        try await producer.publish(messages)
+        let producer = producer.withLock { $0 }
+        do {
+            try await producer.publish(messages)
+        } catch {
+            if producer.hasFatalError { await replace(producer) }
+            throw error
+        }
+    }
+
+    /// A producer with a fatal error can never deliver again: swap in a fresh one, so that the
+    /// caller's next attempt (the relay retries) can succeed.
+    private func replace(_ broken: KafkaProducer) async {
+        let replaced = producer.withLock { current -> Bool in
+            guard current === broken else { return false }  // another publish did it already
+            do {
+                current = try KafkaProducer(settings: settings, logger: logger)
+                return true
+            } catch {
+                logger.error("cannot replace the failed producer", metadata: ["error": "\(error)"])
+                return false
+            }
+        }
+        guard replaced else { return }
+        logger.error("the Kafka producer failed fatally and was replaced")
+        await broken.close(flushTimeout: .zero)
+    }
+
+    /// For tests: makes the current producer fail fatally.
+    func raiseFatalProducerErrorForTesting() {
+        producer.withLock { $0 }.raiseFatalErrorForTesting()
     }
 
     // MARK: EventSubscriber
@@ -58,7 +90,8 @@ public final class KafkaTransport: EventTransport {
 
     // MARK: EventHistory
 
-    public func replay(topic: String, handler: @escaping @Sendable (IncomingMessage) async throws -> Void) async throws {
+    public func replay(topic: String, handler: @escaping @Sendable (IncomingMessage) async throws -> Void) async throws
+    {
         try await HistoryReader(settings: settings, logger: logger).replay(topic: topic, handler: handler)
     }
 
@@ -76,3 +109,5 @@ public final class KafkaTransport: EventTransport {
         try await KafkaAdmin(settings: settings, logger: logger).committedOffsets(topic: topic, group: group)
     }
 }
+
+#endif

@@ -1,3 +1,4 @@
+#if Kafka
 import CRdKafka
 import Foundation
 import Logging
@@ -9,7 +10,7 @@ import Synchronization
 ///
 /// A mock cluster must be owned by a client handle; this one owns a bare producer handle that
 /// is never used for anything else.
-public final class KafkaMockCluster: @unchecked Sendable {
+public final class KafkaMockCluster: Sendable {
     public let brokerCount: Int
     /// `host:port,…` of the mock brokers, for `bootstrap.servers`.
     public let bootstrapServers: String
@@ -41,7 +42,9 @@ public final class KafkaMockCluster: @unchecked Sendable {
 
     /// Creates a topic (replication factor at most the broker count).
     public func createTopic(_ name: String, partitions: Int, replicationFactor: Int = 1) throws {
-        try withCluster { try rd_kafka_mock_topic_create($0, name, Int32(partitions), Int32(replicationFactor)).check() }
+        try withCluster {
+            try rd_kafka_mock_topic_create($0, name, Int32(partitions), Int32(replicationFactor)).check()
+        }
     }
 
     /// Every broker closes its connections and refuses new ones, as if the cluster were away.
@@ -65,3 +68,5 @@ public final class KafkaMockCluster: @unchecked Sendable {
         }
     }
 }
+
+#endif

@@ -1,3 +1,4 @@
+#if Kafka
 import CRdKafka
 import Foundation
 import Messaging
@@ -18,7 +19,8 @@ final class SerialClient: @unchecked Sendable {
         name: String, properties: [(String, String)], context: ClientContext,
         configure: (OpaquePointer) -> Void = { _ in }
     ) throws(KafkaError) {
-        client = try ClientHandle(kind: RD_KAFKA_CONSUMER, properties: properties, context: context, configure: configure)
+        client = try ClientHandle(
+            kind: RD_KAFKA_CONSUMER, properties: properties, context: context, configure: configure)
         queue = DispatchQueue(label: "kafka-consumer.\(name)")
         // Errors and logs queued on the main queue are then served by consumer_poll as well.
         _ = rd_kafka_poll_set_consumer(client.pointer)
@@ -125,18 +127,23 @@ func entries(
 }
 
 /// The number of partitions of `topic`, or 0 if the cluster does not know it.
+///
+/// It asks for the metadata of all topics: a request naming the topic would make a broker
+/// that auto-creates topics (librdkafka's mock cluster always does) create it with defaults.
 func partitionCount(_ rk: OpaquePointer, topic: String, timeout: Int32) throws(KafkaError) -> Int {
-    guard let handle = rd_kafka_topic_new(rk, topic, nil) else {
-        throw .client("cannot open topic \(topic)")
-    }
-    defer { rd_kafka_topic_destroy(handle) }
     var metadata: UnsafePointer<rd_kafka_metadata>?
-    try rd_kafka_metadata(rk, 0, handle, &metadata, timeout).check("metadata of \(topic)")
+    try rd_kafka_metadata(rk, 1, nil, &metadata, timeout).check("metadata of \(topic)")
     defer { rd_kafka_metadata_destroy(metadata) }
-    guard let metadata, metadata.pointee.topic_cnt > 0, let described = metadata.pointee.topics else { return 0 }
-    switch described[0].err {
-    case RD_KAFKA_RESP_ERR_NO_ERROR: return Int(described[0].partition_cnt)
-    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART: return 0
-    case let err: throw KafkaError(err, detail: "metadata of \(topic)")
+    guard let metadata, let topics = metadata.pointee.topics else { return 0 }
+    for described in UnsafeBufferPointer(start: topics, count: Int(metadata.pointee.topic_cnt))
+    where String(cString: described.topic) == topic {
+        switch described.err {
+        case RD_KAFKA_RESP_ERR_NO_ERROR: return Int(described.partition_cnt)
+        case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART: return 0
+        case let err: throw KafkaError(err, detail: "metadata of \(topic)")
+        }
     }
+    return 0
 }
+
+#endif

@@ -3,8 +3,8 @@ import FluentKit
 import Foundation
 import Messaging
 import PatientManagementDomain
-import ServiceKit
 import SQLKit
+import ServiceKit
 import Vapor
 
 /// The desk's board (CQRS read model): every visit's current status and step times, built from

@@ -134,7 +134,9 @@ public struct HospitalConfiguration: Sendable {
         if let raw = env["HOSPITAL_KAFKA_BROKERS"], !raw.isEmpty { config.kafkaBrokers = raw }
         if let raw = env["HOSPITAL_KAFKA_TOPIC"], !raw.isEmpty { config.kafkaTopic = raw }
         if let raw = env["HOSPITAL_KAFKA_GROUP_PREFIX"] { config.kafkaGroupPrefix = raw }
-        if let raw = env["HOSPITAL_KAFKA_PARTITIONS"] { config.kafkaPartitions = try positive(raw, "HOSPITAL_KAFKA_PARTITIONS") }
+        if let raw = env["HOSPITAL_KAFKA_PARTITIONS"] {
+            config.kafkaPartitions = try positive(raw, "HOSPITAL_KAFKA_PARTITIONS")
+        }
         if let raw = env["HOSPITAL_KAFKA_REPLICATION_FACTOR"] {
             config.kafkaReplicationFactor = try positive(raw, "HOSPITAL_KAFKA_REPLICATION_FACTOR")
         }
@@ -191,7 +193,9 @@ public struct HospitalConfiguration: Sendable {
         var result: [String: String] = [:]
         for pair in raw.split(separator: ",") where !pair.trimmingCharacters(in: .whitespaces).isEmpty {
             let parts = pair.split(separator: "=", maxSplits: 1)
-            guard parts.count == 2 else { throw ConfigurationError("HOSPITAL_KAFKA_PROPERTIES: expected key=value, got \(pair)") }
+            guard parts.count == 2 else {
+                throw ConfigurationError("HOSPITAL_KAFKA_PROPERTIES: expected key=value, got \(pair)")
+            }
             result[parts[0].trimmingCharacters(in: .whitespaces)] = parts[1].trimmingCharacters(in: .whitespaces)
         }
         return result

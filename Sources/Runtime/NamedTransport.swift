@@ -18,7 +18,10 @@ struct NamedTransport: EventTransport {
     }
 
     func publish(_ messages: [OutgoingMessage]) async throws {
-        try await inner.publish(messages.map { var m = $0; m.topic = physical(m.topic); return m })
+        try await inner.publish(
+            messages.map {
+                var m = $0; m.topic = physical(m.topic); return m
+            })
     }
 
     func consume(

@@ -4,7 +4,7 @@ import Messaging
 import MessagingLocal
 
 #if Kafka
-    import MessagingKafka
+import MessagingKafka
 #endif
 
 /// The event transport of a process and how to close it.
@@ -14,28 +14,29 @@ struct Transport: Sendable {
 
     /// Kafka when brokers are configured (and this binary was built with the Kafka trait), else
     /// the local event log under the data directory.
-    static func open(_ configuration: HospitalConfiguration, clientId: String, logger: Logger) async throws -> Transport {
+    static func open(_ configuration: HospitalConfiguration, clientId: String, logger: Logger) async throws -> Transport
+    {
         guard let brokers = configuration.kafkaBrokers else {
             let log = try await LocalEventLog.open(
                 directory: configuration.dataDirectory, pollInterval: configuration.logPollInterval, logger: logger)
             return Transport(events: log, close: { await log.close() })
         }
         #if Kafka
-            let kafka = try KafkaTransport(
-                settings: KafkaSettings(
-                    brokers: brokers, clientId: clientId, properties: configuration.kafkaProperties,
-                    deliveryTimeout: configuration.kafkaDeliveryTimeout),
-                logger: logger)
-            try await kafka.ensureTopic(
-                configuration.kafkaTopic, partitions: configuration.kafkaPartitions,
-                replicationFactor: configuration.kafkaReplicationFactor)
-            let named = NamedTransport(
-                inner: kafka, topic: configuration.kafkaTopic, groupPrefix: configuration.kafkaGroupPrefix)
-            return Transport(events: named, close: { await kafka.shutdown() })
+        let kafka = try KafkaTransport(
+            settings: KafkaSettings(
+                brokers: brokers, clientId: clientId, properties: configuration.kafkaProperties,
+                deliveryTimeout: configuration.kafkaDeliveryTimeout),
+            logger: logger)
+        try await kafka.ensureTopic(
+            configuration.kafkaTopic, partitions: configuration.kafkaPartitions,
+            replicationFactor: configuration.kafkaReplicationFactor)
+        let named = NamedTransport(
+            inner: kafka, topic: configuration.kafkaTopic, groupPrefix: configuration.kafkaGroupPrefix)
+        return Transport(events: named, close: { await kafka.shutdown() })
         #else
-            throw ConfigurationError(
-                "HOSPITAL_KAFKA_BROKERS is set, but this hospital binary was built without Kafka: "
-                    + "build it with `swift build --traits Kafka` (needs librdkafka-dev)")
+        throw ConfigurationError(
+            "HOSPITAL_KAFKA_BROKERS is set, but this hospital binary was built without Kafka: "
+                + "build it with `swift build --traits Kafka` (needs librdkafka-dev)")
         #endif
     }
 
@@ -47,7 +48,9 @@ struct Transport: Sendable {
 private struct Disconnected: EventTransport {
     struct NotConnected: Error {}
     func publish(_ messages: [OutgoingMessage]) async throws { throw NotConnected() }
-    func consume(topics: [String], group: String, handler: @escaping @Sendable (IncomingMessage) async throws -> Void)
+    func consume(
+        topics: [String], group: String, handler: @escaping @Sendable (IncomingMessage) async throws -> Void
+    )
         async throws
     { throw NotConnected() }
     func replay(topic: String, handler: @escaping @Sendable (IncomingMessage) async throws -> Void) async throws {

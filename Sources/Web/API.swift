@@ -46,7 +46,9 @@ struct API: Sendable {
         }
         let data = response.body.map { Data(buffer: $0) } ?? Data()
         guard (200..<300).contains(Int(response.status.code)) else {
-            if response.status == .serviceUnavailable || response.status == .badGateway { throw Failure.unavailable(service) }
+            if response.status == .serviceUnavailable || response.status == .badGateway {
+                throw Failure.unavailable(service)
+            }
             let problem =
                 (try? JSONDecoder().decode(WireProblem.self, from: data))
                 ?? WireProblem(type: "", status: Int(response.status.code), detail: "", currentState: nil, errors: nil)

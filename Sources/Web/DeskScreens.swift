@@ -4,11 +4,12 @@ import Vapor
 
 /// 원무과: registration and today's board.
 extension WebScreens {
-    private static let registrationFields: [(name: String, kind: String, inputType: String, required: Bool, maxLength: Int)] = [
-        ("patientName", "input", "text", true, 100), ("patientId", "input", "text", false, 20),
-        ("birthDate", "input", "date", false, 10), ("phone", "input", "tel", false, 20),
-        ("department", "select", "", false, 50), ("symptom", "textarea", "", false, 1000),
-    ]
+    private static let registrationFields:
+        [(name: String, kind: String, inputType: String, required: Bool, maxLength: Int)] = [
+            ("patientName", "input", "text", true, 100), ("patientId", "input", "text", false, 20),
+            ("birthDate", "input", "date", false, 10), ("phone", "input", "tel", false, 20),
+            ("department", "select", "", false, 50), ("symptom", "textarea", "", false, 1000),
+        ]
 
     @Sendable func desk(_ req: Request) async throws -> Response {
         await deskPage(req, Screen(req, timeZone: timeZone))
@@ -37,9 +38,12 @@ extension WebScreens {
             for error in problem.errors ?? [] where errors[error.field] == nil {
                 errors[error.field] = screen.fieldMessage(error.field, code: error.code)
             }
-            return await deskPage(req, screen, values: values, errors: errors, message: screen.t("error.invalid"), status: .unprocessableEntity)
+            return await deskPage(
+                req, screen, values: values, errors: errors, message: screen.t("error.invalid"),
+                status: .unprocessableEntity)
         } catch {
-            return await deskPage(req, screen, values: values, message: screen.sentence(for: error), status: .serviceUnavailable)
+            return await deskPage(
+                req, screen, values: values, message: screen.sentence(for: error), status: .serviceUnavailable)
         }
     }
 
@@ -58,7 +62,8 @@ extension WebScreens {
             var context: [String: Any] = [
                 "name": field.name, "label": screen.t(field.name), "required": field.required,
                 "maxLength": field.maxLength, "inputType": field.inputType, "value": values[field.name] ?? "",
-                "isInput": field.kind == "input", "isSelect": field.kind == "select", "isTextarea": field.kind == "textarea",
+                "isInput": field.kind == "input", "isSelect": field.kind == "select",
+                "isTextarea": field.kind == "textarea",
                 "requiredMessage": screen.fieldMessage(field.name, code: "required"),
             ]
             // Always set: Mustache would otherwise find the page's own error for a field without one.
@@ -108,7 +113,8 @@ extension WebScreens {
             return await cancelPage(req, screen, reasonError: screen.fieldMessage("cancelReason", code: "required"))
         }
         do {
-            let _: ReceptionDTO = try await api(req).post(.reception, "/receptions/\(id.uuidString)/cancel", ["reason": reason])
+            let _: ReceptionDTO = try await api(req).post(
+                .reception, "/receptions/\(id.uuidString)/cancel", ["reason": reason])
             return req.redirect(to: "/desk?notice=canceled", redirectType: .normal)
         } catch API.Failure.problem(let problem) where problem.status == 409 {
             return req.redirect(to: "/desk?error=conflict&state=\(problem.currentState ?? "")", redirectType: .normal)

@@ -63,7 +63,8 @@ extension WebScreens {
                 status: .serviceUnavailable)
         }
         // The chart number and birth date stay in reception; the doctor's screen asks for them.
-        let reception: ReceptionDTO? = try? await api(req).get(.reception, "/receptions/\(diagnosis.receptionId.uuidString)")
+        let reception: ReceptionDTO? = try? await api(req).get(
+            .reception, "/receptions/\(diagnosis.receptionId.uuidString)")
         var extra = ordersContext(diagnosis, screen)
         extra["id"] = diagnosis.id.uuidString
         extra["patientName"] = diagnosis.patientName
@@ -117,13 +118,15 @@ extension WebScreens {
         guard !exams.isEmpty else {
             return await visitPage(req, screen, examsError: screen.t("error.chooseExam"), status: .unprocessableEntity)
         }
-        return await command(req, screen, path: "prescriptions", body: ["examinations": exams], notice: "prescribed", stay: true)
+        return await command(
+            req, screen, path: "prescriptions", body: ["examinations": exams], notice: "prescribed", stay: true)
     }
 
     /// 진료 완료 with an optional note.
     @Sendable func complete(_ req: Request) async throws -> Response {
         let screen = Screen(req, timeZone: timeZone)
-        return await command(req, screen, path: "complete", body: ["note": req.formValue("note") ?? ""], notice: "completed")
+        return await command(
+            req, screen, path: "complete", body: ["note": req.formValue("note") ?? ""], notice: "completed")
     }
 
     /// 진료 거부 with a reason.
@@ -140,7 +143,9 @@ extension WebScreens {
     private func command(
         _ req: Request, _ screen: Screen, path: String, body: [String: Any], notice: String, stay: Bool = false
     ) async -> Response {
-        guard let id = try? diagnosisId(req) else { return req.redirect(to: "/doctor?error=notFound", redirectType: .normal) }
+        guard let id = try? diagnosisId(req) else {
+            return req.redirect(to: "/doctor?error=notFound", redirectType: .normal)
+        }
         do {
             let _: DiagnosisDTO = try await api(req).post(.diagnosis, "/diagnoses/\(id)/\(path)", body)
             let next = stay ? "/doctor/diagnoses/\(id)?notice=\(notice)" : "/doctor?notice=\(notice)"

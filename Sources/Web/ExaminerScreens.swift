@@ -8,7 +8,9 @@ extension WebScreens {
         await examinerPage(req, Screen(req, timeZone: timeZone))
     }
 
-    private func examinerPage(_ req: Request, _ screen: Screen, message: String? = nil, status: HTTPStatus = .ok) async
+    private func examinerPage(
+        _ req: Request, _ screen: Screen, message: String? = nil, status: HTTPStatus = .ok
+    ) async
         -> Response
     {
         var extra: [String: Any] = [
@@ -16,7 +18,8 @@ extension WebScreens {
             "reasonRequired": screen.fieldMessage("cancelExamReason", code: "required"),
         ]
         do {
-            let waiting: ListOf<ExamDTO> = try await api(req).get(.examination, "/examinations?status=REQUESTED&limit=200")
+            let waiting: ListOf<ExamDTO> = try await api(req).get(
+                .examination, "/examinations?status=REQUESTED&limit=200")
             extra["exams"] = waiting.items.map { exam in
                 [
                     "id": exam.id.uuidString, "code": exam.code,
@@ -44,7 +47,9 @@ extension WebScreens {
         try await examCommand(req, path: "cancel", field: "reason", label: "cancelExamReason", notice: "examCanceled")
     }
 
-    private func examCommand(_ req: Request, path: String, field: String, label: String, notice: String) async throws
+    private func examCommand(
+        _ req: Request, path: String, field: String, label: String, notice: String
+    ) async throws
         -> Response
     {
         let screen = Screen(req, timeZone: timeZone)
@@ -52,13 +57,16 @@ extension WebScreens {
             return req.redirect(to: "/examiner?error=notFound", redirectType: .normal)
         }
         guard let text = req.formValue(field) else {
-            return await examinerPage(req, screen, message: screen.fieldMessage(label, code: "required"), status: .unprocessableEntity)
+            return await examinerPage(
+                req, screen, message: screen.fieldMessage(label, code: "required"), status: .unprocessableEntity)
         }
         do {
-            let _: ExamDTO = try await api(req).post(.examination, "/examinations/\(id.uuidString)/\(path)", [field: text])
+            let _: ExamDTO = try await api(req).post(
+                .examination, "/examinations/\(id.uuidString)/\(path)", [field: text])
             return req.redirect(to: "/examiner?notice=\(notice)", redirectType: .normal)
         } catch API.Failure.problem(let problem) where problem.status == 409 {
-            return req.redirect(to: "/examiner?error=conflict&state=\(problem.currentState ?? "")", redirectType: .normal)
+            return req.redirect(
+                to: "/examiner?error=conflict&state=\(problem.currentState ?? "")", redirectType: .normal)
         } catch API.Failure.problem(let problem) where problem.status == 404 {
             return req.redirect(to: "/examiner?error=notFound", redirectType: .normal)
         } catch {

@@ -64,7 +64,11 @@ public struct WebScreens: Sendable {
         let (body, type): (String, HTTPMediaType)
         switch req.parameters.get("file") {
         case "app.css": (body, type) = (String(decoding: PackageResources.app_css, as: UTF8.self), .css)
-        case "app.js": (body, type) = (String(decoding: PackageResources.app_js, as: UTF8.self), HTTPMediaType(type: "text", subType: "javascript", parameters: ["charset": "utf-8"]))
+        case "app.js":
+            (body, type) = (
+                String(decoding: PackageResources.app_js, as: UTF8.self),
+                HTTPMediaType(type: "text", subType: "javascript", parameters: ["charset": "utf-8"])
+            )
         default: throw Abort(.notFound)
         }
         var headers = HTTPHeaders()
@@ -82,7 +86,8 @@ public struct WebScreens: Sendable {
         headers.contentType = .html
         headers.replaceOrAdd(name: .cacheControl, value: "no-store")
         return Response(
-            status: status, headers: headers, body: .init(string: library.render(context, withTemplate: template) ?? ""))
+            status: status, headers: headers, body: .init(string: library.render(context, withTemplate: template) ?? "")
+        )
     }
 
     static func templates() throws -> MustacheLibrary {

@@ -4,7 +4,7 @@ import Logging
 import ServiceLifecycle
 
 #if Kafka
-    import MessagingKafka
+import MessagingKafka
 #endif
 
 /// Tools for development and tests.
@@ -30,46 +30,46 @@ struct DevKafka: AsyncParsableCommand {
 
     func run() async throws {
         #if Kafka
-            var logger = Logger(label: "hospital.dev.kafka")
-            logger.logLevel = .notice
-            let cluster = try KafkaMockCluster(brokers: brokers, logger: logger)
-            try cluster.createTopic(topic, partitions: partitions, replicationFactor: min(3, brokers))
-            FileHandle.standardOutput.write(Data((cluster.bootstrapServers + "\n").utf8))
-            FileHandle.standardError.write(
-                Data(
-                    "mock cluster: \(brokers) brokers, topic \(topic) with \(partitions) partitions; `down`/`up` on stdin\n"
-                        .utf8))
-            let group = ServiceGroup(
-                configuration: .init(
-                    services: [.init(service: MockClusterService(cluster: cluster))],
-                    gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-            try await group.run()
+        var logger = Logger(label: "hospital.dev.kafka")
+        logger.logLevel = .notice
+        let cluster = try KafkaMockCluster(brokers: brokers, logger: logger)
+        try cluster.createTopic(topic, partitions: partitions, replicationFactor: min(3, brokers))
+        FileHandle.standardOutput.write(Data((cluster.bootstrapServers + "\n").utf8))
+        FileHandle.standardError.write(
+            Data(
+                "mock cluster: \(brokers) brokers, topic \(topic) with \(partitions) partitions; `down`/`up` on stdin\n"
+                    .utf8))
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: MockClusterService(cluster: cluster))],
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
         #else
-            throw ValidationError(
-                "this hospital binary was built without Kafka: build it with `swift build --traits Kafka`")
+        throw ValidationError(
+            "this hospital binary was built without Kafka: build it with `swift build --traits Kafka`")
         #endif
     }
 }
 
 #if Kafka
-    /// Keeps the mock cluster up until shutdown, taking `down`/`up` commands from standard input.
-    struct MockClusterService: Service {
-        let cluster: KafkaMockCluster
+/// Keeps the mock cluster up until shutdown, taking `down`/`up` commands from standard input.
+struct MockClusterService: Service {
+    let cluster: KafkaMockCluster
 
-        func run() async throws {
-            let cluster = cluster
-            // Standard input blocks: read it on a thread of its own.
-            Thread.detachNewThread {
-                while let line = readLine() {
-                    switch line.trimmingCharacters(in: .whitespaces) {
-                    case "down": try? cluster.setBrokersDown()
-                    case "up": try? cluster.setBrokersUp()
-                    default: continue
-                    }
-                    FileHandle.standardError.write(Data("brokers \(line)\n".utf8))
+    func run() async throws {
+        let cluster = cluster
+        // Standard input blocks: read it on a thread of its own.
+        Thread.detachNewThread {
+            while let line = readLine() {
+                switch line.trimmingCharacters(in: .whitespaces) {
+                case "down": try? cluster.setBrokersDown()
+                case "up": try? cluster.setBrokersUp()
+                default: continue
                 }
+                FileHandle.standardError.write(Data("brokers \(line)\n".utf8))
             }
-            try? await gracefulShutdown()
         }
+        try? await gracefulShutdown()
     }
+}
 #endif

@@ -1,3 +1,5 @@
+// Only with the package trait `Kafka` (librdkafka present); without it this target is empty.
+#if Kafka
 import Foundation
 import Logging
 import Messaging
@@ -9,7 +11,8 @@ import Testing
 /// set down on purpose make it log connection errors).
 let testLogger: Logger = {
     var logger = Logger(label: "kafka-tests")
-    logger.logLevel = ProcessInfo.processInfo.environment["KAFKA_TEST_LOG_LEVEL"].flatMap(Logger.Level.init) ?? .critical
+    logger.logLevel =
+        ProcessInfo.processInfo.environment["KAFKA_TEST_LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0) } ?? .critical
     return logger
 }()
 
@@ -22,10 +25,16 @@ struct MockKafka {
     }
 
     func settings(client: String = "test", deliveryTimeout: Duration = .seconds(30)) -> KafkaSettings {
-        KafkaSettings(
-            brokers: cluster.bootstrapServers, clientId: client, properties: KafkaSettings.mockClusterTuning,
-            pollInterval: .milliseconds(50), deliveryTimeout: deliveryTimeout, commitInterval: .milliseconds(200),
-            retryBackoff: .milliseconds(20), maxRetryBackoff: .milliseconds(200))
+        var settings = KafkaSettings.mockCluster(brokers: cluster.bootstrapServers, clientId: client)
+        settings.pollInterval = .milliseconds(50)
+        settings.deliveryTimeout = deliveryTimeout
+        settings.requestTimeout = .seconds(3)
+        settings.commitInterval = .milliseconds(200)
+        settings.retryBackoff = .milliseconds(20)
+        settings.maxRetryBackoff = .milliseconds(200)
+        // E.g. KAFKA_TEST_DEBUG=cgrp,topic with KAFKA_TEST_LOG_LEVEL=debug to see librdkafka's reasoning.
+        if let debug = ProcessInfo.processInfo.environment["KAFKA_TEST_DEBUG"] { settings.properties["debug"] = debug }
+        return settings
     }
 
     func transport(client: String = "test", deliveryTimeout: Duration = .seconds(30)) throws -> KafkaTransport {
@@ -97,10 +106,10 @@ struct Member {
         _ transport: KafkaTransport, topic: String, group: String, assignment: Assignment? = nil,
         handler: @escaping @Sendable (IncomingMessage) async throws -> Void
     ) {
+        let onRebalance: (@Sendable (RebalanceEvent) -> Void)? =
+            if let assignment { { assignment.apply($0) } } else { nil }
         task = Task {
-            try await transport.consume(
-                topics: [topic], group: group, onRebalance: assignment.map { assignment in { assignment.apply($0) } },
-                handler: handler)
+            try await transport.consume(topics: [topic], group: group, onRebalance: onRebalance, handler: handler)
         }
     }
 
@@ -117,3 +126,5 @@ func history(of topic: String, on transport: KafkaTransport) async throws -> [In
     try await transport.replay(topic: topic) { received.append($0) }
     return received.all
 }
+
+#endif

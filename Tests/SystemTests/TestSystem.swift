@@ -1,11 +1,11 @@
 import AsyncHTTPClient
 import FluentKit
 import FluentPostgresDriver
-import NIOPosix
 import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
+import NIOPosix
 import Runtime
 import SQLKit
 import SQLiteNIO
@@ -48,7 +48,9 @@ final class TestSystem: Sendable {
 
     /// Set to run the system tests on PostgreSQL (CI does, beside the SQLite run):
     /// postgres://USER@HOST:PORT/postgres of a throwaway cluster.
-    static let postgres: URL? = ProcessInfo.processInfo.environment["HOSPITAL_TEST_POSTGRES_URL"].flatMap { URL(string: $0) }
+    static let postgres: URL? = ProcessInfo.processInfo.environment["HOSPITAL_TEST_POSTGRES_URL"].flatMap {
+        URL(string: $0)
+    }
     static var onPostgres: Bool { postgres != nil }
 
     static func configuration(dataDirectory: URL) async throws -> HospitalConfiguration {
@@ -235,7 +237,8 @@ enum PostgresDatabases {
         let databases = Databases(threadPool: .singleton, on: MultiThreadedEventLoopGroup.singleton)
         databases.use(try .postgres(url: server, sqlLogLevel: .trace), as: .psql)
         defer { Task { await databases.shutdownAsync() } }
-        let sql = databases.database(.psql, logger: Logger(label: "test"), on: MultiThreadedEventLoopGroup.singleton.any())
+        let sql =
+            databases.database(.psql, logger: Logger(label: "test"), on: MultiThreadedEventLoopGroup.singleton.any())
             as! any SQLDatabase
         let exists = try await sql.raw("SELECT 1 FROM pg_database WHERE datname = \(bind: name)").first() != nil
         if !exists { try await sql.raw("CREATE DATABASE \(ident: name)").run() }

@@ -217,7 +217,9 @@ private let deliveryReportCallback:
         let err = message.pointee.err
         batch.report(
             err == RD_KAFKA_RESP_ERR_NO_ERROR
-                ? nil : KafkaError(err, detail: String(cString: rd_kafka_message_errstr(message))))
+                // Not rd_kafka_message_errstr: for a produced message it is the payload itself,
+                // patient data that must not reach an error that gets logged.
+                ? nil : KafkaError(err, detail: nil))
     }
 
 /// A thread that serves a producer's delivery reports until stopped.

@@ -115,9 +115,13 @@ struct ScaleOutTests {
         let outage = ContinuousClock.now + .seconds(30)
         var during = 0
         while ContinuousClock.now < outage {
-            ids.formUnion(try await Load.register(system, count: 10, from: 1000 + during))
-            during += 10
+            // A busy desk: five registrations a second, each answered while the brokers are away.
+            let tick = ContinuousClock.now + .seconds(1)
+            ids.formUnion(try await Load.register(system, count: 5, from: 1000 + during))
+            during += 5
+            try await Task.sleep(until: tick)
         }
+        #expect(during >= 100)
         let waiting = try await system.scalar(.reception, "SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")
         #expect(waiting > 0, "the outbox should hold what could not be published")
         system.kafka.up()

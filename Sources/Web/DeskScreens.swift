@@ -117,7 +117,8 @@ extension WebScreens {
                 .reception, "/receptions/\(id.uuidString)/cancel", ["reason": reason])
             return req.redirect(to: "/desk?notice=canceled", redirectType: .normal)
         } catch API.Failure.problem(let problem) where problem.status == 409 {
-            return req.redirect(to: "/desk?error=conflict&state=\(problem.currentState ?? "")", redirectType: .normal)
+            return req.redirect(
+                to: "/desk?error=conflict&kind=reception&state=\(problem.currentState ?? "")", redirectType: .normal)
         } catch API.Failure.problem(let problem) where problem.status == 404 {
             return req.redirect(to: "/desk?error=notFound", redirectType: .normal)
         } catch {

@@ -152,7 +152,8 @@ extension WebScreens {
             return req.redirect(to: next, redirectType: .normal)
         } catch API.Failure.problem(let problem) where problem.status == 409 {
             return req.redirect(
-                to: "/doctor/diagnoses/\(id)?error=conflict&state=\(problem.currentState ?? "")", redirectType: .normal)
+                to: "/doctor/diagnoses/\(id)?error=conflict&kind=diagnosis&state=\(problem.currentState ?? "")",
+                redirectType: .normal)
         } catch API.Failure.problem(let problem) where problem.status == 404 {
             return req.redirect(to: "/doctor?error=notFound", redirectType: .normal)
         } catch {

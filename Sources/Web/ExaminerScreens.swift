@@ -66,7 +66,7 @@ extension WebScreens {
             return req.redirect(to: "/examiner?notice=\(notice)", redirectType: .normal)
         } catch API.Failure.problem(let problem) where problem.status == 409 {
             return req.redirect(
-                to: "/examiner?error=conflict&state=\(problem.currentState ?? "")", redirectType: .normal)
+                to: "/examiner?error=conflict&kind=exam&state=\(problem.currentState ?? "")", redirectType: .normal)
         } catch API.Failure.problem(let problem) where problem.status == 404 {
             return req.redirect(to: "/examiner?error=notFound", redirectType: .normal)
         } catch {

@@ -122,8 +122,11 @@ struct Screen {
         notice = req.query[String.self, at: "notice"].flatMap { key in t.strings["notice.\(key)"] }
         switch req.query[String.self, at: "error"] {
         case "conflict":
+            // Only a known state of the named kind of record: the URL is not a place for free text.
+            let kind = req.query[String.self, at: "kind"] ?? ""
             let state = req.query[String.self, at: "state"] ?? ""
-            error = String(format: t("error.conflict"), Screen.stateLabel(state, t))
+            error = Screen.stateLabel(state, kind: kind, t).map { String(format: t("error.conflict"), $0) }
+                ?? t("error.failed")
         case "notFound": error = t("error.notFound")
         default: error = nil
         }
@@ -148,7 +151,7 @@ struct Screen {
         case API.Failure.unavailable(let service):
             String(format: t("error.unavailable"), t("service.\(service.rawValue)"))
         case API.Failure.problem(let problem) where problem.status == 409:
-            String(format: t("error.conflict"), Screen.stateLabel(problem.currentState ?? "", language))
+            String(format: t("error.conflict"), problem.currentState ?? "")
         case API.Failure.problem(let problem) where problem.status == 404:
             t("error.notFound")
         case API.Failure.problem(let problem) where problem.status == 422 || problem.status == 400:
@@ -165,18 +168,24 @@ struct Screen {
         return template.contains("%@") ? String(format: template, label) : template
     }
 
-    /// Any state name (visit, diagnosis or exam) in this language.
-    static func stateLabel(_ state: String, _ language: Language) -> String {
-        let diagnosis = Strings.diagnosisStatus(state, language)
-        if diagnosis != state { return diagnosis }
-        let visit = Strings.visitStatus(state, language)
-        if visit != state { return visit }
-        return Strings.examStatus(state, language)
+    /// The words for `state` of a reception, diagnosis or exam; nil for anything unknown.
+    static func stateLabel(_ state: String, kind: String, _ language: Language) -> String? {
+        let label: String
+        switch kind {
+        case "reception": label = Strings.visitStatus(state, language)
+        case "diagnosis": label = Strings.diagnosisStatus(state, language)
+        case "exam": label = Strings.examStatus(state, language)
+        default: return nil
+        }
+        return label == state ? nil : label
     }
 
-    /// Only a path on this site (never another host) is a place to go back to.
+    /// Only a path of this site's own screens is a place to go back to: letters, digits, `/`,
+    /// `-` and `_` (no `//`, no escapes, no whitespace a browser would drop to make `//host`).
     static func localPath(_ raw: String) -> String? {
-        guard raw.hasPrefix("/"), !raw.hasPrefix("//"), !raw.contains("\\"), raw.count < 200 else { return nil }
+        guard raw.hasPrefix("/"), !raw.hasPrefix("//"), raw.count < 200,
+            raw.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "/-_".contains($0)) })
+        else { return nil }
         return raw
     }
 

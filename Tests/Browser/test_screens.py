@@ -192,6 +192,34 @@ def test_a_stale_page_gets_a_clear_message_and_the_fresh_state(context, patient)
     expect(doctor.get_by_role("button", name="진료 완료")).to_have_count(0)
 
 
+def test_a_stale_examiner_page_names_the_exams_state(context, patient):
+    doctor = context.new_page()
+    register(doctor, patient)
+    open_visit(doctor, patient)
+    doctor.get_by_label("심전도").check()
+    doctor.get_by_role("button", name="검사 처방").click()
+    examiner = context.new_page()
+    examiner.goto("/examiner")
+    exam = examiner.locator("section.exam", has_text=patient)
+    expect(exam).to_have_count(1)
+    other = context.new_page()  # a second examiner cancels it first
+    other.goto("/examiner")
+    theirs = other.locator("section.exam", has_text=patient)
+    theirs.get_by_label("취소 사유").fill("장비 점검")
+    theirs.get_by_role("button", name="검사 취소").click()
+    expect(other.get_by_role("status")).to_have_text("검사를 취소했습니다.")
+
+    exam.get_by_label("검사 결과").fill("정상")
+    exam.get_by_role("button", name="검사 시행").click()
+    expect(examiner.get_by_role("alert")).to_contain_text("검사 취소")
+
+
+def test_the_language_toggle_goes_back_only_to_this_site(page):
+    for back in ("//evil.example", "/%09/evil.example", "https://evil.example"):
+        response = page.request.get(f"/lang/en?back={back}", max_redirects=0)
+        assert response.headers["location"] == "/", back
+
+
 def test_keyboard_and_labels(page):
     page.goto("/desk")
     page.keyboard.press("Tab")
@@ -201,9 +229,9 @@ def test_keyboard_and_labels(page):
                  .filter(e => e.labels.length === 0).map(e => e.name)"""
     )
     assert unlabeled == []
-    page.get_by_label("환자명").focus()
-    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
-    assert outline != "none", "focus must be visible"
+    page.keyboard.press("Tab")  # onto the first link of the header, a keyboard focus
+    colour = page.evaluate("getComputedStyle(document.activeElement).outlineColor")
+    assert colour == "rgb(255, 191, 71)", f"the app's own focus ring must show, got {colour}"
 
 
 def test_screenshots_of_every_screen(context, patient, screenshots):

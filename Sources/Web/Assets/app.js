@@ -52,7 +52,8 @@
       fetch(url, { headers: { "Accept": "text/html" }, cache: "no-store" })
         .then(function (response) { return response.ok ? response.text() : null; })
         .then(function (html) {
-          if (html !== null && html !== last) {
+          // Never while someone is on it with the keyboard: the swap would drop their focus.
+          if (html !== null && html !== last && !region.contains(document.activeElement)) {
             region.innerHTML = html;
             last = html;
           }

@@ -81,7 +81,7 @@ let package = Package(
         .target(
             name: "PatientManagementService",
             dependencies: ["PatientManagementDomain", "Contracts", "Messaging", "ServiceKit", vapor, fluentKit, sqlKit]),
-        .target(name: "Gateway", dependencies: ["ServiceKit", vapor]),
+        .target(name: "Gateway", dependencies: ["ServiceKit", "Messaging", vapor]),
         // The screens of the desk, the doctor and the examiner, served by the gateway.
         .target(
             name: "Web",

@@ -1,4 +1,5 @@
 import Foundation
+import Messaging
 import ServiceKit
 import Vapor
 
@@ -63,7 +64,7 @@ public struct Gateway: Sendable {
         } catch {
             req.logger.warning(
                 "upstream unavailable",
-                metadata: ["service": "\(route.service)", "error": "\(String(reflecting: error))"])
+                metadata: ["service": "\(route.service)", "error": "\(loggable(error))"])
             throw AppError.serviceUnavailable(route.service)
         }
         var responseHeaders = HTTPHeaders()

@@ -16,14 +16,17 @@ public final class EventConsumer: Sendable {
         public var maxAttempts: Int
         public var initialBackoff: Duration
 
-        public init(maxAttempts: Int = 5, initialBackoff: Duration = .milliseconds(100)) {
+        /// Eight attempts from 100 ms doubling: about 25 s to ride out a short outage first.
+        public init(maxAttempts: Int = 8, initialBackoff: Duration = .milliseconds(100)) {
             self.maxAttempts = maxAttempts
             self.initialBackoff = initialBackoff
         }
     }
 
     public enum Outcome: Equatable, Sendable {
-        case handled, duplicate, ignored, deadLettered
+        /// Applied; already applied before; not for this service; dead-lettered after failing;
+        /// dead-lettered to wait behind an earlier event of its visit.
+        case handled, duplicate, ignored, deadLettered, held
     }
 
     /// The consumer group, e.g. "diagnosis".
@@ -68,17 +71,28 @@ public final class EventConsumer: Sendable {
         } catch let unknown as UnknownEvent where VisitEvent.allTypes.contains(unknown.type) {
             // A type we know at a version we do not: skipping it would lose it silently.
             try await deadLetter(
-                message, error: "unsupported version \(unknown.version) of \(unknown.type)", attempts: 1)
+                message, error: "unsupported version \(unknown.version) of \(unknown.type)", attempts: 1,
+                holding: UUID(uuidString: message.key ?? ""))
             return .deadLettered
         } catch let unknown as UnknownEvent {
             logger.debug(
                 "skipping unknown event type", metadata: ["type": "\(unknown.type)", "version": "\(unknown.version)"])
             return .ignored
         } catch {
-            try await deadLetter(message, error: "undecodable message: \(error)", attempts: 1)
+            try await deadLetter(message, error: "undecodable message: \(error)", attempts: 1, holding: nil)
             return .deadLettered
         }
         guard handledTypes.contains(envelope.type) else { return .ignored }
+
+        // An earlier event of this visit is a dead letter: applying this one now would apply a
+        // visit's events out of order (a cancellation before the registration it cancels). It
+        // waits behind that letter and is replayed after it; other visits go on.
+        if try await isHeld(envelope.receptionId) {
+            try await deadLetter(
+                message, error: "held: an earlier event of this visit is in the dead-letter store", attempts: 0,
+                holding: envelope.receptionId)
+            return .held
+        }
 
         var backoff = settings.initialBackoff
         for attempt in 1...settings.maxAttempts {
@@ -91,10 +105,11 @@ public final class EventConsumer: Sendable {
                     "event handling failed",
                     metadata: [
                         "eventId": "\(envelope.eventId)", "type": "\(envelope.type)", "attempt": "\(attempt)",
-                        "error": "\(String(reflecting: error))",
+                        "error": "\(loggable(error))",
                     ])
                 if attempt == settings.maxAttempts {
-                    try await deadLetter(message, error: String(reflecting: error), attempts: attempt)
+                    try await deadLetter(
+                        message, error: loggable(error), attempts: attempt, holding: envelope.receptionId)
                     return .deadLettered
                 }
                 try await Task.sleep(for: backoff)
@@ -123,17 +138,43 @@ public final class EventConsumer: Sendable {
         }
     }
 
-    private func deadLetter(_ message: IncomingMessage, error: String, attempts: Int) async throws {
+    private func isHeld(_ visit: UUID) async throws -> Bool {
+        try await DeadLetter.query(on: store.database)
+            .filter(\.$consumer == group).filter(\.$holdsVisit == visit).filter(\.$replayedAt == nil)
+            .first() != nil
+    }
+
+    private func deadLetter(
+        _ message: IncomingMessage, error: String, attempts: Int, holding visit: UUID?
+    )
+        async throws
+    {
         logger.error(
             "message moved to the dead-letter store",
             metadata: ["topic": "\(message.topic)", "partition": "\(message.partition)", "offset": "\(message.offset)"])
         let letter = DeadLetter(
-            consumer: group, message: message, error: String(error.prefix(2000)), attempts: attempts, failedAt: Date())
+            consumer: group, message: message, error: String(error.prefix(2000)), attempts: attempts, failedAt: Date(),
+            holdsVisit: visit)
         try await store.write { db in try await letter.create(on: db) }
     }
 
-    /// Handles a dead letter again (after its cause was fixed); marks it replayed if that worked.
+    /// Handles a dead letter again (after its cause was fixed) and marks it replayed. A letter of
+    /// a visit replays all of that visit's waiting letters, in their original order, stopping at
+    /// the first that fails again; so none is ever applied ahead of an earlier one.
     public func replay(_ letter: DeadLetter) async throws -> Outcome {
+        guard let visit = letter.holdsVisit else { return try await replayOne(letter) }
+        let waiting = try await DeadLetter.query(on: store.database)
+            .filter(\.$consumer == group).filter(\.$holdsVisit == visit).filter(\.$replayedAt == nil)
+            .sort(\.$partition).sort(\.$offset).all()
+        var outcome = Outcome.ignored
+        for next in waiting {
+            let result = try await replayOne(next)
+            if next.id == letter.id { outcome = result }
+        }
+        return outcome
+    }
+
+    private func replayOne(_ letter: DeadLetter) async throws -> Outcome {
         let envelope = try EventCoding.decode(letter.message.value)
         let outcome = handledTypes.contains(envelope.type) ? try await apply(envelope) : .ignored
         if outcome == .handled { afterCommit() }

@@ -67,10 +67,15 @@ public final class DeadLetter: Model, @unchecked Sendable {
     @Field(key: "attempts") public var attempts: Int
     @Field(key: "failed_at") public var failedAt: Date
     @OptionalField(key: "replayed_at") public var replayedAt: Date?
+    /// The visit whose later events wait behind this letter (nil for an undecodable message,
+    /// which belongs to no visit it could be replayed for).
+    @OptionalField(key: "holds_visit") public var holdsVisit: UUID?
 
     public init() {}
 
-    init(consumer: String, message: IncomingMessage, error: String, attempts: Int, failedAt: Date) {
+    init(
+        consumer: String, message: IncomingMessage, error: String, attempts: Int, failedAt: Date, holdsVisit: UUID?
+    ) {
         self.id = UUID()
         self.consumer = consumer
         self.topic = message.topic
@@ -81,6 +86,7 @@ public final class DeadLetter: Model, @unchecked Sendable {
         self.error = error
         self.attempts = attempts
         self.failedAt = failedAt
+        self.holdsVisit = holdsVisit
     }
 
     var message: IncomingMessage {
@@ -92,7 +98,9 @@ public final class DeadLetter: Model, @unchecked Sendable {
 
 /// The messaging tables every service has: numbered migrations, one type each.
 public enum MessagingMigrations {
-    public static var all: [any Migration] { [CreateOutbox(), CreateInbox(), CreateDeadLetters()] }
+    public static var all: [any Migration] {
+        [CreateOutbox(), CreateInbox(), CreateDeadLetters(), AddHoldsVisitToDeadLetters()]
+    }
 
     struct CreateOutbox: AsyncMigration {
         var name: String { "M001_CreateOutbox" }
@@ -131,6 +139,18 @@ public enum MessagingMigrations {
 
         func revert(on database: any Database) async throws {
             try await database.schema(InboxEntry.schema).delete()
+        }
+    }
+
+    struct AddHoldsVisitToDeadLetters: AsyncMigration {
+        var name: String { "M004_AddHoldsVisitToDeadLetters" }
+
+        func prepare(on database: any Database) async throws {
+            try await database.schema(DeadLetter.schema).field("holds_visit", .uuid).update()
+        }
+
+        func revert(on database: any Database) async throws {
+            try await database.schema(DeadLetter.schema).deleteField("holds_visit").update()
         }
     }
 

@@ -63,7 +63,7 @@ public final class OutboxRelay: Sendable {
             } catch {
                 logger.warning(
                     "outbox relay failed; retrying",
-                    metadata: ["error": "\(String(reflecting: error))", "backoff": "\(backoff)"])
+                    metadata: ["error": "\(loggable(error))", "backoff": "\(backoff)"])
                 await wake.wait(timeout: backoff)
                 backoff = min(backoff * 2, settings.maxBackoff)
             }
@@ -118,7 +118,7 @@ public final class OutboxRelay: Sendable {
             try await publisher.publish(messages)
         } catch {
             let ids = pending.compactMap(\.id)
-            let description = String(String(reflecting: error).prefix(500))
+            let description = String(loggable(error).prefix(500))
             _ = try? await store.write { db in
                 try await OutboxMessage.query(on: db).filter(\.$id ~~ ids)
                     .set(\.$lastError, to: description).update()

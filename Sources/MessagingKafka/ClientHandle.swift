@@ -44,7 +44,8 @@ final class ClientHandle: @unchecked Sendable {
         for (key, value) in properties {
             guard rd_kafka_conf_set(conf, key, value, &errstr, errstr.count) == RD_KAFKA_CONF_OK else {
                 rd_kafka_conf_destroy(conf)
-                throw .client("configuration \(key)=\(value) refused: \(String(errorBuffer: errstr))")
+                // Not the value: it may be a secret (sasl.password).
+                throw .client("configuration \(key) refused: \(String(errorBuffer: errstr))")
             }
         }
         rd_kafka_conf_set_log_cb(conf, logCallback)

@@ -128,7 +128,7 @@ final class GroupConsumer: Sendable {
                         "handler failed; the message will be delivered again",
                         metadata: [
                             "topic": "\(message.topic)", "partition": "\(message.partition)",
-                            "offset": "\(message.offset)", "error": "\(String(reflecting: error))",
+                            "offset": "\(message.offset)", "error": "\(loggable(error))",
                         ])
                     try await seek(to: message)
                     try await Task.sleep(for: backoff)

@@ -47,6 +47,12 @@ struct HistoryReader {
                 var high: Int64 = 0
                 try rd_kafka_query_watermark_offsets(rk, topic, partition, &low, &high, requestTimeout)
                     .check("watermarks of \(topic)[\(partition)]")
+                // Retention has deleted the partition's beginning: a history without it would
+                // rebuild a read model that silently lacks the oldest visits. Refuse instead.
+                guard low == 0 else {
+                    throw KafkaError.client(
+                        "\(topic)[\(partition)] no longer holds its whole history (it starts at \(low))")
+                }
                 if high > low { ends[partition] = high }
             }
             return ends
@@ -61,8 +67,14 @@ struct HistoryReader {
 
         var unfinished = Set(ends.keys)
         let pollTimeout = settings.pollInterval.wholeMilliseconds(minimum: 1)
+        // Without progress for this long (brokers away), give up rather than hold a rebuild open.
+        let patience = settings.requestTimeout * 3
+        var lastProgress = ContinuousClock.now
         while !unfinished.isEmpty {
             try Task.checkCancellation()
+            guard ContinuousClock.now - lastProgress < patience else {
+                throw KafkaError.client("replaying \(topic) made no progress for \(patience)", isRetriable: true)
+            }
             switch try await client.run({ pollOnce($0, timeout: pollTimeout) }) {
             case .idle:
                 continue
@@ -72,6 +84,7 @@ struct HistoryReader {
                 if let fatal = client.client.fatalError ?? (error.isFatal ? error : nil) { throw fatal }
                 logger.warning("error while replaying", metadata: ["topic": "\(topic)", "error": "\(error)"])
             case .message(let message):
+                lastProgress = .now
                 guard let end = ends[message.partition], unfinished.contains(message.partition) else { continue }
                 if message.offset < end { try await handler(message) }
                 if message.offset + 1 >= end { unfinished.remove(message.partition) }

@@ -67,6 +67,10 @@ private func createTopic(
         throw .client("topic \(name) refused: \(String(errorBuffer: errstr))")
     }
     defer { rd_kafka_NewTopic_destroy(newTopic) }
+    // The topic is the event history the read model is rebuilt from: keep every event.
+    guard rd_kafka_NewTopic_set_config(newTopic, "retention.ms", "-1") == RD_KAFKA_RESP_ERR_NO_ERROR else {
+        throw .client("topic \(name): retention.ms refused")
+    }
     let queue = rd_kafka_queue_new(rk)
     defer { rd_kafka_queue_destroy(queue) }
     let options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS)

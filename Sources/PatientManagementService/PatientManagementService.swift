@@ -57,6 +57,13 @@ public struct PatientManagementService: HospitalService {
     public var handledEventTypes: Set<String> { Set(VisitEvent.allTypes) }
 
     public func handle(_ envelope: EventEnvelope, on db: any Database) async throws {
+        if let sql = db as? any SQLDatabase, sql.dialect.name == "postgresql" {
+            // Two applies to one visit (a dead-letter replay beside the consumer) must not
+            // overwrite each other: the second waits for the first's row.
+            try await sql.raw(
+                "SELECT reception_id FROM patient_managements WHERE reception_id = \(bind: envelope.receptionId) FOR UPDATE"
+            ).run()
+        }
         if let model = try await PatientManagementModel.find(envelope.receptionId, on: db) {
             var visit = try model.visit()
             visit.apply(envelope)

@@ -80,7 +80,7 @@ public struct HospitalConfiguration: Sendable {
         timeZone = TimeZone(identifier: "Asia/Seoul")!
         relayPollInterval = .milliseconds(200)
         logPollInterval = .milliseconds(100)
-        consumerMaxAttempts = 5
+        consumerMaxAttempts = 8
         databaseURL = nil
         serviceDatabaseURLs = [:]
         databasePoolSize = 2

@@ -156,7 +156,7 @@ final class ServiceHost: Sendable {
                             return
                         } catch {
                             logger.error(
-                                "consumer stopped; restarting", metadata: ["error": "\(String(reflecting: error))"])
+                                "consumer stopped; restarting", metadata: ["error": "\(loggable(error))"])
                             try? await Task.sleep(for: .seconds(1))
                         }
                     }

@@ -48,7 +48,7 @@ public struct ProblemMiddleware: AsyncMiddleware {
             if problem.status >= 500, problem.status != 503 {
                 request.logger.error(
                     "request failed",
-                    metadata: ["error": "\(String(reflecting: error))", "path": "\(request.url.path)"])
+                    metadata: ["error": "\(loggable(error))", "path": "\(request.url.path)"])
             }
             return Self.response(for: problem)
         }

@@ -125,7 +125,8 @@ struct Screen {
             // Only a known state of the named kind of record: the URL is not a place for free text.
             let kind = req.query[String.self, at: "kind"] ?? ""
             let state = req.query[String.self, at: "state"] ?? ""
-            error = Screen.stateLabel(state, kind: kind, t).map { String(format: t("error.conflict"), $0) }
+            error =
+                Screen.stateLabel(state, kind: kind, t).map { String(format: t("error.conflict"), $0) }
                 ?? t("error.failed")
         case "notFound": error = t("error.notFound")
         default: error = nil

@@ -29,8 +29,14 @@ struct CommonOptions: ParsableArguments {
         help: "PostgreSQL URL of the one service this process runs (HOSPITAL_DATABASE_URL; default: a SQLite file).")
     var database: String?
 
+    @Option(
+        name: .customLong("kafka-brokers"),
+        help: "Apache Kafka bootstrap servers, host:port[,…] (HOSPITAL_KAFKA_BROKERS; default: the local event log).")
+    var kafkaBrokers: String?
+
     func configuration() throws -> HospitalConfiguration {
         var config = try HospitalConfiguration.from(environment: ProcessInfo.processInfo.environment)
+        if let kafkaBrokers { config.kafkaBrokers = kafkaBrokers }
         if let database { config.databaseURL = try HospitalConfiguration.postgresURL(database, "--database") }
         if let dataDir { config.dataDirectory = URL(fileURLWithPath: dataDir, isDirectory: true) }
         if let logLevel { config.logLevel = try HospitalConfiguration.logLevel(logLevel) }
@@ -63,11 +69,6 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Address to listen on (HOSPITAL_HOST, default 127.0.0.1).")
     var host: String?
 
-    @Option(
-        name: .customLong("kafka-brokers"),
-        help: "Apache Kafka bootstrap servers, host:port[,…] (HOSPITAL_KAFKA_BROKERS; default: the local event log).")
-    var kafkaBrokers: String?
-
     @Flag(name: .customLong("no-migrate"), help: "Do not apply pending migrations (HOSPITAL_AUTO_MIGRATE=false).")
     var noMigrate = false
 
@@ -81,7 +82,6 @@ struct Serve: AsyncParsableCommand {
         var config = try common.configuration()
         if let host { config.host = host }
         if noMigrate { config.autoMigrate = false }
-        if let kafkaBrokers { config.kafkaBrokers = kafkaBrokers }
         let ports: [(ServiceName, Int?)] = [
             (.gateway, gatewayPort), (.reception, receptionPort), (.diagnosis, diagnosisPort),
             (.examination, examinationPort), (.patientManagement, patientManagementPort),

@@ -3,6 +3,7 @@ import FluentKit
 import Foundation
 import Logging
 import Messaging
+import Synchronization
 import Testing
 
 @Suite("Outbox and inbox")
@@ -144,6 +145,46 @@ struct OutboxInboxTests {
 
         #expect(recorder.calls == 0)
         #expect(try await InboxEntry.query(on: database.db).count() == 0)
+        await database.close()
+    }
+}
+
+@Suite("Dead letters keep a visit's order")
+struct HeldVisitTests {
+    @Test("Later events of a visit wait behind its dead letter; other visits go on; a replay applies them in order")
+    func heldBehindDeadLetter() async throws {
+        let database = try await TestDatabase()
+        let broken = Mutex(true)
+        let applied = Mutex<[String]>([])
+        let consumer = EventConsumer(
+            group: "test", store: database.store, handledTypes: Set(VisitEvent.allTypes),
+            settings: .init(maxAttempts: 2, initialBackoff: .milliseconds(1)), logger: Logger(label: "test")
+        ) { envelope, _ in
+            if broken.withLock({ $0 }), case .treatmentReceived = envelope.event { throw Injected() }
+            applied.withLock { $0.append(envelope.type) }
+        }
+        let visit = UUID()
+        let other = UUID()
+        let received = envelope(
+            .treatmentReceived(TreatmentReceived(patientName: "a", department: nil, symptom: nil)), receptionId: visit)
+        let canceled = envelope(.treatmentCanceled(TreatmentCanceled(reason: "r")), receptionId: visit)
+        let elsewhere = envelope(.treatmentCanceled(TreatmentCanceled(reason: "r")), receptionId: other)
+
+        #expect(try await consumer.receive(try message(received, offset: 1)) == .deadLettered)
+        // The cancellation must not be applied before the registration it cancels.
+        #expect(try await consumer.receive(try message(canceled, offset: 2)) == .held)
+        #expect(try await consumer.receive(try message(elsewhere, offset: 3)) == .handled)
+        #expect(applied.withLock { $0 } == [TreatmentCanceled.type])
+
+        // Fixed; replaying the held one replays the visit from its first letter, in order.
+        broken.withLock { $0 = false }
+        let held = try #require(try await DeadLetter.query(on: database.db).filter(\.$offset == 2).first())
+        #expect(try await consumer.replay(held) == .handled)
+        #expect(applied.withLock { $0 } == [TreatmentCanceled.type, TreatmentReceived.type, TreatmentCanceled.type])
+        #expect(try await DeadLetter.query(on: database.db).filter(\.$replayedAt == nil).count() == 0)
+        // And the visit is no longer held.
+        let later = envelope(.diagnosisCompleted(DiagnosisCompleted(diagnosisId: UUID(), note: "")), receptionId: visit)
+        #expect(try await consumer.receive(try message(later, offset: 4)) == .handled)
         await database.close()
     }
 }

@@ -116,12 +116,8 @@ extension WebScreens {
             let _: ReceptionDTO = try await api(req).post(
                 .reception, "/receptions/\(id.uuidString)/cancel", ["reason": reason])
             return req.redirect(to: "/desk?notice=canceled", redirectType: .normal)
-        } catch API.Failure.problem(let problem) where problem.status == 409 {
-            return req.redirect(
-                to: "/desk?error=conflict&kind=reception&state=\(problem.currentState ?? "")", redirectType: .normal)
-        } catch API.Failure.problem(let problem) where problem.status == 404 {
-            return req.redirect(to: "/desk?error=notFound", redirectType: .normal)
         } catch {
+            if let refused = refusal(req, error, kind: "reception", page: "/desk", list: "/desk") { return refused }
             return await cancelPage(req, screen, reason: reason, message: screen.sentence(for: error))
         }
     }

@@ -150,13 +150,10 @@ extension WebScreens {
             let _: DiagnosisDTO = try await api(req).post(.diagnosis, "/diagnoses/\(id)/\(path)", body)
             let next = stay ? "/doctor/diagnoses/\(id)?notice=\(notice)" : "/doctor?notice=\(notice)"
             return req.redirect(to: next, redirectType: .normal)
-        } catch API.Failure.problem(let problem) where problem.status == 409 {
-            return req.redirect(
-                to: "/doctor/diagnoses/\(id)?error=conflict&kind=diagnosis&state=\(problem.currentState ?? "")",
-                redirectType: .normal)
-        } catch API.Failure.problem(let problem) where problem.status == 404 {
-            return req.redirect(to: "/doctor?error=notFound", redirectType: .normal)
         } catch {
+            if let refused = refusal(req, error, kind: "diagnosis", page: "/doctor/diagnoses/\(id)", list: "/doctor") {
+                return refused
+            }
             return await visitPage(req, screen, message: screen.sentence(for: error), status: .unprocessableEntity)
         }
     }

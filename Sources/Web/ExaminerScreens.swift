@@ -64,12 +64,8 @@ extension WebScreens {
             let _: ExamDTO = try await api(req).post(
                 .examination, "/examinations/\(id.uuidString)/\(path)", [field: text])
             return req.redirect(to: "/examiner?notice=\(notice)", redirectType: .normal)
-        } catch API.Failure.problem(let problem) where problem.status == 409 {
-            return req.redirect(
-                to: "/examiner?error=conflict&kind=exam&state=\(problem.currentState ?? "")", redirectType: .normal)
-        } catch API.Failure.problem(let problem) where problem.status == 404 {
-            return req.redirect(to: "/examiner?error=notFound", redirectType: .normal)
         } catch {
+            if let refused = refusal(req, error, kind: "exam", page: "/examiner", list: "/examiner") { return refused }
             return await examinerPage(req, screen, message: screen.sentence(for: error), status: .serviceUnavailable)
         }
     }

@@ -81,6 +81,21 @@ public struct WebScreens: Sendable {
 
     func api(_ req: Request) -> API { API(client: req.client, upstreams: upstreams) }
 
+    /// After a command the API refused: a stale page (409) goes to `page` with a sentence and the
+    /// fresh state; a record that is gone (404) goes back to `list`. Anything else is the caller's.
+    func refusal(_ req: Request, _ error: any Error, kind: String, page: String, list: String) -> Response? {
+        guard case API.Failure.problem(let problem) = error else { return nil }
+        switch problem.status {
+        case 409:
+            return req.redirect(
+                to: "\(page)?error=conflict&kind=\(kind)&state=\(problem.currentState ?? "")", redirectType: .normal)
+        case 404:
+            return req.redirect(to: "\(list)?error=notFound", redirectType: .normal)
+        default:
+            return nil
+        }
+    }
+
     func render(_ template: String, _ context: [String: Any], status: HTTPStatus = .ok) -> Response {
         var headers = HTTPHeaders()
         headers.contentType = .html

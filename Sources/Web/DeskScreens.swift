@@ -94,7 +94,6 @@ extension WebScreens {
                 "statusLabel": Strings.visitStatus(visit.status, screen.language),
                 "receivedAt": screen.clock(visit.receivedAt), "elapsed": screen.elapsed(since: visit.statusSince),
                 "cancelable": ["RECEIVED", "EXAM_ORDERED", "EXAM_DONE"].contains(visit.status),
-                "t": screen.language.strings,
             ] as [String: Any]
         }
     }

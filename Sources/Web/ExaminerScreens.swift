@@ -25,9 +25,6 @@ extension WebScreens {
                     "id": exam.id.uuidString, "code": exam.code,
                     "name": Catalogue.exam(code: exam.code, name: exam.name, screen.language),
                     "patientName": exam.patientName, "requestedAt": screen.clock(exam.requestedAt),
-                    "t": screen.language.strings,
-                    "resultRequired": screen.fieldMessage("examResult", code: "required"),
-                    "reasonRequired": screen.fieldMessage("cancelExamReason", code: "required"),
                 ] as [String: Any]
             }
         } catch {

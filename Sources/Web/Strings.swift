@@ -99,38 +99,34 @@ enum Strings {
         "justNow": "just now", "minutes": "%d min", "hoursMinutes": "%d h %d min",
     ]
 
-    /// The board's words for a visit's status.
-    static func visitStatus(_ status: String, _ language: Language) -> String {
-        let ko = [
-            "RECEIVED": "접수완료", "EXAM_ORDERED": "검사처방", "EXAM_DONE": "검사완료", "COMPLETED": "진료완료",
-            "REJECTED": "진료거부", "CANCELED": "접수취소",
-        ]
-        let en = [
-            "RECEIVED": "Registered", "EXAM_ORDERED": "Exams ordered", "EXAM_DONE": "Exams done",
-            "COMPLETED": "Completed", "REJECTED": "Rejected", "CANCELED": "Canceled",
-        ]
-        return (language == .ko ? ko : en)[status] ?? status
+    /// The words for each status, Korean then English, by the kind of record.
+    private static let statuses: [String: [String: (ko: String, en: String)]] = [
+        // The board's words for a visit.
+        "visit": [
+            "RECEIVED": ("접수완료", "Registered"), "EXAM_ORDERED": ("검사처방", "Exams ordered"),
+            "EXAM_DONE": ("검사완료", "Exams done"), "COMPLETED": ("진료완료", "Completed"),
+            "REJECTED": ("진료거부", "Rejected"), "CANCELED": ("접수취소", "Canceled"),
+        ],
+        // The doctor's words for a consultation.
+        "diagnosis": [
+            "WAITING": ("진료 대기", "Waiting"), "EXAM_ORDERED": ("검사 대기", "Waiting for exams"),
+            "EXAM_DONE": ("결과 확인", "Results ready"), "COMPLETED": ("진료 완료", "Completed"),
+            "REJECTED": ("진료 거부", "Rejected"), "CANCELED": ("접수취소", "Canceled"),
+        ],
+        "exam": [
+            "REQUESTED": ("검사 대기", "Waiting"), "COMPLETED": ("검사 완료", "Done"),
+            "CANCELED": ("검사 취소", "Canceled"),
+        ],
+    ]
+
+    private static func status(_ kind: String, _ status: String, _ language: Language) -> String {
+        guard let words = statuses[kind]?[status] else { return status }
+        return language == .ko ? words.ko : words.en
     }
 
-    /// The doctor's words for a consultation's status.
-    static func diagnosisStatus(_ status: String, _ language: Language) -> String {
-        let ko = [
-            "WAITING": "진료 대기", "EXAM_ORDERED": "검사 대기", "EXAM_DONE": "결과 확인", "COMPLETED": "진료 완료",
-            "REJECTED": "진료 거부", "CANCELED": "접수취소",
-        ]
-        let en = [
-            "WAITING": "Waiting", "EXAM_ORDERED": "Waiting for exams", "EXAM_DONE": "Results ready",
-            "COMPLETED": "Completed", "REJECTED": "Rejected", "CANCELED": "Canceled",
-        ]
-        return (language == .ko ? ko : en)[status] ?? status
-    }
-
-    /// An exam's status.
-    static func examStatus(_ status: String, _ language: Language) -> String {
-        let ko = ["REQUESTED": "검사 대기", "COMPLETED": "검사 완료", "CANCELED": "검사 취소"]
-        let en = ["REQUESTED": "Waiting", "COMPLETED": "Done", "CANCELED": "Canceled"]
-        return (language == .ko ? ko : en)[status] ?? status
-    }
+    static func visitStatus(_ s: String, _ language: Language) -> String { status("visit", s, language) }
+    static func diagnosisStatus(_ s: String, _ language: Language) -> String { status("diagnosis", s, language) }
+    static func examStatus(_ s: String, _ language: Language) -> String { status("exam", s, language) }
 }
 
 /// The departments the desk chooses from; the Korean name is what is recorded.

@@ -2,30 +2,41 @@ import Contracts
 import FluentKit
 import Foundation
 import Logging
+import Synchronization
 
 /// Consumes the visit events for one service: decodes each message, skips the types the service
 /// does not handle, and applies the rest exactly once through the inbox.
 ///
-/// A message that fails is retried with backoff; after `maxAttempts` it goes to the dead-letter
-/// store with its error and the consumer moves on, so one bad message cannot hold up the visits
-/// behind it. A message that cannot even be decoded goes there at once.
+/// Messages come in batches; a batch is applied in one transaction together with the
+/// consumer's new position, so a service's data and its place in the event stream always
+/// agree (see `ConsumerPositions`). If the batch fails, its messages are taken one at a time to
+/// isolate the one that fails: that one is retried with backoff and, after `maxAttempts`, goes
+/// to the dead-letter store with its error, while the visits behind it go on. A message that
+/// cannot even be decoded goes there at once.
+///
+/// If even the dead-letter store cannot be written, the consumer does not move on: it throws,
+/// the transport delivers the messages again after a pause, and `failure` says why until a
+/// batch succeeds (readiness reports it).
 public final class EventConsumer: Sendable {
     public typealias Handler = @Sendable (EventEnvelope, any Database) async throws -> Void
 
     public struct Settings: Sendable {
         public var maxAttempts: Int
         public var initialBackoff: Duration
+        /// The most messages applied in one transaction.
+        public var batchSize: Int
 
         /// Eight attempts from 100 ms doubling: about 25 s to ride out a short outage first.
-        public init(maxAttempts: Int = 8, initialBackoff: Duration = .milliseconds(100)) {
+        public init(maxAttempts: Int = 8, initialBackoff: Duration = .milliseconds(100), batchSize: Int = 100) {
             self.maxAttempts = maxAttempts
             self.initialBackoff = initialBackoff
+            self.batchSize = max(1, batchSize)
         }
     }
 
     public enum Outcome: Equatable, Sendable {
-        /// Applied; already applied before; not for this service; dead-lettered after failing;
-        /// dead-lettered to wait behind an earlier event of its visit.
+        /// Applied; already applied before (by event id or by position); not for this service;
+        /// dead-lettered; dead-lettered to wait behind an earlier event of its visit.
         case handled, duplicate, ignored, deadLettered, held
     }
 
@@ -37,10 +48,11 @@ public final class EventConsumer: Sendable {
     private let settings: Settings
     private let logger: Logger
     private let afterCommit: @Sendable () -> Void
+    private let lastFailure = Mutex<String?>(nil)
 
     /// - Parameters:
     ///   - handledTypes: the event types this service reacts to; others are skipped.
-    ///   - afterCommit: called after a handled event committed (to nudge the outbox relay).
+    ///   - afterCommit: called after handled events committed (to nudge the outbox relay).
     public init(
         group: String, store: ServiceStore, handledTypes: Set<String>, settings: Settings = .init(),
         logger: Logger, afterCommit: @escaping @Sendable () -> Void = {}, handler: @escaping Handler
@@ -54,109 +66,264 @@ public final class EventConsumer: Sendable {
         self.afterCommit = afterCommit
     }
 
+    /// Why the consumer cannot move on, while it cannot (nil when it is fine).
+    public var failure: String? { lastFailure.withLock { $0 } }
+
     /// Consumes from `subscriber` until the task is canceled.
     public func run(on subscriber: any EventSubscriber) async throws {
-        try await subscriber.consume(topics: [Topics.visitEvents], group: group) { message in
-            _ = try await self.receive(message)
-        }
-    }
-
-    /// Handles one message; throws only when even the dead-letter store cannot be written, in
-    /// which case the transport must deliver the message again.
-    @discardableResult
-    public func receive(_ message: IncomingMessage) async throws -> Outcome {
-        let envelope: EventEnvelope
         do {
-            envelope = try EventCoding.decode(message.value)
-        } catch let unknown as UnknownEvent where VisitEvent.allTypes.contains(unknown.type) {
-            // A type we know at a version we do not: skipping it would lose it silently.
-            try await deadLetter(
-                message, error: "unsupported version \(unknown.version) of \(unknown.type)", attempts: 1,
-                holding: UUID(uuidString: message.key ?? ""))
-            return .deadLettered
-        } catch let unknown as UnknownEvent {
-            logger.debug(
-                "skipping unknown event type", metadata: ["type": "\(unknown.type)", "version": "\(unknown.version)"])
-            return .ignored
-        } catch {
-            try await deadLetter(message, error: "undecodable message: \(error)", attempts: 1, holding: nil)
-            return .deadLettered
-        }
-        guard handledTypes.contains(envelope.type) else { return .ignored }
-
-        // An earlier event of this visit is a dead letter: applying this one now would apply a
-        // visit's events out of order (a cancellation before the registration it cancels). It
-        // waits behind that letter and is replayed after it; other visits go on.
-        if try await isHeld(envelope.receptionId) {
-            try await deadLetter(
-                message, error: "held: an earlier event of this visit is in the dead-letter store", attempts: 0,
-                holding: envelope.receptionId)
-            return .held
-        }
-
-        var backoff = settings.initialBackoff
-        for attempt in 1...settings.maxAttempts {
-            do {
-                let outcome = try await apply(envelope)
-                if outcome == .handled { afterCommit() }
-                return outcome
-            } catch {
-                logger.warning(
-                    "event handling failed",
-                    metadata: [
-                        "eventId": "\(envelope.eventId)", "type": "\(envelope.type)", "attempt": "\(attempt)",
-                        "error": "\(loggable(error))",
-                    ])
-                if attempt == settings.maxAttempts {
-                    try await deadLetter(
-                        message, error: loggable(error), attempts: attempt, holding: envelope.receptionId)
-                    return .deadLettered
+            try await subscriber.consume(
+                topics: [Topics.visitEvents], group: group, batchSize: settings.batchSize,
+                positions: { [store, group] partitions in
+                    try await ConsumerPositions.read(consumer: group, partitions: partitions, on: store.database)
                 }
-                try await Task.sleep(for: backoff)
-                backoff *= 2
+            ) { batch in
+                _ = try await self.receive(batch)
             }
-        }
-        return .deadLettered
-    }
-
-    /// Applies the event and records it in the inbox, in one transaction.
-    public func apply(_ envelope: EventEnvelope) async throws -> Outcome {
-        do {
-            return try await store.write { db in
-                if try await InboxEntry.find(envelope.eventId, on: db) != nil { return .duplicate }
-                try await InboxEntry(eventId: envelope.eventId, eventType: envelope.type, handledAt: Date()).create(
-                    on: db)
-                try await self.handler(envelope, db)
-                return .handled
-            }
-        } catch  where ServiceStore.isUniqueViolation(error) {
-            // Another replica recorded the same event id first. If the violation came from
-            // the handler instead, the inbox tells: a handled event is a duplicate, otherwise it
-            // is a real failure.
-            if try await InboxEntry.find(envelope.eventId, on: store.database) != nil { return .duplicate }
+        } catch {
+            if !(error is CancellationError) { recordFailure(error) }
             throw error
         }
     }
 
-    private func isHeld(_ visit: UUID) async throws -> Bool {
-        try await DeadLetter.query(on: store.database)
-            .filter(\.$consumer == group).filter(\.$holdsVisit == visit).filter(\.$replayedAt == nil)
-            .first() != nil
+    /// The recorded positions of this consumer (for lag and for tests).
+    public func positions() async throws -> [TopicPartition: Int64] {
+        try await ConsumerPositions.all(consumer: group, on: store.database)
+    }
+
+    // MARK: Receiving
+
+    /// Handles one message (a batch of one).
+    @discardableResult
+    public func receive(_ message: IncomingMessage) async throws -> Outcome {
+        try await receive([message])[0]
+    }
+
+    /// Handles a batch: all of it in one transaction if it can, else one message at a time.
+    /// Throws only when a message could neither be applied nor dead-lettered; then nothing of
+    /// the batch from that message on counts as received.
+    @discardableResult
+    public func receive(_ batch: [IncomingMessage]) async throws -> [Outcome] {
+        guard !batch.isEmpty else { return [] }
+        let plans = batch.map(plan)
+        do {
+            let (outcomes, letters) = try await store.write { db in
+                try await self.apply(Array(zip(batch, plans)), on: db)
+            }
+            finished(batch, outcomes, letters)
+            return outcomes
+        } catch {
+            guard batch.count > 1 else { return [try await isolate(batch[0], plans[0], firstError: error)] }
+            logger.info(
+                "a batch failed; applying its messages one at a time",
+                metadata: ["count": "\(batch.count)", "error": "\(loggable(error))"])
+        }
+        var outcomes: [Outcome] = []
+        for (message, plan) in zip(batch, plans) {
+            outcomes.append(try await isolate(message, plan, firstError: nil))
+        }
+        return outcomes
+    }
+
+    /// What to do with a message, decided from the message alone.
+    private enum Plan: Sendable {
+        case apply(EventEnvelope)
+        case ignore
+        case deadLetter(error: String, holding: UUID?)
+    }
+
+    private func plan(_ message: IncomingMessage) -> Plan {
+        do {
+            let envelope = try EventCoding.decode(message.value)
+            return handledTypes.contains(envelope.type) ? .apply(envelope) : .ignore
+        } catch let unknown as UnknownEvent where VisitEvent.allTypes.contains(unknown.type) {
+            // A type we know at a version we do not: skipping it would lose it silently.
+            return .deadLetter(
+                error: "unsupported version \(unknown.version) of \(unknown.type)",
+                holding: UUID(uuidString: message.key ?? ""))
+        } catch let unknown as UnknownEvent {
+            logger.debug(
+                "skipping unknown event type", metadata: ["type": "\(unknown.type)", "version": "\(unknown.version)"])
+            return .ignore
+        } catch {
+            return .deadLetter(error: "undecodable message: \(error)", holding: nil)
+        }
+    }
+
+    /// Applies messages in the caller's transaction and moves the positions past them.
+    private func apply(
+        _ items: [(IncomingMessage, Plan)], on db: any Database
+    ) async throws -> ([Outcome], [DeadLetter]) {
+        let partitions = Array(Set(items.map { $0.0.topicPartition }))
+        let positions = try await ConsumerPositions.read(consumer: group, partitions: partitions, on: db)
+        let eventIds = items.compactMap { item -> UUID? in
+            if case .apply(let envelope) = item.1 { return envelope.eventId }
+            return nil
+        }
+        var seen = try await handledEventIds(among: eventIds, on: db)
+        var held = try await heldVisits(on: db)
+        var next = positions
+        var outcomes: [Outcome] = []
+        var letters: [DeadLetter] = []
+        for (message, plan) in items {
+            let partition = message.topicPartition
+            defer { next[partition] = max(next[partition] ?? 0, message.offset + 1) }
+            if let position = positions[partition], message.offset < position {
+                outcomes.append(.duplicate)
+                continue
+            }
+            switch plan {
+            case .ignore:
+                outcomes.append(.ignored)
+            case .deadLetter(let error, let visit):
+                letters.append(try await deadLetter(message, error: error, attempts: 1, holding: visit, on: db))
+                if let visit { held.insert(visit) }
+                outcomes.append(.deadLettered)
+            case .apply(let envelope):
+                // An earlier event of this visit is a dead letter: applying this one now would
+                // apply a visit's events out of order (a cancellation before the registration it
+                // cancels). It waits behind that letter and is replayed after it.
+                if held.contains(envelope.receptionId) {
+                    letters.append(
+                        try await deadLetter(
+                            message, error: "held: an earlier event of this visit is in the dead-letter store",
+                            attempts: 0, holding: envelope.receptionId, on: db))
+                    outcomes.append(.held)
+                } else if seen.contains(envelope.eventId) {
+                    outcomes.append(.duplicate)
+                } else {
+                    try await InboxEntry(eventId: envelope.eventId, eventType: envelope.type, handledAt: Date())
+                        .create(on: db)
+                    try await handler(envelope, db)
+                    seen.insert(envelope.eventId)
+                    outcomes.append(.handled)
+                }
+            }
+        }
+        let moved = next.filter { positions[$0.key] != $0.value }
+        if !moved.isEmpty { try await ConsumerPositions.advance(consumer: group, to: moved, on: db) }
+        return (outcomes, letters)
+    }
+
+    /// One message on its own: retried with backoff, then dead-lettered (with its position, in
+    /// one transaction). Throws if even that fails.
+    private func isolate(_ message: IncomingMessage, _ plan: Plan, firstError: (any Error)?) async throws -> Outcome {
+        var backoff = settings.initialBackoff
+        var attempt = 0
+        var lastError = firstError
+        if firstError != nil {
+            attempt = 1
+            log(firstError!, message, plan, attempt: 1)
+        }
+        while attempt < settings.maxAttempts {
+            if attempt > 0 {
+                try await Task.sleep(for: backoff)
+                backoff *= 2
+            }
+            attempt += 1
+            do {
+                let (outcomes, letters) = try await store.write { db in try await self.apply([(message, plan)], on: db) }
+                finished([message], outcomes, letters)
+                return outcomes[0]
+            } catch  where ServiceStore.isUniqueViolation(error) {
+                // Another replica recorded the same event id first. If the violation came from the
+                // handler instead, the inbox tells: a handled event is a duplicate, otherwise it is
+                // a real failure.
+                if case .apply(let envelope) = plan,
+                    try await InboxEntry.find(envelope.eventId, on: store.database) != nil
+                {
+                    return .duplicate
+                }
+                lastError = error
+                log(error, message, plan, attempt: attempt)
+            } catch {
+                lastError = error
+                log(error, message, plan, attempt: attempt)
+            }
+        }
+        let holding: UUID? =
+            switch plan {
+            case .apply(let envelope): envelope.receptionId
+            case .deadLetter(_, let visit): visit
+            case .ignore: nil
+            }
+        let error = loggable(lastError ?? CancellationError())
+        let attempts = attempt
+        do {
+            let letter = try await store.write { db in
+                let letter = try await self.deadLetter(
+                    message, error: error, attempts: attempts, holding: holding, on: db)
+                try await ConsumerPositions.advance(
+                    consumer: self.group, to: [message.topicPartition: message.offset + 1], on: db)
+                return letter
+            }
+            finished([message], [.deadLettered], [letter])
+            return .deadLettered
+        } catch {
+            logger.critical(
+                "a message can be neither handled nor dead-lettered; the consumer stays on it",
+                metadata: [
+                    "topic": "\(message.topic)", "partition": "\(message.partition)", "offset": "\(message.offset)",
+                    "error": "\(loggable(error))",
+                ])
+            recordFailure(error)
+            throw error
+        }
+    }
+
+    private func log(_ error: any Error, _ message: IncomingMessage, _ plan: Plan, attempt: Int) {
+        var metadata: Logger.Metadata = [
+            "offset": "\(message.offset)", "attempt": "\(attempt)", "error": "\(loggable(error))",
+        ]
+        if case .apply(let envelope) = plan {
+            metadata["eventId"] = "\(envelope.eventId)"
+            metadata["type"] = "\(envelope.type)"
+        }
+        logger.warning("event handling failed", metadata: metadata)
+    }
+
+    /// After a commit: say what was dead-lettered (only now that it is stored), clear a
+    /// recorded failure, wake the relay.
+    private func finished(_ batch: [IncomingMessage], _ outcomes: [Outcome], _ letters: [DeadLetter]) {
+        for letter in letters {
+            logger.error(
+                "message moved to the dead-letter store",
+                metadata: [
+                    "topic": "\(letter.topic)", "partition": "\(letter.partition)", "offset": "\(letter.offset)",
+                    "deadLetter": "\(letter.id?.uuidString ?? "")",
+                ])
+        }
+        lastFailure.withLock { $0 = nil }
+        if outcomes.contains(.handled) { afterCommit() }
+    }
+
+    private func recordFailure(_ error: any Error) {
+        lastFailure.withLock { $0 = String(loggable(error).prefix(500)) }
+    }
+
+    private func handledEventIds(among ids: [UUID], on db: any Database) async throws -> Set<UUID> {
+        guard !ids.isEmpty else { return [] }
+        return Set(try await InboxEntry.query(on: db).filter(\.$id ~~ ids).all().compactMap(\.id))
+    }
+
+    private func heldVisits(on db: any Database) async throws -> Set<UUID> {
+        Set(
+            try await DeadLetter.query(on: db)
+                .filter(\.$consumer == group).filter(\.$replayedAt == nil).filter(\.$holdsVisit != nil)
+                .all().compactMap(\.holdsVisit))
     }
 
     private func deadLetter(
-        _ message: IncomingMessage, error: String, attempts: Int, holding visit: UUID?
-    )
-        async throws
-    {
-        logger.error(
-            "message moved to the dead-letter store",
-            metadata: ["topic": "\(message.topic)", "partition": "\(message.partition)", "offset": "\(message.offset)"])
+        _ message: IncomingMessage, error: String, attempts: Int, holding visit: UUID?, on db: any Database
+    ) async throws -> DeadLetter {
         let letter = DeadLetter(
             consumer: group, message: message, error: String(error.prefix(2000)), attempts: attempts, failedAt: Date(),
             holdsVisit: visit)
-        try await store.write { db in try await letter.create(on: db) }
+        try await letter.create(on: db)
+        return letter
     }
+
+    // MARK: Replay
 
     /// Handles a dead letter again (after its cause was fixed) and marks it replayed. A letter of
     /// a visit replays all of that visit's waiting letters, in their original order, stopping at
@@ -174,12 +341,27 @@ public final class EventConsumer: Sendable {
         return outcome
     }
 
+    /// Applies the letter's event and marks the letter replayed, in one transaction.
     private func replayOne(_ letter: DeadLetter) async throws -> Outcome {
         let envelope = try EventCoding.decode(letter.message.value)
-        let outcome = handledTypes.contains(envelope.type) ? try await apply(envelope) : .ignored
+        let applies = handledTypes.contains(envelope.type)
+        let outcome: Outcome = try await store.write { db in
+            var outcome = Outcome.ignored
+            if applies {
+                if try await InboxEntry.find(envelope.eventId, on: db) != nil {
+                    outcome = .duplicate
+                } else {
+                    try await InboxEntry(eventId: envelope.eventId, eventType: envelope.type, handledAt: Date())
+                        .create(on: db)
+                    try await self.handler(envelope, db)
+                    outcome = .handled
+                }
+            }
+            letter.replayedAt = Date()
+            try await letter.save(on: db)
+            return outcome
+        }
         if outcome == .handled { afterCommit() }
-        letter.replayedAt = Date()
-        try await store.write { db in try await letter.save(on: db) }
         return outcome
     }
 }

@@ -99,7 +99,10 @@ public final class DeadLetter: Model, @unchecked Sendable {
 /// The messaging tables every service has: numbered migrations, one type each.
 public enum MessagingMigrations {
     public static var all: [any Migration] {
-        [CreateOutbox(), CreateInbox(), CreateDeadLetters(), AddHoldsVisitToDeadLetters()]
+        [
+            CreateOutbox(), CreateInbox(), CreateDeadLetters(), AddHoldsVisitToDeadLetters(),
+            ConsumerPositions.CreateTable(),
+        ]
     }
 
     struct CreateOutbox: AsyncMigration {

@@ -2,6 +2,7 @@
 import CRdKafka
 import Foundation
 import Logging
+import Messaging
 import Synchronization
 
 /// What the C callbacks of one `rd_kafka_t` need. A `@convention(c)` callback cannot capture
@@ -11,12 +12,30 @@ final class ClientContext: Sendable {
     let logger: Logger
     /// Told about every assignment change of a group consumer (runs on its polling queue).
     let onRebalance: (@Sendable (RebalanceEvent) -> Void)?
+    /// Where a group consumer starts the partitions assigned to it (nil: the committed offsets).
+    let positions: StartPositions?
     /// The first fatal error librdkafka raised on this handle: after it the handle is useless.
     let fatalError = Mutex<KafkaError?>(nil)
+    /// Set when partitions were assigned without knowing where to start them.
+    private let assignmentFailure = Mutex<KafkaError?>(nil)
 
-    init(logger: Logger, onRebalance: (@Sendable (RebalanceEvent) -> Void)? = nil) {
+    init(
+        logger: Logger, positions: StartPositions? = nil, onRebalance: (@Sendable (RebalanceEvent) -> Void)? = nil
+    ) {
         self.logger = logger
+        self.positions = positions
         self.onRebalance = onRebalance
+    }
+
+    func recordAssignmentFailure(_ error: KafkaError) {
+        assignmentFailure.withLock { if $0 == nil { $0 = error } }
+    }
+
+    func takeAssignmentFailure() -> KafkaError? {
+        assignmentFailure.withLock { failure in
+            defer { failure = nil }
+            return failure
+        }
     }
 
     /// The context of the handle `rk`; valid while the handle exists.

@@ -3,19 +3,11 @@ import CRdKafka
 import Foundation
 import Logging
 import Messaging
+import Synchronization
 
-/// A topic and one of its partitions.
-public struct KafkaTopicPartition: Hashable, Sendable, CustomStringConvertible {
-    public var topic: String
-    public var partition: Int32
-
-    public init(topic: String, partition: Int32) {
-        self.topic = topic
-        self.partition = partition
-    }
-
-    public var description: String { "\(topic)[\(partition)]" }
-}
+/// A topic and one of its partitions (the transport-neutral type, under the name the Kafka
+/// API used first).
+public typealias KafkaTopicPartition = TopicPartition
 
 /// A change of the partitions a group consumer owns.
 public enum RebalanceEvent: Sendable, Equatable {
@@ -39,11 +31,14 @@ final class GroupConsumer: Sendable {
     private let logger: Logger
 
     /// Creates the member and subscribes it to `topics`; it joins the group on its first poll.
+    /// - Parameter positions: where to start each assigned partition (see `EventSubscriber`);
+    ///   nil to start at the group's committed offsets.
     static func open(
-        topics: [String], group: String, settings: KafkaSettings, logger: Logger,
+        topics: [String], group: String, settings: KafkaSettings, logger: Logger, positions: StartPositions?,
         onRebalance: (@Sendable (RebalanceEvent) -> Void)?
     ) async throws -> GroupConsumer {
-        let consumer = try GroupConsumer(group: group, settings: settings, logger: logger, onRebalance: onRebalance)
+        let consumer = try GroupConsumer(
+            group: group, settings: settings, logger: logger, positions: positions, onRebalance: onRebalance)
         do {
             try await consumer.client.run { rk in
                 try withPartitionList(topics.map { ($0, -1, LogicalOffset.invalid) }) { list in
@@ -58,7 +53,8 @@ final class GroupConsumer: Sendable {
     }
 
     private init(
-        group: String, settings: KafkaSettings, logger: Logger, onRebalance: (@Sendable (RebalanceEvent) -> Void)?
+        group: String, settings: KafkaSettings, logger: Logger, positions: StartPositions?,
+        onRebalance: (@Sendable (RebalanceEvent) -> Void)?
     ) throws(KafkaError) {
         var logger = logger
         logger[metadataKey: "kafka.group"] = "\(group)"
@@ -75,14 +71,22 @@ final class GroupConsumer: Sendable {
                 ("auto.commit.interval.ms", "\(settings.commitInterval.wholeMilliseconds(minimum: 1))"),
                 // A new group starts with the oldest retained message, not only new ones.
                 ("auto.offset.reset", "earliest"),
-            ] + settings.extraProperties(producer: false)
+                // A member that dies is noticed after this long; one that restarts with the same
+                // instance id (static membership) takes its partitions back at once.
+                ("session.timeout.ms", "\(settings.sessionTimeout.wholeMilliseconds(minimum: 1))"),
+                ("heartbeat.interval.ms", "\(max(settings.sessionTimeout.wholeMilliseconds(minimum: 3) / 3, 1))"),
+                // A rebalance moves only the partitions that change owner; the others keep flowing.
+                ("partition.assignment.strategy", "cooperative-sticky"),
+            ] + (settings.instanceId.map { [("group.instance.id", $0)] } ?? [])
+            + settings.extraProperties(producer: false)
         client = try SerialClient(
-            name: group, properties: properties, context: ClientContext(logger: logger, onRebalance: onRebalance),
+            name: group, properties: properties,
+            context: ClientContext(logger: logger, positions: positions, onRebalance: onRebalance),
             configure: { rd_kafka_conf_set_rebalance_cb($0, rebalanceCallback) })
     }
 
     /// Delivers messages to `handler` until the task is canceled, then leaves the group.
-    func run(_ handler: @escaping @Sendable (IncomingMessage) async throws -> Void) async throws {
+    func run(_ handler: @escaping @Sendable ([IncomingMessage]) async throws -> Void) async throws {
         var failure: (any Error)?
         do {
             try await loop(handler)
@@ -98,47 +102,48 @@ final class GroupConsumer: Sendable {
         if let failure { throw failure }
     }
 
-    private func loop(_ handler: @escaping @Sendable (IncomingMessage) async throws -> Void) async throws {
+    private func loop(_ handler: @escaping @Sendable ([IncomingMessage]) async throws -> Void) async throws {
         let timeout = settings.pollInterval.wholeMilliseconds(minimum: 1)
+        let batchSize = max(1, settings.batchSize)
         var backoff = settings.retryBackoff
         var uncommitted = false
         while !Task.isCancelled {
-            let outcome = try await client.run { pollOnce($0, timeout: timeout) }
+            let polled = try await client.run { pollBatch($0, timeout: timeout, max: batchSize) }
             // A fatal error reaches us through the error callback, not as a polled message.
             if let fatal = client.client.fatalError { throw fatal }
-            switch outcome {
-            case .idle, .endOfPartition:
+            // Partitions were assigned but where to start them is unknown: handling anything now
+            // could skip what the consumer has not applied. Start over.
+            if let failure = client.client.context.takeAssignmentFailure() { throw failure }
+            for error in polled.errors {
+                if error.isFatal { throw error }
+                // E.g. a topic that does not exist yet, or a broker that went away: librdkafka
+                // keeps trying by itself.
+                logger.warning("consumer error", metadata: ["error": "\(error)"])
+            }
+            guard !polled.messages.isEmpty else {
                 // Caught up: commit now rather than at the next timer tick, so a rebalance or a
                 // crash that follows repeats as little as possible.
                 if uncommitted {
                     uncommitted = false
                     await commitStoredOffsets(async: true)
                 }
-            case .failed(let error):
-                if error.isFatal { throw error }
-                // E.g. a topic that does not exist yet, or a broker that went away: librdkafka
-                // keeps trying by itself.
-                logger.warning("consumer error", metadata: ["error": "\(error)"])
-            case .message(let message):
-                do {
-                    try await handler(message)
-                } catch {
-                    if Task.isCancelled { return }
-                    logger.warning(
-                        "handler failed; the message will be delivered again",
-                        metadata: [
-                            "topic": "\(message.topic)", "partition": "\(message.partition)",
-                            "offset": "\(message.offset)", "error": "\(loggable(error))",
-                        ])
-                    try await seek(to: message)
-                    try await Task.sleep(for: backoff)
-                    backoff = min(backoff * 2, settings.maxRetryBackoff)
-                    continue
-                }
-                backoff = settings.retryBackoff
-                try await store(message)
-                uncommitted = true
+                continue
             }
+            do {
+                try await handler(polled.messages)
+            } catch {
+                if Task.isCancelled { return }
+                logger.warning(
+                    "handler failed; the messages will be delivered again",
+                    metadata: ["count": "\(polled.messages.count)", "error": "\(loggable(error))"])
+                try await seek(toFirstOf: polled.messages)
+                try await Task.sleep(for: backoff)
+                backoff = min(backoff * 2, settings.maxRetryBackoff)
+                continue
+            }
+            backoff = settings.retryBackoff
+            try await store(polled.messages)
+            uncommitted = true
         }
     }
 
@@ -151,38 +156,37 @@ final class GroupConsumer: Sendable {
         }
     }
 
-    /// Marks `message` handled: its successor's offset becomes the partition's next commit.
-    private func store(_ message: IncomingMessage) async throws {
-        let err = try await client.run { rk in
-            withPartitionList([(message.topic, message.partition, message.offset + 1)]) { list in
+    /// Marks `messages` handled: each partition's next offset becomes its next commit. Kafka's
+    /// committed offsets are only a hint (where a consumer without positions of its own starts).
+    private func store(_ messages: [IncomingMessage]) async throws {
+        let next = Dictionary(messages.map { ($0.topicPartition, $0.offset + 1) }, uniquingKeysWith: max)
+        let failed = try await client.run { rk in
+            withPartitionList(next.map { ($0.key.topic, $0.key.partition, $0.value) }) { list in
                 let err = rd_kafka_offsets_store(rk, list)
-                return err != RD_KAFKA_RESP_ERR_NO_ERROR ? err : entries(of: list).first?.error ?? err
+                if err != RD_KAFKA_RESP_ERR_NO_ERROR { return [err] }
+                return entries(of: list).map(\.error).filter { $0 != RD_KAFKA_RESP_ERR_NO_ERROR }
             }
         }
-        if err != RD_KAFKA_RESP_ERR_NO_ERROR {
-            // Only if the partition was taken from us meanwhile (e.g. this member was too slow
-            // and left the group): its new owner handles the message again, which the inbox drops.
-            logger.warning(
-                "could not store the offset of a handled message",
-                metadata: [
-                    "topic": "\(message.topic)", "partition": "\(message.partition)", "offset": "\(message.offset)",
-                    "error": "\(KafkaError(err))",
-                ])
+        if let err = failed.first {
+            // Only if a partition was taken from us meanwhile (e.g. this member was too slow
+            // and left the group): its new owner starts from its own recorded position.
+            logger.notice("could not store the offsets of handled messages", metadata: ["error": "\(KafkaError(err))"])
         }
     }
 
-    /// Rewinds the partition to `message`, discarding what was prefetched after it, so the next
-    /// poll of that partition returns it again.
-    private func seek(to message: IncomingMessage) async throws {
+    /// Rewinds each partition of `messages` to its first one there, discarding what was
+    /// prefetched after it, so the next polls return them again.
+    private func seek(toFirstOf messages: [IncomingMessage]) async throws {
+        let first = Dictionary(messages.map { ($0.topicPartition, $0.offset) }, uniquingKeysWith: min)
         let timeout = settings.requestTimeout.wholeMilliseconds(minimum: 1)
         try await client.run { rk in
-            try withPartitionList([(message.topic, message.partition, message.offset)]) { list in
+            try withPartitionList(first.map { ($0.key.topic, $0.key.partition, $0.value) }) { list in
                 if let error = rd_kafka_seek_partitions(rk, list, timeout) { throw KafkaError(consuming: error) }
-                if let err = entries(of: list).first?.error { try err.check("seeking back to \(message.offset)") }
+                for entry in entries(of: list) { try entry.error.check("seeking back to \(entry.offset)") }
             }
         }
-        // If the seek failed, this throws and the consumer closes: the group's committed offset
-        // is still at or before this message, so whoever consumes next gets it again.
+        // If the seek failed, this throws and the consumer closes: whoever consumes next starts
+        // from the recorded position, at or before these messages.
     }
 }
 
@@ -199,6 +203,22 @@ private let rebalanceCallback:
         var failure: KafkaError?
         switch reason {
         case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+            if let positions = context.positions, let partitions {
+                // Start each partition where the consumer's own records say, not where the group's
+                // committed offset does: they differ after a restore from a backup, and the
+                // consumer's records are the ones that commit with its effects.
+                switch resolve(positions, changed) {
+                case .success(let known):
+                    for index in 0..<Int(partitions.pointee.cnt) {
+                        let element = partitions.pointee.elems[index]
+                        let partition = TopicPartition(topic: String(cString: element.topic), partition: element.partition)
+                        partitions.pointee.elems[index].offset = known[partition] ?? LogicalOffset.beginning
+                    }
+                case .failure(let error):
+                    context.recordAssignmentFailure(
+                        .client("reading the consumer's positions failed: \(loggable(error))"))
+                }
+            }
             if cooperative {
                 failure = rd_kafka_incremental_assign(rk, partitions).map { KafkaError(consuming: $0) }
             } else {
@@ -234,5 +254,24 @@ private let rebalanceCallback:
             context.logger.error("applying a rebalance failed", metadata: ["error": "\(failure)"])
         }
     }
+
+/// Asks `positions` from librdkafka's callback thread, which must wait for the answer: the
+/// assignment has to carry its start offsets before the callback returns. The wait blocks only
+/// the consumer's own serial queue, never Swift's cooperative pool, and `positions` reads the
+/// service's database, which never needs that queue.
+private func resolve(
+    _ positions: @escaping StartPositions, _ partitions: [TopicPartition]
+) -> Result<[TopicPartition: Int64], any Error> {
+    let answer = Mutex<Result<[TopicPartition: Int64], any Error>?>(nil)
+    let done = DispatchSemaphore(value: 0)
+    Task {
+        let result: Result<[TopicPartition: Int64], any Error>
+        do { result = .success(try await positions(partitions)) } catch { result = .failure(error) }
+        answer.withLock { $0 = result }
+        done.signal()
+    }
+    done.wait()
+    return answer.withLock { $0! }
+}
 
 #endif

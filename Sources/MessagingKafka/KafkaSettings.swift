@@ -32,13 +32,24 @@ public struct KafkaSettings: Sendable {
     /// each further failure of that message up to `maxRetryBackoff`.
     public var retryBackoff: Duration
     public var maxRetryBackoff: Duration
+    /// The most messages a consumer hands its handler at once.
+    public var batchSize: Int
+    /// `session.timeout.ms`: how long the group waits for a silent member before giving its
+    /// partitions to the others.
+    public var sessionTimeout: Duration
+    /// `group.instance.id` (static membership): a stable name of this member, e.g. the pod's
+    /// name. A member that restarts under the same name gets its partitions back at once,
+    /// without a rebalance; without one, a killed member's partitions wait `sessionTimeout`.
+    /// Must differ between the replicas of a service.
+    public var instanceId: String?
 
     public init(
         brokers: String, clientId: String = "hospital", properties: [String: String] = [:],
         producerProperties: [String: String] = [:], consumerProperties: [String: String] = [:],
         pollInterval: Duration = .milliseconds(100), deliveryTimeout: Duration = .seconds(30),
         requestTimeout: Duration = .seconds(10), commitInterval: Duration = .seconds(1),
-        retryBackoff: Duration = .milliseconds(100), maxRetryBackoff: Duration = .seconds(5)
+        retryBackoff: Duration = .milliseconds(100), maxRetryBackoff: Duration = .seconds(5), batchSize: Int = 100,
+        sessionTimeout: Duration = .seconds(10), instanceId: String? = nil
     ) {
         self.brokers = brokers
         self.clientId = clientId
@@ -51,6 +62,9 @@ public struct KafkaSettings: Sendable {
         self.commitInterval = commitInterval
         self.retryBackoff = retryBackoff
         self.maxRetryBackoff = maxRetryBackoff
+        self.batchSize = batchSize
+        self.sessionTimeout = sessionTimeout
+        self.instanceId = instanceId
     }
 
     /// Settings for librdkafka's mock cluster (`KafkaMockCluster`), whose brokers answer at
@@ -67,10 +81,10 @@ public struct KafkaSettings: Sendable {
             producerProperties: ["linger.ms": "1"],
             consumerProperties: [
                 "fetch.wait.max.ms": "1",
-                // The mock waits session.timeout.ms - 1 s for members to rejoin a rebalance.
-                "session.timeout.ms": "6000",
                 "heartbeat.interval.ms": "500",
-            ])
+            ],
+            // The mock waits session.timeout.ms - 1 s for members to rejoin a rebalance.
+            sessionTimeout: .seconds(6))
     }
 
     /// The properties of one kind of client, in the order they are applied.

@@ -72,20 +72,29 @@ public final class KafkaTransport: EventTransport {
     // MARK: EventSubscriber
 
     public func consume(
-        topics: [String], group: String, handler: @escaping @Sendable (IncomingMessage) async throws -> Void
+        topics: [String], group: String, batchSize: Int, positions: StartPositions?,
+        handler: @escaping @Sendable ([IncomingMessage]) async throws -> Void
     ) async throws {
-        try await consume(topics: topics, group: group, onRebalance: nil, handler: handler)
+        var settings = settings
+        settings.batchSize = batchSize
+        let consumer = try await GroupConsumer.open(
+            topics: topics, group: group, settings: settings, logger: logger, positions: positions, onRebalance: nil)
+        try await consumer.run(handler)
     }
 
-    /// `consume`, telling `onRebalance` each time this member's partitions change (on the
-    /// consumer's polling queue: keep it short).
+    /// `consume` one message at a time from the committed offsets, telling `onRebalance` each
+    /// time this member's partitions change (on the consumer's polling queue: keep it short).
     public func consume(
         topics: [String], group: String, onRebalance: (@Sendable (RebalanceEvent) -> Void)?,
         handler: @escaping @Sendable (IncomingMessage) async throws -> Void
     ) async throws {
+        var settings = settings
+        settings.batchSize = 1
         let consumer = try await GroupConsumer.open(
-            topics: topics, group: group, settings: settings, logger: logger, onRebalance: onRebalance)
-        try await consumer.run(handler)
+            topics: topics, group: group, settings: settings, logger: logger, positions: nil, onRebalance: onRebalance)
+        try await consumer.run { batch in
+            for message in batch { try await handler(message) }
+        }
     }
 
     // MARK: EventHistory

@@ -96,6 +96,31 @@ func pollOnce(_ rk: OpaquePointer, timeout: Int32) -> PollOutcome {
     }
 }
 
+/// What one batch of polls returned.
+struct PolledBatch: Sendable {
+    var messages: [IncomingMessage] = []
+    var errors: [KafkaError] = []
+}
+
+/// Waits up to `timeout` milliseconds for a first message, then takes what is already fetched
+/// without waiting, up to `max` messages.
+func pollBatch(_ rk: OpaquePointer, timeout: Int32, max: Int) -> PolledBatch {
+    var batch = PolledBatch()
+    var wait = timeout
+    while batch.messages.count < max {
+        switch pollOnce(rk, timeout: wait) {
+        case .idle: return batch
+        case .endOfPartition: break
+        case .failed(let error):
+            batch.errors.append(error)
+            if error.isFatal { return batch }
+        case .message(let message): batch.messages.append(message)
+        }
+        wait = 0
+    }
+    return batch
+}
+
 /// The offsets librdkafka uses as "where to start".
 enum LogicalOffset {
     static let beginning: Int64 = -2  // RD_KAFKA_OFFSET_BEGINNING

@@ -8,13 +8,13 @@ import Synchronization
 /// The embedded default's event transport: an append-only log in one SQLite file under the
 /// data directory, shared by every `hospital` process on the machine.
 ///
-/// Appends are durable when `publish` returns (a committed WAL transaction). Each consumer group
-/// keeps its next position in the same file and moves it only after its handler returned, so a
-/// process killed at any point resumes where it stopped and loses nothing; what it handled but
-/// had not yet acknowledged comes again and the inbox drops it. Consumers in this process are
+/// Appends are durable when `publish` returns (a committed WAL transaction, synchronous FULL). Consumers in this process are
 /// woken at once on publish; other processes' appends are picked up by polling.
 ///
 /// Within one group every message is delivered in log order (a single partition, 0).
+///
+/// A consumer that keeps its own position (`consume(... positions:)`, as every service does)
+/// leaves nothing here; `group_positions` serves only consumers without one (tools, tests).
 public final class LocalEventLog: EventTransport {
     /// Appends and position commits go through `writer`, one at a time; reads use `reader`, so
     /// they never see the inside of an append that is still in progress.
@@ -24,6 +24,8 @@ public final class LocalEventLog: EventTransport {
     private let pollInterval: Duration
     private let gate = WriteGate()
     private let listeners = Mutex<[WakeSignal]>([])
+    private typealias PendingAppend = (messages: [OutgoingMessage], continuation: CheckedContinuation<Void, any Error>)
+    private let appends = Mutex<(waiting: [PendingAppend], writing: Bool)>(([], false))
 
     public static let fileName = "events.sqlite"
 
@@ -91,21 +93,58 @@ public final class LocalEventLog: EventTransport {
 
     // MARK: EventPublisher
 
+    /// Appends `messages`, durably, in order. Appends that arrive while one is being written are
+    /// written together in the next transaction (group commit): one fsync for all of them.
     public func publish(_ messages: [OutgoingMessage]) async throws {
         guard !messages.isEmpty else { return }
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            let lead = appends.withLock { state -> Bool in
+                state.waiting.append((messages, continuation))
+                guard !state.writing else { return false }
+                state.writing = true
+                return true
+            }
+            if lead { Task { await self.writeAppends() } }
+        }
+        for listener in listeners.withLock({ $0 }) { listener.signal() }
+    }
+
+    /// Writes the waiting appends, all of them in one transaction, until none waits.
+    private func writeAppends() async {
+        while true {
+            let round = appends.withLock { state -> [PendingAppend] in
+                defer { state.waiting = [] }
+                if state.waiting.isEmpty { state.writing = false }
+                return state.waiting
+            }
+            guard !round.isEmpty else { return }
+            do {
+                try await append(round.flatMap(\.messages))
+                for pending in round { pending.continuation.resume() }
+            } catch {
+                for pending in round { pending.continuation.resume(throwing: error) }
+            }
+        }
+    }
+
+    private func append(_ messages: [OutgoingMessage]) async throws {
         let now = ISO8601DateFormatter().string(from: Date())
         try await gate.withPermit {
             // IMMEDIATE takes the write lock up front, so two processes appending at once wait
             // for each other instead of failing on a stale snapshot.
             _ = try await writer.query("BEGIN IMMEDIATE", [])
             do {
-                for message in messages {
+                // Many rows per statement: each statement is a round trip to SQLite's thread.
+                var rest = messages[...]
+                while !rest.isEmpty {
+                    let chunk = rest.prefix(200)
+                    rest = rest.dropFirst(chunk.count)
+                    let rows = Array(repeating: "(?, ?, ?, ?)", count: chunk.count).joined(separator: ", ")
                     _ = try await writer.query(
-                        "INSERT INTO messages (topic, message_key, value, appended_at) VALUES (?, ?, ?, ?)",
-                        [
-                            .text(message.topic), .text(message.key),
-                            .blob(ByteBuffer(bytes: message.value)), .text(now),
-                        ])
+                        "INSERT INTO messages (topic, message_key, value, appended_at) VALUES \(rows)",
+                        chunk.flatMap { message -> [SQLiteData] in
+                            [.text(message.topic), .text(message.key), .blob(ByteBuffer(bytes: message.value)), .text(now)]
+                        })
                 }
                 _ = try await writer.query("COMMIT", [])
             } catch {
@@ -113,30 +152,56 @@ public final class LocalEventLog: EventTransport {
                 throw error
             }
         }
-        for listener in listeners.withLock({ $0 }) { listener.signal() }
     }
 
     // MARK: EventSubscriber
 
     public func consume(
-        topics: [String], group: String, handler: @escaping @Sendable (IncomingMessage) async throws -> Void
+        topics: [String], group: String, batchSize: Int, positions: StartPositions?,
+        handler: @escaping @Sendable ([IncomingMessage]) async throws -> Void
     ) async throws {
         let wake = WakeSignal()
         listeners.withLock { $0.append(wake) }
         defer { listeners.withLock { $0.removeAll { $0 === wake } } }
 
+        // Where to start: the consumer's own record if it keeps one, else this file's.
+        var next: [String: Int64] = [:]
+        if let positions {
+            let known = try await positions(topics.map { TopicPartition(topic: $0, partition: 0) })
+            for topic in topics {
+                let start = known[TopicPartition(topic: topic, partition: 0)] ?? 0
+                let head = try await headPosition(topic: topic)
+                guard start <= head + 1 else {
+                    // The consumer has applied events this log does not have: the log was
+                    // replaced or restored from an older copy. Going on would skip new events.
+                    throw LocalEventLogError.behindConsumer(group: group, consumerNext: start, head: head)
+                }
+                next[topic] = start
+            }
+        } else {
+            for topic in topics { next[topic] = try await position(of: group, topic: topic) }
+        }
+
+        var backoff = Duration.milliseconds(100)
         while !Task.isCancelled {
             var delivered = 0
             for topic in topics {
-                var next = try await position(of: group, topic: topic)
-                let batch = try await read(topic: topic, from: next, limit: 200)
-                for message in batch {
-                    try Task.checkCancellation()
-                    try await handler(message)
-                    next = message.offset + 1
-                    try await commit(group: group, topic: topic, next: next)
-                    delivered += 1
+                let batch = try await read(topic: topic, from: next[topic]!, limit: max(1, batchSize))
+                guard let last = batch.last else { continue }
+                try Task.checkCancellation()
+                do {
+                    try await handler(batch)
+                } catch {
+                    if Task.isCancelled { throw CancellationError() }
+                    logger.debug("a batch will be delivered again", metadata: ["error": "\(loggable(error))"])
+                    try await Task.sleep(for: backoff)
+                    backoff = min(backoff * 2, .seconds(5))
+                    continue
                 }
+                backoff = .milliseconds(100)
+                next[topic] = last.offset + 1
+                if positions == nil { try await commit(group: group, topic: topic, next: last.offset + 1) }
+                delivered += batch.count
             }
             if delivered == 0 {
                 await wake.wait(timeout: pollInterval)
@@ -160,7 +225,12 @@ public final class LocalEventLog: EventTransport {
 
     // MARK: Inspection
 
-    /// The number of messages a group has not yet acknowledged (its lag).
+    /// The position of the newest message of `topic` (0 when it has none).
+    public func head(topic: String) async throws -> Int64 {
+        try await headPosition(topic: topic)
+    }
+
+    /// The number of messages a group that keeps its position here has not yet acknowledged.
     public func lag(group: String, topic: String) async throws -> Int64 {
         let next = try await position(of: group, topic: topic)
         let rows = try await reader.query(
@@ -200,6 +270,18 @@ public final class LocalEventLog: EventTransport {
             return IncomingMessage(
                 topic: topic, partition: 0, offset: Int64(row.column("position")?.integer ?? 0),
                 key: row.column("message_key")?.string, value: value)
+        }
+    }
+}
+
+public enum LocalEventLogError: Error, CustomStringConvertible {
+    case behindConsumer(group: String, consumerNext: Int64, head: Int64)
+
+    public var description: String {
+        switch self {
+        case .behindConsumer(let group, let next, let head):
+            "the event log ends at \(head), but \(group) has applied events up to \(next - 1): "
+                + "was \(LocalEventLog.fileName) replaced or restored from an older copy?"
         }
     }
 }

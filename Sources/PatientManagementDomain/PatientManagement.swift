@@ -84,13 +84,15 @@ public struct PatientManagement: Sendable, Equatable, Codable {
         }
     }
 
-    /// The first closing fact wins: if the desk canceled and the doctor completed at once, the
-    /// earlier of the two is what happened. Ties break by a fixed precedence so the outcome never
-    /// depends on delivery order.
+    /// The diagnosis decides the outcome: it applies the desk's cancellation and the doctor's
+    /// commands one after another and closes once, so a completion or rejection means the doctor
+    /// acted before the cancellation reached the consultation. The desk's cancellation shows
+    /// CANCELED (at the desk's time) unless the doctor's service overrules it. Facts, not arrival
+    /// order, decide, so the outcome never depends on delivery order.
     private var closing: (Status, at: Date)? {
-        let facts: [(Status, Date?)] = [(.completed, completedAt), (.rejected, rejectedAt), (.canceled, canceledAt)]
-        return facts.compactMap { status, at in at.map { (status, $0) } }
-            .min { $0.1 < $1.1 }
+        if let completedAt { return (.completed, completedAt) }
+        if let rejectedAt { return (.rejected, rejectedAt) }
+        return canceledAt.map { (.canceled, $0) }
     }
 
     /// Records what `envelope` says about this visit.
@@ -136,7 +138,7 @@ public struct PatientManagement: Sendable, Equatable, Codable {
             rejectReason = e.reason
         case .diagnosisCanceled(let e):
             diagnosisId = e.diagnosisId
-            // The consequence of the desk's cancellation, which happened earlier and wins.
+            // The doctor's service confirms the desk's cancellation (which happened earlier).
             recordCancellation(at: at, reason: e.reason)
         }
         orders.sort {

@@ -178,7 +178,8 @@ public struct PatientManagementResponse: Content, Equatable {
         examDoneAt = v.examDoneAt
         completedAt = v.completedAt
         rejectedAt = v.rejectedAt
-        canceledAt = v.canceledAt
+        // A desk cancellation the doctor's service overruled is not part of the visit's story.
+        canceledAt = v.status == .canceled ? v.canceledAt : nil
         closingReason = v.closingReason
         orders = v.orders.map {
             Order(

@@ -5,7 +5,8 @@ import SharedKernel
 /// A registered outpatient visit (접수), owned by the desk.
 ///
 /// RECEIVED → COMPLETED when the doctor completes the consultation, or → CANCELED when the desk
-/// cancels it (접수취소) or the doctor rejects it (진료거부).
+/// cancels it (접수취소) or the doctor rejects it (진료거부). The doctor's service has the last
+/// word: a desk cancellation that crossed the doctor's completion becomes COMPLETED.
 public struct Reception: Sendable, Equatable {
     public enum Status: String, Sendable, Codable, CaseIterable {
         case received = "RECEIVED"
@@ -56,18 +57,26 @@ public struct Reception: Sendable, Equatable {
         return [.treatmentCanceled(TreatmentCanceled(reason: reason.text))]
     }
 
-    /// The doctor completed the consultation. A visit the desk already canceled stays canceled.
+    /// The doctor completed the consultation.
+    ///
+    /// The diagnosis service decides a visit's outcome (see "One outcome per visit" in the README):
+    /// it applies the desk's cancellation and the doctor's commands one after another, so if it
+    /// says completed, the doctor completed before the cancellation reached the consultation. A
+    /// cancellation the desk recorded meanwhile is overruled and the visit is completed.
     public mutating func diagnosisCompleted(at now: Date) {
-        guard status == .received else { return }
+        guard status != .completed else { return }
         status = .completed
         completedAt = now
+        canceledAt = nil
+        cancelReason = nil
     }
 
-    /// Compensation: the doctor rejected the consultation, so the visit is canceled.
+    /// Compensation: the doctor rejected the consultation, so the visit is canceled with the
+    /// doctor's reason, even if the desk's own cancellation crossed the rejection.
     public mutating func diagnosisRejected(reason: String, at now: Date) {
-        guard status == .received else { return }
+        guard status != .completed else { return }
         status = .canceled
-        canceledAt = now
+        canceledAt = canceledAt.map { min($0, now) } ?? now
         cancelReason = reason
     }
 }

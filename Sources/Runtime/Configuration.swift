@@ -44,6 +44,8 @@ public struct HospitalConfiguration: Sendable {
     public var logPollInterval: Duration
     /// HOSPITAL_CONSUMER_MAX_ATTEMPTS: attempts before a failing event goes to the dead-letter store.
     public var consumerMaxAttempts: Int
+    /// HOSPITAL_CONSUMER_BATCH_SIZE: the most events a consumer applies in one transaction.
+    public var consumerBatchSize: Int
     /// HOSPITAL_DATABASE_URL: the PostgreSQL database of the one service this process runs
     /// (postgres://USER[:PASSWORD]@HOST:PORT/DB). Without it, services use SQLite files.
     public var databaseURL: URL?
@@ -70,6 +72,12 @@ public struct HospitalConfiguration: Sendable {
     public var kafkaDeliveryTimeout: Duration
     /// HOSPITAL_KAFKA_PROPERTIES: further librdkafka properties, `key=value,key=value`.
     public var kafkaProperties: [String: String]
+    /// HOSPITAL_KAFKA_SESSION_TIMEOUT_MS: how long a consumer group waits for a silent member.
+    public var kafkaSessionTimeout: Duration
+    /// HOSPITAL_KAFKA_INSTANCE_ID, else POD_NAME: this process's static group membership
+    /// (`group.instance.id`), unique per replica; a restarted replica takes its partitions back
+    /// at once. None: dynamic membership.
+    public var kafkaInstanceId: String?
 
     public init(dataDirectory: URL) {
         self.dataDirectory = dataDirectory
@@ -81,6 +89,7 @@ public struct HospitalConfiguration: Sendable {
         relayPollInterval = .milliseconds(200)
         logPollInterval = .milliseconds(100)
         consumerMaxAttempts = 8
+        consumerBatchSize = 100
         databaseURL = nil
         serviceDatabaseURLs = [:]
         databasePoolSize = 2
@@ -92,6 +101,8 @@ public struct HospitalConfiguration: Sendable {
         kafkaReplicationFactor = 3
         kafkaDeliveryTimeout = .seconds(30)
         kafkaProperties = [:]
+        kafkaSessionTimeout = .seconds(10)
+        kafkaInstanceId = nil
     }
 
     /// The defaults, overridden by the environment.
@@ -123,6 +134,9 @@ public struct HospitalConfiguration: Sendable {
         if let raw = env["HOSPITAL_CONSUMER_MAX_ATTEMPTS"] {
             config.consumerMaxAttempts = try positive(raw, "HOSPITAL_CONSUMER_MAX_ATTEMPTS")
         }
+        if let raw = env["HOSPITAL_CONSUMER_BATCH_SIZE"] {
+            config.consumerBatchSize = try positive(raw, "HOSPITAL_CONSUMER_BATCH_SIZE")
+        }
         if let raw = env["HOSPITAL_DATABASE_URL"] { config.databaseURL = try postgresURL(raw, "HOSPITAL_DATABASE_URL") }
         for service in ServiceName.allCases where service != .gateway {
             let name = "HOSPITAL_\(service.environmentStem)_DATABASE_URL"
@@ -144,6 +158,12 @@ public struct HospitalConfiguration: Sendable {
             config.kafkaDeliveryTimeout = .milliseconds(try positive(raw, "HOSPITAL_KAFKA_DELIVERY_TIMEOUT_MS"))
         }
         if let raw = env["HOSPITAL_KAFKA_PROPERTIES"] { config.kafkaProperties = try properties(raw) }
+        if let raw = env["HOSPITAL_KAFKA_SESSION_TIMEOUT_MS"] {
+            config.kafkaSessionTimeout = .milliseconds(try positive(raw, "HOSPITAL_KAFKA_SESSION_TIMEOUT_MS"))
+        }
+        if let raw = env["HOSPITAL_KAFKA_INSTANCE_ID"] ?? env["POD_NAME"], !raw.isEmpty {
+            config.kafkaInstanceId = raw
+        }
         if let raw = env["HOSPITAL_AUTO_MIGRATE"] {
             guard let value = Bool(raw.lowercased()) else {
                 throw ConfigurationError("HOSPITAL_AUTO_MIGRATE: true or false, not \(raw)")

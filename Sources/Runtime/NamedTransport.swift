@@ -11,9 +11,19 @@ struct NamedTransport: EventTransport {
 
     private func physical(_ logical: String) -> String { logical == Topics.visitEvents ? topic : logical }
 
+    private func logical(_ physical: String) -> String { physical == topic ? Topics.visitEvents : physical }
+
+    private func logical(_ partition: TopicPartition) -> TopicPartition {
+        TopicPartition(topic: logical(partition.topic), partition: partition.partition)
+    }
+
+    private func physical(_ partition: TopicPartition) -> TopicPartition {
+        TopicPartition(topic: physical(partition.topic), partition: partition.partition)
+    }
+
     private func logical(_ message: IncomingMessage) -> IncomingMessage {
         var message = message
-        if message.topic == topic { message.topic = Topics.visitEvents }
+        message.topic = logical(message.topic)
         return message
     }
 
@@ -25,10 +35,24 @@ struct NamedTransport: EventTransport {
     }
 
     func consume(
-        topics: [String], group: String, handler: @escaping @Sendable (IncomingMessage) async throws -> Void
+        topics: [String], group: String, batchSize: Int, positions: StartPositions?,
+        handler: @escaping @Sendable ([IncomingMessage]) async throws -> Void
     ) async throws {
-        try await inner.consume(topics: topics.map(physical), group: groupPrefix + group) { message in
-            try await handler(logical(message))
+        // The consumer's own positions are kept under the logical names, so a renamed topic is
+        // a configuration change, not a new history.
+        var named: StartPositions?
+        if let positions {
+            named = { physicalPartitions in
+                let known = try await positions(physicalPartitions.map(self.logical))
+                var result: [TopicPartition: Int64] = [:]
+                for (partition, next) in known { result[self.physical(partition)] = next }
+                return result
+            }
+        }
+        try await inner.consume(
+            topics: topics.map(physical), group: groupPrefix + group, batchSize: batchSize, positions: named
+        ) { batch in
+            try await handler(batch.map(logical))
         }
     }
 

@@ -76,16 +76,22 @@ final class ServiceHost: Sendable {
             history: transport)
         let service = S(context: context)
         service.registerRoutes(on: app.routes)
-        OperationsRoutes.register(on: app.routes) {
-            _ = try await (app.db as! any SQLDatabase).raw("SELECT 1").all()
-        }
         let consumer =
             service.handledEventTypes.isEmpty
             ? nil
             : EventConsumer(
                 group: S.name, store: store, handledTypes: service.handledEventTypes,
-                settings: .init(maxAttempts: configuration.consumerMaxAttempts), logger: app.logger,
-                afterCommit: { relay.nudge() }, handler: service.handle)
+                settings: .init(
+                    maxAttempts: configuration.consumerMaxAttempts, batchSize: configuration.consumerBatchSize),
+                logger: app.logger, afterCommit: { relay.nudge() }, handler: service.handle)
+        OperationsRoutes.register(on: app.routes) {
+            _ = try await (app.db as! any SQLDatabase).raw("SELECT 1").all()
+            // A consumer that can move on neither by handling a message nor by dead-lettering
+            // it (its database refuses writes, say) makes the service unready until it can.
+            if let failure = consumer?.failure {
+                throw AppError.notReady("The event consumer is stuck: \(failure)")
+            }
+        }
         if let consumer { DeadLetterRoutes.register(on: app.routes, consumer: consumer, store: store) }
         return ServiceHost(
             name: name, app: app, service: service, relay: relay, consumer: consumer, transport: transport)

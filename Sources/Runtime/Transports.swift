@@ -25,7 +25,8 @@ struct Transport: Sendable {
         let kafka = try KafkaTransport(
             settings: KafkaSettings(
                 brokers: brokers, clientId: clientId, properties: configuration.kafkaProperties,
-                deliveryTimeout: configuration.kafkaDeliveryTimeout),
+                deliveryTimeout: configuration.kafkaDeliveryTimeout, sessionTimeout: configuration.kafkaSessionTimeout,
+                instanceId: configuration.kafkaInstanceId),
             logger: logger)
         try await kafka.ensureTopic(
             configuration.kafkaTopic, partitions: configuration.kafkaPartitions,
@@ -49,10 +50,9 @@ private struct Disconnected: EventTransport {
     struct NotConnected: Error {}
     func publish(_ messages: [OutgoingMessage]) async throws { throw NotConnected() }
     func consume(
-        topics: [String], group: String, handler: @escaping @Sendable (IncomingMessage) async throws -> Void
-    )
-        async throws
-    { throw NotConnected() }
+        topics: [String], group: String, batchSize: Int, positions: StartPositions?,
+        handler: @escaping @Sendable ([IncomingMessage]) async throws -> Void
+    ) async throws { throw NotConnected() }
     func replay(topic: String, handler: @escaping @Sendable (IncomingMessage) async throws -> Void) async throws {
         throw NotConnected()
     }

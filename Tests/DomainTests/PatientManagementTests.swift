@@ -93,6 +93,8 @@ private let secondPrescriptionHistory = [
 private let histories: [(String, [EventEnvelope])] = [
     ("completed", completedHistory), ("rejected", rejectedHistory), ("desk canceled", deskCanceledHistory),
     ("second prescription", secondPrescriptionHistory),
+    ("desk cancel crossed the completion", [received(0), prescribed(60, order1), examCompleted(120, order1), deskCanceled(199), diagnosisCompleted(200)]),
+    ("desk cancel crossed the rejection", [received(0), prescribed(60, order1), deskCanceled(100), diagnosisRejected(101), examCanceled(102, order1, "진료 거부")]),
 ]
 
 @Suite("Patient management: the desk's read model")
@@ -195,32 +197,30 @@ struct PatientManagementProjectionTests {
     }
 
     @Test(
-        "Desk cancel and doctor's completion race: the earlier one wins, whatever the delivery order",
-        arguments: [
-            (cancelAt: 100.0, completeAt: 150.0, winner: PatientManagement.Status.canceled),
-            (cancelAt: 150.0, completeAt: 100.0, winner: PatientManagement.Status.completed),
-        ])
-    func cancelCompleteRace(cancelAt: TimeInterval, completeAt: TimeInterval, winner: PatientManagement.Status) {
+        "Desk cancel and doctor's completion crossing: the diagnosis decides, whatever the times and delivery order",
+        arguments: [(cancelAt: 100.0, completeAt: 150.0), (cancelAt: 150.0, completeAt: 100.0), (100.0, 100.0)])
+    func cancelCompleteCrossing(cancelAt: TimeInterval, completeAt: TimeInterval) {
         let cancel = deskCanceled(cancelAt)
         let complete = diagnosisCompleted(completeAt)
 
         let cancelFirst = project([received(0), cancel, complete])
         let completeFirst = project([received(0), complete, cancel])
 
-        #expect(cancelFirst.status == winner)
-        #expect(completeFirst.status == winner)
+        #expect(cancelFirst.status == .completed)
         #expect(cancelFirst == completeFirst)
-        #expect(cancelFirst.statusSince == at(min(cancelAt, completeAt)))
-        #expect(cancelFirst.closingReason == (winner == .canceled ? "환자 귀가" : nil))
+        #expect(cancelFirst.statusSince == at(completeAt))
+        #expect(cancelFirst.closingReason == nil)
     }
 
-    @Test("A desk cancel and a completion at the same instant resolve the same way in either order")
-    func cancelCompleteTie() {
-        let a = project([received(0), deskCanceled(100), diagnosisCompleted(100)])
-        let b = project([received(0), diagnosisCompleted(100), deskCanceled(100)])
+    @Test("The desk's cancellation shows CANCELED until the doctor's service confirms it, and after")
+    func deskCancelIsProvisionalThenConfirmed() {
+        let provisional = project([received(0), deskCanceled(100)])
+        let confirmed = project([received(0), deskCanceled(100), diagnosisCanceled(130)])
 
-        #expect(a == b)
-        #expect(a.status == b.status)
+        #expect(provisional.status == .canceled)
+        #expect(provisional.closingReason == "환자 귀가")
+        #expect(confirmed.status == .canceled)
+        #expect(confirmed.statusSince == at(100))
     }
 
     @Test("A later resolution of an already resolved order does not overwrite the first")

@@ -124,26 +124,39 @@ struct ReceptionLifecycleTests {
         #expect(reception.cancelReason == "타 병원 전원")
     }
 
-    @Test("A completion arriving after the desk canceled leaves the visit canceled")
+    @Test("The doctor's completion overrules a desk cancellation it crossed: the diagnosis decides")
     func completionAfterCancel() {
         var reception = canceled()
-        let before = reception
 
         reception.diagnosisCompleted(at: at(600))
 
-        #expect(reception == before)
-        #expect(reception.completedAt == nil)
+        #expect(reception.status == .completed)
+        #expect(reception.completedAt == at(600))
+        #expect(reception.canceledAt == nil)
+        #expect(reception.cancelReason == nil)
     }
 
-    @Test("A rejection arriving on a closed visit changes nothing")
-    func rejectionOnClosed() {
-        for closed in [completed(), canceled()] {
-            var reception = closed
+    @Test("A rejection that crossed the desk's cancellation keeps the visit canceled, with the doctor's reason")
+    func rejectionAfterCancel() {
+        var reception = canceled()
+        let canceledAt = reception.canceledAt
 
-            reception.diagnosisRejected(reason: "late", at: at(900))
+        reception.diagnosisRejected(reason: "타 병원 전원", at: at(900))
 
-            #expect(reception == closed)
-        }
+        #expect(reception.status == .canceled)
+        #expect(reception.canceledAt == canceledAt)
+        #expect(reception.cancelReason == "타 병원 전원")
+    }
+
+    @Test("A rejection arriving on a completed visit changes nothing, and a completion is applied once")
+    func closedByTheDoctor() {
+        var reception = completed()
+        let before = reception
+
+        reception.diagnosisRejected(reason: "late", at: at(900))
+        reception.diagnosisCompleted(at: at(950))
+
+        #expect(reception == before)
     }
 }
 

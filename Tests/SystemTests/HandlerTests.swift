@@ -110,7 +110,7 @@ struct HandlerTests {
         await fixture.close()
     }
 
-    @Test("Reception: completion closes it; a rejection after the desk canceled keeps the desk's reason")
+    @Test("Reception: completion closes it; a rejection that crossed the desk's cancellation gives the doctor's reason")
     func receptionOutcomes() async throws {
         let fixture = try await ServiceFixture<ReceptionService>()
         let a = UUID()
@@ -135,7 +135,8 @@ struct HandlerTests {
         let byId = Dictionary(uniqueKeysWithValues: try rows.map { (try $0.decode(column: "id", as: UUID.self), $0) })
         #expect(try byId[a]!.decode(column: "status", as: String.self) == "COMPLETED")
         #expect(try byId[b]!.decode(column: "status", as: String.self) == "CANCELED")
-        #expect(try byId[b]!.decode(column: "cancel_reason", as: String.self) == "환자 요청")
+        // The rejection crossed the desk's cancellation: the doctor's service decided, so its reason stands.
+        #expect(try byId[b]!.decode(column: "cancel_reason", as: String.self) == "거부")
         #expect(try await fixture.outbox().isEmpty)
         await fixture.close()
     }

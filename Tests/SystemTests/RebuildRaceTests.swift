@@ -20,7 +20,10 @@ struct RebuildRaceTests {
         let history = ScriptedHistory(events: [old]) {
             let consumer = consumerRef.value.withLock { $0 }!
             Task {
-                _ = try await consumer.apply(late)
+                _ = try await consumer.receive(
+                    IncomingMessage(
+                        topic: Topics.visitEvents, partition: 0, offset: 1, key: late.receptionId.uuidString,
+                        value: try EventCoding.encode(late)))
                 lateApplied.value.withLock { $0 = true }
             }
             let deadline = ContinuousClock.now + .milliseconds(500)

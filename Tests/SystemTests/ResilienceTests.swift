@@ -79,12 +79,12 @@ struct ResilienceTests {
         }
         let events = try await TestSystem.count("messages", in: directory.appendingPathComponent("events.sqlite"))
 
-        // Rewind every consumer group to the beginning of the log: everything arrives again.
-        let log = try await SQLiteConnection.open(
-            storage: .file(path: directory.appendingPathComponent("events.sqlite").path))
-        let rewound = try await log.query("UPDATE group_positions SET next_position = 0 RETURNING group_id", [])
-        try await log.close()
-        #expect(rewound.count == 4)
+        // Rewind every consumer to the beginning of the log: everything arrives again.
+        var rewound = 0
+        try await TestSystem.withServiceDatabases(dataDirectory: directory) { _, db in
+            rewound += try await db.raw("UPDATE consumer_positions SET next_offset = 0 RETURNING consumer").all().count
+        }
+        #expect(rewound == 4)
 
         let after = try await withTestSystem(dataDirectory: directory) { system in
             try await eventually("every group caught up again") {
@@ -230,13 +230,14 @@ struct Snapshot: Equatable {
         .sorted()
     }
 
-    /// True when every consumer group has read the whole log and every outbox is relayed.
+    /// True when every consumer has applied the whole log and every outbox is relayed.
     static func allGroupsCaughtUp(_ system: TestSystem) async throws -> Bool {
-        let log = system.dataDirectory.appendingPathComponent("events.sqlite")
-        let lagging = try await TestSystem.count(
-            "group_positions", in: log, where: "next_position <= (SELECT COALESCE(MAX(position), 0) FROM messages)")
-        let groups = try await TestSystem.count("group_positions", in: log)
-        guard groups == 4, lagging == 0 else { return false }
+        let head = try await system.eventCount()
+        for service in [ServiceName.reception, .diagnosis, .examination, .patientManagement] {
+            if try await system.count("consumer_positions", in: service, where: "next_offset > \(head)") != 1 {
+                return false
+            }
+        }
         for service in [ServiceName.reception, .diagnosis, .examination] {
             if try await system.count("outbox", in: service, where: "published_at IS NULL") > 0 { return false }
         }

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import FluentKit
 import FluentPostgresDriver
+import FluentSQLiteDriver
 import Foundation
 import Logging
 import NIOCore
@@ -173,6 +174,31 @@ final class TestSystem: Sendable {
     /// Messages in the local event log.
     func eventCount() async throws -> Int {
         try await Self.count("messages", in: dataDirectory.appendingPathComponent("events.sqlite"))
+    }
+
+    /// Opens each domain service's own database of a system that is not running (SQLite files
+    /// under the directory, or the PostgreSQL databases named after it), in turn.
+    static func withServiceDatabases(
+        dataDirectory: URL, _ body: (ServiceName, any SQLDatabase) async throws -> Void
+    ) async throws {
+        let config = try await configuration(dataDirectory: dataDirectory)
+        for service in ServiceName.allCases where service != .gateway {
+            let databases = Databases(threadPool: .singleton, on: MultiThreadedEventLoopGroup.singleton)
+            if let url = try config.database(of: service, among: ServiceName.allCases) {
+                databases.use(try .postgres(url: url, sqlLogLevel: .trace), as: .psql)
+            } else {
+                let file = dataDirectory.appendingPathComponent("\(service.rawValue).sqlite").path
+                databases.use(.sqlite(.file(file), sqlLogLevel: nil), as: .sqlite)
+            }
+            do {
+                let db = databases.database(logger: Logger(label: "test"), on: MultiThreadedEventLoopGroup.singleton.any())
+                try await body(service, db as! any SQLDatabase)
+                await databases.shutdownAsync()
+            } catch {
+                await databases.shutdownAsync()
+                throw error
+            }
+        }
     }
 
     static func count(_ table: String, in file: URL, where condition: String = "1 = 1") async throws -> Int {

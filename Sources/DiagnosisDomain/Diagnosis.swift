@@ -80,14 +80,28 @@ public struct Diagnosis: Sendable, Equatable {
         }
     }
 
+    /// The consultation's id, derived from the visit's: a diagnosis database restored from a
+    /// backup opens the visits it missed again under the ids the other services already know.
+    /// The reception id's random bits, scrambled by a fixed mask, as a version 8 UUID.
+    public static func id(of receptionId: UUID) -> UUID {
+        let mask: [UInt8] = [0x3c, 0x9a, 0x51, 0xe7, 0x08, 0xd2, 0x00, 0x6b, 0x00, 0x47, 0xa9, 0x15, 0xc3, 0x7e, 0x2f, 0x90]
+        var bytes = withUnsafeBytes(of: receptionId.uuid) { Array($0) }
+        for i in bytes.indices { bytes[i] ^= mask[i] }
+        bytes[6] = 0x80 | (bytes[6] & 0x0f)
+        bytes[8] = 0x80 | (bytes[8] & 0x3f)
+        return UUID(
+            uuid: (
+                bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7], bytes[8], bytes[9],
+                bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]
+            ))
+    }
+
     public var pendingOrders: [Order] { orders.filter { $0.status == .requested } }
 
     /// A visit was registered: it appears in the doctor's worklist, waiting.
-    public static func open(
-        id: UUID, receptionId: UUID, from event: TreatmentReceived, at now: Date
-    ) -> Diagnosis {
+    public static func open(receptionId: UUID, from event: TreatmentReceived, at now: Date) -> Diagnosis {
         Diagnosis(
-            id: id, receptionId: receptionId, patientName: event.patientName, department: event.department,
+            id: id(of: receptionId), receptionId: receptionId, patientName: event.patientName, department: event.department,
             symptom: event.symptom, status: .waiting, orders: [], createdAt: now, closedAt: nil, closingNote: nil)
     }
 

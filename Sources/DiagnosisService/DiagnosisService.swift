@@ -112,7 +112,7 @@ public struct DiagnosisService: HospitalService {
         switch envelope.event {
         case .treatmentReceived(let e):
             guard try await find(receptionId: envelope.receptionId, on: db) == nil else { return }
-            let diagnosis = Diagnosis.open(id: UUID(), receptionId: envelope.receptionId, from: e, at: at)
+            let diagnosis = Diagnosis.open(receptionId: envelope.receptionId, from: e, at: at)
             try await DiagnosisModel(diagnosis).create(on: db)
         case .treatmentCanceled(let e):
             guard let model = try await find(receptionId: envelope.receptionId, on: db) else { return }

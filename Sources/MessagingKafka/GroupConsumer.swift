@@ -60,29 +60,33 @@ final class GroupConsumer: Sendable {
         logger[metadataKey: "kafka.group"] = "\(group)"
         self.logger = logger
         self.settings = settings
-        let properties =
-            baseProperties(settings) + [
-                ("group.id", group),
-                // Offsets are stored by us after a handler succeeded, never by librdkafka when it
-                // hands out a message; the stored ones are committed by the timer, whenever the
-                // consumer has caught up, on revoke and on close.
-                ("enable.auto.offset.store", "false"),
-                ("enable.auto.commit", "true"),
-                ("auto.commit.interval.ms", "\(settings.commitInterval.wholeMilliseconds(minimum: 1))"),
-                // A new group starts with the oldest retained message, not only new ones.
-                ("auto.offset.reset", "earliest"),
-                // A member that dies is noticed after this long; one that restarts with the same
-                // instance id (static membership) takes its partitions back at once.
-                ("session.timeout.ms", "\(settings.sessionTimeout.wholeMilliseconds(minimum: 1))"),
-                ("heartbeat.interval.ms", "\(max(settings.sessionTimeout.wholeMilliseconds(minimum: 3) / 3, 1))"),
-                // A rebalance moves only the partitions that change owner; the others keep flowing.
-                ("partition.assignment.strategy", "cooperative-sticky"),
-            ] + (settings.instanceId.map { [("group.instance.id", $0)] } ?? [])
-            + settings.extraProperties(producer: false)
+        let properties = Self.properties(group: group, settings: settings)
         client = try SerialClient(
             name: group, properties: properties,
             context: ClientContext(logger: logger, positions: positions, onRebalance: onRebalance),
             configure: { rd_kafka_conf_set_rebalance_cb($0, rebalanceCallback) })
+    }
+
+    /// The librdkafka configuration of a group member, in the order it is applied.
+    static func properties(group: String, settings: KafkaSettings) -> [(String, String)] {
+        baseProperties(settings) + [
+            ("group.id", group),
+            // Offsets are stored by us after a handler succeeded, never by librdkafka when it
+            // hands out a message; the stored ones are committed by the timer, whenever the
+            // consumer has caught up, on revoke and on close.
+            ("enable.auto.offset.store", "false"),
+            ("enable.auto.commit", "true"),
+            ("auto.commit.interval.ms", "\(settings.commitInterval.wholeMilliseconds(minimum: 1))"),
+            // A new group starts with the oldest retained message, not only new ones.
+            ("auto.offset.reset", "earliest"),
+            // A member that dies is noticed after this long; one that restarts with the same
+            // instance id (static membership) takes its partitions back at once.
+            ("session.timeout.ms", "\(settings.sessionTimeout.wholeMilliseconds(minimum: 1))"),
+            ("heartbeat.interval.ms", "\(max(settings.sessionTimeout.wholeMilliseconds(minimum: 3) / 3, 1))"),
+            // A rebalance moves only the partitions that change owner; the others keep flowing.
+            ("partition.assignment.strategy", "cooperative-sticky"),
+        ] + (settings.instanceId.map { [("group.instance.id", $0)] } ?? [])
+        + settings.extraProperties(producer: false)
     }
 
     /// Delivers messages to `handler` until the task is canceled, then leaves the group.

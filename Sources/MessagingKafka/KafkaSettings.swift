@@ -49,7 +49,7 @@ public struct KafkaSettings: Sendable {
         pollInterval: Duration = .milliseconds(100), deliveryTimeout: Duration = .seconds(30),
         requestTimeout: Duration = .seconds(10), commitInterval: Duration = .seconds(1),
         retryBackoff: Duration = .milliseconds(100), maxRetryBackoff: Duration = .seconds(5), batchSize: Int = 100,
-        sessionTimeout: Duration = .seconds(10), instanceId: String? = nil
+        sessionTimeout: Duration = .seconds(6), instanceId: String? = nil
     ) {
         self.brokers = brokers
         self.clientId = clientId

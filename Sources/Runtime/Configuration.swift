@@ -101,7 +101,7 @@ public struct HospitalConfiguration: Sendable {
         kafkaReplicationFactor = 3
         kafkaDeliveryTimeout = .seconds(30)
         kafkaProperties = [:]
-        kafkaSessionTimeout = .seconds(10)
+        kafkaSessionTimeout = .seconds(6)
         kafkaInstanceId = nil
     }
 

@@ -10,7 +10,7 @@ private let order3 = id(13)
 
 private func waiting() -> Diagnosis {
     Diagnosis.open(
-        id: diagnosisId, receptionId: receptionId,
+        receptionId: receptionId,
         from: TreatmentReceived(patientName: "김민수", department: "내과", symptom: "기침"), at: t0)
 }
 
@@ -81,7 +81,7 @@ struct DiagnosisStateMachineTests {
             events == [
                 .prescribed(
                     Prescribed(
-                        diagnosisId: diagnosisId, patientName: "김민수",
+                        diagnosisId: Diagnosis.id(of: receptionId), patientName: "김민수",
                         orders: [
                             ExamOrder(orderId: order1, code: "CBC", name: "검사 CBC"),
                             ExamOrder(orderId: order2, code: "XR", name: "검사 XR"),
@@ -143,7 +143,7 @@ struct DiagnosisStateMachineTests {
             events == [
                 .prescribed(
                     Prescribed(
-                        diagnosisId: diagnosisId, patientName: "김민수",
+                        diagnosisId: Diagnosis.id(of: receptionId), patientName: "김민수",
                         orders: [
                             ExamOrder(orderId: order3, code: "CT", name: "검사 CT")
                         ]))
@@ -169,7 +169,7 @@ struct DiagnosisStateMachineTests {
 
         let events = try d.complete(note: note("  이상 없음 "), at: at(900))
 
-        #expect(events == [.diagnosisCompleted(DiagnosisCompleted(diagnosisId: diagnosisId, note: "이상 없음"))])
+        #expect(events == [.diagnosisCompleted(DiagnosisCompleted(diagnosisId: Diagnosis.id(of: receptionId), note: "이상 없음"))])
         #expect(d.status == .completed)
         #expect(d.closedAt == at(900))
         #expect(d.closingNote == "이상 없음")
@@ -214,7 +214,7 @@ struct DiagnosisStateMachineTests {
 
         let events = try d.reject(reason: note("타 병원 전원", required: true), at: at(900))
 
-        #expect(events == [.diagnosisRejected(DiagnosisRejected(diagnosisId: diagnosisId, reason: "타 병원 전원"))])
+        #expect(events == [.diagnosisRejected(DiagnosisRejected(diagnosisId: Diagnosis.id(of: receptionId), reason: "타 병원 전원"))])
         #expect(d.status == .rejected)
         #expect(d.closedAt == at(900))
         #expect(d.closingNote == "타 병원 전원")
@@ -255,7 +255,7 @@ struct DiagnosisStateMachineTests {
 
         let events = d.receptionCanceled(reason: "환자 귀가", at: at(900))
 
-        #expect(events == [.diagnosisCanceled(DiagnosisCanceled(diagnosisId: diagnosisId, reason: "환자 귀가"))])
+        #expect(events == [.diagnosisCanceled(DiagnosisCanceled(diagnosisId: Diagnosis.id(of: receptionId), reason: "환자 귀가"))])
         #expect(d.status == .canceled)
         #expect(d.closedAt == at(900))
         #expect(d.closingNote == "환자 귀가")
@@ -309,6 +309,21 @@ struct DiagnosisStateMachineTests {
         #expect(d.status == .rejected)
         #expect(d.pendingOrders.isEmpty)
         #expect(d.closedAt == at(600))
+    }
+}
+
+@Suite("Diagnosis: its id")
+struct DiagnosisIdTests {
+    @Test("A visit's diagnosis id is the same every time it is opened, and differs from every other visit's")
+    func derivedFromTheVisit() {
+        let visits = (0..<10_000).map { _ in UUID() }
+        let ids = visits.map(Diagnosis.id(of:))
+
+        #expect(visits.map(Diagnosis.id(of:)) == ids)
+        #expect(Set(ids).count == visits.count)
+        #expect(Set(ids).isDisjoint(with: visits))
+        #expect(ids.allSatisfy { $0.uuidString.dropFirst(14).first == "8" })
+        #expect(Diagnosis.open(receptionId: receptionId, from: TreatmentReceived(patientName: "a", department: nil, symptom: nil), at: t0).id == Diagnosis.id(of: receptionId))
     }
 }
 

@@ -3,6 +3,7 @@ import FluentKit
 import Foundation
 import Logging
 import Messaging
+import SQLKit
 import Synchronization
 import Testing
 
@@ -186,6 +187,94 @@ struct HeldVisitTests {
         // And the visit is no longer held.
         let later = envelope(.diagnosisCompleted(DiagnosisCompleted(diagnosisId: UUID(), note: "")), receptionId: visit)
         #expect(try await consumer.receive(try message(later, offset: 4)) == .handled)
+        await database.close()
+    }
+}
+
+@Suite("Batches and positions")
+struct BatchTests {
+    @Test("A poison message in the middle of a batch is isolated: the others are applied once, the visit behind it held")
+    func poisonInTheMiddle() async throws {
+        let database = try await TestDatabase()
+        let poisoned = UUID()
+        let applied = Mutex<[UUID]>([])
+        let consumer = EventConsumer(
+            group: "test", store: database.store, handledTypes: Set(VisitEvent.allTypes),
+            settings: .init(maxAttempts: 2, initialBackoff: .milliseconds(1), batchSize: 10),
+            logger: Logger(label: "test")
+        ) { envelope, db in
+            if envelope.receptionId == poisoned { throw Injected() }
+            try await Note("\(envelope.eventId)").create(on: db)
+            applied.withLock { $0.append(envelope.eventId) }
+        }
+        // Ten events; the fifth is the poisoned visit's, and the eighth its next event.
+        var events = (0..<10).map { _ in envelope() }
+        events[4] = envelope(receptionId: poisoned)
+        events[7] = envelope(.treatmentReceived(TreatmentReceived(patientName: "a", department: nil, symptom: nil)), receptionId: poisoned)
+        let batch = try events.enumerated().map { try message($1, offset: Int64($0 + 1)) }
+
+        let outcomes = try await consumer.receive(batch)
+
+        var expected = [EventConsumer.Outcome](repeating: .handled, count: 10)
+        expected[4] = .deadLettered
+        expected[7] = .held
+        #expect(outcomes == expected)
+        let healthy = events.enumerated().filter { ![4, 7].contains($0.offset) }.map(\.element.eventId)
+        // Applied once each: the failed batch attempt left nothing behind.
+        #expect(Set(applied.withLock { $0 }).isSuperset(of: healthy))
+        #expect(try await Note.query(on: database.db).count() == 8)
+        #expect(try await InboxEntry.query(on: database.db).count() == 8)
+        #expect(try await DeadLetter.query(on: database.db).count() == 2)
+        #expect(try await consumer.positions()[TopicPartition(topic: Topics.visitEvents, partition: 0)] == 11)
+        #expect(consumer.failure == nil)
+        await database.close()
+    }
+
+    @Test("A batch is one transaction with one position; a message below the position is a duplicate")
+    func positionGuard() async throws {
+        let database = try await TestDatabase()
+        let recorder = Recorder()
+        let consumer = EventConsumer(
+            group: "test", store: database.store, handledTypes: [TreatmentCanceled.type],
+            settings: .init(maxAttempts: 1, initialBackoff: .milliseconds(1), batchSize: 50),
+            logger: Logger(label: "test")
+        ) { _, db in
+            try recorder.call()
+            try await Note("effect").create(on: db)
+        }
+        let batch = try (1...50).map { try message(envelope(), offset: Int64($0)) }
+        #expect(try await consumer.receive(batch) == Array(repeating: .handled, count: 50))
+        #expect(try await consumer.positions()[TopicPartition(topic: Topics.visitEvents, partition: 0)] == 51)
+
+        // The transport delivers an old stretch again (a rewound Kafka offset, a restored log):
+        // recognised by the position alone, before any handler runs.
+        #expect(try await consumer.receive(Array(batch[10..<20])) == Array(repeating: .duplicate, count: 10))
+        #expect(recorder.calls == 50)
+        #expect(try await Note.query(on: database.db).count() == 50)
+        await database.close()
+    }
+
+    @Test("A dead letter that cannot be written stops the consumer and says so; nothing is claimed or skipped")
+    func deadLetterWriteFails() async throws {
+        let database = try await TestDatabase()
+        let consumer = EventConsumer(
+            group: "test", store: database.store, handledTypes: [TreatmentCanceled.type],
+            settings: .init(maxAttempts: 2, initialBackoff: .milliseconds(1)), logger: Logger(label: "test")
+        ) { _, _ in throw Injected() }
+        let sql = try #require(database.db as? any SQLDatabase)
+        try await sql.raw("ALTER TABLE dead_letters RENAME TO dead_letters_away").run()
+
+        let poisoned = try message(envelope(), offset: 1)
+        await #expect(throws: (any Error).self) { try await consumer.receive(poisoned) }
+        #expect(consumer.failure != nil)
+        #expect(try await consumer.positions()[TopicPartition(topic: Topics.visitEvents, partition: 0)] == nil)
+
+        // Once the store works again, the same message is dead-lettered and the consumer recovers.
+        try await sql.raw("ALTER TABLE dead_letters_away RENAME TO dead_letters").run()
+        #expect(try await consumer.receive(poisoned) == .deadLettered)
+        #expect(consumer.failure == nil)
+        #expect(try await DeadLetter.query(on: database.db).count() == 1)
+        #expect(try await consumer.positions()[TopicPartition(topic: Topics.visitEvents, partition: 0)] == 2)
         await database.close()
     }
 }

@@ -4,6 +4,7 @@ import Logging
 import Messaging
 import MessagingLocal
 import Runtime
+import SQLKit
 import SQLiteNIO
 import Synchronization
 import Testing
@@ -87,7 +88,7 @@ struct ResilienceTests {
         #expect(rewound == 4)
 
         let after = try await withTestSystem(dataDirectory: directory) { system in
-            try await eventually("every group caught up again") {
+            _ = try await eventually("every group caught up again") {
                 try await Snapshot.allGroupsCaughtUp(system) ? true : nil
             }
             return try await Snapshot.take(system)
@@ -114,6 +115,59 @@ struct ResilienceTests {
             #expect(report.json["visits"] as? Int == incremental.count)
             let rebuilt = try await system.items("/patientManagements?limit=200")
             #expect(Snapshot.canonical(rebuilt) == Snapshot.canonical(incremental))
+        }
+    }
+}
+
+@Suite("Restores")
+struct RestoreTests {
+    /// The doctor's worklist as (reception id, diagnosis id) pairs, once it has `count` entries.
+    func worklist(_ system: TestSystem, count: Int) async throws -> Set<[String]> {
+        let items = try await eventually("\(count) diagnoses", timeout: .seconds(30)) {
+            let items = try await system.items("/diagnoses?limit=200", via: .diagnosis)
+            return items.count >= count ? items : nil
+        }
+        #expect(items.count == count, "a visit has two diagnoses")
+        return Set(items.map { [$0["receptionId"] as? String ?? "", $0["id"] as? String ?? ""] })
+    }
+
+    @Test(
+        "A service database restored from a backup, or deleted, catches up from its own position: nothing lost, nothing twice",
+        .enabled(if: !TestSystem.onPostgres, "restores an SQLite file"))
+    func restoreFromBackup() async throws {
+        let directory = TestSystem.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = directory.appendingPathComponent("diagnosis.sqlite")
+        let backup = directory.appendingPathComponent("diagnosis-backup.sqlite")
+        func removeDatabase() throws {
+            for suffix in ["", "-wal", "-shm"] {
+                try? FileManager.default.removeItem(atPath: file.path + suffix)
+            }
+        }
+
+        let before = try await withTestSystem(dataDirectory: directory) { system in
+            for i in 0..<20 { _ = try await system.register("백업 전 \(i)") }
+            _ = try await worklist(system, count: 20)
+            // An online backup, as an operator takes one (sqlite3 .backup / VACUUM INTO).
+            let connection = try await SQLiteConnection.open(storage: .file(path: file.path))
+            _ = try await connection.query("VACUUM INTO '\(backup.path)'", [])
+            try await connection.close()
+            for i in 0..<30 { _ = try await system.register("백업 후 \(i)") }
+            return try await worklist(system, count: 50)
+        }
+        #expect(try await TestSystem.count("diagnoses", in: backup) == 20)
+
+        // Restore the backup: the 30 visits registered since are opened again, under the same ids.
+        try removeDatabase()
+        try FileManager.default.moveItem(at: backup, to: file)
+        try await withTestSystem(dataDirectory: directory) { system in
+            #expect(try await worklist(system, count: 50) == before)
+            // Deleted while it runs: on the next start it rebuilds every diagnosis from the log.
+            try removeDatabase()
+        }
+        try await withTestSystem(dataDirectory: directory) { system in
+            let rebuilt = try await worklist(system, count: 50)
+            #expect(rebuilt == before)
         }
     }
 }
@@ -281,6 +335,34 @@ struct DeadLetterTests {
             }
             // The gateway does not expose administration.
             #expect(try await system.get("/admin/dead-letters").status == 404)
+        }
+    }
+
+    @Test("A consumer that can neither handle nor dead-letter a message makes its service unready, and recovers")
+    func deadLetterStoreBroken() async throws {
+        try await withTestSystem { system in
+            let database = try #require(system.system.database(of: .diagnosis) as? any SQLDatabase)
+            try await database.raw("ALTER TABLE dead_letters RENAME TO dead_letters_away").run()
+            let log = try await LocalEventLog.open(directory: system.dataDirectory, logger: Logger(label: "test"))
+            try await log.publish([
+                OutgoingMessage(topic: Topics.visitEvents, key: "garbage", value: Data("{\"type\":".utf8))
+            ])
+            await log.close()
+
+            let unready = try await eventually("diagnosis unready") {
+                let response = try await system.get("/health/ready", via: .diagnosis)
+                return response.status == 503 ? response : nil
+            }
+            #expect(unready.text.contains("stuck"), "\(unready.text)")
+            // Nothing was claimed: no letter, and the position is still before the message.
+            #expect(try await system.count("dead_letters_away", in: .diagnosis) == 0)
+            #expect(try await system.get("/health/ready", via: .reception).status == 200)
+
+            try await database.raw("ALTER TABLE dead_letters_away RENAME TO dead_letters").run()
+            try await eventually("diagnosis ready again", timeout: .seconds(20)) {
+                try await system.get("/health/ready", via: .diagnosis).status == 200 ? true : nil
+            }
+            #expect(try await system.count("dead_letters", in: .diagnosis) == 1)
         }
     }
 }

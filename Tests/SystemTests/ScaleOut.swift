@@ -30,6 +30,8 @@ final class ScaleOut: @unchecked Sendable {
     private var ports: [ServiceName: [Int]] = [:]
     private(set) var gateway: URL!
     private var gatewayProcess: HospitalProcess?
+    /// Settings every service process gets beyond the defaults.
+    private var extraEnvironment: [String: String] = [:]
 
     private init(kafka: MockKafka, directory: URL) {
         self.kafka = kafka
@@ -38,8 +40,11 @@ final class ScaleOut: @unchecked Sendable {
     }
 
     /// Starts the whole system; `replicas` says how many processes run each consuming service.
-    static func start(replicas: [ServiceName: Int] = [:]) async throws -> ScaleOut {
+    static func start(
+        replicas: [ServiceName: Int] = [:], environment: [String: String] = [:]
+    ) async throws -> ScaleOut {
         let system = ScaleOut(kafka: try await MockKafka.start(), directory: TestSystem.temporaryDirectory())
+        system.extraEnvironment = environment
         for service in [ServiceName.reception, .diagnosis, .examination, .patientManagement] {
             try await PostgresDatabases.ensure(system.databaseName(service), on: TestSystem.postgres!)
             for replica in 0..<(replicas[service] ?? 1) {
@@ -61,14 +66,16 @@ final class ScaleOut: @unchecked Sendable {
         prefix + "_" + service.rawValue.replacingOccurrences(of: "-", with: "_")
     }
 
-    private func environment(_ service: ServiceName) -> [String: String] {
+    private func environment(_ service: ServiceName, replica: Int) -> [String: String] {
         var url = URLComponents(url: TestSystem.postgres!, resolvingAgainstBaseURL: false)!
         url.path = "/" + databaseName(service)
         return [
             "HOSPITAL_DATABASE_URL": url.url!.absoluteString, "HOSPITAL_KAFKA_BROKERS": kafka.bootstrap,
             "HOSPITAL_KAFKA_PROPERTIES": Self.tuning, "HOSPITAL_KAFKA_DELIVERY_TIMEOUT_MS": "5000",
             "HOSPITAL_KAFKA_GROUP_PREFIX": prefix + ".",
-        ]
+            // As a StatefulSet's or Deployment's pod name would: the same after a restart.
+            "POD_NAME": "\(service.rawValue)-\(replica)",
+        ].merging(extraEnvironment) { $1 }
     }
 
     /// Starts (or restarts, on its old port) one replica of `service`.
@@ -76,7 +83,7 @@ final class ScaleOut: @unchecked Sendable {
         let port = lock.withLock { ports[service].flatMap { replica < $0.count ? $0[replica] : nil } } ?? 0
         let process = try await HospitalProcess.serve(
             [service], dataDirectory: directory.appendingPathComponent("\(service.rawValue)-\(replica)"),
-            ports: [service: port], environment: environment(service))
+            ports: [service: port], environment: environment(service, replica: replica))
         let bound = try #require(process.port(service))
         lock.withLock {
             var list = processes[service] ?? []

@@ -1,0 +1,305 @@
+import ArgumentParser
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// `hospital bench`: drives a running system through its gateway as the screens would, and
+/// prints what it took.
+///
+/// Each visit is the whole journey: register, wait for the doctor's worklist, prescribe one exam,
+/// wait for the examiner's list, perform it, wait for EXAM_DONE, complete, wait for the desk's
+/// board to say COMPLETED. A hop is the time from a command's answer until its effect is visible
+/// in another service. With `--serve` the command starts `hospital serve` itself on a fresh data
+/// directory, so it can read the server's CPU time and memory from /proc.
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure whole visits per second, hop latencies and server CPU per visit.")
+
+    @Option(help: "Whole visits to run.") var visits = 500
+    @Option(help: "Visits in flight at once.") var concurrency = 32
+    @Flag(help: "Only register (no doctor, no exam): N registrations at the concurrency.")
+    var registrationsOnly = false
+    @Option(help: "Gateway of a running system (ignored with --serve).") var url = "http://127.0.0.1:8088"
+    @Option(
+        name: .customLong("server-pid"),
+        help: "Processes of the running system whose CPU and memory to report (repeatable).")
+    var serverPids: [Int32] = []
+    @Flag(help: "Start `hospital serve` on a fresh temporary data directory and measure it.")
+    var serve = false
+    @Option(help: "The server binary to start with --serve (default: this one), e.g. an older build to compare.")
+    var serverBinary: String?
+    @Option(help: "Register this many visits first (fast, through the API) and wait until they settle.")
+    var seedHistory = 0
+    @Option(help: "Visits run before measuring (connections, caches).") var warmup = 20
+
+    func run() async throws {
+        var server: Process?
+        var base = URL(string: url)!
+        var pids = serverPids
+        var dataDir: URL?
+        if serve {
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("hospital-bench-\(UUID())")
+            dataDir = directory
+            let port = 18_000 + Int.random(in: 0..<2000)
+            let process = Process()
+            process.executableURL = URL(
+                fileURLWithPath: serverBinary ?? URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path)
+            process.arguments = [
+                "serve", "--data-dir", directory.path, "--log-level", "error", "--gateway-port", "\(port)",
+                "--reception-port", "0", "--diagnosis-port", "0", "--examination-port", "0",
+                "--patient-management-port", "0",
+            ]
+            process.standardOutput = FileHandle.nullDevice
+            try process.run()
+            server = process
+            pids = [process.processIdentifier]
+            base = URL(string: "http://127.0.0.1:\(port)")!
+        }
+        defer {
+            if let server, server.isRunning {
+                server.terminate()
+                server.waitUntilExit()
+            }
+            if let dataDir { try? FileManager.default.removeItem(at: dataDir) }
+        }
+        let client = BenchClient(base: base)
+        try await client.waitUntilReady()
+
+        if seedHistory > 0 {
+            let started = ContinuousClock.now
+            try await Load.run(count: seedHistory, concurrency: concurrency) { _ in
+                _ = try await client.register()
+            }
+            try await client.waitUntilBoardHas(atLeast: seedHistory)
+            print("seeded \(seedHistory) registered visits in \(started.duration(to: .now).seconds) s")
+        }
+        // Warm-up: connections, caches, the first compilations of queries.
+        try await Load.run(count: warmup, concurrency: min(warmup, concurrency)) { _ in
+            _ = try await client.visit(registrationOnly: registrationsOnly)
+        }
+
+        let cpuBefore = pids.map(ProcStat.cpuSeconds).reduce(0, +)
+        let started = ContinuousClock.now
+        let sampler = Task { () -> Int in
+            var peak = 0
+            while !Task.isCancelled {
+                peak = max(peak, pids.map(ProcStat.residentKiB).reduce(0, +))
+                try? await Task.sleep(for: .milliseconds(200))
+            }
+            return peak
+        }
+        try await Load.run(count: visits, concurrency: concurrency) { _ in
+            _ = try await client.visit(registrationOnly: registrationsOnly)
+        }
+        let elapsed = started.duration(to: .now).seconds
+        let cpu = pids.map(ProcStat.cpuSeconds).reduce(0, +) - cpuBefore
+        sampler.cancel()
+        let peakKiB = await sampler.value
+
+        let what = registrationsOnly ? "registrations" : "whole visits"
+        print(
+            String(
+                format: "%d %@ at concurrency %d in %.2f s: %.1f %@/s", visits, what, concurrency, elapsed,
+                Double(visits) / elapsed, what))
+        print("errors: \(client.stats.errors) (5xx: \(client.stats.serverErrors))")
+        print("request latency ms      p50 \(client.stats.percentile("request", 50))  p99 \(client.stats.percentile("request", 99))")
+        for hop in BenchClient.hops where !client.stats.samples(hop).isEmpty {
+            print(
+                "hop \(hop.padding(toLength: 28, withPad: " ", startingAt: 0)) p50 \(client.stats.percentile(hop, 50))  p99 \(client.stats.percentile(hop, 99))"
+            )
+        }
+        if !pids.isEmpty {
+            print(String(format: "server CPU: %.2f s in all, %.2f ms per visit", cpu, cpu * 1000 / Double(visits)))
+            print(String(format: "server peak RSS: %.1f MB", Double(peakKiB) / 1024))
+        }
+        if client.stats.serverErrors > 0 { throw ExitCode(1) }
+    }
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
+
+/// Runs `count` jobs with at most `concurrency` at once.
+enum Load {
+    static func run(
+        count: Int, concurrency: Int, _ job: @escaping @Sendable (Int) async throws -> Void
+    ) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            var next = 0
+            for _ in 0..<min(concurrency, count) {
+                let i = next
+                next += 1
+                group.addTask { try await job(i) }
+            }
+            while try await group.next() != nil {
+                if next < count {
+                    let i = next
+                    next += 1
+                    group.addTask { try await job(i) }
+                }
+            }
+        }
+    }
+}
+
+/// The server's CPU time and memory, from /proc.
+enum ProcStat {
+    static func cpuSeconds(_ pid: Int32) -> Double {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return 0 }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        // After the command: state is field 3, utime 14 and stime 15 (1-based, whole line).
+        guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
+    static func residentKiB(_ pid: Int32) -> Int {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return 0 }
+        for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+            return Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
+        }
+        return 0
+    }
+}
+
+/// Latency samples by name, and error counts.
+final class Stats: @unchecked Sendable {
+    private let lock = NSLock()
+    private var values: [String: [Double]] = [:]
+    private(set) var errors = 0
+    private(set) var serverErrors = 0
+
+    func record(_ name: String, _ duration: Duration) {
+        lock.withLock { values[name, default: []].append(duration.seconds * 1000) }
+    }
+
+    func failed(status: Int) {
+        lock.withLock {
+            errors += 1
+            if status >= 500 || status == 0 { serverErrors += 1 }
+        }
+    }
+
+    func samples(_ name: String) -> [Double] { lock.withLock { values[name] ?? [] } }
+
+    func percentile(_ name: String, _ p: Double) -> String {
+        let sorted = samples(name).sorted()
+        guard !sorted.isEmpty else { return "-" }
+        let index = min(sorted.count - 1, Int((Double(sorted.count) * p / 100).rounded(.up)) - 1)
+        return String(format: "%.1f", sorted[max(0, index)])
+    }
+}
+
+struct BenchFailure: Error, CustomStringConvertible {
+    var description: String
+}
+
+/// The screens' calls, timed.
+struct BenchClient: Sendable {
+    static let hops = [
+        "registered → worklist", "prescribed → exam list", "performed → EXAM_DONE", "completed → board",
+    ]
+
+    let base: URL
+    let stats = Stats()
+
+    func send(_ method: HTTPMethod, _ path: String, _ body: [String: Any]? = nil) async throws -> (Int, [String: Any]) {
+        var request = HTTPClientRequest(url: base.absoluteString + path)
+        request.method = method
+        if let body {
+            request.body = .bytes(ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: body)))
+            request.headers.add(name: "content-type", value: "application/json")
+        }
+        let started = ContinuousClock.now
+        do {
+            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+            let bytes = try await response.body.collect(upTo: 8 << 20)
+            stats.record("request", started.duration(to: .now))
+            let status = Int(response.status.code)
+            if status >= 400 && !(method == .GET && status == 404) { stats.failed(status: status) }
+            let json = (try? JSONSerialization.jsonObject(with: Data(buffer: bytes))) as? [String: Any] ?? [:]
+            return (status, json)
+        } catch {
+            stats.failed(status: 0)
+            throw error
+        }
+    }
+
+    func waitUntilReady() async throws {
+        let deadline = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < deadline {
+            if let (status, _) = try? await send(.GET, "/health/ready"), status == 200 { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw BenchFailure(description: "the system at \(base) did not become ready")
+    }
+
+    /// Polls `path` until `done` holds; records the hop from `since`.
+    func await(
+        _ hop: String, since: ContinuousClock.Instant, _ path: String, _ done: ([String: Any]) -> Bool
+    ) async throws -> [String: Any] {
+        let deadline = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < deadline {
+            let (status, json) = try await send(.GET, path)
+            if status == 200, done(json) {
+                stats.record(hop, since.duration(to: .now))
+                return json
+            }
+            try await Task.sleep(for: .milliseconds(2))
+        }
+        throw BenchFailure(description: "\(hop): \(path) never got there")
+    }
+
+    func register() async throws -> String {
+        let (status, json) = try await send(
+            .POST, "/receptions", ["patientName": "벤치 환자", "department": "내과", "symptom": "기침"])
+        guard status == 201, let id = json["id"] as? String else {
+            throw BenchFailure(description: "registration answered \(status)")
+        }
+        return id
+    }
+
+    func waitUntilBoardHas(atLeast count: Int) async throws {
+        let deadline = ContinuousClock.now + .seconds(3600)
+        while ContinuousClock.now < deadline {
+            let (_, board) = try await send(.GET, "/patientManagements?limit=1")
+            if (board["total"] as? Int ?? 0) >= count { return }
+            try await Task.sleep(for: .milliseconds(500))
+        }
+    }
+
+    /// One whole visit (or only its registration); returns the reception id.
+    func visit(registrationOnly: Bool) async throws -> String {
+        let receptionId = try await register()
+        if registrationOnly { return receptionId }
+        var since = ContinuousClock.now
+        let worklist = try await self.await("registered → worklist", since: since, "/diagnoses?receptionId=\(receptionId)") {
+            !(($0["items"] as? [[String: Any]]) ?? []).isEmpty
+        }
+        let diagnosisId = ((worklist["items"] as? [[String: Any]])?.first?["id"] as? String) ?? ""
+        let (prescribed, _) = try await send(
+            .POST, "/diagnoses/\(diagnosisId)/prescriptions", ["examinations": [["code": "CBC", "name": "혈액검사"]]])
+        guard prescribed == 200 else { throw BenchFailure(description: "prescription answered \(prescribed)") }
+        since = .now
+        let exams = try await self.await("prescribed → exam list", since: since, "/examinations?diagnosisId=\(diagnosisId)") {
+            !(($0["items"] as? [[String: Any]]) ?? []).isEmpty
+        }
+        let examId = ((exams["items"] as? [[String: Any]])?.first?["id"] as? String) ?? ""
+        let (performed, _) = try await send(.POST, "/examinations/\(examId)/perform", ["result": "정상"])
+        guard performed == 200 else { throw BenchFailure(description: "perform answered \(performed)") }
+        since = .now
+        _ = try await self.await("performed → EXAM_DONE", since: since, "/diagnoses/\(diagnosisId)") {
+            $0["status"] as? String == "EXAM_DONE"
+        }
+        let (completed, _) = try await send(.POST, "/diagnoses/\(diagnosisId)/complete", ["note": "이상 없음"])
+        guard completed == 200 else { throw BenchFailure(description: "completion answered \(completed)") }
+        since = .now
+        _ = try await self.await("completed → board", since: since, "/patientManagements/\(receptionId)") {
+            $0["status"] as? String == "COMPLETED"
+        }
+        return receptionId
+    }
+}

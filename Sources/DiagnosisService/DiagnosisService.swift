@@ -10,7 +10,18 @@ import Vapor
 /// The doctor's side (진료): the worklist, exam orders, results, completion and rejection.
 public struct DiagnosisService: HospitalService {
     public static let name = "diagnosis"
-    public static var migrations: [any Migration] { MessagingMigrations.all + [DiagnosisMigrations.CreateDiagnoses()] }
+    public static var migrations: [any Migration] {
+        MessagingMigrations.all + [
+            DiagnosisMigrations.CreateDiagnoses(),
+            // The worklist: newest-first pages, whole or by status.
+            CreateIndexes(
+                name: "D002_DiagnosisIndexes",
+                [
+                    .init("diagnoses_created", on: "diagnoses", ["created_at", "id"]),
+                    .init("diagnoses_status_created", on: "diagnoses", ["status", "created_at", "id"]),
+                ]),
+        ]
+    }
 
     let context: ServiceContext
 

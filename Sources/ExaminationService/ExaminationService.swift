@@ -11,7 +11,16 @@ import Vapor
 public struct ExaminationService: HospitalService {
     public static let name = "examination"
     public static var migrations: [any Migration] {
-        MessagingMigrations.all + [ExaminationMigrations.CreateExaminations()]
+        MessagingMigrations.all + [
+            ExaminationMigrations.CreateExaminations(),
+            CreateIndexes(
+                name: "E002_ExaminationIndexes",
+                [
+                    .init("examinations_requested", on: "examinations", ["requested_at", "id"]),
+                    .init("examinations_status_requested", on: "examinations", ["status", "requested_at", "id"]),
+                    .init("examinations_diagnosis", on: "examinations", ["diagnosis_id", "status"]),
+                ]),
+        ]
     }
 
     let context: ServiceContext

@@ -102,6 +102,13 @@ public enum MessagingMigrations {
         [
             CreateOutbox(), CreateInbox(), CreateDeadLetters(), AddHoldsVisitToDeadLetters(),
             ConsumerPositions.CreateTable(),
+            CreateIndexes(
+                name: "M006_MessagingIndexes",
+                [
+                    // The relay's query: the pending rows, in order, without reading published ones.
+                    .init("outbox_pending", on: "outbox", ["sequence"], where: "published_at IS NULL"),
+                    .init("dead_letters_waiting", on: "dead_letters", ["consumer", "holds_visit"], where: "replayed_at IS NULL"),
+                ]),
         ]
     }
 

@@ -12,7 +12,17 @@ import Vapor
 public struct PatientManagementService: HospitalService {
     public static let name = "patient-management"
     public static var migrations: [any Migration] {
-        MessagingMigrations.all + [PatientManagementMigrations.CreatePatientManagements()]
+        MessagingMigrations.all + [
+            PatientManagementMigrations.CreatePatientManagements(),
+            CreateIndexes(
+                name: "P002_BoardIndexes",
+                [
+                    .init("patient_managements_received", on: "patient_managements", ["received_at", "reception_id"]),
+                    .init(
+                        "patient_managements_status_received", on: "patient_managements",
+                        ["status", "received_at", "reception_id"]),
+                ]),
+        ]
     }
 
     let context: ServiceContext

@@ -11,7 +11,16 @@ import Vapor
 public struct ReceptionService: HospitalService {
     public static let name = "reception"
     public static var migrations: [any Migration] {
-        MessagingMigrations.all + [ReceptionMigrations.CreateReceptions(), ReceptionMigrations.CreateIdempotencyKeys()]
+        MessagingMigrations.all + [
+            ReceptionMigrations.CreateReceptions(), ReceptionMigrations.CreateIdempotencyKeys(),
+            // The desk's day (`date=`), newest first, whole or by status.
+            CreateIndexes(
+                name: "R003_ReceptionIndexes",
+                [
+                    .init("receptions_received", on: "receptions", ["received_at", "id"]),
+                    .init("receptions_status_received", on: "receptions", ["status", "received_at", "id"]),
+                ]),
+        ]
     }
 
     let context: ServiceContext

@@ -12,6 +12,8 @@ final class PatientManagementModel: Model, @unchecked Sendable {
     /// When the visit was registered, or its first event if that has not arrived yet.
     @Field(key: "received_at") var receivedAt: Date
     @Field(key: "document") var document: String
+    /// For the desk's search by name (a prefix); also in the document.
+    @OptionalField(key: "patient_name") var patientName: String?
 
     init() {}
 
@@ -27,6 +29,7 @@ final class PatientManagementModel: Model, @unchecked Sendable {
     func copy(_ visit: PatientManagement) throws {
         status = visit.status.rawValue
         receivedAt = visit.receivedAt ?? visit.lastEventAt
+        patientName = visit.patientName
         document = String(decoding: try APIJSON.encoder().encode(visit), as: UTF8.self)
     }
 }
@@ -46,6 +49,31 @@ enum PatientManagementMigrations {
 
         func revert(on database: any Database) async throws {
             try await database.schema(PatientManagementModel.schema).delete()
+        }
+    }
+
+    /// The patient's name as a column, filled from each row's document, for the desk's search.
+    struct AddPatientName: AsyncMigration {
+        var name: String { "P003_AddPatientName" }
+
+        func prepare(on database: any Database) async throws {
+            try await database.schema(PatientManagementModel.schema).field("patient_name", .string).update()
+            var after: UUID?
+            while true {
+                let query = PatientManagementModel.query(on: database).sort(\.$id).limit(500)
+                if let after { query.filter(\.$id > after) }
+                let rows = try await query.all()
+                guard let last = rows.last else { break }
+                for row in rows {
+                    row.patientName = try row.visit().patientName
+                    try await row.update(on: database)
+                }
+                after = last.id
+            }
+        }
+
+        func revert(on database: any Database) async throws {
+            try await database.schema(PatientManagementModel.schema).deleteField("patient_name").update()
         }
     }
 }

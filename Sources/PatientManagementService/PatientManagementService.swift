@@ -14,6 +14,7 @@ public struct PatientManagementService: HospitalService {
     public static var migrations: [any Migration] {
         MessagingMigrations.all + [
             PatientManagementMigrations.CreatePatientManagements(),
+            PatientManagementMigrations.AddPatientName(),
             CreateIndexes(
                 name: "P002_BoardIndexes",
                 [
@@ -21,6 +22,7 @@ public struct PatientManagementService: HospitalService {
                     .init(
                         "patient_managements_status_received", on: "patient_managements",
                         ["status", "received_at", "reception_id"]),
+                    .init("patient_managements_name", on: "patient_managements", ["patient_name", "received_at"]),
                 ]),
         ]
     }
@@ -46,17 +48,21 @@ public struct PatientManagementService: HospitalService {
         return PatientManagementResponse(try model.visit())
     }
 
-    /// The board: GET /patientManagements?status=&date=, newest first.
+    /// The board: GET /patientManagements?status=&date=&name=, newest first; `name` matches the
+    /// start of the patient's name (김 finds 김민수).
     @Sendable func list(_ req: Request) async throws -> ListResponse<PatientManagementResponse> {
         var query = QueryReader(req)
         let status = query.value("status", as: PatientManagement.Status.self)
         let day = query.day("date", in: context.timeZone)
+        let name = query.text("name", maxLength: 100)
         let page = query.page()
         try query.check()
 
         let q = PatientManagementModel.query(on: context.store.database)
         if let status { q.filter(\.$status == status.rawValue) }
         if let day { q.filter(\.$receivedAt >= day.lowerBound).filter(\.$receivedAt < day.upperBound) }
+        // A prefix as a range, so the index serves it and no character of the input is a wildcard.
+        if let name { q.filter(\.$patientName >= name).filter(\.$patientName < name + "\u{10FFFF}") }
         let (models, total) = try await q.sort(\.$receivedAt, .descending).sort(\.$id).page(page)
         return ListResponse(
             items: try models.map { PatientManagementResponse(try $0.visit()) }, total: total, page: page)

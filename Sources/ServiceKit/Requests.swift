@@ -144,6 +144,17 @@ public struct QueryReader {
         return id
     }
 
+    /// Free text such as a name to search for, trimmed; at most `maxLength` characters.
+    public mutating func text(_ name: String, maxLength: Int) -> String? {
+        guard let raw = raw(name) else { return nil }
+        let text = raw.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !text.isEmpty, text.count <= maxLength else {
+            validation.fail(name, .outOfRange, "must be 1 to \(maxLength) characters")
+            return nil
+        }
+        return text
+    }
+
     /// A calendar day `YYYY-MM-DD` in `timeZone`, as the half-open interval of its instants.
     public mutating func day(_ name: String, in timeZone: TimeZone) -> Range<Date>? {
         guard let raw = raw(name) else { return nil }

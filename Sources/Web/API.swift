@@ -74,6 +74,7 @@ struct WireProblem: Decodable, Sendable {
 
 struct ListOf<Item: Decodable & Sendable>: Decodable, Sendable {
     var items: [Item]
+    var total: Int?
 }
 
 struct VisitDTO: Decodable, Sendable {

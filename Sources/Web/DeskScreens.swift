@@ -18,7 +18,7 @@ extension WebScreens {
     /// The board's rows alone, for the page's live refresh.
     @Sendable func deskBoard(_ req: Request) async throws -> Response {
         let screen = Screen(req, timeZone: timeZone)
-        let visits = try await boardRows(req, screen)
+        let (visits, _) = try await boardRows(req, screen)
         return render("boardRows", ["visits": visits, "t": screen.language.strings])
     }
 
@@ -53,7 +53,7 @@ extension WebScreens {
     ) async -> Response {
         var extra: [String: Any] = [:]
         do {
-            extra["visits"] = try await boardRows(req, screen)
+            (extra["visits"], extra["board"]) = try await boardRows(req, screen)
         } catch {
             extra["error"] = screen.sentence(for: error)
         }
@@ -83,11 +83,48 @@ extension WebScreens {
         return render("desk", screen.context(title: screen.t("desk"), extra), status: status)
     }
 
-    /// Today's visits from the read model, newest first.
-    private func boardRows(_ req: Request, _ screen: Screen) async throws -> [[String: Any]] {
-        let board: ListOf<VisitDTO> = try await api(req).get(
-            .patientManagement, "/patientManagements?date=\(screen.today())&limit=200")
-        return board.items.map { visit in
+    /// What the desk asked of the board: a name prefix, a status and a page (50 rows each).
+    struct BoardQuery {
+        static let pageSize = 50
+        static let statuses = ["RECEIVED", "EXAM_ORDERED", "EXAM_DONE", "COMPLETED", "REJECTED", "CANCELED"]
+
+        var name: String
+        var status: String
+        var page: Int
+
+        init(_ req: Request) {
+            name = String((req.query[String.self, at: "name"] ?? "").trimmingCharacters(in: .whitespaces).prefix(100))
+            let status = req.query[String.self, at: "status"] ?? ""
+            self.status = Self.statuses.contains(status) ? status : ""
+            page = max(1, min(req.query[Int.self, at: "page"] ?? 1, 20_000))
+        }
+
+        /// This query as URL parameters, at `page`.
+        func parameters(page: Int? = nil) -> String {
+            var items: [URLQueryItem] = []
+            if !name.isEmpty { items.append(URLQueryItem(name: "name", value: name)) }
+            if !status.isEmpty { items.append(URLQueryItem(name: "status", value: status)) }
+            let page = page ?? self.page
+            if page > 1 { items.append(URLQueryItem(name: "page", value: String(page))) }
+            var components = URLComponents()
+            components.queryItems = items
+            return components.percentEncodedQuery ?? ""
+        }
+    }
+
+    /// Today's visits from the read model, newest first: one page of what the desk searched for.
+    private func boardRows(_ req: Request, _ screen: Screen) async throws -> (rows: [[String: Any]], board: [String: Any]) {
+        let query = BoardQuery(req)
+        var api = URLComponents()
+        api.queryItems = [
+            URLQueryItem(name: "date", value: screen.today()),
+            URLQueryItem(name: "limit", value: String(BoardQuery.pageSize)),
+            URLQueryItem(name: "offset", value: String((query.page - 1) * BoardQuery.pageSize)),
+        ] + (query.name.isEmpty ? [] : [URLQueryItem(name: "name", value: query.name)])
+            + (query.status.isEmpty ? [] : [URLQueryItem(name: "status", value: query.status)])
+        let board: ListOf<VisitDTO> = try await self.api(req).get(
+            .patientManagement, "/patientManagements?" + (api.percentEncodedQuery ?? ""))
+        let rows = board.items.map { visit in
             [
                 "receptionId": visit.receptionId.uuidString, "patientName": visit.patientName ?? "",
                 "department": Catalogue.department(visit.department, screen.language), "status": visit.status,
@@ -96,6 +133,25 @@ extension WebScreens {
                 "cancelable": ["RECEIVED", "EXAM_ORDERED", "EXAM_DONE"].contains(visit.status),
             ] as [String: Any]
         }
+        let total = board.total ?? rows.count
+        let first = (query.page - 1) * BoardQuery.pageSize
+        let range = screen.t("boardRange")
+            .replacingOccurrences(of: "{total}", with: String(total))
+            .replacingOccurrences(of: "{from}", with: String(rows.isEmpty ? 0 : first + 1))
+            .replacingOccurrences(of: "{to}", with: String(first + rows.count))
+        let context: [String: Any] = [
+            "name": query.name, "query": query.parameters(),
+            "statusOptions": BoardQuery.statuses.map { status in
+                [
+                    "value": status, "label": Strings.visitStatus(status, screen.language),
+                    "selected": status == query.status,
+                ] as [String: Any]
+            },
+            "range": range,
+            "previous": query.page > 1 ? "/desk?" + query.parameters(page: query.page - 1) : "",
+            "next": first + rows.count < total ? "/desk?" + query.parameters(page: query.page + 1) : "",
+        ]
+        return (rows, context)
     }
 
     // MARK: 접수 취소

@@ -169,3 +169,42 @@ struct JourneyTests {
         }
     }
 }
+
+@Suite("The desk's board at volume")
+struct BoardSearchTests {
+    @Test("The board finds visits by the start of the name, by status, a page at a time; the screen too")
+    func searchFilterAndPage() async throws {
+        try await withTestSystem { system in
+            var ids: [String: String] = [:]
+            for name in ["김민수", "김철수", "이영희", "김민지"] { ids[name] = try await system.register(name) }
+            let canceled = try await system.post("/receptions/\(ids["김철수"]!)/cancel", ["reason": "환자 귀가"])
+            #expect(canceled.status == 200)
+            _ = try await eventually("four visits on the board") {
+                try await system.items("/patientManagements?limit=200").count == 4 ? true : nil
+            }
+            try await system.waitFor("/patientManagements/\(ids["김철수"]!)", "status", "CANCELED")
+            func names(_ query: String) async throws -> Set<String> {
+                Set(try await system.items("/patientManagements?\(query)").compactMap { $0["patientName"] as? String })
+            }
+            let kim = "%EA%B9%80"  // 김
+            let kimMin = kim + "%EB%AF%BC"  // 김민
+            #expect(try await names("name=\(kim)") == ["김민수", "김철수", "김민지"])
+            #expect(try await names("name=\(kimMin)") == ["김민수", "김민지"])
+            #expect(try await names("name=\(kim)&status=CANCELED") == ["김철수"])
+            #expect(try await names("name=%25") == [])  // a wildcard character is only a character
+            let firstPage = try await system.get("/patientManagements?name=\(kim)&limit=2")
+            #expect(firstPage.json["total"] as? Int == 3)
+            #expect((firstPage.json["items"] as? [[String: Any]])?.count == 2)
+            #expect(try await names("name=\(kim)&limit=2&offset=2").count == 1)
+            #expect(try await system.get("/patientManagements?name=" + String(repeating: "a", count: 101)).status == 400)
+
+            // The desk's screen: the search form narrows the board and keeps the query in its refresh.
+            let screen = try await system.get("/desk?name=\(kimMin)&status=RECEIVED").text
+            #expect(screen.contains("김민수") && screen.contains("김민지"))
+            #expect(!screen.contains("이영희") && !screen.contains("김철수"))
+            #expect(screen.contains("data-refresh=\"/desk/board?name="))
+            let rows = try await system.get("/desk/board?name=\(kimMin)&status=RECEIVED").text
+            #expect(rows.contains("김민수") && !rows.contains("이영희"))
+        }
+    }
+}

@@ -25,7 +25,7 @@ enum Strings {
         "chooseDepartment": "진료과 선택", "board": "오늘의 진료 현황", "status": "상태", "since": "경과",
         "receivedAt": "접수 시각", "actions": "작업", "cancelReception": "접수 취소", "noVisits": "오늘 접수된 환자가 없습니다.",
         "cancelTitle": "접수 취소", "cancelReason": "취소 사유", "confirmCancel": "접수 취소", "back": "돌아가기",
-        "boardLive": "2초마다 자동으로 갱신됩니다.", "search": "검색", "searchName": "환자명으로 찾기",
+        "boardLive": "2초마다 자동으로 갱신됩니다.", "search": "검색", "searchName": "이름으로 찾기",
         "allStatuses": "모든 상태", "previous": "이전", "next": "다음", "boardRange": "전체 {total}건 중 {from}–{to}",
         "boardSearch": "진료 현황 검색",
         // doctor
@@ -71,7 +71,7 @@ enum Strings {
         "actions": "Actions", "cancelReception": "Cancel registration", "noVisits": "No visits registered today.",
         "cancelTitle": "Cancel registration", "cancelReason": "Reason", "confirmCancel": "Cancel registration",
         "back": "Back", "boardLive": "Updates automatically every 2 seconds.", "search": "Search",
-        "searchName": "Find by patient name", "allStatuses": "All statuses", "previous": "Previous", "next": "Next",
+        "searchName": "Find by name", "allStatuses": "All statuses", "previous": "Previous", "next": "Next",
         "boardRange": "{from}–{to} of {total}", "boardSearch": "Search today's visits",
         "worklist": "Patients waiting", "noDiagnoses": "No patients waiting.", "open": "Open", "patient": "Patient",
         "orderExams": "Order exams", "exams": "Exams", "results": "Exam results", "noOrders": "No exams ordered.",

@@ -148,7 +148,8 @@ public struct QueryReader {
     public mutating func text(_ name: String, maxLength: Int) -> String? {
         guard let raw = raw(name) else { return nil }
         let text = raw.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !text.isEmpty, text.count <= maxLength else {
+        // Counted as JSON Schema's maxLength counts: code points, before trimming.
+        guard !text.isEmpty, raw.unicodeScalars.count <= maxLength else {
             validation.fail(name, .outOfRange, "must be 1 to \(maxLength) characters")
             return nil
         }

@@ -148,8 +148,9 @@ extension WebScreens {
                 ] as [String: Any]
             },
             "range": range,
-            "previous": query.page > 1 ? "/desk?" + query.parameters(page: query.page - 1) : "",
-            "next": first + rows.count < total ? "/desk?" + query.parameters(page: query.page + 1) : "",
+            // Flags beside the links: an empty string is not false to Mustache.
+            "hasPrevious": query.page > 1, "previous": "/desk?" + query.parameters(page: query.page - 1),
+            "hasNext": first + rows.count < total, "next": "/desk?" + query.parameters(page: query.page + 1),
         ]
         return (rows, context)
     }

@@ -203,8 +203,20 @@ struct BoardSearchTests {
             #expect(screen.contains("김민수") && screen.contains("김민지"))
             #expect(!screen.contains("이영희") && !screen.contains("김철수"))
             #expect(screen.contains("data-refresh=\"/desk/board?name="))
+            #expect(!screen.contains("rel=\"prev\"") && !screen.contains("rel=\"next\""), "one page: no pager links")
             let rows = try await system.get("/desk/board?name=\(kimMin)&status=RECEIVED").text
             #expect(rows.contains("김민수") && !rows.contains("이영희"))
+
+            // Past one page of 50: the pager links the next page, which links back.
+            for i in 0..<47 { _ = try await system.register("박\(i)") }
+            _ = try await eventually("51 visits on the board") {
+                try await system.get("/patientManagements?limit=1").json["total"] as? Int == 51 ? true : nil
+            }
+            let first = try await system.get("/desk").text
+            #expect(first.contains("rel=\"next\" href=\"/desk?page=2\"") && !first.contains("rel=\"prev\""))
+            let second = try await system.get("/desk?page=2").text
+            #expect(second.contains("rel=\"prev\"") && !second.contains("rel=\"next\""))
+            #expect(second.components(separatedBy: "data-reception=").count - 1 == 1)
         }
     }
 }

@@ -32,6 +32,7 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Register this many visits first (fast, through the API) and wait until they settle.")
     var seedHistory = 0
     @Option(help: "Visits run before measuring (connections, caches).") var warmup = 20
+    @Option(help: "How often a waiting visit looks again for a step's effect, in milliseconds.") var pollMs = 10
 
     func run() async throws {
         var server: Process?
@@ -63,7 +64,7 @@ struct Bench: AsyncParsableCommand {
             }
             if let dataDir { try? FileManager.default.removeItem(at: dataDir) }
         }
-        let client = BenchClient(base: base)
+        let client = BenchClient(base: base, poll: .milliseconds(pollMs))
         try await client.waitUntilReady()
 
         if seedHistory > 0 {
@@ -102,7 +103,9 @@ struct Bench: AsyncParsableCommand {
             String(
                 format: "%d %@ at concurrency %d in %.2f s: %.1f %@/s", visits, what, concurrency, elapsed,
                 Double(visits) / elapsed, what))
-        print("errors: \(client.stats.errors) (5xx: \(client.stats.serverErrors))")
+        print(
+            "errors: \(client.stats.errors) (5xx: \(client.stats.serverErrors)); "
+                + String(format: "%.1f requests per visit", Double(client.stats.samples("request").count) / Double(visits + warmup + seedHistory)))
         print("request latency ms      p50 \(client.stats.percentile("request", 50))  p99 \(client.stats.percentile("request", 99))")
         for hop in BenchClient.hops where !client.stats.samples(hop).isEmpty {
             print(
@@ -204,6 +207,7 @@ struct BenchClient: Sendable {
     ]
 
     let base: URL
+    let poll: Duration
     let stats = Stats()
 
     func send(_ method: HTTPMethod, _ path: String, _ body: [String: Any]? = nil) async throws -> (Int, [String: Any]) {
@@ -248,7 +252,7 @@ struct BenchClient: Sendable {
                 stats.record(hop, since.duration(to: .now))
                 return json
             }
-            try await Task.sleep(for: .milliseconds(2))
+            try await Task.sleep(for: poll)
         }
         throw BenchFailure(description: "\(hop): \(path) never got there")
     }

@@ -108,8 +108,9 @@ public struct DiagnosisService: HospitalService {
         let q = DiagnosisModel.query(on: context.store.database)
         if let status { q.filter(\.$status == status.rawValue) }
         if let receptionId { q.filter(\.$receptionId == receptionId) }
-        let (models, total) = try await q.sort(\.$createdAt).sort(\.$id).page(page)
-        return ListResponse(items: try models.map { DiagnosisResponse(try $0.aggregate()) }, total: total, page: page)
+        let (models, total, next) = try await q.page(page, sortedBy: \.$createdAt, descending: false, id: \.$id)
+        return ListResponse(
+            items: try models.map { DiagnosisResponse(try $0.aggregate()) }, total: total, page: page, next: next)
     }
 
     // MARK: Reactions

@@ -86,8 +86,9 @@ public struct ExaminationService: HospitalService {
         let q = ExaminationModel.query(on: context.store.database)
         if let status { q.filter(\.$status == status.rawValue) }
         if let diagnosisId { q.filter(\.$diagnosisId == diagnosisId) }
-        let (models, total) = try await q.sort(\.$requestedAt).sort(\.$id).page(page)
-        return ListResponse(items: models.map { ExaminationResponse($0.aggregate()) }, total: total, page: page)
+        let (models, total, next) = try await q.page(page, sortedBy: \.$requestedAt, descending: false, id: \.$id)
+        return ListResponse(
+            items: models.map { ExaminationResponse($0.aggregate()) }, total: total, page: page, next: next)
     }
 
     // MARK: Reactions

@@ -109,6 +109,13 @@ public enum MessagingMigrations {
                     .init("outbox_pending", on: "outbox", ["sequence"], where: "published_at IS NULL"),
                     .init("dead_letters_waiting", on: "dead_letters", ["consumer", "holds_visit"], where: "replayed_at IS NULL"),
                 ]),
+            CreateIndexes(
+                name: "M007_RetentionIndexes",
+                [
+                    // The retention sweep's queries (see Retention).
+                    .init("outbox_published", on: "outbox", ["published_at"], where: "published_at IS NOT NULL"),
+                    .init("inbox_handled", on: "inbox", ["handled_at"]),
+                ]),
         ]
     }
 

@@ -76,6 +76,13 @@ public final class LocalEventLog: EventTransport {
                 "CREATE INDEX IF NOT EXISTS messages_topic_position ON messages (topic, position)", [])
             _ = try await writer.query(
                 """
+                CREATE TABLE IF NOT EXISTS log_trims (
+                    topic TEXT PRIMARY KEY,
+                    through_position INTEGER NOT NULL
+                )
+                """, [])
+            _ = try await writer.query(
+                """
                 CREATE TABLE IF NOT EXISTS group_positions (
                     group_id TEXT NOT NULL,
                     topic TEXT NOT NULL,
@@ -213,6 +220,9 @@ public final class LocalEventLog: EventTransport {
 
     public func replay(topic: String, handler: @escaping @Sendable (IncomingMessage) async throws -> Void) async throws
     {
+        if let trimmed = try await trimmedThrough(topic: topic) {
+            throw LocalEventLogError.trimmed(topic: topic, through: trimmed)
+        }
         let end = try await headPosition(topic: topic)
         var next: Int64 = 0
         while next <= end {
@@ -238,10 +248,80 @@ public final class LocalEventLog: EventTransport {
         return Int64(rows.first?.column("n")?.integer ?? 0)
     }
 
+    /// The newest position `topic` has had, even if retention has since deleted it.
     private func headPosition(topic: String) async throws -> Int64 {
         let rows = try await reader.query(
-            "SELECT COALESCE(MAX(position), 0) AS head FROM messages WHERE topic = ?", [.text(topic)])
+            """
+            SELECT MAX(head) AS head FROM (
+                SELECT COALESCE(MAX(position), 0) AS head FROM messages WHERE topic = ?
+                UNION ALL SELECT through_position FROM log_trims WHERE topic = ?)
+            """, [.text(topic), .text(topic)])
         return Int64(rows.first?.column("head")?.integer ?? 0)
+    }
+
+    /// The last position retention deleted from `topic`, if it deleted any.
+    private func trimmedThrough(topic: String) async throws -> Int64? {
+        let rows = try await reader.query(
+            "SELECT through_position FROM log_trims WHERE topic = ?", [.text(topic)])
+        return rows.first?.column("through_position")?.integer.map(Int64.init)
+    }
+
+    // MARK: Retention
+
+    /// Deletes the events appended before `date`, a bounded batch per transaction, and records
+    /// how far each topic was trimmed (a replay of a trimmed topic is refused: it would rebuild
+    /// a read model without its oldest visits). Returns how many events went.
+    @discardableResult
+    public func trim(appendedBefore date: Date) async throws -> Int {
+        let cutoff = ISO8601DateFormatter().string(from: date)
+        var total = 0
+        while true {
+            let deleted = try await gate.withPermit {
+                _ = try await writer.query("BEGIN IMMEDIATE", [])
+                do {
+                    let rows = try await writer.query(
+                        """
+                        DELETE FROM messages WHERE position IN (
+                            SELECT position FROM messages WHERE appended_at < ? ORDER BY position LIMIT 1000)
+                        RETURNING topic, position
+                        """, [.text(cutoff)])
+                    var through: [String: Int] = [:]
+                    for row in rows {
+                        guard let topic = row.column("topic")?.string, let position = row.column("position")?.integer
+                        else { continue }
+                        through[topic] = max(through[topic] ?? 0, position)
+                    }
+                    for (topic, position) in through {
+                        _ = try await writer.query(
+                            """
+                            INSERT INTO log_trims (topic, through_position) VALUES (?, ?)
+                            ON CONFLICT (topic) DO UPDATE SET through_position =
+                                MAX(log_trims.through_position, excluded.through_position)
+                            """, [.text(topic), .integer(position)])
+                    }
+                    _ = try await writer.query("COMMIT", [])
+                    return rows.count
+                } catch {
+                    _ = try? await writer.query("ROLLBACK", [])
+                    throw error
+                }
+            }
+            total += deleted
+            if deleted < 1000 { return total }
+        }
+    }
+
+    /// Trims events older than `keep` every `interval` until the task is canceled.
+    public func runRetention(keep: Duration, interval: Duration = .seconds(600)) async {
+        while !Task.isCancelled {
+            do {
+                let deleted = try await trim(appendedBefore: Date().addingTimeInterval(-keep.timeInterval))
+                if deleted > 0 { logger.info("event log retention", metadata: ["deleted": "\(deleted)"]) }
+            } catch {
+                logger.warning("event log retention failed", metadata: ["error": "\(loggable(error))"])
+            }
+            try? await Task.sleep(for: interval)
+        }
     }
 
     private func position(of group: String, topic: String) async throws -> Int64 {
@@ -276,12 +356,16 @@ public final class LocalEventLog: EventTransport {
 
 public enum LocalEventLogError: Error, CustomStringConvertible {
     case behindConsumer(group: String, consumerNext: Int64, head: Int64)
+    case trimmed(topic: String, through: Int64)
 
     public var description: String {
         switch self {
         case .behindConsumer(let group, let next, let head):
             "the event log ends at \(head), but \(group) has applied events up to \(next - 1): "
                 + "was \(LocalEventLog.fileName) replaced or restored from an older copy?"
+        case .trimmed(let topic, let through):
+            "\(topic) no longer holds its whole history: retention deleted it through position \(through) "
+                + "(HOSPITAL_EVENT_LOG_RETENTION_DAYS)"
         }
     }
 }

@@ -63,9 +63,9 @@ public struct PatientManagementService: HospitalService {
         if let day { q.filter(\.$receivedAt >= day.lowerBound).filter(\.$receivedAt < day.upperBound) }
         // A prefix as a range, so the index serves it and no character of the input is a wildcard.
         if let name { q.filter(\.$patientName >= name).filter(\.$patientName < name + "\u{10FFFF}") }
-        let (models, total) = try await q.sort(\.$receivedAt, .descending).sort(\.$id).page(page)
+        let (models, total, next) = try await q.page(page, sortedBy: \.$receivedAt, descending: true, id: \.$id)
         return ListResponse(
-            items: try models.map { PatientManagementResponse(try $0.visit()) }, total: total, page: page)
+            items: try models.map { PatientManagementResponse(try $0.visit()) }, total: total, page: page, next: next)
     }
 
     // MARK: Projection
@@ -107,11 +107,14 @@ public struct PatientManagementService: HospitalService {
     /// database's write lock (the DELETE) and only then reads the history: an event the consumer
     /// applied before is in the history; one it applies after finds the new inbox. Nothing is
     /// lost or applied twice while the system keeps running.
-    public func rebuild() async throws -> RebuildReport {
+    ///
+    /// The history streams through a chunk at a time (`chunkSize` events): memory holds one chunk
+    /// and the visits it touches, whatever the length of the history.
+    public func rebuild(chunkSize: Int = 1000) async throws -> RebuildReport {
         guard let history = context.history else {
             throw AppError.notReady("This service has no event history to rebuild from.")
         }
-        let (visits, eventIds) = try await context.store.write { db in
+        let report = try await context.store.write { db in
             if let sql = db as? any SQLDatabase, sql.dialect.name == "postgresql" {
                 // Readers go on; writers (the consumer) wait until the new rows are committed, then
                 // see them. Without it, a consumer's update to a row deleted here would do nothing.
@@ -119,40 +122,82 @@ public struct PatientManagementService: HospitalService {
             }
             try await PatientManagementModel.query(on: db).delete()
             try await InboxEntry.query(on: db).delete()
-            let folded = Fold()
+            let fold = StreamingFold(db: db, chunkSize: max(1, chunkSize))
             try await history.replay(topic: Topics.visitEvents) { message in
                 // Undecodable messages are the consumer's dead letters; a rebuild skips them too.
                 guard let envelope = try? EventCoding.decode(message.value) else { return }
-                folded.add(envelope)
+                try await fold.add(envelope)
             }
-            let (visits, eventIds) = folded.result
-            for visit in visits.values { try await PatientManagementModel(visit).create(on: db) }
-            for (id, type) in eventIds {
-                try await InboxEntry(eventId: id, eventType: type, handledAt: Date()).create(on: db)
-            }
-            return (visits.count, eventIds.count)
+            try await fold.flush()
+            return fold.report
         }
-        context.logger.notice("read model rebuilt", metadata: ["events": "\(eventIds)", "visits": "\(visits)"])
-        return RebuildReport(events: eventIds, visits: visits)
+        context.logger.notice(
+            "read model rebuilt", metadata: ["events": "\(report.events)", "visits": "\(report.visits)"])
+        return report
     }
 }
 
-/// Accumulates the history into visits; each event id counts once.
-private final class Fold: @unchecked Sendable {
-    private var visits: [UUID: PatientManagement] = [:]
-    private var seen: [UUID: String] = [:]
+/// Folds the history into the board's rows a chunk of events at a time, inside the rebuild's
+/// transaction. Each event id counts once, within a chunk and across chunks (the inbox written so
+/// far remembers the earlier ones).
+private final class StreamingFold: @unchecked Sendable {
+    private let db: any Database
+    private let chunkSize: Int
+    private var chunk: [EventEnvelope] = []
+    private(set) var report = PatientManagementService.RebuildReport(events: 0, visits: 0)
 
-    // Called serially by the history replay.
-    func add(_ envelope: EventEnvelope) {
-        guard seen.updateValue(envelope.type, forKey: envelope.eventId) == nil else { return }
-        visits[
-            envelope.receptionId,
-            default: PatientManagement(receptionId: envelope.receptionId, firstEventAt: envelope.occurredAt)
-        ]
-        .apply(envelope)
+    init(db: any Database, chunkSize: Int) {
+        self.db = db
+        self.chunkSize = chunkSize
+        chunk.reserveCapacity(chunkSize)
     }
 
-    var result: ([UUID: PatientManagement], [UUID: String]) { (visits, seen) }
+    // Called serially by the history replay.
+    func add(_ envelope: EventEnvelope) async throws {
+        chunk.append(envelope)
+        if chunk.count >= chunkSize { try await flush() }
+    }
+
+    func flush() async throws {
+        guard !chunk.isEmpty else { return }
+        defer { chunk.removeAll(keepingCapacity: true) }
+        var ids = Set<UUID>()
+        let unique = chunk.filter { ids.insert($0.eventId).inserted }
+        let applied = try await InboxEntry.query(on: db).filter(\.$id ~~ Array(ids)).all(\.$id)
+        let seenBefore = Set(applied)
+        let fresh = unique.filter { !seenBefore.contains($0.eventId) }
+        guard !fresh.isEmpty else { return }
+
+        let visitIds = Array(Set(fresh.map(\.receptionId)))
+        var rows: [UUID: PatientManagementModel] = [:]
+        var visits: [UUID: PatientManagement] = [:]
+        for row in try await PatientManagementModel.query(on: db).filter(\.$id ~~ visitIds).all() {
+            rows[row.id!] = row
+            visits[row.id!] = try row.visit()
+        }
+        for envelope in fresh {
+            visits[
+                envelope.receptionId,
+                default: PatientManagement(receptionId: envelope.receptionId, firstEventAt: envelope.occurredAt)
+            ]
+            .apply(envelope)
+        }
+
+        var created: [PatientManagementModel] = []
+        for (id, visit) in visits {
+            if let row = rows[id] {
+                try row.copy(visit)
+                try await row.update(on: db)
+            } else {
+                created.append(try PatientManagementModel(visit))
+            }
+        }
+        if !created.isEmpty { try await created.create(on: db) }
+        let now = Date()
+        try await fresh.map { InboxEntry(eventId: $0.eventId, eventType: $0.type, handledAt: now) }.create(on: db)
+        report.events += fresh.count
+        report.visits += created.count
+    }
 }
 
 /// A visit on the desk's board, as the API shows it.

@@ -119,8 +119,9 @@ public struct ReceptionService: HospitalService {
         let q = ReceptionModel.query(on: context.store.database)
         if let status { q.filter(\.$status == status.rawValue) }
         if let day { q.filter(\.$receivedAt >= day.lowerBound).filter(\.$receivedAt < day.upperBound) }
-        let (models, total) = try await q.sort(\.$receivedAt, .descending).sort(\.$id).page(page)
-        return ListResponse(items: models.map { ReceptionResponse($0.aggregate()) }, total: total, page: page)
+        let (models, total, next) = try await q.page(page, sortedBy: \.$receivedAt, descending: true, id: \.$id)
+        return ListResponse(
+            items: models.map { ReceptionResponse($0.aggregate()) }, total: total, page: page, next: next)
     }
 
     // MARK: Reactions

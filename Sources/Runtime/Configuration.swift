@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Messaging
 
 /// The parts of the system a `hospital` process can run.
 public enum ServiceName: String, CaseIterable, Sendable, Codable {
@@ -46,6 +47,12 @@ public struct HospitalConfiguration: Sendable {
     public var consumerMaxAttempts: Int
     /// HOSPITAL_CONSUMER_BATCH_SIZE: the most events a consumer applies in one transaction.
     public var consumerBatchSize: Int
+    /// HOSPITAL_OUTBOX_RETENTION_DAYS (7) and HOSPITAL_INBOX_RETENTION_DAYS (30): how long a
+    /// service keeps published outbox rows and handled-event ids; 0 keeps them for good.
+    public var retention: RetentionSettings
+    /// HOSPITAL_EVENT_LOG_RETENTION_DAYS: how long the local event log keeps events; unset or 0
+    /// keeps them for good, which a rebuild of the desk's board needs (it refuses a trimmed log).
+    public var eventLogRetention: Duration?
     /// HOSPITAL_DATABASE_URL: the PostgreSQL database of the one service this process runs
     /// (postgres://USER[:PASSWORD]@HOST:PORT/DB). Without it, services use SQLite files.
     public var databaseURL: URL?
@@ -90,6 +97,8 @@ public struct HospitalConfiguration: Sendable {
         logPollInterval = .milliseconds(100)
         consumerMaxAttempts = 8
         consumerBatchSize = 100
+        retention = RetentionSettings()
+        eventLogRetention = nil
         databaseURL = nil
         serviceDatabaseURLs = [:]
         databasePoolSize = 2
@@ -136,6 +145,15 @@ public struct HospitalConfiguration: Sendable {
         }
         if let raw = env["HOSPITAL_CONSUMER_BATCH_SIZE"] {
             config.consumerBatchSize = try positive(raw, "HOSPITAL_CONSUMER_BATCH_SIZE")
+        }
+        if let raw = env["HOSPITAL_OUTBOX_RETENTION_DAYS"] {
+            config.retention.outbox = try days(raw, "HOSPITAL_OUTBOX_RETENTION_DAYS")
+        }
+        if let raw = env["HOSPITAL_INBOX_RETENTION_DAYS"] {
+            config.retention.inbox = try days(raw, "HOSPITAL_INBOX_RETENTION_DAYS")
+        }
+        if let raw = env["HOSPITAL_EVENT_LOG_RETENTION_DAYS"] {
+            config.eventLogRetention = try days(raw, "HOSPITAL_EVENT_LOG_RETENTION_DAYS")
         }
         if let raw = env["HOSPITAL_DATABASE_URL"] { config.databaseURL = try postgresURL(raw, "HOSPITAL_DATABASE_URL") }
         for service in ServiceName.allCases where service != .gateway {
@@ -236,6 +254,14 @@ public struct HospitalConfiguration: Sendable {
                 "log level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         return level
+    }
+
+    /// A whole number of days; 0 means "keep for good" (nil).
+    private static func days(_ raw: String, _ name: String) throws -> Duration? {
+        guard let n = Int(raw), (0...36_500).contains(n) else {
+            throw ConfigurationError("\(name): a whole number of days from 0 (keep for good) to 36500, not \(raw)")
+        }
+        return n == 0 ? nil : .days(n)
     }
 
     private static func positive(_ raw: String, _ name: String) throws -> Int {

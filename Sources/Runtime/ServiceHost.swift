@@ -23,11 +23,14 @@ final class ServiceHost: Sendable {
     private let relay: OutboxRelay?
     private let consumer: EventConsumer?
     private let transport: (any EventTransport)?
+    private let store: ServiceStore?
+    private let retention: RetentionSettings
     private let tasks = Mutex<[Task<Void, Never>]>([])
 
     private init(
         name: ServiceName, app: Application, service: (any HospitalService)?, relay: OutboxRelay?,
-        consumer: EventConsumer?, transport: (any EventTransport)?
+        consumer: EventConsumer?, transport: (any EventTransport)?, store: ServiceStore? = nil,
+        retention: RetentionSettings = .init()
     ) {
         self.name = name
         self.app = app
@@ -35,6 +38,8 @@ final class ServiceHost: Sendable {
         self.relay = relay
         self.consumer = consumer
         self.transport = transport
+        self.store = store
+        self.retention = retention
     }
 
     /// The port the server is bound to (differs from the configured one when that was 0).
@@ -94,7 +99,8 @@ final class ServiceHost: Sendable {
         }
         if let consumer { DeadLetterRoutes.register(on: app.routes, consumer: consumer, store: store) }
         return ServiceHost(
-            name: name, app: app, service: service, relay: relay, consumer: consumer, transport: transport)
+            name: name, app: app, service: service, relay: relay, consumer: consumer, transport: transport,
+            store: store, retention: configuration.retention)
     }
 
     /// Builds the gateway, routing to `routes`.
@@ -149,6 +155,10 @@ final class ServiceHost: Sendable {
         var started: [Task<Void, Never>] = []
         if let relay {
             started.append(Task { await relay.run() })
+        }
+        if let store {
+            let (settings, logger) = (retention, app.logger)
+            started.append(Task { await Retention.run(store, settings: settings, logger: logger) })
         }
         if let consumer, let transport {
             let logger = app.logger

@@ -19,7 +19,17 @@ struct Transport: Sendable {
         guard let brokers = configuration.kafkaBrokers else {
             let log = try await LocalEventLog.open(
                 directory: configuration.dataDirectory, pollInterval: configuration.logPollInterval, logger: logger)
-            return Transport(events: log, close: { await log.close() })
+            guard let keep = configuration.eventLogRetention else {
+                return Transport(events: log, close: { await log.close() })
+            }
+            let retention = Task { await log.runRetention(keep: keep) }
+            return Transport(
+                events: log,
+                close: {
+                    retention.cancel()
+                    await retention.value
+                    await log.close()
+                })
         }
         #if Kafka
         let kafka = try KafkaTransport(

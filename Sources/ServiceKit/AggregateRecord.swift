@@ -71,12 +71,40 @@ extension ServiceContext {
     }
 }
 
-extension QueryBuilder {
-    /// One page of the query's results, and how many there are in all.
-    public func page(_ page: Page) async throws -> (items: [Model], total: Int) {
+extension QueryBuilder where Model.IDValue == UUID {
+    /// One page of the query's results sorted by `date` (then by id, ascending), how many there
+    /// are in all, and the cursor of the next page if there is one.
+    ///
+    /// With `page.after`, the page starts right after that item, through the index on `date`
+    /// (the outer `<=`/`>=` bounds the scan; the inner condition breaks ties by id): its cost
+    /// does not grow with how many items come before it, as an offset's does.
+    public func page(
+        _ page: Page, sortedBy date: KeyPath<Model, FieldProperty<Model, Date>>, descending: Bool,
+        id: KeyPath<Model, IDProperty<Model, UUID>>
+    ) async throws -> (items: [Model], total: Int, next: PageCursor?) {
         let total = try await copy().count()
+        if let after = page.after {
+            if descending {
+                filter(date <= after.date).group(.or) {
+                    $0.filter(date < after.date).group(.and) { $0.filter(date == after.date).filter(id > after.id) }
+                }
+            } else {
+                filter(date >= after.date).group(.or) {
+                    $0.filter(date > after.date).group(.and) { $0.filter(date == after.date).filter(id > after.id) }
+                }
+            }
+        }
+        sort(date, descending ? .descending : .ascending).sort(id, .ascending)
+        // One more than the page: whether there is a next page, without a second query.
         // `page` is bounded (see QueryReader), so the range cannot overflow.
-        let items = try await range(page.offset..<(page.offset + page.limit)).all()
-        return (items, total)
+        var items = try await range(page.offset..<(page.offset + page.limit + 1)).all()
+        var next: PageCursor?
+        if items.count > page.limit {
+            items.removeLast()
+            if let last = items.last, let lastDate = last[keyPath: date].value, let lastId = last[keyPath: id].value {
+                next = PageCursor(date: lastDate, id: lastId)
+            }
+        }
+        return (items, total, next)
     }
 }

@@ -69,10 +69,44 @@ public struct EventStamp: Sendable {
     }
 }
 
-/// `limit` and `offset` of a list request, validated.
+/// `limit`, `offset` and `after` of a list request, validated.
 public struct Page: Sendable {
     public var limit: Int
     public var offset: Int
+    /// Where the previous page ended (keyset paging): the next page starts after it, at the same
+    /// cost however deep into the list it is.
+    public var after: PageCursor?
+}
+
+/// The sort key of the last item of a page (its time and id), opaque to clients.
+public struct PageCursor: Sendable, Equatable {
+    public var date: Date
+    public var id: UUID
+
+    public init(date: Date, id: UUID) {
+        self.date = date
+        self.id = id
+    }
+
+    /// Base64url of `seconds-since-1970|uuid`; the seconds round-trip exactly.
+    public var token: String {
+        Data("\(date.timeIntervalSince1970)|\(id.uuidString)".utf8).base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+
+    public init?(token: String) {
+        guard token.count <= 100, token.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") })
+        else { return nil }
+        var base64 = token.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
+        guard let data = Data(base64Encoded: base64), let text = String(data: data, encoding: .utf8) else { return nil }
+        let parts = text.split(separator: "|", omittingEmptySubsequences: false)
+        guard parts.count == 2, let seconds = Double(parts[0]), seconds.isFinite,
+            let id = UUID(uuidString: String(parts[1]))
+        else { return nil }
+        self.init(date: Date(timeIntervalSince1970: seconds), id: id)
+    }
 }
 
 /// A page of a list.
@@ -81,12 +115,15 @@ public struct ListResponse<Item: Content>: Content {
     public var total: Int
     public var limit: Int
     public var offset: Int
+    /// The `after` that reads the next page; null on the last page.
+    @Nullable public var next: String?
 
-    public init(items: [Item], total: Int, page: Page) {
+    public init(items: [Item], total: Int, page: Page, next: PageCursor? = nil) {
         self.items = items
         self.total = total
         self.limit = page.limit
         self.offset = page.offset
+        self.next = next?.token
     }
 }
 
@@ -103,9 +140,10 @@ public struct QueryReader {
         FormEncoding.pairs(request.url.query ?? "").last { $0.name == name }?.value
     }
 
-    /// `limit` (1–200, default 50) and `offset` (0–1000000, default 0).
+    /// `limit` (1–200, default 50), and either `offset` (0–1000000, default 0) or `after` (the
+    /// `next` of the previous page).
     public mutating func page() -> Page {
-        var page = Page(limit: 50, offset: 0)
+        var page = Page(limit: 50, offset: 0, after: nil)
         if let raw = raw("limit") {
             if let n = Int(raw), (1...200).contains(n) {
                 page.limit = n
@@ -118,6 +156,16 @@ public struct QueryReader {
                 page.offset = n
             } else {
                 validation.fail("offset", .outOfRange, "must be a whole number from 0 to 1000000")
+            }
+        }
+        if let raw = raw("after") {
+            if let cursor = PageCursor(token: raw) {
+                page.after = cursor
+            } else {
+                validation.fail("after", .invalidFormat, "must be the `next` of a page of this list")
+            }
+            if page.offset != 0 {
+                validation.fail("offset", .outOfRange, "cannot be combined with after")
             }
         }
         return page

@@ -29,7 +29,11 @@ struct Bench: AsyncParsableCommand {
     var serve = false
     @Option(help: "The server binary to start with --serve (default: this one), e.g. an older build to compare.")
     var serverBinary: String?
-    @Option(help: "Register this many visits first (fast, through the API) and wait until they settle.")
+    @Option(
+        help: """
+            History before measuring. With --serve: up to 1000 whole visits through the API, then their rows \
+            copied into the past until the databases hold this many visits. Without: registrations through the API.
+            """)
     var seedHistory = 0
     @Option(help: "Visits run before measuring (connections, caches).") var warmup = 20
     @Option(help: "How often a waiting visit looks again for a step's effect, in milliseconds.") var pollMs = 10
@@ -39,10 +43,9 @@ struct Bench: AsyncParsableCommand {
         var base = URL(string: url)!
         var pids = serverPids
         var dataDir: URL?
-        if serve {
-            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("hospital-bench-\(UUID())")
-            dataDir = directory
-            let port = 18_000 + Int.random(in: 0..<2000)
+        let port = 18_000 + Int.random(in: 0..<2000)
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("hospital-bench-\(UUID())")
+        func startServer() throws {
             let process = Process()
             process.executableURL = URL(
                 fileURLWithPath: serverBinary ?? URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path)
@@ -55,6 +58,10 @@ struct Bench: AsyncParsableCommand {
             try process.run()
             server = process
             pids = [process.processIdentifier]
+        }
+        if serve {
+            dataDir = directory
+            try startServer()
             base = URL(string: "http://127.0.0.1:\(port)")!
         }
         defer {
@@ -67,7 +74,23 @@ struct Bench: AsyncParsableCommand {
         let client = BenchClient(base: base, poll: .milliseconds(pollMs))
         try await client.waitUntilReady()
 
-        if seedHistory > 0 {
+        if seedHistory > 0, serve, let running = server {
+            // Real visits through the API, then copies of their rows into the past, with the
+            // system stopped: a million visits in minutes rather than hours.
+            let started = ContinuousClock.now
+            let real = min(seedHistory, 1000)
+            try await Load.run(count: real, concurrency: concurrency) { _ in
+                _ = try await client.visit(registrationOnly: false)
+            }
+            running.terminate()
+            running.waitUntilExit()
+            let added = try await HistorySeed.grow(dataDirectory: directory, to: seedHistory)
+            try startServer()
+            try await client.waitUntilReady()
+            print(
+                "seeded \(seedHistory) historic visits (\(real) through the API, \(added) rows copied) in "
+                    + String(format: "%.0f s", started.duration(to: .now).seconds))
+        } else if seedHistory > 0 {
             let started = ContinuousClock.now
             try await Load.run(count: seedHistory, concurrency: concurrency) { _ in
                 _ = try await client.register()
@@ -80,12 +103,16 @@ struct Bench: AsyncParsableCommand {
             _ = try await client.visit(registrationOnly: registrationsOnly)
         }
 
-        let cpuBefore = pids.map(ProcStat.cpuSeconds).reduce(0, +)
+        try await client.measureLists()
+        let lists = BenchClient.lists.map(\.name)
+
+        let measured = pids
+        let cpuBefore = measured.map(ProcStat.cpuSeconds).reduce(0, +)
         let started = ContinuousClock.now
         let sampler = Task { () -> Int in
             var peak = 0
             while !Task.isCancelled {
-                peak = max(peak, pids.map(ProcStat.residentKiB).reduce(0, +))
+                peak = max(peak, measured.map(ProcStat.residentKiB).reduce(0, +))
                 try? await Task.sleep(for: .milliseconds(200))
             }
             return peak
@@ -94,7 +121,7 @@ struct Bench: AsyncParsableCommand {
             _ = try await client.visit(registrationOnly: registrationsOnly)
         }
         let elapsed = started.duration(to: .now).seconds
-        let cpu = pids.map(ProcStat.cpuSeconds).reduce(0, +) - cpuBefore
+        let cpu = measured.map(ProcStat.cpuSeconds).reduce(0, +) - cpuBefore
         sampler.cancel()
         let peakKiB = await sampler.value
 
@@ -105,11 +132,16 @@ struct Bench: AsyncParsableCommand {
                 Double(visits) / elapsed, what))
         print(
             "errors: \(client.stats.errors) (5xx: \(client.stats.serverErrors)); "
-                + String(format: "%.1f requests per visit", Double(client.stats.samples("request").count) / Double(visits + warmup + seedHistory)))
+                + String(format: "%.1f requests per visit", Double(client.stats.samples("request").count - lists.count * BenchClient.listSamples) / Double(visits + warmup + min(seedHistory, 1000))))
         print("request latency ms      p50 \(client.stats.percentile("request", 50))  p99 \(client.stats.percentile("request", 99))")
         for hop in BenchClient.hops where !client.stats.samples(hop).isEmpty {
             print(
                 "hop \(hop.padding(toLength: 28, withPad: " ", startingAt: 0)) p50 \(client.stats.percentile(hop, 50))  p99 \(client.stats.percentile(hop, 99))"
+            )
+        }
+        for name in lists {
+            print(
+                "list \(name.padding(toLength: 27, withPad: " ", startingAt: 0)) p50 \(client.stats.percentile(name, 50))  p99 \(client.stats.percentile(name, 99))"
             )
         }
         if !pids.isEmpty {
@@ -264,6 +296,36 @@ struct BenchClient: Sendable {
             throw BenchFailure(description: "registration answered \(status)")
         }
         return id
+    }
+
+    /// The list requests the screens make, each timed alone (one at a time, before the load).
+    static let lists: [(name: String, path: String)] = [
+        ("board, first page", "/patientManagements?limit=50"),
+        ("board, today", "/patientManagements?date=\(today)&limit=50"),
+        ("board, name prefix", "/patientManagements?name=%EB%B2%A4%EC%B9%98&limit=50"),
+        ("board, status", "/patientManagements?status=RECEIVED&limit=50"),
+        ("receptions, today", "/receptions?date=\(today)&limit=50"),
+        ("worklist, waiting", "/diagnoses?status=WAITING&limit=50"),
+        ("exams, requested", "/examinations?status=REQUESTED&limit=50"),
+    ]
+    static let listSamples = 50
+
+    private static var today: String {
+        let formatter = DateFormatter()
+        formatter.timeZone = TimeZone(identifier: "Asia/Seoul")
+        formatter.dateFormat = "yyyy-MM-dd"
+        return formatter.string(from: Date())
+    }
+
+    func measureLists() async throws {
+        for (name, path) in Self.lists {
+            for _ in 0..<Self.listSamples {
+                let started = ContinuousClock.now
+                let (status, _) = try await send(.GET, path)
+                guard status == 200 else { throw BenchFailure(description: "\(path) answered \(status)") }
+                stats.record(name, started.duration(to: .now))
+            }
+        }
     }
 
     func waitUntilBoardHas(atLeast count: Int) async throws {

@@ -219,4 +219,38 @@ struct BoardSearchTests {
             #expect(second.components(separatedBy: "data-reception=").count - 1 == 1)
         }
     }
+
+    @Test("Keyset pages: following `next` reads every item once, in the order offset paging gives")
+    func keysetPages() async throws {
+        try await withTestSystem { system in
+            for i in 0..<7 { _ = try await system.register("환자\(i)") }
+            _ = try await eventually("seven visits on the board and the worklist") {
+                let board = try await system.get("/patientManagements?limit=1").json["total"] as? Int
+                let worklist = try await system.get("/diagnoses?limit=1").json["total"] as? Int
+                return board == 7 && worklist == 7 ? true : nil
+            }
+            // Newest first (receptions, board) and oldest first (worklist, exams).
+            for (path, key) in [
+                ("/receptions", "id"), ("/patientManagements", "receptionId"), ("/diagnoses", "id"),
+            ] {
+                let everything = try await system.items("\(path)?limit=200").map { $0[key] as! String }
+                #expect(everything.count == 7)
+                var pages: [[String]] = []
+                var after: String?
+                repeat {
+                    let page = try await system.get("\(path)?limit=3" + (after.map { "&after=\($0)" } ?? ""))
+                    #expect(page.status == 200)
+                    #expect(page.json["total"] as? Int == 7)
+                    pages.append((page.json["items"] as! [[String: Any]]).map { $0[key] as! String })
+                    after = page.json["next"] as? String
+                } while after != nil && pages.count < 10
+                #expect(pages.map(\.count) == [3, 3, 1], "\(path)")
+                #expect(pages.flatMap { $0 } == everything, "\(path)")
+            }
+            #expect(try await system.get("/receptions?after=not-a-cursor").status == 400)
+            let first = try await system.get("/receptions?limit=3")
+            let next = try #require(first.json["next"] as? String)
+            #expect(try await system.get("/receptions?after=\(next)&offset=3").status == 400)
+        }
+    }
 }

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import Messaging
 import PatientManagementService
+import SQLKit
 import Synchronization
 import Testing
 
@@ -46,6 +47,57 @@ struct RebuildRaceTests {
             .map { try $0.decode(column: "reception_id", as: UUID.self) }
         #expect(Set(rows) == [old.receptionId, late.receptionId])
         await fixture.close()
+    }
+
+    @Test("A rebuild in chunks smaller than a visit equals the consumer's board; a repeated event counts once")
+    func chunkedRebuild() async throws {
+        let visits = (0..<5).map { _ in UUID() }
+        var history: [EventEnvelope] = []
+        // Each visit's events interleave with the others', so every chunk of two splits visits.
+        let steps: [@Sendable (UUID) -> VisitEvent] = [
+            { _ in .treatmentReceived(TreatmentReceived(patientName: "환자", department: "내과", symptom: nil)) },
+            { .prescribed(Prescribed(diagnosisId: $0, patientName: "환자", orders: [])) },
+            { .diagnosisCompleted(DiagnosisCompleted(diagnosisId: $0, note: "ok")) },
+        ]
+        for (step, make) in steps.enumerated() {
+            for (n, id) in visits.enumerated() {
+                history.append(visitEnvelope(make(id), receptionId: id, at: Double(step * 10 + n)))
+            }
+        }
+        // A publish retried after a crash: the same event again, chunks later.
+        history.insert(history[1], at: 9)
+        history.append(history[0])
+
+        let incremental = try await ServiceFixture<PatientManagementService>()
+        let consumer = EventConsumer(
+            group: "patient-management", store: incremental.store,
+            handledTypes: incremental.service.handledEventTypes, logger: Logger(label: "test"),
+            handler: incremental.service.handle)
+        for (offset, event) in history.enumerated() {
+            _ = try await consumer.receive(
+                IncomingMessage(
+                    topic: Topics.visitEvents, partition: 0, offset: Int64(offset), key: event.receptionId.uuidString,
+                    value: try EventCoding.encode(event)))
+        }
+        let query = "SELECT reception_id, status, document FROM patient_managements ORDER BY reception_id"
+        let expected = try await incremental.rows(query).map { try Self.row($0) }
+        #expect(expected.count == visits.count)
+        #expect(Set(expected.map { $0[1] }) == ["COMPLETED"])
+
+        let rebuilt = try await ServiceFixture<PatientManagementService>(history: ScriptedHistory(events: history) {})
+        let report = try await rebuilt.service.rebuild(chunkSize: 2)
+        #expect(report.events == 15 && report.visits == 5)
+        #expect(try await rebuilt.rows(query).map { try Self.row($0) } == expected)
+        #expect(try await rebuilt.rows("SELECT event_id FROM inbox").count == 15)
+        await incremental.close()
+        await rebuilt.close()
+    }
+
+    private static func row(_ row: any SQLRow) throws -> [String] {
+        [
+            try row.decode(column: "reception_id", as: UUID.self).uuidString,
+            try row.decode(column: "status", as: String.self), try row.decode(column: "document", as: String.self),
+        ]
     }
 
     private func visitEvent(patient: String) -> EventEnvelope {

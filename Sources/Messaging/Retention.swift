@@ -97,11 +97,13 @@ public enum Retention {
         return sql
     }
 
-    /// Sweeps every `settings.interval` until the task is canceled; a failed sweep is logged
-    /// and tried again next time.
+    /// Sweeps every `settings.interval` until the task is canceled, the first time one interval
+    /// after the start (a start is busy enough); a failed sweep is logged and tried again next time.
     public static func run(_ store: ServiceStore, settings: RetentionSettings, logger: Logger) async {
         guard settings.outbox != nil || settings.inbox != nil else { return }
         while !Task.isCancelled {
+            try? await Task.sleep(for: settings.interval)
+            if Task.isCancelled { return }
             do {
                 let report = try await sweep(store, settings: settings)
                 if report.outbox + report.inbox > 0 {
@@ -112,7 +114,6 @@ public enum Retention {
             } catch {
                 logger.warning("retention sweep failed", metadata: ["error": "\(loggable(error))"])
             }
-            try? await Task.sleep(for: settings.interval)
         }
     }
 }

@@ -73,7 +73,8 @@ extension ServiceContext {
 
 extension QueryBuilder where Model.IDValue == UUID {
     /// One page of the query's results sorted by `date` (then by id, ascending), how many there
-    /// are in all, and the cursor of the next page if there is one.
+    /// are (counted up to one more than `ListCount.limit`: the count stops there, so it
+    /// costs the same in a history of millions), and the cursor of the next page if there is one.
     ///
     /// With `page.after`, the page starts right after that item, through the index on `date`
     /// (the outer `<=`/`>=` bounds the scan; the inner condition breaks ties by id): its cost
@@ -82,15 +83,20 @@ extension QueryBuilder where Model.IDValue == UUID {
         _ page: Page, sortedBy date: KeyPath<Model, FieldProperty<Model, Date>>, descending: Bool,
         id: KeyPath<Model, IDProperty<Model, UUID>>
     ) async throws -> (items: [Model], total: Int, next: PageCursor?) {
-        let total = try await copy().count()
+        let total = try await copy().limit(ListCount.limit + 1).all(id).count
         if let after = page.after {
+            // The cursor's date is the stored one as read back, which SQLite's driver rounds to
+            // the microsecond: a window of one microsecond either side counts as "the same time",
+            // ordered by id (two visits less than a microsecond apart would be the only casualty).
+            let low = after.date.addingTimeInterval(-1e-6)
+            let high = after.date.addingTimeInterval(1e-6)
             if descending {
-                filter(date <= after.date).group(.or) {
-                    $0.filter(date < after.date).group(.and) { $0.filter(date == after.date).filter(id > after.id) }
+                filter(date <= high).group(.or) {
+                    $0.filter(date < low).group(.and) { $0.filter(date >= low).filter(id > after.id) }
                 }
             } else {
-                filter(date >= after.date).group(.or) {
-                    $0.filter(date > after.date).group(.and) { $0.filter(date == after.date).filter(id > after.id) }
+                filter(date >= low).group(.or) {
+                    $0.filter(date > high).group(.and) { $0.filter(date <= high).filter(id > after.id) }
                 }
             }
         }

@@ -88,9 +88,10 @@ public struct PageCursor: Sendable, Equatable {
         self.id = id
     }
 
-    /// Base64url of `seconds-since-1970|uuid`; the seconds round-trip exactly.
+    /// Base64url of `seconds|uuid`, the seconds since 2001 as `Date` holds them, so the date comes
+    /// back bit for bit (seconds since 1970 would round, and the boundary item repeat or vanish).
     public var token: String {
-        Data("\(date.timeIntervalSince1970)|\(id.uuidString)".utf8).base64EncodedString()
+        Data("\(date.timeIntervalSinceReferenceDate)|\(id.uuidString)".utf8).base64EncodedString()
             .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
             .replacingOccurrences(of: "=", with: "")
     }
@@ -105,14 +106,23 @@ public struct PageCursor: Sendable, Equatable {
         guard parts.count == 2, let seconds = Double(parts[0]), seconds.isFinite,
             let id = UUID(uuidString: String(parts[1]))
         else { return nil }
-        self.init(date: Date(timeIntervalSince1970: seconds), id: id)
+        self.init(date: Date(timeIntervalSinceReferenceDate: seconds), id: id)
     }
+}
+
+/// How far a list counts its matches.
+public enum ListCount {
+    public static let limit = 1000
 }
 
 /// A page of a list.
 public struct ListResponse<Item: Content>: Content {
     public var items: [Item]
+    /// How many items match, counted up to `ListCount.limit`: a count of a million rows would
+    /// cost what the page itself does not.
     public var total: Int
+    /// True when more than `ListCount.limit` items match (`total` then says `ListCount.limit`).
+    public var totalCapped: Bool
     public var limit: Int
     public var offset: Int
     /// The `after` that reads the next page; null on the last page.
@@ -120,7 +130,8 @@ public struct ListResponse<Item: Content>: Content {
 
     public init(items: [Item], total: Int, page: Page, next: PageCursor? = nil) {
         self.items = items
-        self.total = total
+        self.total = min(total, ListCount.limit)
+        self.totalCapped = total > ListCount.limit
         self.limit = page.limit
         self.offset = page.offset
         self.next = next?.token

@@ -75,6 +75,8 @@ struct WireProblem: Decodable, Sendable {
 struct ListOf<Item: Decodable & Sendable>: Decodable, Sendable {
     var items: [Item]
     var total: Int?
+    var totalCapped: Bool?
+    var next: String?
 }
 
 struct VisitDTO: Decodable, Sendable {

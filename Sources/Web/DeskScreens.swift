@@ -136,7 +136,7 @@ extension WebScreens {
         let total = board.total ?? rows.count
         let first = (query.page - 1) * BoardQuery.pageSize
         let range = screen.t("boardRange")
-            .replacingOccurrences(of: "{total}", with: String(total))
+            .replacingOccurrences(of: "{total}", with: board.totalCapped == true ? "\(total)+" : String(total))
             .replacingOccurrences(of: "{from}", with: String(rows.isEmpty ? 0 : first + 1))
             .replacingOccurrences(of: "{to}", with: String(first + rows.count))
         let context: [String: Any] = [
@@ -150,7 +150,7 @@ extension WebScreens {
             "range": range,
             // Flags beside the links: an empty string is not false to Mustache.
             "hasPrevious": query.page > 1, "previous": "/desk?" + query.parameters(page: query.page - 1),
-            "hasNext": first + rows.count < total, "next": "/desk?" + query.parameters(page: query.page + 1),
+            "hasNext": board.next != nil, "next": "/desk?" + query.parameters(page: query.page + 1),
         ]
         return (rows, context)
     }

@@ -91,13 +91,9 @@ extension QueryBuilder where Model.IDValue == UUID {
             let low = after.date.addingTimeInterval(-1e-6)
             let high = after.date.addingTimeInterval(1e-6)
             if descending {
-                filter(date <= high).group(.or) {
-                    $0.filter(date < low).group(.and) { $0.filter(date >= low).filter(id > after.id) }
-                }
+                filter(date <= high).group(.or) { $0.filter(date < low).filter(id > after.id) }
             } else {
-                filter(date >= low).group(.or) {
-                    $0.filter(date > high).group(.and) { $0.filter(date <= high).filter(id > after.id) }
-                }
+                filter(date >= low).group(.or) { $0.filter(date > high).filter(id > after.id) }
             }
         }
         sort(date, descending ? .descending : .ascending).sort(id, .ascending)

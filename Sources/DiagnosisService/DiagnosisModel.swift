@@ -22,6 +22,14 @@ final class DiagnosisModel: AggregateRecord, @unchecked Sendable {
 
     init() {}
 
+    /// Listed by hand: FluentKit's default finds them by reflection on every query, its costliest step.
+    var properties: [any AnyProperty] {
+        [
+            $id, $version, $receptionId, $patientName, $department, $symptom, $status, $orders, $createdAt, $closedAt,
+            $closingNote,
+        ]
+    }
+
     init(_ diagnosis: Diagnosis) throws {
         id = diagnosis.id
         version = 0

@@ -24,6 +24,14 @@ final class ExaminationModel: AggregateRecord, @unchecked Sendable {
 
     init() {}
 
+    /// Listed by hand: FluentKit's default finds them by reflection on every query, its costliest step.
+    var properties: [any AnyProperty] {
+        [
+            $id, $version, $orderId, $diagnosisId, $receptionId, $patientName, $code, $name, $status, $result,
+            $cancelReason, $requestedAt, $resolvedAt,
+        ]
+    }
+
     init(_ exam: Examination) {
         id = exam.id
         version = 0

@@ -21,6 +21,11 @@ public final class OutboxMessage: Model, @unchecked Sendable {
 
     public init() {}
 
+    /// Listed by hand: FluentKit's default finds them by reflection on every query, its costliest step.
+    public var properties: [any AnyProperty] {
+        [$id, $eventId, $eventType, $topic, $messageKey, $payload, $createdAt, $publishedAt, $attempts, $lastError]
+    }
+
     init(eventId: UUID, eventType: String, topic: String, messageKey: String, payload: String, createdAt: Date) {
         self.eventId = eventId
         self.eventType = eventType
@@ -42,6 +47,9 @@ public final class InboxEntry: Model, @unchecked Sendable {
     @Field(key: "handled_at") public var handledAt: Date
 
     public init() {}
+
+    /// Listed by hand: FluentKit's default finds them by reflection on every query, its costliest step.
+    public var properties: [any AnyProperty] { [$id, $eventType, $handledAt] }
 
     public init(eventId: UUID, eventType: String, handledAt: Date) {
         self.id = eventId
@@ -72,6 +80,15 @@ public final class DeadLetter: Model, @unchecked Sendable {
     @OptionalField(key: "holds_visit") public var holdsVisit: UUID?
 
     public init() {}
+
+    /// Listed by hand: FluentKit's default finds them by reflection on every query, its costliest step.
+    public var properties: [any AnyProperty] {
+        [
+            $id, $consumer, $topic, $partition, $offset, $messageKey, $payload, $error, $attempts, $failedAt,
+            $replayedAt,
+            $holdsVisit,
+        ]
+    }
 
     init(
         consumer: String, message: IncomingMessage, error: String, attempts: Int, failedAt: Date, holdsVisit: UUID?
@@ -107,7 +124,9 @@ public enum MessagingMigrations {
                 [
                     // The relay's query: the pending rows, in order, without reading published ones.
                     .init("outbox_pending", on: "outbox", ["sequence"], where: "published_at IS NULL"),
-                    .init("dead_letters_waiting", on: "dead_letters", ["consumer", "holds_visit"], where: "replayed_at IS NULL"),
+                    .init(
+                        "dead_letters_waiting", on: "dead_letters", ["consumer", "holds_visit"],
+                        where: "replayed_at IS NULL"),
                 ]),
             CreateIndexes(
                 name: "M007_RetentionIndexes",

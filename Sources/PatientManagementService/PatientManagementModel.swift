@@ -17,6 +17,9 @@ final class PatientManagementModel: Model, @unchecked Sendable {
 
     init() {}
 
+    /// Listed by hand: FluentKit's default finds them by reflection on every query, its costliest step.
+    var properties: [any AnyProperty] { [$id, $status, $receivedAt, $document, $patientName] }
+
     init(_ visit: PatientManagement) throws {
         id = visit.receptionId
         try copy(visit)

@@ -24,6 +24,14 @@ final class ReceptionModel: AggregateRecord, @unchecked Sendable {
 
     init() {}
 
+    /// Listed by hand: FluentKit's default finds them by reflection on every query, its costliest step.
+    var properties: [any AnyProperty] {
+        [
+            $id, $version, $status, $patientName, $patientId, $birthDate, $phone, $department, $symptom, $receivedAt,
+            $completedAt, $canceledAt, $cancelReason,
+        ]
+    }
+
     init(_ reception: Reception) {
         id = reception.id
         version = 0
@@ -67,6 +75,9 @@ final class IdempotencyRecord: Model, @unchecked Sendable {
     @Field(key: "created_at") var createdAt: Date
 
     init() {}
+
+    /// Listed by hand: FluentKit's default finds them by reflection on every query, its costliest step.
+    var properties: [any AnyProperty] { [$id, $request, $receptionId, $response, $createdAt] }
 
     init(key: String, request: String, receptionId: UUID, response: String, createdAt: Date) {
         self.id = key

@@ -83,7 +83,9 @@ extension QueryBuilder where Model.IDValue == UUID {
         _ page: Page, sortedBy date: KeyPath<Model, FieldProperty<Model, Date>>, descending: Bool,
         id: KeyPath<Model, IDProperty<Model, UUID>>
     ) async throws -> (items: [Model], total: Int, next: PageCursor?) {
-        let total = try await copy().limit(ListCount.limit + 1).all(id).count
+        // Counting the rows as they come, without building a model from each.
+        nonisolated(unsafe) var total = 0
+        try await copy().field(id).limit(ListCount.limit + 1).run { _ in total += 1 }
         if let after = page.after {
             // The cursor's date is the stored one as read back, which SQLite's driver rounds to
             // the microsecond: a window of one microsecond either side counts as "the same time",

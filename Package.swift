@@ -92,6 +92,7 @@ let package = Package(
                 .embedInCode("Templates/cancel.mustache"), .embedInCode("Templates/doctor.mustache"),
                 .embedInCode("Templates/worklistRows.mustache"), .embedInCode("Templates/visit.mustache"),
                 .embedInCode("Templates/orders.mustache"), .embedInCode("Templates/examiner.mustache"),
+                .embedInCode("Templates/patientVisits.mustache"),
                 .embedInCode("Assets/app.css"), .embedInCode("Assets/app.js"),
             ]),
 

@@ -111,9 +111,7 @@ public struct Patient: Sendable, Equatable {
         var v = FieldValidation()
         let name = v.required(name, "patientName", maxLength: 100)
         let patientId = v.optional(patientId, "patientId", maxLength: 20)
-        if let patientId, !patientId.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }) {
-            v.fail("patientId", .invalidCharacters, "may contain only letters, digits and '-'")
-        }
+        if let patientId { checkChartNumber(patientId, &v) }
         let birthDate = v.optional(birthDate, "birthDate", maxLength: 10)
         if let birthDate {
             if let date = CalendarDate.parse(birthDate) {
@@ -134,6 +132,23 @@ public struct Patient: Sendable, Equatable {
         return Patient(
             name: name, patientId: patientId, birthDate: birthDate, phone: phone, department: department,
             symptom: symptom)
+    }
+}
+
+extension Patient {
+    /// A chart number (환자번호) to look a patient's visits up by: required, the registration's rules.
+    public static func validatedChartNumber(_ raw: String?) throws(ValidationFailure) -> String {
+        var v = FieldValidation()
+        let patientId = v.required(raw, "patientId", maxLength: 20)
+        checkChartNumber(patientId, &v)
+        try v.check()
+        return patientId
+    }
+
+    fileprivate static func checkChartNumber(_ patientId: String, _ v: inout FieldValidation) {
+        if !patientId.isEmpty, !patientId.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }) {
+            v.fail("patientId", .invalidCharacters, "may contain only letters, digits and '-'")
+        }
     }
 }
 

@@ -20,6 +20,10 @@ public struct ReceptionService: HospitalService {
                     .init("receptions_received", on: "receptions", ["received_at", "id"]),
                     .init("receptions_status_received", on: "receptions", ["status", "received_at", "id"]),
                 ]),
+            // The desk's search by chart number (POST /receptions/search), newest first.
+            CreateIndexes(
+                name: "R004_ReceptionPatientIndex",
+                [.init("receptions_patient_received", on: "receptions", ["patient_id", "received_at", "id"])]),
         ]
     }
 
@@ -31,6 +35,7 @@ public struct ReceptionService: HospitalService {
         let receptions = routes.grouped("receptions")
         receptions.post(use: register)
         receptions.get(use: list)
+        receptions.post("search", use: search)
         receptions.get(":id", use: show)
         receptions.post(":id", "cancel", use: cancel)
     }
@@ -119,6 +124,25 @@ public struct ReceptionService: HospitalService {
         let q = ReceptionModel.query(on: context.store.database)
         if let status { q.filter(\.$status == status.rawValue) }
         if let day { q.filter(\.$receivedAt >= day.lowerBound).filter(\.$receivedAt < day.upperBound) }
+        let (models, total, next) = try await q.page(page, sortedBy: \.$receivedAt, descending: true, id: \.$id)
+        return ListResponse(
+            items: models.map { ReceptionResponse($0.aggregate()) }, total: total, page: page, next: next)
+    }
+
+    struct SearchBody: Decodable {
+        var patientId: String?
+    }
+
+    /// POST /receptions/search `{patientId}`: one patient's visits, newest first. The chart
+    /// number travels in the body: a patient identifier never goes into a URL (nor the logs
+    /// that record URLs). Paging (`limit`, `offset`, `after`) stays in the query.
+    @Sendable func search(_ req: Request) async throws -> ListResponse<ReceptionResponse> {
+        var query = QueryReader(req)
+        let page = query.page()
+        try query.check()
+        let patientId = try Patient.validatedChartNumber(try req.body(SearchBody.self).patientId)
+
+        let q = ReceptionModel.query(on: context.store.database).filter(\.$patientId == patientId)
         let (models, total, next) = try await q.page(page, sortedBy: \.$receivedAt, descending: true, id: \.$id)
         return ListResponse(
             items: models.map { ReceptionResponse($0.aggregate()) }, total: total, page: page, next: next)

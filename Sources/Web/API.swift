@@ -94,6 +94,8 @@ struct ReceptionDTO: Decodable, Sendable {
     var patientName: String
     var patientId: String?
     var birthDate: String?
+    var department: String?
+    var receivedAt: Date?
 }
 
 struct DiagnosisDTO: Decodable, Sendable {

@@ -113,14 +113,17 @@ extension WebScreens {
     }
 
     /// Today's visits from the read model, newest first: one page of what the desk searched for.
-    private func boardRows(_ req: Request, _ screen: Screen) async throws -> (rows: [[String: Any]], board: [String: Any]) {
+    private func boardRows(
+        _ req: Request, _ screen: Screen
+    ) async throws -> (rows: [[String: Any]], board: [String: Any]) {
         let query = BoardQuery(req)
         var api = URLComponents()
-        api.queryItems = [
-            URLQueryItem(name: "date", value: screen.today()),
-            URLQueryItem(name: "limit", value: String(BoardQuery.pageSize)),
-            URLQueryItem(name: "offset", value: String((query.page - 1) * BoardQuery.pageSize)),
-        ] + (query.name.isEmpty ? [] : [URLQueryItem(name: "name", value: query.name)])
+        api.queryItems =
+            [
+                URLQueryItem(name: "date", value: screen.today()),
+                URLQueryItem(name: "limit", value: String(BoardQuery.pageSize)),
+                URLQueryItem(name: "offset", value: String((query.page - 1) * BoardQuery.pageSize)),
+            ] + (query.name.isEmpty ? [] : [URLQueryItem(name: "name", value: query.name)])
             + (query.status.isEmpty ? [] : [URLQueryItem(name: "status", value: query.status)])
         let board: ListOf<VisitDTO> = try await self.api(req).get(
             .patientManagement, "/patientManagements?" + (api.percentEncodedQuery ?? ""))
@@ -153,6 +156,39 @@ extension WebScreens {
             "hasNext": board.next != nil, "next": "/desk?" + query.parameters(page: query.page + 1),
         ]
         return (rows, context)
+    }
+
+    // MARK: 환자번호 검색
+
+    /// A patient's visits by chart number, any day. A form POST, so the number stays out of the
+    /// URL (and of the history, logs and Referer headers that keep URLs).
+    @Sendable func patientSearch(_ req: Request) async throws -> Response {
+        let screen = Screen(req, timeZone: timeZone)
+        let patientId = (req.formValue("patientId") ?? "").trimmingCharacters(in: .whitespaces)
+        var extra: [String: Any] = ["patientId": patientId]
+        var status = HTTPStatus.ok
+        do {
+            let found: ListOf<ReceptionDTO> = try await api(req).post(
+                .reception, "/receptions/search?limit=\(BoardQuery.pageSize)", ["patientId": patientId])
+            extra["visits"] = found.items.map { visit in
+                [
+                    "receptionId": visit.id.uuidString, "receivedAt": screen.dateTime(visit.receivedAt),
+                    "department": Catalogue.department(visit.department, screen.language), "status": visit.status,
+                    "statusLabel": Strings.visitStatus(visit.status, screen.language),
+                    "cancelable": visit.status == "RECEIVED",
+                ] as [String: Any]
+            }
+        } catch {
+            extra["error"] = screen.sentence(for: error)
+            if case API.Failure.problem(let problem) = error, problem.status == 422 {
+                extra["error"] = screen.fieldMessage("patientId", code: problem.errors?.first?.code ?? "invalidFormat")
+                status = .unprocessableEntity
+            } else {
+                status = .serviceUnavailable
+            }
+        }
+        let title = String(format: screen.t("patientVisits"), patientId)
+        return render("patientVisits", screen.context(title: title, extra), status: status)
     }
 
     // MARK: 접수 취소

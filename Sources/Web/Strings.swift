@@ -27,7 +27,8 @@ enum Strings {
         "cancelTitle": "접수 취소", "cancelReason": "취소 사유", "confirmCancel": "접수 취소", "back": "돌아가기",
         "boardLive": "2초마다 자동으로 갱신됩니다.", "search": "검색", "searchName": "이름으로 찾기",
         "allStatuses": "모든 상태", "previous": "이전", "next": "다음", "boardRange": "전체 {total}건 중 {from}–{to}",
-        "boardSearch": "진료 현황 검색",
+        "boardSearch": "진료 현황 검색", "searchPatientId": "환자번호로 찾기", "patientVisits": "환자번호 %@ 접수 내역",
+        "noPatientVisits": "이 환자번호로 접수된 내역이 없습니다.", "visitDateTime": "접수 일시",
         // doctor
         "worklist": "진료 대기 목록", "noDiagnoses": "진료할 환자가 없습니다.", "open": "열기", "patient": "환자",
         "orderExams": "검사 처방", "exams": "검사", "results": "검사 결과", "noOrders": "처방된 검사가 없습니다.",
@@ -73,6 +74,8 @@ enum Strings {
         "back": "Back", "boardLive": "Updates automatically every 2 seconds.", "search": "Search",
         "searchName": "Find by name", "allStatuses": "All statuses", "previous": "Previous", "next": "Next",
         "boardRange": "{from}–{to} of {total}", "boardSearch": "Search today's visits",
+        "searchPatientId": "Find by patient number", "patientVisits": "Visits of patient number %@",
+        "noPatientVisits": "No visits with this patient number.", "visitDateTime": "Registered",
         "worklist": "Patients waiting", "noDiagnoses": "No patients waiting.", "open": "Open", "patient": "Patient",
         "orderExams": "Order exams", "exams": "Exams", "results": "Exam results", "noOrders": "No exams ordered.",
         "completeConsultation": "Complete consultation", "rejectConsultation": "Reject consultation",

@@ -27,6 +27,7 @@ public struct WebScreens: Sendable {
         routes.get("desk", use: desk)
         routes.get("desk", "board", use: deskBoard)
         routes.post("desk", "receptions", use: register)
+        routes.post("desk", "patient", use: patientSearch)
         routes.get("desk", "receptions", ":id", "cancel", use: cancelForm)
         routes.post("desk", "receptions", ":id", "cancel", use: cancel)
 
@@ -113,6 +114,7 @@ public struct WebScreens: Sendable {
             ("cancel", PackageResources.cancel_mustache), ("doctor", PackageResources.doctor_mustache),
             ("worklistRows", PackageResources.worklistRows_mustache), ("visit", PackageResources.visit_mustache),
             ("orders", PackageResources.orders_mustache), ("examiner", PackageResources.examiner_mustache),
+            ("patientVisits", PackageResources.patientVisits_mustache),
         ]
         for (name, bytes) in sources {
             try library.register(String(decoding: bytes, as: UTF8.self), named: name)
@@ -212,6 +214,15 @@ struct Screen {
         calendar.timeZone = timeZone
         let c = calendar.dateComponents([.hour, .minute], from: date)
         return String(format: "%02d:%02d", c.hour ?? 0, c.minute ?? 0)
+    }
+
+    /// "2026-11-30 09:41" in the hospital's time zone.
+    func dateTime(_ date: Date?) -> String {
+        guard let date else { return "" }
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = timeZone
+        let c = calendar.dateComponents([.year, .month, .day, .hour, .minute], from: date)
+        return String(format: "%04d-%02d-%02d %02d:%02d", c.year!, c.month!, c.day!, c.hour!, c.minute!)
     }
 
     /// How long since `date`, e.g. "12분" or "1시간 5분".

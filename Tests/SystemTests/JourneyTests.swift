@@ -198,7 +198,8 @@ struct BoardSearchTests {
             #expect(firstPage.json["total"] as? Int == 3)
             #expect((firstPage.json["items"] as? [[String: Any]])?.count == 2)
             #expect(try await names("name=\(kim)&limit=2&offset=2").count == 1)
-            #expect(try await system.get("/patientManagements?name=" + String(repeating: "a", count: 101)).status == 400)
+            #expect(
+                try await system.get("/patientManagements?name=" + String(repeating: "a", count: 101)).status == 400)
 
             // The desk's screen: the search form narrows the board and keeps the query in its refresh.
             let screen = try await system.get("/desk?name=\(kimMin)&status=RECEIVED").text
@@ -219,6 +220,50 @@ struct BoardSearchTests {
             let second = try await system.get("/desk?page=2").text
             #expect(second.contains("rel=\"prev\"") && !second.contains("rel=\"next\""))
             #expect(second.components(separatedBy: "data-reception=").count - 1 == 1)
+        }
+    }
+
+    @Test("The desk finds a patient's visits by chart number, sent in the body; the screen too")
+    func chartNumberSearch() async throws {
+        try await withTestSystem { system in
+            func register(_ name: String, _ patientId: String) async throws -> String {
+                let response = try await system.post("/receptions", ["patientName": name, "patientId": patientId])
+                try #require(response.status == 201, "\(response.text)")
+                return try #require(response.json["id"] as? String)
+            }
+            let first = try await register("김민수", "P-0001")
+            _ = try await register("이영희", "P-0002")
+            let second = try await register("김민수", "P-0001")
+            let canceled = try await system.post("/receptions/\(first)/cancel", ["reason": "환자 귀가"])
+            #expect(canceled.status == 200)
+
+            let found = try await system.post("/receptions/search", ["patientId": "P-0001"])
+            #expect(found.status == 200)
+            let items = try #require(found.json["items"] as? [[String: Any]])
+            #expect(items.compactMap { $0["id"] as? String } == [second, first], "newest first")
+            #expect(found.json["total"] as? Int == 2)
+            #expect(items.map { $0["status"] as? String } == ["RECEIVED", "CANCELED"])
+            // On the service's own port too; paging in the query, the number in the body.
+            let page = try await system.post("/receptions/search?limit=1", ["patientId": "P-0001"], via: .reception)
+            #expect((page.json["items"] as? [[String: Any]])?.count == 1 && page.json["next"] is String)
+            let none = try await system.post("/receptions/search", ["patientId": "P-9999"])
+            #expect(none.status == 200 && (none.json["items"] as? [Any])?.isEmpty == true)
+            for bad in [
+                ["patientId": ""], ["patientId": "P 0001"], [:], ["patientId": String(repeating: "1", count: 21)],
+            ] {
+                let refused = try await system.post("/receptions/search", bad)
+                #expect(refused.status == 422, "\(bad): \(refused.text)")
+            }
+
+            // The desk's screen: a form POST, so the number never appears in a URL.
+            let screen = try await system.post(
+                "/desk/patient", raw: "patientId=P-0001",
+                headers: [("content-type", "application/x-www-form-urlencoded")])
+            #expect(screen.status == 200)
+            #expect(screen.text.components(separatedBy: "data-reception=").count - 1 == 2)
+            #expect(screen.text.contains("/desk/receptions/\(second)/cancel"), "an open visit can be canceled")
+            #expect(!screen.text.contains("/desk/receptions/\(first)/cancel"))
+            #expect(try await system.get("/desk").text.contains("action=\"/desk/patient\""))
         }
     }
 

@@ -33,6 +33,9 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
+        .package(url: "https://github.com/vapor/sqlite-kit.git", from: "4.5.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.1.0"),
     ],
     targets: [
         // The published language: event envelope and payloads.
@@ -59,6 +62,14 @@ let package = Package(
         .target(
             name: "MessagingKafka",
             dependencies: ["Messaging", logging, .target(name: "CRdKafka", condition: .when(traits: ["Kafka"]))]),
+
+        // Sign-in, tokens, the role table and local accounts.
+        .target(
+            name: "Identity",
+            dependencies: [
+                vapor, sqlKit, .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "Crypto", package: "swift-crypto"), .product(name: "NIOPosix", package: "swift-nio"),
+            ]),
 
         // What every HTTP service shares: the error mapping, request helpers, the service protocol.
         .target(
@@ -134,6 +145,13 @@ let package = Package(
             dependencies: [
                 "Messaging", "MessagingLocal", "ServiceKit", "Contracts", fluentKit, sqlKit, logging,
                 .product(name: "FluentSQLiteDriver", package: "fluent-sqlite-driver"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]),
+        .testTarget(
+            name: "IdentityTests",
+            dependencies: [
+                "Identity", sqlKit, logging, .product(name: "SQLiteKit", package: "sqlite-kit"),
+                .product(name: "JWTKit", package: "jwt-kit"), .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]),
         .testTarget(

@@ -1,0 +1,92 @@
+/// Who works with the system. Every signed-in user has exactly one role.
+public enum Role: String, Sendable, Codable, CaseIterable, Comparable {
+    /// 원무과: registers and cancels visits, reads receptions and the board.
+    case desk
+    /// 의사: reads the worklist and patients, prescribes, completes, rejects.
+    case doctor
+    /// 검사자: reads exams, performs and cancels them.
+    case examiner
+    /// 관리자: accounts, audit trail, dead letters, replay, rebuild.
+    case admin
+
+    public static func < (lhs: Role, rhs: Role) -> Bool {
+        allCases.firstIndex(of: lhs)! < allCases.firstIndex(of: rhs)!
+    }
+}
+
+/// The role table: which roles may call which operation. The one place it is written; the
+/// gateway, every service port and the screens consult it, and the README shows it.
+///
+/// Anything not listed here is refused to every role (403), and to anyone not signed in (401),
+/// except the public operations (`publicOperations`).
+public enum AccessPolicy {
+    public struct Rule: Sendable, Hashable {
+        public var method: String
+        /// The route template, components separated by `/`, parameters as `:name`.
+        public var path: String
+        public var roles: Set<Role>
+    }
+
+    public static let rules: [Rule] = [
+        // reception
+        .init(method: "POST", path: "/receptions", roles: [.desk]),
+        .init(method: "GET", path: "/receptions", roles: [.desk]),
+        .init(method: "POST", path: "/receptions/search", roles: [.desk]),
+        .init(method: "GET", path: "/receptions/:id", roles: [.desk, .doctor]),
+        .init(method: "POST", path: "/receptions/:id/cancel", roles: [.desk]),
+        // diagnosis
+        .init(method: "GET", path: "/diagnoses", roles: [.doctor]),
+        .init(method: "GET", path: "/diagnoses/:id", roles: [.doctor]),
+        .init(method: "POST", path: "/diagnoses/:id/prescriptions", roles: [.doctor]),
+        .init(method: "POST", path: "/diagnoses/:id/complete", roles: [.doctor]),
+        .init(method: "POST", path: "/diagnoses/:id/reject", roles: [.doctor]),
+        // examination
+        .init(method: "GET", path: "/examinations", roles: [.examiner]),
+        .init(method: "GET", path: "/examinations/:id", roles: [.examiner]),
+        .init(method: "POST", path: "/examinations/:id/perform", roles: [.examiner]),
+        .init(method: "POST", path: "/examinations/:id/cancel", roles: [.examiner]),
+        // the desk's board
+        .init(method: "GET", path: "/patientManagements", roles: [.desk]),
+        .init(method: "GET", path: "/patientManagements/:receptionId", roles: [.desk, .doctor]),
+        // operations
+        .init(method: "GET", path: "/admin/dead-letters", roles: [.admin]),
+        .init(method: "POST", path: "/admin/dead-letters/:id/replay", roles: [.admin]),
+        .init(method: "POST", path: "/admin/patientManagements/rebuild", roles: [.admin]),
+    ]
+
+    /// Operations anyone may call: probes, the API description, signing in and the keys that
+    /// verify tokens.
+    public static let publicOperations: Set<String> = [
+        "GET /health/live", "GET /health/ready", "GET /openapi.yaml", "POST /auth/token",
+        "GET /.well-known/jwks.json", "GET /.well-known/openid-configuration",
+    ]
+
+    public enum Decision: Equatable, Sendable {
+        /// Anyone may call it.
+        case open
+        /// These roles may call it.
+        case roles(Set<Role>)
+        /// No rule names it: refused to everyone signed in.
+        case unlisted
+    }
+
+    /// What the table says of `method` on the route template `path` (e.g. `/receptions/:id`).
+    public static func decision(method: String, path: String) -> Decision {
+        let key = "\(method) \(path)"
+        if publicOperations.contains(key) { return .open }
+        if let rule = index[key] { return .roles(rule.roles) }
+        return .unlisted
+    }
+
+    /// Whether `role` may call `method` on `path`.
+    public static func allows(_ role: Role?, method: String, path: String) -> Bool {
+        switch decision(method: method, path: path) {
+        case .open: true
+        case .roles(let roles): role.map(roles.contains) ?? false
+        case .unlisted: false
+        }
+    }
+
+    private static let index: [String: Rule] = Dictionary(
+        uniqueKeysWithValues: rules.map { ("\($0.method) \($0.path)", $0) })
+}

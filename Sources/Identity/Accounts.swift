@@ -1,0 +1,184 @@
+import Foundation
+import NIOPosix
+import SQLKit
+import Vapor
+
+/// A local account (the embedded default; off when an external identity provider signs people in).
+public struct Account: Sendable, Equatable {
+    public var username: String
+    public var role: Role
+    public var disabled: Bool
+    public var lockedUntil: Date?
+    public var createdAt: Date
+}
+
+/// What a sign-in with a name and password came to.
+public enum SignInOutcome: Sendable, Equatable {
+    case signedIn(Account)
+    /// Unknown name, wrong password or disabled account: the client is told nothing more.
+    case refused
+    /// Too many failures in a row: refused until `until`, even with the right password.
+    case locked(until: Date)
+}
+
+public struct AccountError: Error, CustomStringConvertible, Equatable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Local accounts in a table of their own: bcrypt-hashed passwords (cost 12 by default), a
+/// minimum length, and a lock after repeated failures.
+public struct AccountStore: Sendable {
+    public struct Settings: Sendable {
+        public var minimumPasswordLength = 12
+        public var bcryptCost = 12
+        /// Failures in a row that lock an account, and for how long.
+        public var maxFailures = 5
+        public var lockDuration: TimeInterval = 15 * 60
+
+        public init() {}
+    }
+
+    public static let table = "accounts"
+    let database: any SQLDatabase
+    let settings: Settings
+
+    public init(database: any SQLDatabase, settings: Settings = .init()) {
+        self.database = database
+        self.settings = settings
+    }
+
+    /// Creates the table if it is missing.
+    public func prepare() async throws {
+        try await database.create(table: Self.table).ifNotExists()
+            .column("username", type: .text, .primaryKey(autoIncrement: false))
+            .column("role", type: .text, .notNull)
+            .column("password_hash", type: .text, .notNull)
+            .column("disabled", type: .int, .notNull)
+            .column("failed_attempts", type: .int, .notNull)
+            .column("locked_until", type: .real)
+            .column("created_at", type: .real, .notNull)
+            .column("password_changed_at", type: .real, .notNull)
+            .run()
+    }
+
+    /// A user name: 1 to 64 lower-case letters, digits, '.', '_' or '-'.
+    public static func validUsername(_ name: String) -> Bool {
+        (1...64).contains(name.utf8.count)
+            && name.unicodeScalars.allSatisfy {
+                ("a"..."z").contains($0) || ("0"..."9").contains($0) || "._-".unicodeScalars.contains($0)
+            }
+    }
+
+    public func add(username: String, role: Role, password: String, now: Date = Date()) async throws {
+        guard Self.validUsername(username) else {
+            throw AccountError("A user name is 1 to 64 lower-case letters, digits, '.', '_' or '-'.")
+        }
+        let hash = try await hashed(password)
+        let existing = try await database.select().column("username").from(Self.table)
+            .where("username", .equal, username).first()
+        guard existing == nil else { throw AccountError("The user \(username) exists already.") }
+        try await database.insert(into: Self.table)
+            .columns(
+                "username", "role", "password_hash", "disabled", "failed_attempts", "created_at",
+                "password_changed_at"
+            )
+            .values(
+                SQLBind(username), SQLBind(role.rawValue), SQLBind(hash), SQLBind(0), SQLBind(0),
+                SQLBind(now.timeIntervalSince1970), SQLBind(now.timeIntervalSince1970)
+            )
+            .run()
+    }
+
+    public func list() async throws -> [Account] {
+        try await database.select().columns("username", "role", "disabled", "locked_until", "created_at")
+            .from(Self.table).orderBy("username").all().map(account)
+    }
+
+    public func disable(_ username: String) async throws {
+        try await requireExists(username)
+        try await database.update(Self.table).set("disabled", to: SQLBind(1)).where("username", .equal, username)
+            .run()
+    }
+
+    /// Sets a new password; also unlocks the account.
+    public func setPassword(_ username: String, _ password: String, now: Date = Date()) async throws {
+        try await requireExists(username)
+        let hash = try await hashed(password)
+        try await database.update(Self.table)
+            .set("password_hash", to: SQLBind(hash)).set("failed_attempts", to: SQLBind(0))
+            .set("locked_until", to: SQLLiteral.null).set("password_changed_at", to: SQLBind(now.timeIntervalSince1970))
+            .where("username", .equal, username).run()
+    }
+
+    /// Checks a name and password. A wrong password counts a failure; `maxFailures` in a row lock
+    /// the account for `lockDuration`. An unknown name costs the same time as a known one.
+    public func signIn(username: String, password: String, now: Date = Date()) async throws -> SignInOutcome {
+        let row = try await database.select()
+            .columns("username", "role", "password_hash", "disabled", "failed_attempts", "locked_until", "created_at")
+            .from(Self.table).where("username", .equal, username).first()
+        guard let row, let account = try? account(row) else {
+            _ = try await verify(password, Self.decoyHash)
+            return .refused
+        }
+        if let until = account.lockedUntil, until > now { return .locked(until: until) }
+        let hash = try row.decode(column: "password_hash", as: String.self)
+        guard try await verify(password, hash), !account.disabled else {
+            let failures = try row.decode(column: "failed_attempts", as: Int.self) + 1
+            let locks = failures >= settings.maxFailures
+            try await database.update(Self.table)
+                .set("failed_attempts", to: SQLBind(locks ? 0 : failures))
+                .set(
+                    "locked_until",
+                    to: locks
+                        ? SQLBind(now.addingTimeInterval(settings.lockDuration).timeIntervalSince1970)
+                        : SQLBind(Optional<Double>.none)
+                )
+                .where("username", .equal, username).run()
+            return locks ? .locked(until: now.addingTimeInterval(settings.lockDuration)) : .refused
+        }
+        try await database.update(Self.table)
+            .set("failed_attempts", to: SQLBind(0)).set("locked_until", to: SQLBind(Optional<Double>.none))
+            .where("username", .equal, username).run()
+        return .signedIn(account)
+    }
+
+    // MARK: -
+
+    /// A hash of a password nobody has, checked for unknown names so they take as long.
+    private static let decoyHash = try! Bcrypt.hash("decoy password that matches nothing", cost: 12)
+
+    private func requireExists(_ username: String) async throws {
+        let existing = try await database.select().column("username").from(Self.table)
+            .where("username", .equal, username).first()
+        guard existing != nil else { throw AccountError("There is no user \(username).") }
+    }
+
+    private func hashed(_ password: String) async throws -> String {
+        guard password.count >= settings.minimumPasswordLength else {
+            throw AccountError("A password has at least \(settings.minimumPasswordLength) characters.")
+        }
+        guard password.utf8.count <= 72 else {
+            // bcrypt reads at most 72 bytes: a longer password would be checked only in part.
+            throw AccountError("A password has at most 72 bytes.")
+        }
+        let cost = settings.bcryptCost
+        return try await NIOThreadPool.singleton.runIfActive { try Bcrypt.hash(password, cost: cost) }
+    }
+
+    private func verify(_ password: String, _ hash: String) async throws -> Bool {
+        try await NIOThreadPool.singleton.runIfActive { (try? Bcrypt.verify(password, created: hash)) ?? false }
+    }
+
+    private func account(_ row: any SQLRow) throws -> Account {
+        guard let role = Role(rawValue: try row.decode(column: "role", as: String.self)) else {
+            throw AccountError("unknown role")
+        }
+        return Account(
+            username: try row.decode(column: "username", as: String.self), role: role,
+            disabled: try row.decode(column: "disabled", as: Int.self) != 0,
+            lockedUntil: try row.decode(column: "locked_until", as: Double?.self).map(
+                Date.init(timeIntervalSince1970:)),
+            createdAt: Date(timeIntervalSince1970: try row.decode(column: "created_at", as: Double.self)))
+    }
+}

@@ -1,0 +1,235 @@
+import Crypto
+import Foundation
+import JWTKit
+
+/// Who made a request, from a verified token. Never from a header a client could set.
+public struct Principal: Sendable, Equatable {
+    /// The user's name (`sub`).
+    public var username: String
+    public var role: Role
+    public var expiresAt: Date
+
+    public init(username: String, role: Role, expiresAt: Date) {
+        self.username = username
+        self.role = role
+        self.expiresAt = expiresAt
+    }
+}
+
+/// Why a token was refused. Every case answers 401; the case is for the log, not the client.
+public enum TokenRejection: Error, Equatable, Sendable {
+    case malformed
+    case algorithmNotAllowed(String)
+    case unknownKey
+    case badSignature
+    case expired
+    case notYetValid
+    case wrongIssuer
+    case wrongAudience
+    case noRole
+}
+
+/// The claims of an access token. `role` is this system's own claim; an external provider's
+/// roles are read from the claim the settings name.
+struct AccessClaims: JWTPayload {
+    var sub: SubjectClaim
+    var iss: IssuerClaim
+    var aud: AudienceClaim
+    var exp: ExpirationClaim
+    var nbf: NotBeforeClaim?
+    var iat: IssuedAtClaim?
+    var jti: IDClaim?
+    var role: String?
+
+    func verify(using algorithm: some JWTAlgorithm) async throws {}
+}
+
+/// The key this system signs its tokens with: ES256 (P-256), kept as PEM in a file of mode 0600
+/// (created on first start) or given as a secret.
+public struct SigningKey: Sendable {
+    public let privateKey: ES256PrivateKey
+    /// The RFC 7638 thumbprint of the public key: the `kid` of every token it signs.
+    public let kid: String
+
+    public init(pem: String) throws {
+        try self.init(ES256PrivateKey(pem: pem))
+    }
+
+    init(_ key: ES256PrivateKey) throws {
+        privateKey = key
+        guard let (x, y) = key.publicKey.parameters else { throw TokenRejection.malformed }
+        let canonical = #"{"crv":"P-256","kty":"EC","x":"\#(x)","y":"\#(y)"}"#
+        kid = Base64URL.encode(Data(SHA256.hash(data: Data(canonical.utf8))))
+    }
+
+    /// Reads the key at `file`, creating it (mode 0600, never overwriting) if there is none.
+    public static func loadOrCreate(at file: URL) throws -> SigningKey {
+        if let pem = try? String(contentsOf: file, encoding: .utf8) { return try SigningKey(pem: pem) }
+        let key = ES256PrivateKey()
+        let data = Data(key.pemRepresentation.utf8)
+        let fd = open(file.path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+        if fd < 0 {
+            // Another process created it first: use theirs.
+            if errno == EEXIST { return try SigningKey(pem: String(contentsOf: file, encoding: .utf8)) }
+            throw CocoaError(.fileWriteNoPermission, userInfo: [NSFilePathErrorKey: file.path])
+        }
+        defer { close(fd) }
+        let written = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        guard written == data.count, fsync(fd) == 0 else {
+            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: file.path])
+        }
+        return try SigningKey(key)
+    }
+
+    /// The public half, as a JSON Web Key Set.
+    public var jwks: JWKS {
+        let (x, y) = privateKey.publicKey.parameters!
+        return JWKS(keys: [
+            .ecdsa(.es256, identifier: JWKIdentifier(string: kid), x: x, y: y, curve: .p256)
+        ])
+    }
+}
+
+/// Issues this system's access tokens.
+public struct TokenIssuer: Sendable {
+    public let key: SigningKey
+    public let issuer: String
+    public let audience: String
+    public let lifetime: TimeInterval
+    private let keys: JWTKeyCollection
+
+    public init(key: SigningKey, issuer: String, audience: String, lifetime: TimeInterval) async {
+        self.key = key
+        self.issuer = issuer
+        self.audience = audience
+        self.lifetime = lifetime
+        keys = JWTKeyCollection()
+        await keys.add(ecdsa: key.privateKey, kid: JWKIdentifier(string: key.kid))
+    }
+
+    /// A signed token for `username` in `role`, valid from `now` for `lifetime`.
+    public func issue(username: String, role: Role, now: Date = Date()) async throws -> String {
+        let claims = AccessClaims(
+            sub: .init(value: username), iss: .init(value: issuer), aud: .init(value: [audience]),
+            exp: .init(value: now.addingTimeInterval(lifetime)), nbf: .init(value: now.addingTimeInterval(-1)),
+            iat: .init(value: now), jti: .init(value: UUID().uuidString), role: role.rawValue)
+        return try await keys.sign(claims, kid: JWKIdentifier(string: key.kid))
+    }
+}
+
+/// Verifies access tokens against the issuer's public keys: this system's own (in process, or
+/// fetched from the gateway's JWKS), or an external OpenID provider's. A token whose key is not
+/// known makes it fetch the key set again (at most every `refreshInterval`), so a provider's key
+/// rotation needs no restart.
+public actor TokenVerifier {
+    public struct Settings: Sendable {
+        public var issuer: String
+        public var audience: String
+        /// Where the role is: `["role"]` for this system's tokens, `["realm_access", "roles"]`
+        /// for Keycloak's. A list of roles gives the first one this system knows.
+        public var roleClaim: [String]
+        /// How much clock difference to forgive on `exp` and `nbf`.
+        public var leeway: TimeInterval
+        public var refreshInterval: Duration
+
+        public init(
+            issuer: String, audience: String, roleClaim: [String] = ["role"], leeway: TimeInterval = 30,
+            refreshInterval: Duration = .seconds(30)
+        ) {
+            self.issuer = issuer
+            self.audience = audience
+            self.roleClaim = roleClaim
+            self.leeway = leeway
+            self.refreshInterval = refreshInterval
+        }
+    }
+
+    /// Only asymmetric algorithms: a shared secret would let every service mint tokens.
+    public static let allowedAlgorithms: Set<String> = ["ES256", "RS256"]
+
+    public let settings: Settings
+    private let fetchKeys: @Sendable () async throws -> JWKS
+    private var keys = JWTKeyCollection()
+    private var knownKids: Set<String> = []
+    private var lastFetch: ContinuousClock.Instant?
+
+    /// `fetchKeys` reads the issuer's key set (in process, or over HTTP).
+    public init(settings: Settings, fetchKeys: @escaping @Sendable () async throws -> JWKS) {
+        self.settings = settings
+        self.fetchKeys = fetchKeys
+    }
+
+    public func verify(_ token: String, now: Date = Date()) async throws(TokenRejection) -> Principal {
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3, token.utf8.count < 16_384,
+            let headerData = Base64URL.decode(parts[0]),
+            let header = try? JSONSerialization.jsonObject(with: headerData) as? [String: Any],
+            let payloadData = Base64URL.decode(parts[1]),
+            let payload = try? JSONSerialization.jsonObject(with: payloadData) as? [String: Any]
+        else { throw .malformed }
+        guard let alg = header["alg"] as? String, Self.allowedAlgorithms.contains(alg) else {
+            throw .algorithmNotAllowed(String(describing: header["alg"] ?? "none"))
+        }
+        let kid = header["kid"] as? String
+        if kid.map({ !knownKids.contains($0) }) ?? knownKids.isEmpty { await refreshKeys() }
+        if let kid, !knownKids.contains(kid) { throw .unknownKey }
+
+        let claims: AccessClaims
+        do {
+            claims = try await keys.verify(token, as: AccessClaims.self)
+        } catch {
+            throw .badSignature
+        }
+        guard claims.exp.value.addingTimeInterval(settings.leeway) > now else { throw .expired }
+        if let nbf = claims.nbf, nbf.value.addingTimeInterval(-settings.leeway) > now { throw .notYetValid }
+        guard claims.iss.value == settings.issuer else { throw .wrongIssuer }
+        guard claims.aud.value.contains(settings.audience) else { throw .wrongAudience }
+        guard let role = Self.role(in: payload, at: settings.roleClaim) else { throw .noRole }
+        return Principal(username: claims.sub.value, role: role, expiresAt: claims.exp.value)
+    }
+
+    /// The role at `path` in the (verified) payload: a string, or the first known of a list.
+    static func role(in payload: [String: Any], at path: [String]) -> Role? {
+        var value: Any? = payload
+        for key in path { value = (value as? [String: Any])?[key] }
+        if let name = value as? String { return Role(rawValue: name) }
+        if let names = value as? [String] { return names.lazy.compactMap(Role.init(rawValue:)).first }
+        return nil
+    }
+
+    private func refreshKeys() async {
+        let clock = ContinuousClock()
+        if let lastFetch, clock.now - lastFetch < settings.refreshInterval { return }
+        lastFetch = clock.now
+        guard let set = try? await fetchKeys() else { return }
+        let fresh = JWTKeyCollection()
+        var kids: Set<String> = []
+        for jwk in set.keys {
+            // Only keys for the algorithms allowed; a key without an id cannot be matched.
+            guard let kid = jwk.keyIdentifier?.string,
+                jwk.algorithm.map({ Self.allowedAlgorithms.contains($0.rawValue) }) ?? true,
+                (try? await fresh.add(jwk: jwk)) != nil
+            else { continue }
+            kids.insert(kid)
+        }
+        keys = fresh
+        knownKids = kids
+    }
+}
+
+/// Base64url without padding (RFC 7515, 2).
+public enum Base64URL {
+    public static func encode(_ data: Data) -> String {
+        data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+
+    public static func decode(_ text: some StringProtocol) -> Data? {
+        var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        guard base64.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "+" || $0 == "/") }) else {
+            return nil
+        }
+        base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
+        return Data(base64Encoded: base64)
+    }
+}

@@ -1,0 +1,116 @@
+import Foundation
+import Logging
+import NIOPosix
+import SQLKit
+import SQLiteKit
+import Testing
+
+@testable import Identity
+
+/// Local accounts on a real SQLite database.
+@Suite("Local accounts")
+struct AccountTests {
+    /// A store on a fresh in-memory database; bcrypt at its minimum cost to keep the suite quick
+    /// (the cost is a setting: 12 in the product).
+    func withStore(_ body: (AccountStore) async throws -> Void) async throws {
+        let source = SQLiteConnectionSource(
+            configuration: .init(storage: .memory, enableForeignKeys: true), threadPool: .singleton)
+        let connection = try await source.makeConnection(
+            logger: Logger(label: "test"), on: MultiThreadedEventLoopGroup.singleton.any()
+        ).get()
+        var settings = AccountStore.Settings()
+        settings.bcryptCost = 4
+        let store = AccountStore(database: connection.sql(), settings: settings)
+        try await store.prepare()
+        do {
+            try await body(store)
+            try await connection.close().get()
+        } catch {
+            try? await connection.close().get()
+            throw error
+        }
+    }
+
+    @Test("An account signs in with its password and no other; the hash is bcrypt, never the password")
+    func signIn() async throws {
+        try await withStore { store in
+            try await store.add(username: "kim.doctor", role: .doctor, password: "correct horse battery")
+            guard
+                case .signedIn(let account) = try await store.signIn(
+                    username: "kim.doctor", password: "correct horse battery")
+            else { Issue.record("refused the right password"); return }
+            #expect(account.role == .doctor)
+            #expect(try await store.signIn(username: "kim.doctor", password: "correct horse batterz") == .refused)
+            #expect(try await store.signIn(username: "nobody", password: "correct horse battery") == .refused)
+            let hash = try await store.database.select().column("password_hash").from("accounts").first()!
+                .decode(column: "password_hash", as: String.self)
+            #expect(hash.hasPrefix("$2b$") && !hash.contains("correct horse"))
+        }
+    }
+
+    @Test("Bad names, short or overlong passwords and duplicates are refused and change nothing")
+    func refusals() async throws {
+        try await withStore { store in
+            for name in [
+                "", "Kim", "kim doctor", "김의사", String(repeating: "a", count: 65), "a'; DROP TABLE accounts;--",
+            ] {
+                await #expect(throws: AccountError.self) {
+                    try await store.add(username: name, role: .desk, password: "long enough password")
+                }
+            }
+            await #expect(throws: AccountError.self) {
+                try await store.add(username: "lee", role: .desk, password: "short")
+            }
+            await #expect(throws: AccountError.self) {
+                try await store.add(username: "lee", role: .desk, password: String(repeating: "x", count: 73))
+            }
+            #expect(try await store.list().isEmpty)
+            try await store.add(username: "lee", role: .desk, password: "long enough password")
+            await #expect(throws: AccountError.self) {
+                try await store.add(username: "lee", role: .admin, password: "another long password")
+            }
+            #expect(try await store.list().map(\.role) == [.desk])
+        }
+    }
+
+    @Test("Five failures in a row lock the account for 15 minutes, even against the right password")
+    func lockout() async throws {
+        try await withStore { store in
+            try await store.add(username: "park", role: .examiner, password: "the right password")
+            let start = Date()
+            for attempt in 1...4 {
+                let outcome = try await store.signIn(
+                    username: "park", password: "wrong \(attempt)", now: start.addingTimeInterval(Double(attempt)))
+                #expect(outcome == .refused)
+            }
+            let fifth = try await store.signIn(username: "park", password: "wrong 5", now: start.addingTimeInterval(5))
+            guard case .locked(let until) = fifth else { Issue.record("not locked: \(fifth)"); return }
+            #expect(abs(until.timeIntervalSince(start) - 5 - 900) < 1)
+            let during = try await store.signIn(
+                username: "park", password: "the right password", now: start.addingTimeInterval(600))
+            guard case .locked(let stillUntil) = during else { Issue.record("unlocked early: \(during)"); return }
+            #expect(abs(stillUntil.timeIntervalSince(until)) < 0.001)
+            let after = try await store.signIn(
+                username: "park", password: "the right password", now: start.addingTimeInterval(906))
+            guard case .signedIn = after else { Issue.record("still refused after the lock: \(after)"); return }
+        }
+    }
+
+    @Test("A disabled account is refused; a new password replaces the old and unlocks")
+    func disableAndReset() async throws {
+        try await withStore { store in
+            try await store.add(username: "choi", role: .admin, password: "first password!!")
+            try await store.disable("choi")
+            #expect(try await store.signIn(username: "choi", password: "first password!!") == .refused)
+            #expect(try await store.list().first?.disabled == true)
+            try await store.add(username: "han", role: .desk, password: "first password!!")
+            try await store.setPassword("han", "second password!")
+            #expect(try await store.signIn(username: "han", password: "first password!!") == .refused)
+            guard case .signedIn = try await store.signIn(username: "han", password: "second password!") else {
+                Issue.record("the new password was refused")
+                return
+            }
+            await #expect(throws: AccountError.self) { try await store.setPassword("nobody", "whatever password") }
+        }
+    }
+}

@@ -74,7 +74,7 @@ let package = Package(
         // What every HTTP service shares: the error mapping, request helpers, the service protocol.
         .target(
             name: "ServiceKit",
-            dependencies: ["Contracts", "SharedKernel", "Messaging", vapor, fluentKit],
+            dependencies: ["Contracts", "SharedKernel", "Messaging", "Identity", vapor, fluentKit],
             resources: [.embedInCode("openapi.yaml")]),
 
         // The services: Fluent models and migrations, routes, event handlers.
@@ -92,18 +92,20 @@ let package = Package(
         .target(
             name: "PatientManagementService",
             dependencies: ["PatientManagementDomain", "Contracts", "Messaging", "ServiceKit", vapor, fluentKit, sqlKit]),
-        .target(name: "Gateway", dependencies: ["ServiceKit", "Messaging", vapor]),
+        .target(
+            name: "Gateway",
+            dependencies: ["ServiceKit", "Messaging", "Identity", vapor, .product(name: "JWTKit", package: "jwt-kit")]),
         // The screens of the desk, the doctor and the examiner, served by the gateway.
         .target(
             name: "Web",
-            dependencies: ["ServiceKit", vapor, .product(name: "Mustache", package: "swift-mustache")],
+            dependencies: ["ServiceKit", "Identity", vapor, .product(name: "Mustache", package: "swift-mustache")],
             resources: [
                 .embedInCode("Templates/layout.mustache"), .embedInCode("Templates/home.mustache"),
                 .embedInCode("Templates/desk.mustache"), .embedInCode("Templates/boardRows.mustache"),
                 .embedInCode("Templates/cancel.mustache"), .embedInCode("Templates/doctor.mustache"),
                 .embedInCode("Templates/worklistRows.mustache"), .embedInCode("Templates/visit.mustache"),
                 .embedInCode("Templates/orders.mustache"), .embedInCode("Templates/examiner.mustache"),
-                .embedInCode("Templates/patientVisits.mustache"),
+                .embedInCode("Templates/patientVisits.mustache"), .embedInCode("Templates/login.mustache"),
                 .embedInCode("Assets/app.css"), .embedInCode("Assets/app.js"),
             ]),
 
@@ -112,7 +114,7 @@ let package = Package(
             name: "Runtime",
             dependencies: [
                 "ReceptionService", "DiagnosisService", "ExaminationService", "PatientManagementService", "Gateway",
-                "Web",
+                "Web", "Identity",
                 "ServiceKit", "Messaging", "MessagingLocal", vapor, fluentKit, sqlKit, logging,
                 .target(name: "MessagingKafka", condition: .when(traits: ["Kafka"])),
                 .product(name: "Fluent", package: "fluent"),
@@ -121,11 +123,13 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "JWTKit", package: "jwt-kit"), .product(name: "SQLiteKit", package: "sqlite-kit"),
             ]),
         .executableTarget(
             name: "hospital",
             dependencies: [
-                "Runtime", logging,
+                "Runtime", "Identity", logging,
                 .target(name: "MessagingKafka", condition: .when(traits: ["Kafka"])),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -164,7 +168,7 @@ let package = Package(
             dependencies: [
                 "Runtime", "Contracts", "Messaging", "MessagingLocal", "ServiceKit", "ReceptionService",
                 "DiagnosisService", "ExaminationService", "PatientManagementService",
-                "hospital", logging, fluentKit, sqlKit,
+                "hospital", "Identity", logging, fluentKit, sqlKit, .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "FluentSQLiteDriver", package: "fluent-sqlite-driver"),
                 .product(name: "FluentPostgresDriver", package: "fluent-postgres-driver"),
                 .product(name: "NIOPosix", package: "swift-nio"),

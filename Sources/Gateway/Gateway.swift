@@ -31,14 +31,17 @@ public struct Gateway: Sendable {
         "transfer-encoding", "upgrade", "host", "content-length",
     ]
 
-    public func register(on app: Application) {
+    /// Every routed request passes `access` first: no unauthenticated request reaches a service
+    /// (which checks the token again itself).
+    public func register(on app: Application, access: AccessControl) {
         let methods: [HTTPMethod] = [.GET, .POST, .PUT, .PATCH, .DELETE]
+        let guarded = app.grouped(access)
         for route in routes {
             for method in methods {
-                app.on(method, [.constant(route.prefix)], body: .collect(maxSize: "64kb")) { req in
+                guarded.on(method, [.constant(route.prefix)], body: .collect(maxSize: "64kb")) { req in
                     try await forward(req, to: route)
                 }
-                app.on(method, [.constant(route.prefix), .catchall], body: .collect(maxSize: "64kb")) { req in
+                guarded.on(method, [.constant(route.prefix), .catchall], body: .collect(maxSize: "64kb")) { req in
                     try await forward(req, to: route)
                 }
             }

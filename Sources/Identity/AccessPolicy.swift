@@ -72,11 +72,43 @@ public enum AccessPolicy {
 
     /// What the table says of `method` on the route template `path` (e.g. `/receptions/:id`).
     public static func decision(method: String, path: String) -> Decision {
-        let key = "\(method) \(path)"
+        let key = "\(method == "HEAD" ? "GET" : method) \(path)"
         if publicOperations.contains(key) { return .open }
         if let rule = index[key] { return .roles(rule.roles) }
         return .unlisted
     }
+
+    /// What the table says of a request for the concrete `path` (e.g. `/receptions/1b4e…`): the
+    /// template it matches, a constant component before a parameter (`/receptions/search`
+    /// before `/receptions/:id`).
+    public static func decision(method: String, requestPath path: String) -> Decision {
+        guard let template = template(of: path) else { return .unlisted }
+        return decision(method: method, path: template)
+    }
+
+    /// The template among the table's (and the public operations') that `path` matches.
+    public static func template(of path: String) -> String? {
+        let components = path.split(separator: "/", omittingEmptySubsequences: true)
+        var best: (template: String, parameters: Int)?
+        for (template, parts) in templates where parts.count == components.count {
+            var parameters = 0
+            var matches = true
+            for (part, component) in zip(parts, components) {
+                if part.hasPrefix(":") {
+                    parameters += 1
+                } else if part != component {
+                    matches = false
+                    break
+                }
+            }
+            if matches, parameters < (best?.parameters ?? .max) { best = (template, parameters) }
+        }
+        return best?.template
+    }
+
+    private static let templates: [(String, [Substring])] = Set(
+        rules.map(\.path) + publicOperations.map { String($0.split(separator: " ")[1]) }
+    ).map { ($0, $0.split(separator: "/")) }
 
     /// Whether `role` may call `method` on `path`.
     public static func allows(_ role: Role?, method: String, path: String) -> Bool {

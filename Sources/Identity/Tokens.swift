@@ -153,6 +153,11 @@ public actor TokenVerifier {
     private var knownKids: Set<String> = []
     private var lastFetch: ContinuousClock.Instant?
 
+    /// For a process that serves nothing (migrations, a rebuild): knows no key, accepts no token.
+    public static let refusingEveryone = TokenVerifier(settings: .init(issuer: "", audience: "")) {
+        JWKS(keys: [])
+    }
+
     /// `fetchKeys` reads the issuer's key set (in process, or over HTTP).
     public init(settings: Settings, fetchKeys: @escaping @Sendable () async throws -> JWKS) {
         self.settings = settings

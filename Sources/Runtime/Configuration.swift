@@ -85,6 +85,8 @@ public struct HospitalConfiguration: Sendable {
     /// (`group.instance.id`), unique per replica; a restarted replica takes its partitions back
     /// at once. None: dynamic membership.
     public var kafkaInstanceId: String?
+    /// Sign-in and tokens (HOSPITAL_AUTH_*).
+    public var auth: AuthConfiguration
 
     public init(dataDirectory: URL) {
         self.dataDirectory = dataDirectory
@@ -112,6 +114,7 @@ public struct HospitalConfiguration: Sendable {
         kafkaProperties = [:]
         kafkaSessionTimeout = .seconds(6)
         kafkaInstanceId = nil
+        auth = AuthConfiguration()
     }
 
     /// The defaults, overridden by the environment.
@@ -182,6 +185,7 @@ public struct HospitalConfiguration: Sendable {
         if let raw = env["HOSPITAL_KAFKA_INSTANCE_ID"] ?? env["POD_NAME"], !raw.isEmpty {
             config.kafkaInstanceId = raw
         }
+        try config.auth.read(env)
         if let raw = env["HOSPITAL_AUTO_MIGRATE"] {
             guard let value = Bool(raw.lowercased()) else {
                 throw ConfigurationError("HOSPITAL_AUTO_MIGRATE: true or false, not \(raw)")
@@ -267,6 +271,51 @@ public struct HospitalConfiguration: Sendable {
     private static func positive(_ raw: String, _ name: String) throws -> Int {
         guard let n = Int(raw), n > 0 else { throw ConfigurationError("\(name): not a positive number: \(raw)") }
         return n
+    }
+}
+
+/// How people and programs sign in, and how every service checks who is calling.
+public struct AuthConfiguration: Sendable {
+    /// HOSPITAL_AUTH_ISSUER: the `iss` of the tokens this system issues (and expects).
+    public var issuer = "hospital"
+    /// HOSPITAL_AUTH_AUDIENCE: the `aud` they are issued for (and that every service expects).
+    public var audience = "hospital-api"
+    /// HOSPITAL_TOKEN_MINUTES: how long an access token is valid; also the screens' idle timeout
+    /// (every page renews the session), 15 minutes for shared ward PCs.
+    public var tokenLifetime: TimeInterval = 15 * 60
+    /// HOSPITAL_SIGNING_KEY: the ES256 private key (PEM) that signs tokens, from a secret. Without
+    /// it, HOSPITAL_SIGNING_KEY_FILE, by default `signing-key.pem` in the data directory, created
+    /// on first start with mode 0600.
+    public var signingKeyPEM: String?
+    public var signingKeyFile: URL?
+    /// HOSPITAL_AUTH_JWKS_URL: where a service in a process without the gateway reads the keys that
+    /// verify tokens; by default the gateway's `/.well-known/jwks.json`.
+    public var jwksURL: URL?
+    /// HOSPITAL_BCRYPT_COST: the cost of password hashes (12; at least 10 outside tests).
+    public var bcryptCost = 12
+
+    public init() {}
+
+    mutating func read(_ env: [String: String]) throws {
+        if let raw = env["HOSPITAL_AUTH_ISSUER"], !raw.isEmpty { issuer = raw }
+        if let raw = env["HOSPITAL_AUTH_AUDIENCE"], !raw.isEmpty { audience = raw }
+        if let raw = env["HOSPITAL_TOKEN_MINUTES"] {
+            guard let n = Int(raw), (1...720).contains(n) else {
+                throw ConfigurationError("HOSPITAL_TOKEN_MINUTES: a whole number of minutes from 1 to 720, not \(raw)")
+            }
+            tokenLifetime = TimeInterval(n * 60)
+        }
+        if let raw = env["HOSPITAL_SIGNING_KEY"], !raw.isEmpty { signingKeyPEM = raw }
+        if let raw = env["HOSPITAL_SIGNING_KEY_FILE"], !raw.isEmpty { signingKeyFile = URL(fileURLWithPath: raw) }
+        if let raw = env["HOSPITAL_AUTH_JWKS_URL"] {
+            jwksURL = try HospitalConfiguration.url(raw, "HOSPITAL_AUTH_JWKS_URL")
+        }
+        if let raw = env["HOSPITAL_BCRYPT_COST"] {
+            guard let n = Int(raw), (10...31).contains(n) else {
+                throw ConfigurationError("HOSPITAL_BCRYPT_COST: from 10 to 31, not \(raw)")
+            }
+            bcryptCost = n
+        }
     }
 }
 

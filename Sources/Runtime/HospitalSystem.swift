@@ -2,6 +2,7 @@ import DiagnosisService
 import ExaminationService
 import Foundation
 import Gateway
+import Identity
 import Logging
 import Messaging
 import MessagingLocal
@@ -17,11 +18,16 @@ public final class HospitalSystem: Sendable {
     public let configuration: HospitalConfiguration
     private let hosts: [ServiceHost]
     private let transport: Transport?
+    private let authentication: Authentication
 
-    private init(configuration: HospitalConfiguration, hosts: [ServiceHost], transport: Transport?) {
+    private init(
+        configuration: HospitalConfiguration, hosts: [ServiceHost], transport: Transport?,
+        authentication: Authentication
+    ) {
         self.configuration = configuration
         self.hosts = hosts
         self.transport = transport
+        self.authentication = authentication
     }
 
     /// The services of this process, in start order.
@@ -53,27 +59,38 @@ public final class HospitalSystem: Sendable {
             ? nil
             : try await Transport.open(
                 configuration, clientId: "hospital-" + domain.map(\.rawValue).joined(separator: "-"), logger: logger)
+        let authentication: Authentication
+        do {
+            authentication = try await Authentication.make(
+                runsGateway: wanted.contains(.gateway), configuration: configuration, logger: logger)
+        } catch {
+            await transport?.close()
+            throw error
+        }
         var hosts: [ServiceHost] = []
         do {
             for name in domain {
                 let host = try await makeHost(
                     name, database: try configuration.database(of: name, among: wanted), configuration: configuration,
-                    transport: transport!.events)
+                    transport: transport!.events, verifier: authentication.verifier)
                 hosts.append(host)
                 try await host.start(migrating: configuration.autoMigrate)
             }
             if wanted.contains(.gateway) {
                 let routes = gatewayRoutes(configuration: configuration, running: hosts)
-                let host = try await ServiceHost.gateway(routes: routes, configuration: configuration)
+                let host = try await ServiceHost.gateway(
+                    routes: routes, configuration: configuration, authentication: authentication)
                 hosts.append(host)
                 try await host.start()
             }
         } catch {
             for host in hosts.reversed() { await host.stop() }
             await transport?.close()
+            await authentication.close()
             throw error
         }
-        return HospitalSystem(configuration: configuration, hosts: hosts, transport: transport)
+        return HospitalSystem(
+            configuration: configuration, hosts: hosts, transport: transport, authentication: authentication)
     }
 
     /// Stops in reverse order: the gateway first, so no new work comes in, then each service
@@ -81,6 +98,7 @@ public final class HospitalSystem: Sendable {
     public func shutdown() async {
         for host in hosts.reversed() { await host.stop() }
         await transport?.close()
+        await authentication.close()
     }
 
     /// Applies pending migrations of `services` (all if empty) and returns.
@@ -135,7 +153,8 @@ public final class HospitalSystem: Sendable {
     }
 
     private static func makeHost(
-        _ name: ServiceName, database: URL?, configuration: HospitalConfiguration, transport: any EventTransport
+        _ name: ServiceName, database: URL?, configuration: HospitalConfiguration, transport: any EventTransport,
+        verifier: TokenVerifier = .refusingEveryone
     ) async throws -> ServiceHost {
         let service: any HospitalService.Type =
             switch name {
@@ -146,7 +165,8 @@ public final class HospitalSystem: Sendable {
             case .gateway: preconditionFailure("the gateway is built by gatewayRoutes")
             }
         return try await ServiceHost.service(
-            service, name: name, database: database, configuration: configuration, transport: transport)
+            service, name: name, database: database, configuration: configuration, transport: transport,
+            verifier: verifier)
     }
 
     private static func gatewayRoutes(configuration: HospitalConfiguration, running: [ServiceHost]) -> [Gateway.Route] {

@@ -3,6 +3,7 @@ import FluentPostgresDriver
 import FluentSQLiteDriver
 import Foundation
 import Gateway
+import Identity
 import Logging
 import Messaging
 import MessagingLocal
@@ -49,9 +50,11 @@ final class ServiceHost: Sendable {
     /// SQLite file under the data directory.
     static func service<S: HospitalService>(
         _ type: S.Type, name: ServiceName, database: URL?, configuration: HospitalConfiguration,
-        transport: any EventTransport
+        transport: any EventTransport, verifier: TokenVerifier
     ) async throws -> ServiceHost {
         let app = try await makeApplication(name: name, configuration: configuration)
+        // Every route of a service's own port: a verified token and a role the table allows.
+        app.middleware.use(AccessControl(verifier: verifier))
         // SQL is logged at trace (PostgreSQL) or not at all (SQLite), and the service's own
         // database handle never logs below info: bound values would put patient data in the logs.
         if let database {
@@ -104,16 +107,25 @@ final class ServiceHost: Sendable {
     }
 
     /// Builds the gateway, routing to `routes`.
-    static func gateway(routes: [Gateway.Route], configuration: HospitalConfiguration) async throws -> ServiceHost {
+    static func gateway(
+        routes: [Gateway.Route], configuration: HospitalConfiguration, authentication: Authentication
+    ) async throws -> ServiceHost {
         let app = try await makeApplication(name: .gateway, configuration: configuration)
         app.http.client.configuration.timeout = .init(connect: .seconds(2), read: .seconds(30))
-        Gateway(routes: routes).register(on: app)
+        let access = AccessControl(verifier: authentication.verifier)
+        Gateway(routes: routes).register(on: app, access: access)
         // The screens are served here too: the one entry for people as for programs.
         let upstream = { (prefix: String) in routes.first { $0.prefix == prefix }!.upstream }
-        try WebScreens(
-            reception: upstream("receptions"), diagnosis: upstream("diagnoses"), examination: upstream("examinations"),
-            patientManagement: upstream("patientManagements"), timeZone: configuration.timeZone
-        ).register(on: app.routes)
+        if let issuer = authentication.issuer, let accounts = authentication.accounts {
+            let signIn = SignIn(issuer: issuer, accounts: accounts)
+            SignInRoutes(signIn: signIn).register(on: app.routes)
+            try WebScreens(
+                reception: upstream("receptions"), diagnosis: upstream("diagnoses"),
+                examination: upstream("examinations"), patientManagement: upstream("patientManagements"),
+                timeZone: configuration.timeZone,
+                sessions: ScreenSessions(signIn: signIn, verifier: authentication.verifier)
+            ).register(on: app.routes)
+        }
         OperationsRoutes.register(on: app.routes) {}
         return ServiceHost(name: .gateway, app: app, service: nil, relay: nil, consumer: nil, transport: nil)
     }

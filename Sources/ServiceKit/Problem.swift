@@ -30,6 +30,10 @@ public enum AppError: Error, Equatable {
     case notReady(String)
     /// An operation that does not fit a resource's state (outside the domain's aggregates).
     case conflict(currentState: String, detail: String)
+    /// No valid credential: missing, forged, expired or for someone else (401).
+    case unauthenticated
+    /// Signed in, but the role may not do this (403).
+    case forbidden
 }
 
 /// The one mapping of errors to HTTP responses, for every service and the gateway.
@@ -50,7 +54,11 @@ public struct ProblemMiddleware: AsyncMiddleware {
                     "request failed",
                     metadata: ["error": "\(loggable(error))", "path": "\(request.url.path)"])
             }
-            return Self.response(for: problem)
+            let response = Self.response(for: problem)
+            if problem.status == 401 {
+                response.headers.replaceOrAdd(name: .wwwAuthenticate, value: #"Bearer realm="hospital""#)
+            }
+            return response
         }
     }
 
@@ -118,6 +126,14 @@ public struct ProblemMiddleware: AsyncMiddleware {
             Problem(type: "/problems/service-unavailable", title: "Service Unavailable", status: 503, detail: reason)
         case .conflict(let state, let detail):
             Problem(type: "/problems/conflict", title: "Conflict", status: 409, detail: detail, currentState: state)
+        case .unauthenticated:
+            Problem(
+                type: "/problems/unauthenticated", title: "Unauthorized", status: 401,
+                detail: "Sign in first: send a valid access token as Authorization: Bearer.")
+        case .forbidden:
+            Problem(
+                type: "/problems/forbidden", title: "Forbidden", status: 403,
+                detail: "Your role may not do this.")
         }
     }
 

@@ -30,13 +30,10 @@ extension Request {
         return try self.body(type)
     }
 
-    /// Who caused an event: the `X-Actor` header if it is a plain identifier, else the role.
-    /// (Authentication replaces this later; it is a label, not a credential.)
+    /// Who caused an event: the signed-in user, from the verified token (never a header a
+    /// client could set; `X-Actor` is ignored).
     public func actor(default role: String) -> String {
-        guard let raw = headers.first(name: "X-Actor"), (1...64).contains(raw.count),
-            raw.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "._@:-".contains($0)) })
-        else { return role }
-        return raw
+        signedIn?.principal.username ?? role
     }
 
     /// The trace this request belongs to (W3C `traceparent`), continued or started here.

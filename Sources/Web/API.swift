@@ -18,6 +18,8 @@ struct API: Sendable {
 
     let client: any Client
     let upstreams: [Service: URL]
+    /// The signed-in user's access token, sent with every call.
+    let token: String?
 
     func get<T: Decodable>(_ service: Service, _ path: String, as: T.Type = T.self) async throws -> T {
         try await send(.GET, service, path, body: nil, headers: [:])
@@ -36,6 +38,7 @@ struct API: Sendable {
         let uri = URI(string: upstreams[service]!.absoluteString + path)
         var httpHeaders = HTTPHeaders(headers.map { ($0.key, $0.value) })
         if body != nil { httpHeaders.contentType = .json }
+        if let token { httpHeaders.bearerAuthorization = BearerAuthorization(token: token) }
         let response: ClientResponse
         do {
             response = try await client.send(method, headers: httpHeaders, to: uri) { request in

@@ -58,6 +58,12 @@ enum Strings {
         "rule.tooMany": "검사가 너무 많습니다.", "rule.outOfRange": "%@ 항목의 값이 범위를 벗어났습니다.",
         // time
         "justNow": "방금", "minutes": "%d분", "hoursMinutes": "%d시간 %d분",
+        // sign-in
+        "signIn": "로그인", "signOut": "로그아웃", "username": "아이디", "password": "비밀번호",
+        "usernameRequired": "아이디를 입력해 주세요.", "passwordRequired": "비밀번호를 입력해 주세요.",
+        "error.signIn": "아이디 또는 비밀번호가 올바르지 않습니다. 여러 번 틀리면 계정이 잠시 잠깁니다.",
+        "notice.signedOut": "로그아웃했습니다.", "role.desk": "원무과", "role.doctor": "의사", "role.examiner": "검사자",
+        "role.admin": "관리자",
     ]
 
     static let en: [String: String] = [
@@ -104,6 +110,12 @@ enum Strings {
         "rule.duplicate": "The same exam cannot be ordered twice.", "rule.tooMany": "Too many exams.",
         "rule.outOfRange": "%@ is out of range.",
         "justNow": "just now", "minutes": "%d min", "hoursMinutes": "%d h %d min",
+        // sign-in
+        "signIn": "Sign in", "signOut": "Sign out", "username": "User name", "password": "Password",
+        "usernameRequired": "Enter your user name.", "passwordRequired": "Enter your password.",
+        "error.signIn": "Wrong user name or password. Repeated failures lock the account for a while.",
+        "notice.signedOut": "You are signed out.", "role.desk": "Patient administration", "role.doctor": "Doctor",
+        "role.examiner": "Examiner", "role.admin": "Administrator",
     ]
 
     /// The words for each status, Korean then English, by the kind of record.

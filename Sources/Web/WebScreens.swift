@@ -1,4 +1,5 @@
 import Foundation
+import Identity
 import Mustache
 import ServiceKit
 import Vapor
@@ -9,46 +10,114 @@ public struct WebScreens: Sendable {
     let upstreams: [API.Service: URL]
     let timeZone: TimeZone
     let library: MustacheLibrary
+    let sessions: ScreenSessions
 
-    public init(reception: URL, diagnosis: URL, examination: URL, patientManagement: URL, timeZone: TimeZone) throws {
+    public init(
+        reception: URL, diagnosis: URL, examination: URL, patientManagement: URL, timeZone: TimeZone,
+        sessions: ScreenSessions
+    ) throws {
         upstreams = [
             .reception: reception, .diagnosis: diagnosis, .examination: examination,
             .patientManagement: patientManagement,
         ]
         self.timeZone = timeZone
+        self.sessions = sessions
         library = try Self.templates()
     }
 
     public func register(on routes: any RoutesBuilder) {
-        routes.get(use: home)
-        routes.get("lang", ":language", use: switchLanguage)
+        let screens = routes.grouped(CSRFCookie())
+        screens.get(use: home)
+        screens.get("lang", ":language", use: switchLanguage)
         routes.get("assets", ":file", use: asset)
+        screens.get("login", use: loginForm)
+        screens.post("login", use: login)
+        screens.post("logout", use: logout)
 
-        routes.get("desk", use: desk)
-        routes.get("desk", "board", use: deskBoard)
-        routes.post("desk", "receptions", use: register)
-        routes.post("desk", "patient", use: patientSearch)
-        routes.get("desk", "receptions", ":id", "cancel", use: cancelForm)
-        routes.post("desk", "receptions", ":id", "cancel", use: cancel)
+        let desk = screens.grouped(ScreenGuard(sessions: sessions, role: .desk))
+        desk.get("desk", use: self.desk)
+        desk.get("desk", "board", use: deskBoard)
+        desk.post("desk", "receptions", use: register)
+        desk.post("desk", "patient", use: patientSearch)
+        desk.get("desk", "receptions", ":id", "cancel", use: cancelForm)
+        desk.post("desk", "receptions", ":id", "cancel", use: cancel)
 
-        routes.get("doctor", use: doctor)
-        routes.get("doctor", "worklist", use: doctorWorklist)
-        routes.get("doctor", "diagnoses", ":id", use: visit)
-        routes.get("doctor", "diagnoses", ":id", "orders", use: visitOrders)
-        routes.post("doctor", "diagnoses", ":id", "prescriptions", use: prescribe)
-        routes.post("doctor", "diagnoses", ":id", "complete", use: complete)
-        routes.post("doctor", "diagnoses", ":id", "reject", use: reject)
+        let doctor = screens.grouped(ScreenGuard(sessions: sessions, role: .doctor))
+        doctor.get("doctor", use: self.doctor)
+        doctor.get("doctor", "worklist", use: doctorWorklist)
+        doctor.get("doctor", "diagnoses", ":id", use: visit)
+        doctor.get("doctor", "diagnoses", ":id", "orders", use: visitOrders)
+        doctor.post("doctor", "diagnoses", ":id", "prescriptions", use: prescribe)
+        doctor.post("doctor", "diagnoses", ":id", "complete", use: complete)
+        doctor.post("doctor", "diagnoses", ":id", "reject", use: reject)
 
-        routes.get("examiner", use: examiner)
-        routes.post("examiner", "examinations", ":id", "perform", use: perform)
-        routes.post("examiner", "examinations", ":id", "cancel", use: cancelExam)
+        let examiner = screens.grouped(ScreenGuard(sessions: sessions, role: .examiner))
+        examiner.get("examiner", use: self.examiner)
+        examiner.post("examiner", "examinations", ":id", "perform", use: perform)
+        examiner.post("examiner", "examinations", ":id", "cancel", use: cancelExam)
     }
 
-    // MARK: Home and language
+    // MARK: Home, sign-in and language
 
+    /// A signed-in user goes to their screen; anyone else to the sign-in page.
     @Sendable func home(_ req: Request) async throws -> Response {
-        let screen = Screen(req, timeZone: timeZone)
+        guard let user = await sessions.user(req) else { return req.redirect(to: "/login", redirectType: .normal) }
+        if let screen = Self.home(of: user.principal.role) { return req.redirect(to: screen, redirectType: .normal) }
+        let screen = Screen(req, timeZone: timeZone, user: user)
         return render("home", screen.context(title: screen.t("chooseRole")))
+    }
+
+    static func home(of role: Role) -> String? {
+        switch role {
+        case .desk: "/desk"
+        case .doctor: "/doctor"
+        case .examiner: "/examiner"
+        case .admin: nil
+        }
+    }
+
+    @Sendable func loginForm(_ req: Request) async throws -> Response {
+        loginPage(req, next: req.query[String.self, at: "next"].flatMap(Screen.localPath) ?? "")
+    }
+
+    /// 로그인: the name and password checked as `POST /auth/token` checks them; a session cookie.
+    @Sendable func login(_ req: Request) async throws -> Response {
+        guard ScreenSessions.isGenuineForm(req) else {
+            req.logger.notice("sign-in form refused: no CSRF token or another origin")
+            return Response(status: .forbidden, body: .init(string: "Forbidden"))
+        }
+        let next = req.formValue("next").flatMap(Screen.localPath) ?? ""
+        let username = req.formValue("username") ?? ""
+        guard
+            let account = try await sessions.signIn.check(
+                username: username, password: req.formFields.last { $0.name == "password" }?.value ?? "",
+                logger: req.logger)
+        else {
+            return loginPage(req, next: next, username: username, failed: true)
+        }
+        let token = try await sessions.signIn.token(username: account.username, role: account.role)
+        let target = !next.isEmpty && next != "/" ? next : Self.home(of: account.role) ?? "/"
+        let response = req.redirect(to: target, redirectType: .normal)
+        sessions.setSession(token, on: response, for: req)
+        return response
+    }
+
+    /// 로그아웃: the session cookie is cleared.
+    @Sendable func logout(_ req: Request) async throws -> Response {
+        guard ScreenSessions.isGenuineForm(req) else {
+            return Response(status: .forbidden, body: .init(string: "Forbidden"))
+        }
+        let response = req.redirect(to: "/login?notice=signedOut", redirectType: .normal)
+        sessions.setSession(nil, on: response, for: req)
+        return response
+    }
+
+    private func loginPage(_ req: Request, next: String, username: String = "", failed: Bool = false) -> Response {
+        let screen = Screen(req, timeZone: timeZone)
+        var extra: [String: Any] = ["next": next, "username": username, "hideNav": true]
+        if failed { extra["error"] = screen.t("error.signIn") }
+        return render(
+            "login", screen.context(title: screen.t("signIn"), extra), status: failed ? .unauthorized : .ok)
     }
 
     /// Switches the language and remembers it (a cookie for a year), then goes back.
@@ -80,7 +149,8 @@ public struct WebScreens: Sendable {
 
     // MARK: -
 
-    func api(_ req: Request) -> API { API(client: req.client, upstreams: upstreams) }
+    /// The API, called as the signed-in user (their token, from the session).
+    func api(_ req: Request) -> API { API(client: req.client, upstreams: upstreams, token: req.signedIn?.token) }
 
     /// After a command the API refused: a stale page (409) goes to `page` with a sentence and the
     /// fresh state; a record that is gone (404) goes back to `list`. Anything else is the caller's.
@@ -114,7 +184,7 @@ public struct WebScreens: Sendable {
             ("cancel", PackageResources.cancel_mustache), ("doctor", PackageResources.doctor_mustache),
             ("worklistRows", PackageResources.worklistRows_mustache), ("visit", PackageResources.visit_mustache),
             ("orders", PackageResources.orders_mustache), ("examiner", PackageResources.examiner_mustache),
-            ("patientVisits", PackageResources.patientVisits_mustache),
+            ("patientVisits", PackageResources.patientVisits_mustache), ("login", PackageResources.login_mustache),
         ]
         for (name, bytes) in sources {
             try library.register(String(decoding: bytes, as: UTF8.self), named: name)
@@ -130,11 +200,16 @@ struct Screen {
     let timeZone: TimeZone
     let notice: String?
     let error: String?
+    /// The token every form of the page carries (see `ScreenSessions`).
+    let csrf: String
+    let user: SignedInUser?
 
-    init(_ req: Request, timeZone: TimeZone) {
+    init(_ req: Request, timeZone: TimeZone, user: SignedInUser? = nil) {
         language = req.cookies["lang"].flatMap { Language(rawValue: $0.string) } ?? .ko
         path = req.url.path
         self.timeZone = timeZone
+        csrf = ScreenSessions.formToken(req)
+        self.user = user ?? req.signedIn
         let t = language
         notice = req.query[String.self, at: "notice"].flatMap { key in t.strings["notice.\(key)"] }
         switch req.query[String.self, at: "error"] {
@@ -156,8 +231,12 @@ struct Screen {
         var context: [String: Any] = [
             "lang": language.rawValue, "otherLang": language.other.rawValue, "t": language.strings, "title": title,
             "path": path, "onDesk": path.hasPrefix("/desk"), "onDoctor": path.hasPrefix("/doctor"),
-            "onExaminer": path.hasPrefix("/examiner"),
+            "onExaminer": path.hasPrefix("/examiner"), "csrf": csrf,
         ]
+        if let user {
+            context["user"] = ["name": user.principal.username, "role": t("role.\(user.principal.role.rawValue)")]
+            context["userHome"] = WebScreens.home(of: user.principal.role) ?? "/"
+        }
         if let notice { context["notice"] = notice }
         if let error { context["error"] = error }
         return context.merging(extra) { $1 }

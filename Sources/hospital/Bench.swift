@@ -1,6 +1,7 @@
 import ArgumentParser
 import AsyncHTTPClient
 import Foundation
+import Identity
 import NIOCore
 import NIOHTTP1
 
@@ -37,6 +38,12 @@ struct Bench: AsyncParsableCommand {
     var seedHistory = 0
     @Option(help: "Visits run before measuring (connections, caches).") var warmup = 20
     @Option(help: "How often a waiting visit looks again for a step's effect, in milliseconds.") var pollMs = 10
+    @Option(
+        help: """
+            The password of the accounts desk, doctor and examiner of a running system (without --serve; \
+            HOSPITAL_BENCH_PASSWORD). With --serve the benchmark makes them itself.
+            """)
+    var password: String?
 
     func run() async throws {
         var server: Process?
@@ -59,8 +66,28 @@ struct Bench: AsyncParsableCommand {
             server = process
             pids = [process.processIdentifier]
         }
+        var password = self.password ?? ProcessInfo.processInfo.environment["HOSPITAL_BENCH_PASSWORD"]
         if serve {
             dataDir = directory
+            // An account per role, as an operator makes them (a build without sign-in has no
+            // `users`: it is measured without tokens).
+            password = "bench-\(UUID().uuidString)"
+            for role in ["desk", "doctor", "examiner"] {
+                let add = Process()
+                add.executableURL = URL(
+                    fileURLWithPath: serverBinary
+                        ?? URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path)
+                add.arguments = ["users", "add", role, "--role", role, "--data-dir", directory.path]
+                add.environment = ProcessInfo.processInfo.environment.merging(["HOSPITAL_BCRYPT_COST": "10"]) { $1 }
+                let input = Pipe()
+                add.standardInput = input
+                add.standardOutput = FileHandle.nullDevice
+                add.standardError = FileHandle.nullDevice
+                try add.run()
+                input.fileHandleForWriting.write(Data("\(password!)\n\(password!)\n".utf8))
+                try input.fileHandleForWriting.close()
+                add.waitUntilExit()
+            }
             try startServer()
             base = URL(string: "http://127.0.0.1:\(port)")!
         }
@@ -71,8 +98,10 @@ struct Bench: AsyncParsableCommand {
             }
             if let dataDir { try? FileManager.default.removeItem(at: dataDir) }
         }
-        let client = BenchClient(base: base, poll: .milliseconds(pollMs))
-        try await client.waitUntilReady()
+        var signingIn = BenchClient(base: base, poll: .milliseconds(pollMs))
+        try await signingIn.waitUntilReady()
+        if let password { try await signingIn.signIn(password: password) }
+        let client = signingIn
 
         if seedHistory > 0, serve, let running = server {
             // Real visits through the API, then copies of their rows into the past, with the
@@ -135,8 +164,13 @@ struct Bench: AsyncParsableCommand {
                 Double(visits) / elapsed, what))
         print(
             "errors: \(client.stats.errors) (5xx: \(client.stats.serverErrors)); "
-                + String(format: "%.1f requests per visit", Double(client.stats.samples("request").count - lists.count * BenchClient.listSamples) / Double(visits + warmup + min(seedHistory, 1000))))
-        print("request latency ms      p50 \(client.stats.percentile("request", 50))  p99 \(client.stats.percentile("request", 99))")
+                + String(
+                    format: "%.1f requests per visit",
+                    Double(client.stats.samples("request").count - lists.count * BenchClient.listSamples)
+                        / Double(visits + warmup + min(seedHistory, 1000))))
+        print(
+            "request latency ms      p50 \(client.stats.percentile("request", 50))  p99 \(client.stats.percentile("request", 99))"
+        )
         for hop in BenchClient.hops where !client.stats.samples(hop).isEmpty {
             print(
                 "hop \(hop.padding(toLength: 28, withPad: " ", startingAt: 0)) p50 \(client.stats.percentile(hop, 50))  p99 \(client.stats.percentile(hop, 99))"
@@ -244,10 +278,37 @@ struct BenchClient: Sendable {
     let base: URL
     let poll: Duration
     let stats = Stats()
+    /// An access token per role, for each call as a role the table allows.
+    var tokens: [Role: String] = [:]
+
+    init(base: URL, poll: Duration) {
+        self.base = base
+        self.poll = poll
+    }
+
+    /// Signs in as desk, doctor and examiner (`POST /auth/token`).
+    mutating func signIn(password: String) async throws {
+        for role in [Role.desk, .doctor, .examiner] {
+            let (status, json) = try await send(
+                .POST, "/auth/token", ["username": role.rawValue, "password": password])
+            guard status == 200, let token = json["accessToken"] as? String else {
+                // A build without sign-in answers 404 here and needs no token.
+                if status == 404 { return }
+                throw BenchFailure(description: "signing in as \(role.rawValue) answered \(status)")
+            }
+            tokens[role] = token
+        }
+    }
 
     func send(_ method: HTTPMethod, _ path: String, _ body: [String: Any]? = nil) async throws -> (Int, [String: Any]) {
         var request = HTTPClientRequest(url: base.absoluteString + path)
         request.method = method
+        let bare = String(path.split(separator: "?", maxSplits: 1).first ?? "")
+        if case .roles(let roles) = AccessPolicy.decision(method: method.rawValue, requestPath: bare),
+            let role = roles.min(), let token = tokens[role]
+        {
+            request.headers.add(name: "authorization", value: "Bearer \(token)")
+        }
         if let body {
             request.body = .bytes(ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: body)))
             request.headers.add(name: "content-type", value: "application/json")
@@ -365,7 +426,9 @@ struct BenchClient: Sendable {
         let receptionId = try await register()
         if registrationOnly { return receptionId }
         var since = ContinuousClock.now
-        let worklist = try await self.await("registered → worklist", since: since, "/diagnoses?receptionId=\(receptionId)") {
+        let worklist = try await self.await(
+            "registered → worklist", since: since, "/diagnoses?receptionId=\(receptionId)"
+        ) {
             !(($0["items"] as? [[String: Any]]) ?? []).isEmpty
         }
         let diagnosisId = ((worklist["items"] as? [[String: Any]])?.first?["id"] as? String) ?? ""
@@ -373,7 +436,9 @@ struct BenchClient: Sendable {
             .POST, "/diagnoses/\(diagnosisId)/prescriptions", ["examinations": [["code": "CBC", "name": "혈액검사"]]])
         guard prescribed == 200 else { throw BenchFailure(description: "prescription answered \(prescribed)") }
         since = .now
-        let exams = try await self.await("prescribed → exam list", since: since, "/examinations?diagnosisId=\(diagnosisId)") {
+        let exams = try await self.await(
+            "prescribed → exam list", since: since, "/examinations?diagnosisId=\(diagnosisId)"
+        ) {
             !(($0["items"] as? [[String: Any]]) ?? []).isEmpty
         }
         let examId = ((exams["items"] as? [[String: Any]])?.first?["id"] as? String) ?? ""

@@ -26,10 +26,25 @@ def _binary() -> str:
     raise RuntimeError("build the hospital binary first (swift build)")
 
 
+PASSWORD = "browser test password"
+ROLES = ("desk", "doctor", "examiner", "admin")
+HOME = {"desk": "/desk", "doctor": "/doctor", "examiner": "/examiner"}
+
+
 @pytest.fixture(scope="session")
 def base_url():
-    """The gateway of a whole system on a fresh data directory; every port chosen by the OS."""
+    """The gateway of a whole system on a fresh data directory; every port chosen by the OS.
+    One account per role, made as an operator would (`hospital users add`, password on stdin)."""
     data = tempfile.mkdtemp(prefix="hospital-browser-")
+    for role in ROLES:
+        subprocess.run(
+            [_binary(), "users", "add", role, "--role", role, "--data-dir", data],
+            input=f"{PASSWORD}\n{PASSWORD}\n",
+            text=True,
+            check=True,
+            capture_output=True,
+            env={**os.environ, "HOSPITAL_BCRYPT_COST": "10"},
+        )
     ports = []
     for service in ("gateway", "reception", "diagnosis", "examination", "patient-management"):
         ports += [f"--{service}-port", "0"]
@@ -69,17 +84,54 @@ def browser():
         browser.close()
 
 
-@pytest.fixture
-def context(browser, base_url):
-    context = browser.new_context(base_url=base_url, viewport={"width": 1280, "height": 800})
-    context.set_default_timeout(10_000)
-    yield context
-    context.close()
+def sign_in(page, role: str, password: str = PASSWORD):
+    """Signs in through the sign-in screen, as a person would."""
+    page.goto("/login")
+    page.get_by_label("아이디").fill(role)
+    page.get_by_label("비밀번호").fill(password)
+    page.get_by_role("button", name="로그인").click()
 
 
 @pytest.fixture
-def page(context):
-    return context.new_page()
+def new_context(browser, base_url):
+    """A fresh browser (its own cookies): signed in as `role` if one is given."""
+    contexts = []
+
+    def make(role=None):
+        context = browser.new_context(base_url=base_url, viewport={"width": 1280, "height": 800})
+        context.set_default_timeout(10_000)
+        contexts.append(context)
+        if role:
+            page = context.new_page()
+            sign_in(page, role)
+            page.wait_for_url(f"**{HOME[role]}")
+            page.close()
+        return context
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def desk_context(new_context):
+    return new_context("desk")
+
+
+@pytest.fixture
+def doctor_context(new_context):
+    return new_context("doctor")
+
+
+@pytest.fixture
+def examiner_context(new_context):
+    return new_context("examiner")
+
+
+@pytest.fixture
+def page(desk_context):
+    """A desk's page, signed in."""
+    return desk_context.new_page()
 
 
 @pytest.fixture

@@ -35,14 +35,14 @@ def assert_not_reloaded(page: Page):
     assert page.evaluate("window.__stillHere === true"), "the page was reloaded"
 
 
-def test_a_visit_through_all_three_screens(context, patient):
-    desk = context.new_page()
+def test_a_visit_through_all_three_screens(desk_context, doctor_context, examiner_context, patient):
+    desk = desk_context.new_page()
     register(desk, patient)
     row = board_row(desk, patient)
     expect(row.locator(".badge")).to_have_text("접수완료")
     mark_page(desk)
 
-    doctor = context.new_page()
+    doctor = doctor_context.new_page()
     open_visit(doctor, patient)
     expect(doctor.get_by_text("기침")).to_be_visible()
     doctor.get_by_label("일반혈액검사").check()
@@ -56,7 +56,7 @@ def test_a_visit_through_all_three_screens(context, patient):
     expect(row.locator(".badge")).to_have_text("검사처방")
     assert_not_reloaded(desk)
 
-    examiner = context.new_page()
+    examiner = examiner_context.new_page()
     examiner.goto("/examiner")
     exams = examiner.locator("section.exam", has_text=patient)
     expect(exams).to_have_count(2)
@@ -81,15 +81,15 @@ def test_a_visit_through_all_three_screens(context, patient):
     assert_not_reloaded(desk)
 
 
-def test_rejecting_cancels_the_pending_exam_and_the_visit(context, patient):
-    desk = context.new_page()
+def test_rejecting_cancels_the_pending_exam_and_the_visit(desk_context, doctor_context, examiner_context, patient):
+    desk = desk_context.new_page()
     register(desk, patient)
     mark_page(desk)
-    doctor = context.new_page()
+    doctor = doctor_context.new_page()
     open_visit(doctor, patient)
     doctor.get_by_label("자기공명영상").check()
     doctor.get_by_role("button", name="검사 처방").click()
-    examiner = context.new_page()
+    examiner = examiner_context.new_page()
     examiner.goto("/examiner")
     expect(examiner.locator("section.exam", has_text=patient)).to_have_count(1)
 
@@ -104,10 +104,10 @@ def test_rejecting_cancels_the_pending_exam_and_the_visit(context, patient):
     expect(examiner.locator("section.exam", has_text=patient)).to_have_count(0)
 
 
-def test_the_desk_cancels_a_visit(context, patient):
-    desk = context.new_page()
+def test_the_desk_cancels_a_visit(desk_context, doctor_context, patient):
+    desk = desk_context.new_page()
     register(desk, patient)
-    doctor = context.new_page()
+    doctor = doctor_context.new_page()
     doctor.goto("/doctor")
     expect(doctor.get_by_role("link", name=patient)).to_be_visible()
     mark_page(doctor)
@@ -137,9 +137,12 @@ def test_the_same_form_sent_twice_registers_one_visit(page, patient):
     # Without the page's script: the form's own Idempotency-Key makes the second post harmless.
     page.goto("/desk")
     key = page.locator("input[name=idempotencyKey]").input_value()
+    csrf = page.locator("input[name=csrf]").first.input_value()
     for _ in range(2):
         response = page.request.post(
-            "/desk/receptions", form={"idempotencyKey": key, "patientName": patient}, max_redirects=0
+            "/desk/receptions",
+            form={"csrf": csrf, "idempotencyKey": key, "patientName": patient},
+            max_redirects=0,
         )
         assert response.status == 303
     page.goto("/desk")
@@ -162,21 +165,22 @@ def test_validation_speaks_the_users_language(page):
     expect(page.get_by_label("환자명")).to_have_value("미래인")  # what was typed is kept
 
 
-def test_english_is_one_click_away_and_remembered(page):
-    page.goto("/desk")
-    page.get_by_role("link", name="English").click()
-    expect(page.get_by_label("Patient name")).to_be_visible()
-    expect(page.locator("html")).to_have_attribute("lang", "en")
+def test_english_is_one_click_away_and_remembered(doctor_context):
+    page = doctor_context.new_page()
     page.goto("/doctor")
+    page.get_by_role("link", name="English").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Patients waiting")
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    page.goto("/")  # home sends the doctor to their screen, still in English
     expect(page.get_by_role("heading", level=1)).to_have_text("Patients waiting")
     page.get_by_role("link", name="한국어").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("진료 대기 목록")
 
 
-def test_a_stale_page_gets_a_clear_message_and_the_fresh_state(context, patient):
-    desk = context.new_page()
+def test_a_stale_page_gets_a_clear_message_and_the_fresh_state(desk_context, doctor_context, patient):
+    desk = desk_context.new_page()
     register(desk, patient)
-    doctor = context.new_page()
+    doctor = doctor_context.new_page()
     open_visit(doctor, patient)
 
     # Meanwhile the desk cancels the visit; the doctor's page still offers 진료 완료.
@@ -192,17 +196,17 @@ def test_a_stale_page_gets_a_clear_message_and_the_fresh_state(context, patient)
     expect(doctor.get_by_role("button", name="진료 완료")).to_have_count(0)
 
 
-def test_a_stale_examiner_page_names_the_exams_state(context, patient):
-    doctor = context.new_page()
-    register(doctor, patient)
+def test_a_stale_examiner_page_names_the_exams_state(desk_context, doctor_context, examiner_context, patient):
+    register(desk_context.new_page(), patient)
+    doctor = doctor_context.new_page()
     open_visit(doctor, patient)
     doctor.get_by_label("심전도").check()
     doctor.get_by_role("button", name="검사 처방").click()
-    examiner = context.new_page()
+    examiner = examiner_context.new_page()
     examiner.goto("/examiner")
     exam = examiner.locator("section.exam", has_text=patient)
     expect(exam).to_have_count(1)
-    other = context.new_page()  # a second examiner cancels it first
+    other = examiner_context.new_page()  # a second examiner's page cancels it first
     other.goto("/examiner")
     theirs = other.locator("section.exam", has_text=patient)
     theirs.get_by_label("취소 사유").fill("장비 점검")
@@ -234,30 +238,34 @@ def test_keyboard_and_labels(page):
     assert colour == "rgb(255, 191, 71)", f"the app's own focus ring must show, got {colour}"
 
 
-def test_screenshots_of_every_screen(context, patient, screenshots):
-    page = context.new_page()
-    register(page, patient, symptom="두통과 발열")
-    open_visit(page, patient)
-    page.get_by_label("일반혈액검사").check()
-    page.get_by_role("button", name="검사 처방").click()
-    visit_path = re.sub(r"\?.*$", "", page.url.replace(page.url.split("/doctor")[0], ""))
-    page.goto("/desk")
-    cancel_path = board_row(page, patient).get_by_role("link", name="접수 취소").get_attribute("href")
+def test_screenshots_of_every_screen(new_context, desk_context, doctor_context, examiner_context, patient, screenshots):
+    desk = desk_context.new_page()
+    register(desk, patient, symptom="두통과 발열")
+    doctor = doctor_context.new_page()
+    open_visit(doctor, patient)
+    doctor.get_by_label("일반혈액검사").check()
+    doctor.get_by_role("button", name="검사 처방").click()
+    visit_path = re.sub(r"\?.*$", "", doctor.url.replace(doctor.url.split("/doctor")[0], ""))
+    desk.goto("/desk")
+    cancel_path = board_row(desk, patient).get_by_role("link", name="접수 취소").get_attribute("href")
+    signed_out = new_context().new_page()
+    examiner = examiner_context.new_page()
     screens = {
-        "home": "/", "desk": "/desk", "desk-cancel": cancel_path, "doctor": "/doctor", "doctor-visit": visit_path,
-        "examiner": "/examiner",
+        "login": (signed_out, "/login"), "desk": (desk, "/desk"), "desk-cancel": (desk, cancel_path),
+        "doctor": (doctor, "/doctor"), "doctor-visit": (doctor, visit_path), "examiner": (examiner, "/examiner"),
     }
     for language, toggle in (("ko", None), ("en", "English")):
         if toggle:
-            page.goto("/")
-            page.get_by_role("link", name=toggle).click()
-        for name, path in screens.items():
+            for page in {id(p): p for p, _ in screens.values()}.values():
+                page.goto("/login" if page is signed_out else "/")
+                page.get_by_role("link", name=toggle).click()
+        for name, (page, path) in screens.items():
             page.set_viewport_size({"width": 1280, "height": 800})
             page.goto(path)
             page.screenshot(path=str(screenshots / f"{name}-{language}.png"), full_page=True)
             text = page.locator("main").inner_text()
             assert "nil" not in text and '{"' not in text, f"{path} shows raw values: {text}"
-        page.set_viewport_size({"width": 768, "height": 1024})
-        page.goto("/desk")
-        page.screenshot(path=str(screenshots / f"desk-tablet-{language}.png"), full_page=True)
+        desk.set_viewport_size({"width": 768, "height": 1024})
+        desk.goto("/desk")
+        desk.screenshot(path=str(screenshots / f"desk-tablet-{language}.png"), full_page=True)
     assert len(list(screenshots.glob("*.png"))) == 2 * (len(screens) + 1)

@@ -40,6 +40,7 @@ final class HospitalProcess: Sendable {
         process.arguments = arguments
         var env = ProcessInfo.processInfo.environment
         env["HOSPITAL_LOG_LEVEL"] = "warning"
+        env["HOSPITAL_SIGNING_KEY"] = TestKeys.pem
         env["HOSPITAL_RELAY_POLL_MS"] = "50"
         env["HOSPITAL_LOG_POLL_MS"] = "50"
         for (key, value) in environment { env[key] = value }

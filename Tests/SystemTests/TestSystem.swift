@@ -3,6 +3,7 @@ import FluentKit
 import FluentPostgresDriver
 import FluentSQLiteDriver
 import Foundation
+import Identity
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -68,6 +69,8 @@ final class TestSystem: Sendable {
             }
         }
         config.logLevel = .warning
+        config.auth.signingKeyPEM = TestKeys.pem
+        config.auth.bcryptCost = 4
         config.relayPollInterval = .milliseconds(50)
         config.logPollInterval = .milliseconds(50)
         config.consumerMaxAttempts = 3
@@ -98,16 +101,20 @@ final class TestSystem: Sendable {
 
     // MARK: HTTP
 
-    func get(_ path: String, via service: ServiceName = .gateway) async throws -> HTTPResult {
-        try await HTTPResult.send(.GET, url(service), path)
+    func get(
+        _ path: String, via service: ServiceName = .gateway, as auth: TestAuth = .automatic
+    ) async throws
+        -> HTTPResult
+    {
+        try await HTTPResult.send(.GET, url(service), path, as: auth)
     }
 
     func post(
         _ path: String, _ json: [String: Any]? = nil, raw: String? = nil, headers: [(String, String)] = [],
-        via service: ServiceName = .gateway
+        via service: ServiceName = .gateway, as auth: TestAuth = .automatic
     ) async throws -> HTTPResult {
         let body = try raw.map { Data($0.utf8) } ?? json.map { try JSONSerialization.data(withJSONObject: $0) }
-        return try await HTTPResult.send(.POST, url(service), path, body: body, headers: headers)
+        return try await HTTPResult.send(.POST, url(service), path, body: body, headers: headers, as: auth)
     }
 
     // MARK: The journey's steps, asserting they were accepted
@@ -191,7 +198,8 @@ final class TestSystem: Sendable {
                 databases.use(.sqlite(.file(file), sqlLogLevel: nil), as: .sqlite)
             }
             do {
-                let db = databases.database(logger: Logger(label: "test"), on: MultiThreadedEventLoopGroup.singleton.any())
+                let db = databases.database(
+                    logger: Logger(label: "test"), on: MultiThreadedEventLoopGroup.singleton.any())
                 try await body(service, db as! any SQLDatabase)
                 await databases.shutdownAsync()
             } catch {
@@ -239,11 +247,26 @@ struct HTTPResult: Sendable {
     var json: [String: Any] { (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] ?? [:] }
     var contentType: String { headers.first(name: "content-type") ?? "" }
 
+    /// Signed in as `auth` says (by default, as a role the operation allows): see `TestKeys`.
     static func send(
-        _ method: HTTPMethod, _ base: URL, _ path: String, body: Data? = nil, headers: [(String, String)] = []
+        _ method: HTTPMethod, _ base: URL, _ path: String, body: Data? = nil, headers: [(String, String)] = [],
+        as auth: TestAuth = .automatic
     ) async throws -> HTTPResult {
         var request = HTTPClientRequest(url: base.absoluteString + path)
         request.method = method
+        var body = body
+        let signsItself = headers.contains { ["authorization", "cookie"].contains($0.0.lowercased()) }
+        if !signsItself {
+            let (credentials, isScreen) = try await TestKeys.credentials(auth, method: method.rawValue, path: path)
+            for (name, value) in credentials { request.headers.add(name: name, value: value) }
+            // A screen's form carries the CSRF token, as the page's forms do.
+            if isScreen, method == .POST,
+                headers.contains(where: { $0.0.lowercased() == "content-type" && $0.1.contains("form-urlencoded") })
+            {
+                let form = body.map { String(decoding: $0, as: UTF8.self) } ?? ""
+                body = Data(((form.isEmpty ? "" : form + "&") + "csrf=\(TestKeys.csrf)").utf8)
+            }
+        }
         if let body {
             request.body = .bytes(ByteBuffer(bytes: body))
             if !headers.contains(where: { $0.0.lowercased() == "content-type" }) {

@@ -1,0 +1,44 @@
+import Foundation
+import Logging
+
+/// Checking a name and password and issuing a token: for `POST /auth/token` and the screens'
+/// sign-in alike.
+public struct SignIn: Sendable {
+    public let issuer: TokenIssuer
+    public let accounts: AccountStore
+
+    public init(issuer: TokenIssuer, accounts: AccountStore) {
+        self.issuer = issuer
+        self.accounts = accounts
+    }
+
+    /// The account, if the credentials are right; every failure and every lock is logged (the
+    /// name, never the password). Unknown name, wrong password, disabled or locked account all
+    /// come back as nil, so a caller tells an attacker nothing.
+    public func check(username: String, password: String, logger: Logger) async throws -> Account? {
+        guard !username.isEmpty, username.utf8.count <= 64, !password.isEmpty, password.utf8.count <= 1024 else {
+            return nil
+        }
+        switch try await accounts.signIn(username: username, password: password) {
+        case .signedIn(let account):
+            logger.info("signed in", metadata: ["user": "\(account.username)", "role": "\(account.role.rawValue)"])
+            return account
+        case .refused:
+            let name = AccountStore.validUsername(username) ? username : "(not a user name)"
+            logger.notice("sign-in refused", metadata: ["user": "\(name)"])
+            return nil
+        case .locked(let until):
+            logger.warning(
+                "sign-in refused: the account is locked after repeated failures",
+                metadata: ["user": "\(username)", "until": "\(until)"])
+            return nil
+        }
+    }
+
+    /// A fresh token for a user already signed in.
+    public func token(username: String, role: Role) async throws -> String {
+        try await issuer.issue(username: username, role: role)
+    }
+
+    public var tokenLifetime: TimeInterval { issuer.lifetime }
+}

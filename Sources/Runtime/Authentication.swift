@@ -1,0 +1,147 @@
+import AsyncHTTPClient
+import Foundation
+import Identity
+import JWTKit
+import Logging
+import NIOCore
+import NIOPosix
+import SQLKit
+import SQLiteKit
+
+/// What a process needs to check callers and, where the gateway runs, to sign them in.
+final class Authentication: Sendable {
+    /// The token issuer, where the gateway runs (it owns the accounts and the signing key).
+    let issuer: TokenIssuer?
+    let accounts: AccountStore?
+    let verifier: TokenVerifier
+    private let accountsConnection: SQLiteConnection?
+
+    private init(
+        issuer: TokenIssuer?, accounts: AccountStore?, verifier: TokenVerifier, accountsConnection: SQLiteConnection?
+    ) {
+        self.issuer = issuer
+        self.accounts = accounts
+        self.verifier = verifier
+        self.accountsConnection = accountsConnection
+    }
+
+    /// With the gateway in this process: its signing key and accounts, and a verifier of its own
+    /// keys. Without: a verifier that reads the gateway's key set over HTTP (HOSPITAL_AUTH_JWKS_URL).
+    static func make(
+        runsGateway: Bool, configuration: HospitalConfiguration, logger: Logger
+    ) async throws -> Authentication {
+        let auth = configuration.auth
+        let settings = TokenVerifier.Settings(issuer: auth.issuer, audience: auth.audience)
+        // Without the gateway here: the signing key, when this process has it (a secret, or the
+        // data directory it shares with the gateway), verifies locally; else the gateway's JWKS.
+        let localKey: SigningKey? =
+            auth.signingKeyPEM != nil || FileManager.default.fileExists(atPath: signingKeyFile(configuration).path)
+            ? try signingKey(configuration) : nil
+        if !runsGateway, let localKey {
+            let verifier = TokenVerifier(settings: settings) { localKey.jwks }
+            return Authentication(issuer: nil, accounts: nil, verifier: verifier, accountsConnection: nil)
+        }
+        guard runsGateway else {
+            let url =
+                auth.jwksURL
+                ?? configuration.upstream(of: .gateway).appendingPathComponent(".well-known/jwks.json")
+            let verifier = TokenVerifier(settings: settings) {
+                try await fetchKeySet(from: url, logger: logger)
+            }
+            return Authentication(issuer: nil, accounts: nil, verifier: verifier, accountsConnection: nil)
+        }
+        let key = try signingKey(configuration)
+        let issuer = await TokenIssuer(
+            key: key, issuer: auth.issuer, audience: auth.audience, lifetime: auth.tokenLifetime)
+        let verifier = TokenVerifier(settings: settings) { key.jwks }
+        let (store, connection) = try await openAccounts(configuration, logger: logger)
+        return Authentication(issuer: issuer, accounts: store, verifier: verifier, accountsConnection: connection)
+    }
+
+    func close() async {
+        try? await accountsConnection?.close().get()
+    }
+
+    /// The accounts of the data directory (`accounts.sqlite`, mode 0600), for `serve` and for
+    /// `hospital users`.
+    static func openAccounts(
+        _ configuration: HospitalConfiguration, logger: Logger
+    ) async throws -> (AccountStore, SQLiteConnection) {
+        try DataDirectory.prepare(configuration.dataDirectory)
+        let file = configuration.dataDirectory.appendingPathComponent("accounts.sqlite")
+        try DataDirectory.createPrivateFile(file)
+        let source = SQLiteConnectionSource(
+            configuration: .init(storage: .file(path: file.path), enableForeignKeys: true), threadPool: .singleton)
+        let connection = try await source.makeConnection(
+            logger: logger, on: MultiThreadedEventLoopGroup.singleton.any()
+        ).get()
+        var settings = AccountStore.Settings()
+        settings.bcryptCost = configuration.auth.bcryptCost
+        let store = AccountStore(database: connection.sql(), settings: settings)
+        do {
+            _ = try await connection.sql().raw("PRAGMA journal_mode = WAL").all()
+            try await store.prepare()
+        } catch {
+            try? await connection.close().get()
+            throw error
+        }
+        return (store, connection)
+    }
+
+    private static func signingKey(_ configuration: HospitalConfiguration) throws -> SigningKey {
+        if let pem = configuration.auth.signingKeyPEM { return try SigningKey(pem: pem) }
+        try DataDirectory.prepare(configuration.dataDirectory)
+        return try SigningKey.loadOrCreate(at: signingKeyFile(configuration))
+    }
+
+    private static func signingKeyFile(_ configuration: HospitalConfiguration) -> URL {
+        configuration.auth.signingKeyFile ?? configuration.dataDirectory.appendingPathComponent("signing-key.pem")
+    }
+
+    private static func fetchKeySet(from url: URL, logger: Logger) async throws -> JWKS {
+        var request = HTTPClientRequest(url: url.absoluteString)
+        request.method = .GET
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(5))
+        guard response.status == .ok else {
+            logger.warning("the key set could not be read", metadata: ["status": "\(response.status.code)"])
+            throw ConfigurationError("the key set at \(url) answered \(response.status.code)")
+        }
+        let body = try await response.body.collect(upTo: 1 << 20)
+        return try JSONDecoder().decode(JWKS.self, from: Data(buffer: body))
+    }
+}
+
+/// The data directory holds patient data and the signing key: only its owner may enter it.
+enum DataDirectory {
+    static func prepare(_ directory: URL) throws {
+        let manager = FileManager.default
+        if !manager.fileExists(atPath: directory.path) {
+            try manager.createDirectory(
+                at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        }
+    }
+
+    /// Creates `file` empty with mode 0600 if it does not exist.
+    static func createPrivateFile(_ file: URL) throws {
+        let fd = open(file.path, O_WRONLY | O_CREAT, 0o600)
+        guard fd >= 0 else { throw ConfigurationError("cannot create \(file.path)") }
+        close(fd)
+    }
+}
+
+extension HospitalSystem {
+    /// The local accounts of the data directory, for `hospital users` (safe while the system runs).
+    public static func withAccounts<T: Sendable>(
+        configuration: HospitalConfiguration, logger: Logger, _ body: (AccountStore) async throws -> T
+    ) async throws -> T {
+        let (store, connection) = try await Authentication.openAccounts(configuration, logger: logger)
+        do {
+            let result = try await body(store)
+            try? await connection.close().get()
+            return result
+        } catch {
+            try? await connection.close().get()
+            throw error
+        }
+    }
+}

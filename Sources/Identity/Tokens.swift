@@ -152,6 +152,7 @@ public actor TokenVerifier {
     private var keys = JWTKeyCollection()
     private var knownKids: Set<String> = []
     private var lastFetch: ContinuousClock.Instant?
+    private var refreshing: Task<Void, Never>?
 
     /// For a process that serves nothing (migrations, a rebuild): knows no key, accepts no token.
     public static let refusingEveryone = TokenVerifier(settings: .init(issuer: "", audience: "")) {
@@ -202,10 +203,24 @@ public actor TokenVerifier {
         return nil
     }
 
+    /// Reads the key set again, unless it was read within `refreshInterval`. Callers that arrive
+    /// while a read is under way wait for it (the actor is reentrant: without this, a burst of
+    /// first requests would find the keys still unknown and be refused).
     private func refreshKeys() async {
+        if let refreshing {
+            await refreshing.value
+            return
+        }
         let clock = ContinuousClock()
         if let lastFetch, clock.now - lastFetch < settings.refreshInterval { return }
         lastFetch = clock.now
+        let task = Task { await self.loadKeys() }
+        refreshing = task
+        await task.value
+        refreshing = nil
+    }
+
+    private func loadKeys() async {
         guard let set = try? await fetchKeys() else { return }
         let fresh = JWTKeyCollection()
         var kids: Set<String> = []

@@ -30,6 +30,9 @@ public final class HospitalSystem: Sendable {
         self.authentication = authentication
     }
 
+    /// The local accounts, where the gateway runs in this process.
+    public var accounts: AccountStore? { authentication.accounts }
+
     /// The services of this process, in start order.
     public var services: [ServiceName] { hosts.map(\.name) }
 

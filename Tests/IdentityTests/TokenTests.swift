@@ -125,6 +125,22 @@ struct TokenTests {
         #expect(await served.fetches == 3)
     }
 
+    @Test("A burst of first requests waits for the one key-set read under way: none is refused")
+    func concurrentFirstVerifications() async throws {
+        let issuer = try await issuer()
+        let jwks = issuer.key.jwks
+        let verifier = TokenVerifier(settings: .init(issuer: Self.issuer, audience: Self.audience)) {
+            try await Task.sleep(for: .milliseconds(50))  // a key set read over the network
+            return jwks
+        }
+        let token = try await issuer.issue(username: "a", role: .desk)
+        let refused = await withTaskGroup(of: Bool.self) { group in
+            for _ in 0..<50 { group.addTask { (try? await verifier.verify(token)) == nil } }
+            return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+        }
+        #expect(refused == 0)
+    }
+
     @Test("The role comes from the configured claim: a string, or the first known role of a list")
     func roleClaim() {
         #expect(TokenVerifier.role(in: ["role": "doctor"], at: ["role"]) == .doctor)

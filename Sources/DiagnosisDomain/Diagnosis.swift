@@ -84,7 +84,9 @@ public struct Diagnosis: Sendable, Equatable {
     /// backup opens the visits it missed again under the ids the other services already know.
     /// The reception id's random bits, scrambled by a fixed mask, as a version 8 UUID.
     public static func id(of receptionId: UUID) -> UUID {
-        let mask: [UInt8] = [0x3c, 0x9a, 0x51, 0xe7, 0x08, 0xd2, 0x00, 0x6b, 0x00, 0x47, 0xa9, 0x15, 0xc3, 0x7e, 0x2f, 0x90]
+        let mask: [UInt8] = [
+            0x3c, 0x9a, 0x51, 0xe7, 0x08, 0xd2, 0x00, 0x6b, 0x00, 0x47, 0xa9, 0x15, 0xc3, 0x7e, 0x2f, 0x90,
+        ]
         var bytes = withUnsafeBytes(of: receptionId.uuid) { Array($0) }
         for i in bytes.indices { bytes[i] ^= mask[i] }
         bytes[6] = 0x80 | (bytes[6] & 0x0f)
@@ -101,7 +103,8 @@ public struct Diagnosis: Sendable, Equatable {
     /// A visit was registered: it appears in the doctor's worklist, waiting.
     public static func open(receptionId: UUID, from event: TreatmentReceived, at now: Date) -> Diagnosis {
         Diagnosis(
-            id: id(of: receptionId), receptionId: receptionId, patientName: event.patientName, department: event.department,
+            id: id(of: receptionId), receptionId: receptionId, patientName: event.patientName,
+            department: event.department,
             symptom: event.symptom, status: .waiting, orders: [], createdAt: now, closedAt: nil, closingNote: nil)
     }
 
@@ -242,7 +245,10 @@ public struct ClosingNote: Sendable, Equatable {
         -> ClosingNote
     {
         var v = FieldValidation()
-        let text = required ? v.required(raw, field, maxLength: 2000) : (v.optional(raw, field, maxLength: 2000) ?? "")
+        let text =
+            required
+            ? v.required(raw, field, maxLength: 2000, multiline: true)
+            : (v.optional(raw, field, maxLength: 2000, multiline: true) ?? "")
         try v.check()
         return ClosingNote(text: text)
     }

@@ -102,7 +102,7 @@ public struct ExamNote: Sendable, Equatable {
 
     public static func validated(_ raw: String?, field: String) throws(ValidationFailure) -> ExamNote {
         var v = FieldValidation()
-        let text = v.required(raw, field, maxLength: 4000)
+        let text = v.required(raw, field, maxLength: 4000, multiline: true)
         try v.check()
         return ExamNote(text: text)
     }

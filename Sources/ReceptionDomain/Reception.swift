@@ -127,7 +127,7 @@ public struct Patient: Sendable, Equatable {
             v.fail("phone", .invalidCharacters, "may contain only digits, spaces, '+' and '-'")
         }
         let department = v.optional(department, "department", maxLength: 50)
-        let symptom = v.optional(symptom, "symptom", maxLength: 1000)
+        let symptom = v.optional(symptom, "symptom", maxLength: 1000, multiline: true)
         try v.check()
         return Patient(
             name: name, patientId: patientId, birthDate: birthDate, phone: phone, department: department,
@@ -158,7 +158,7 @@ public struct CancelReason: Sendable, Equatable {
 
     public static func validated(_ raw: String?) throws(ValidationFailure) -> CancelReason {
         var v = FieldValidation()
-        let text = v.required(raw, "reason", maxLength: 500)
+        let text = v.required(raw, "reason", maxLength: 500, multiline: true)
         try v.check()
         return CancelReason(text: text)
     }

@@ -293,6 +293,13 @@ public struct AuthConfiguration: Sendable {
     public var jwksURL: URL?
     /// HOSPITAL_BCRYPT_COST: the cost of password hashes (12; at least 10 outside tests).
     public var bcryptCost = 12
+    /// HOSPITAL_ALLOWED_HOSTS: the host names the gateway serves (`Host`), comma-separated, besides
+    /// localhost, 127.0.0.1, ::1 and the address it listens on.
+    public var allowedHosts: [String] = []
+    /// HOSPITAL_RATE_LIMIT (1000) and HOSPITAL_SIGN_IN_RATE_LIMIT (2): requests a second per
+    /// client address on the gateway (bursts of twice as many; sign-in: 20); 0 turns a limit off.
+    public var rateLimit: Double = 1000
+    public var signInRateLimit: Double = 2
 
     public init() {}
 
@@ -309,6 +316,20 @@ public struct AuthConfiguration: Sendable {
         if let raw = env["HOSPITAL_SIGNING_KEY_FILE"], !raw.isEmpty { signingKeyFile = URL(fileURLWithPath: raw) }
         if let raw = env["HOSPITAL_AUTH_JWKS_URL"] {
             jwksURL = try HospitalConfiguration.url(raw, "HOSPITAL_AUTH_JWKS_URL")
+        }
+        if let raw = env["HOSPITAL_ALLOWED_HOSTS"] {
+            allowedHosts = raw.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter {
+                !$0.isEmpty
+            }
+        }
+        for (name, keyPath) in [
+            ("HOSPITAL_RATE_LIMIT", \AuthConfiguration.rateLimit), ("HOSPITAL_SIGN_IN_RATE_LIMIT", \.signInRateLimit),
+        ] {
+            guard let raw = env[name] else { continue }
+            guard let n = Double(raw), n >= 0, n.isFinite else {
+                throw ConfigurationError("\(name): requests a second, 0 or more, not \(raw)")
+            }
+            self[keyPath: keyPath] = n
         }
         if let raw = env["HOSPITAL_BCRYPT_COST"] {
             guard let n = Int(raw), (10...31).contains(n) else {

@@ -64,6 +64,9 @@ final class ServiceHost: Sendable {
                 as: .psql)
         } else {
             let path = configuration.dataDirectory.appendingPathComponent("\(S.name).sqlite").path
+            // Patient data: the directory 0700, the file 0600 (SQLite gives its journals the same).
+            try DataDirectory.prepare(configuration.dataDirectory)
+            try DataDirectory.createPrivateFile(URL(fileURLWithPath: path))
             app.databases.use(
                 .sqlite(.file(path), dataEncoder: .init(), dataDecoder: .init(), sqlLogLevel: nil), as: .sqlite)
         }
@@ -112,6 +115,13 @@ final class ServiceHost: Sendable {
     ) async throws -> ServiceHost {
         let app = try await makeApplication(name: .gateway, configuration: configuration)
         app.http.client.configuration.timeout = .init(connect: .seconds(2), read: .seconds(30))
+        let auth = configuration.auth
+        app.middleware.use(AllowedHosts(auth.allowedHosts + [configuration.host]))
+        app.middleware.use(
+            RateLimit(
+                settings: .init(
+                    rate: auth.rateLimit, burst: auth.rateLimit * 2, signInRate: auth.signInRateLimit,
+                    signInBurst: auth.signInRateLimit * 10)))
         let access = AccessControl(verifier: authentication.verifier)
         Gateway(routes: routes).register(on: app, access: access)
         // The screens are served here too: the one entry for people as for programs.
@@ -145,7 +155,10 @@ final class ServiceHost: Sendable {
         app.routes.defaultMaxBodySize = "64kb"
         app.middleware = Middlewares()
         app.middleware.use(RouteLoggingMiddleware(logLevel: .debug))
+        app.middleware.use(SecurityHeaders())
         app.middleware.use(ProblemMiddleware())
+        // A connection that says nothing for a minute is closed (half-open clients).
+        app.http.server.configuration.idleTimeout = .seconds(60)
         return app
     }
 

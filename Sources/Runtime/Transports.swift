@@ -17,6 +17,10 @@ struct Transport: Sendable {
     static func open(_ configuration: HospitalConfiguration, clientId: String, logger: Logger) async throws -> Transport
     {
         guard let brokers = configuration.kafkaBrokers else {
+            // The log holds patient names: only the owner may read it (0700 directory, 0600 file).
+            try DataDirectory.prepare(configuration.dataDirectory)
+            try DataDirectory.createPrivateFile(
+                configuration.dataDirectory.appendingPathComponent(LocalEventLog.fileName))
             let log = try await LocalEventLog.open(
                 directory: configuration.dataDirectory, pollInterval: configuration.logPollInterval, logger: logger)
             guard let keep = configuration.eventLogRetention else {

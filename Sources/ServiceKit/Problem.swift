@@ -143,6 +143,8 @@ public struct ProblemMiddleware: AsyncMiddleware {
             switch status {
             case 404: ("/problems/not-found", "There is no such resource.")
             case 405: ("/problems/method-not-allowed", "This method is not allowed here.")
+            case 421: ("/problems/misdirected-request", "This server does not serve this host name.")
+            case 429: ("/problems/too-many-requests", "Too many requests from this client; wait and try again.")
             case 413: ("/problems/payload-too-large", "The request body is too large.")
             case 415: ("/problems/unsupported-media-type", "Send the request body as application/json.")
             case 400..<500: ("/problems/malformed-request", abort.reason)

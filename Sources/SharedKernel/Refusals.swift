@@ -52,29 +52,60 @@ public struct FieldValidation: Sendable {
         failures.append(.init(field: field, code: code, message: message))
     }
 
-    /// A required text: trimmed, not empty, at most `maxLength` characters.
-    public mutating func required(_ value: String?, _ field: String, maxLength: Int) -> String {
+    /// A required text: trimmed, not empty, at most `maxLength` characters (see `checkText`).
+    public mutating func required(_ value: String?, _ field: String, maxLength: Int, multiline: Bool = false) -> String
+    {
         guard let value else {
             fail(field, .required, "is required")
             return ""
         }
         let trimmed = value.trimmingWhitespace
-        if trimmed.isEmpty {
+        if trimmed.isEmpty || trimmed.isInvisible {
             fail(field, .required, "must not be empty")
-        } else if trimmed.count > maxLength {
-            fail(field, .tooLong, "must be at most \(maxLength) characters")
+        } else {
+            checkText(trimmed, field, maxLength: maxLength, multiline: multiline)
         }
         return trimmed
     }
 
     /// An optional text: trimmed; empty counts as absent; at most `maxLength` characters.
-    public mutating func optional(_ value: String?, _ field: String, maxLength: Int) -> String? {
+    public mutating func optional(
+        _ value: String?, _ field: String, maxLength: Int, multiline: Bool = false
+    )
+        -> String?
+    {
         guard let trimmed = value?.trimmingWhitespace, !trimmed.isEmpty else { return nil }
-        if trimmed.count > maxLength {
-            fail(field, .tooLong, "must be at most \(maxLength) characters")
+        if trimmed.isInvisible {
+            fail(field, .invalidCharacters, "must not be made only of invisible characters")
+        } else {
+            checkText(trimmed, field, maxLength: maxLength, multiline: multiline)
         }
         return trimmed
     }
+
+    /// Lengths count what a person sees (grapheme clusters: 한 is one, 👩‍⚕️ is one), and the
+    /// bytes are bounded too (16 per character, enough for 👩‍⚕️: one "character" with a thousand combining
+    /// marks is refused). No NUL or other control character (line breaks and tabs only in
+    /// `multiline` texts), and no bidirectional overrides, which can make a name read
+    /// differently on the screen from what is stored.
+    private mutating func checkText(_ text: String, _ field: String, maxLength: Int, multiline: Bool) {
+        if text.count > maxLength || text.utf8.count > maxLength * 16 {
+            fail(field, .tooLong, "must be at most \(maxLength) characters")
+        }
+        let refused = text.unicodeScalars.first { scalar in
+            if multiline, scalar == "\n" || scalar == "\r" || scalar == "\t" { return false }
+            return scalar.properties.generalCategory == .control || Self.bidiControls.contains(scalar.value)
+                || scalar.properties.isNoncharacterCodePoint
+        }
+        if refused != nil {
+            fail(field, .invalidCharacters, "must not contain control characters or text direction overrides")
+        }
+    }
+
+    /// U+202A–U+202E (embeddings, overrides) and U+2066–U+2069 (isolates).
+    private static let bidiControls: Set<UInt32> = [
+        0x202A, 0x202B, 0x202C, 0x202D, 0x202E, 0x2066, 0x2067, 0x2068, 0x2069,
+    ]
 
     /// Throws the collected failures, if any.
     public func check() throws(ValidationFailure) {
@@ -83,6 +114,18 @@ public struct FieldValidation: Sendable {
 }
 
 extension String {
+    /// Nothing a person could see: only spaces, format characters (zero-width spaces and
+    /// joiners, direction marks), variation selectors and marks with nothing to combine with.
+    var isInvisible: Bool {
+        unicodeScalars.allSatisfy { scalar in
+            let p = scalar.properties
+            return p.isWhitespace || p.isDefaultIgnorableCodePoint || p.isVariationSelector
+                || [.format, .nonspacingMark, .enclosingMark, .control].contains(p.generalCategory)
+                || scalar.value == 0x3164 || scalar.value == 0x115F || scalar.value == 0x1160
+                || scalar.value == 0xFFA0  // Hangul fillers
+        }
+    }
+
     var trimmingWhitespace: String {
         var scalars = Substring(self)
         while let first = scalars.first, first.isWhitespace { scalars.removeFirst() }

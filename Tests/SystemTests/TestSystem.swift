@@ -19,10 +19,11 @@ import Testing
 /// is routed by the gateway to a closed port, so it looks down, as it would be.
 func withTestSystem<T: Sendable>(
     _ services: [ServiceName] = [], dataDirectory: URL? = nil,
+    configure: @Sendable (inout HospitalConfiguration) -> Void = { _ in },
     _ body: (TestSystem) async throws -> T
 ) async throws -> T {
     let directory = dataDirectory ?? TestSystem.temporaryDirectory()
-    let system = try await TestSystem.start(services, dataDirectory: directory)
+    let system = try await TestSystem.start(services, dataDirectory: directory, configure: configure)
     do {
         let result = try await body(system)
         await system.shutdown()
@@ -82,8 +83,12 @@ final class TestSystem: Sendable {
         return config
     }
 
-    static func start(_ services: [ServiceName], dataDirectory: URL) async throws -> TestSystem {
+    static func start(
+        _ services: [ServiceName], dataDirectory: URL,
+        configure: @Sendable (inout HospitalConfiguration) -> Void = { _ in }
+    ) async throws -> TestSystem {
         var config = try await configuration(dataDirectory: dataDirectory)
+        configure(&config)
         let wanted = services.isEmpty ? ServiceName.allCases : services
         for service in wanted { config.upstreams[service] = nil }
         var logger = Logger(label: "test")

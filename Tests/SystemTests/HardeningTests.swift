@@ -1,0 +1,90 @@
+import Foundation
+import Runtime
+import Testing
+
+/// Hostile clients: framing, sniffing, other host names, floods; and files only the owner reads.
+@Suite("Hardening")
+struct HardeningTests {
+    @Test("Pages send CSP without inline script, frame-ancestors 'none', nosniff, no referrer to other sites; HSTS only over TLS")
+    func securityHeaders() async throws {
+        try await withTestSystem { system in
+            let page = try await system.get("/desk")
+            #expect(page.status == 200)
+            let csp = page.headers.first(name: "content-security-policy") ?? ""
+            #expect(csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self'"))
+            #expect(!csp.contains("unsafe-inline"))
+            #expect(page.headers.first(name: "x-content-type-options") == "nosniff")
+            #expect(page.headers.first(name: "referrer-policy") == "same-origin")
+            #expect(page.headers.first(name: "strict-transport-security") == nil)
+            let api = try await system.get("/receptions", via: .reception)
+            #expect(api.headers.first(name: "x-content-type-options") == "nosniff")
+            let tls = try await system.get("/login", as: .none)
+            #expect(tls.headers.first(name: "strict-transport-security") == nil)
+            let proxied = try await HTTPResult.send(
+                .GET, system.url(), "/login", headers: [("x-forwarded-proto", "https"), ("cookie", "x=1")])
+            #expect(proxied.headers.first(name: "strict-transport-security")?.hasPrefix("max-age=") == true)
+        }
+    }
+
+    @Test("Only configured host names are served (DNS rebinding); probes answer any")
+    func allowedHosts() async throws {
+        try await withTestSystem(configure: { $0.auth.allowedHosts = ["hospital.example"] }) { system in
+            let port = system.url().port!
+            for (host, status) in [
+                ("evil.example:\(port)", 421), ("hospital.example", 200), ("localhost:\(port)", 200),
+                ("127.0.0.1:\(port)", 200),
+            ] {
+                let answer = try await HTTPResult.send(.GET, system.url(), "/openapi.yaml", headers: [("host", host)])
+                #expect(answer.status == status, "\(host)")
+            }
+            let probe = try await HTTPResult.send(.GET, system.url(), "/health/ready", headers: [("host", "10.1.2.3")])
+            #expect(probe.status == 200)
+        }
+    }
+
+    @Test("A client over its rate gets 429 with Retry-After; sign-in has a smaller bucket")
+    func rateLimits() async throws {
+        try await withTestSystem(configure: {
+            $0.auth.rateLimit = 5; $0.auth.signInRateLimit = 1
+        }) { system in
+            var statuses: [Int] = []
+            for _ in 0..<30 { statuses.append(try await system.get("/openapi.yaml", as: .none).status) }
+            #expect(statuses.prefix(10).allSatisfy { $0 == 200 }, "the burst is twice the rate")
+            #expect(statuses.contains(429))
+            let limited = try await system.get("/openapi.yaml", as: .none)
+            #expect(limited.status == 429)
+            #expect(Int(limited.headers.first(name: "retry-after") ?? "") ?? 0 >= 1)
+            #expect(limited.contentType.hasPrefix("application/problem+json"))
+            // Thirty guesses at once: about the burst of ten get an answer, the rest 429.
+            let signIns = try await withThrowingTaskGroup(of: Int.self) { group in
+                for _ in 0..<30 {
+                    group.addTask {
+                        try await system.post("/auth/token", ["username": "x", "password": "y"], as: .none).status
+                    }
+                }
+                return try await group.reduce(into: [Int]()) { $0.append($1) }
+            }
+            #expect(Set(signIns) == [401, 429])
+            #expect(signIns.filter { $0 == 401 }.count < 20)
+        }
+    }
+
+    @Test("The data directory is 0700 and every database file 0600")
+    func fileModes() async throws {
+        guard !TestSystem.onPostgres else { return }
+        try await withTestSystem { system in
+            let manager = FileManager.default
+            func mode(_ path: String) throws -> Int {
+                try manager.attributesOfItem(atPath: path)[.posixPermissions] as? Int ?? -1
+            }
+            #expect(try mode(system.dataDirectory.path) == 0o700)
+            let files = try manager.contentsOfDirectory(atPath: system.dataDirectory.path).filter {
+                $0.hasSuffix(".sqlite")
+            }
+            #expect(files.count >= 6, "\(files)")
+            for file in files {
+                #expect(try mode(system.dataDirectory.appendingPathComponent(file).path) == 0o600, "\(file)")
+            }
+        }
+    }
+}

@@ -74,7 +74,10 @@ let package = Package(
         // What every HTTP service shares: the error mapping, request helpers, the service protocol.
         .target(
             name: "ServiceKit",
-            dependencies: ["Contracts", "SharedKernel", "Messaging", "Identity", vapor, fluentKit],
+            dependencies: [
+                "Contracts", "SharedKernel", "Messaging", "Identity", vapor, fluentKit, sqlKit,
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             resources: [.embedInCode("openapi.yaml")]),
 
         // The services: Fluent models and migrations, routes, event handlers.

@@ -48,6 +48,40 @@ public struct Gateway: Sendable {
         }
     }
 
+    /// `GET /admin/audit` (admin): every service's trail, asked with the admin's own token and
+    /// merged by time, as JSON or CSV.
+    public func registerAudit(on app: Application, access: AccessControl) {
+        app.grouped(access).get("admin", "audit") { req async throws -> Response in
+            var entries: [AuditEntry] = []
+            for route in routes {
+                var uri = URI(string: route.upstream.absoluteString)
+                uri.path = "/admin/audit"
+                uri.query = req.url.query.map { $0.replacingOccurrences(of: "format=csv", with: "format=json") }
+                var headers = HTTPHeaders()
+                if let authorization = req.headers.first(name: .authorization) {
+                    headers.add(name: .authorization, value: authorization)
+                }
+                let answer: ClientResponse
+                do {
+                    answer = try await req.client.get(uri, headers: headers)
+                } catch {
+                    throw AppError.serviceUnavailable(route.service)
+                }
+                guard answer.status == .ok else {
+                    if answer.status == .badRequest, let body = answer.body {
+                        let response = Response(status: .badRequest, body: .init(buffer: body))
+                        response.headers.contentType = answer.headers.contentType
+                        return response
+                    }
+                    throw AppError.serviceUnavailable(route.service)
+                }
+                entries += try answer.content.decode(AuditRoutes.Page.self, using: APIJSON.decoder()).items
+            }
+            entries.sort { ($0.at, $0.service, $0.seq) < ($1.at, $1.service, $1.seq) }
+            return try AuditRoutes.answer(entries, csv: req.query[String.self, at: "format"] == "csv")
+        }
+    }
+
     private func forward(_ req: Request, to route: Route) async throws -> Response {
         var uri = URI(string: route.upstream.absoluteString)
         uri.path = req.url.path

@@ -52,6 +52,7 @@ public enum AccessPolicy {
         .init(method: "GET", path: "/admin/dead-letters", roles: [.admin]),
         .init(method: "POST", path: "/admin/dead-letters/:id/replay", roles: [.admin]),
         .init(method: "POST", path: "/admin/patientManagements/rebuild", roles: [.admin]),
+        .init(method: "GET", path: "/admin/audit", roles: [.admin]),
     ]
 
     /// Operations anyone may call: probes, the API description, signing in and the keys that

@@ -7,6 +7,7 @@ import NIOCore
 import NIOPosix
 import SQLKit
 import SQLiteKit
+import ServiceKit
 
 /// What a process needs to check callers and, where the gateway runs, to sign them in.
 final class Authentication: Sendable {
@@ -143,5 +144,33 @@ extension HospitalSystem {
             try? await connection.close().get()
             throw error
         }
+    }
+}
+
+extension HospitalSystem {
+    /// Checks the audit trail of each service's SQLite file in the data directory: for each, how
+    /// many entries were checked and the first one that does not match, if any.
+    public static func verifyAuditTrails(
+        configuration: HospitalConfiguration, logger: Logger
+    ) async throws -> [(service: String, checked: Int, broken: Int?)] {
+        var results: [(String, Int, Int?)] = []
+        for service in ServiceName.allCases where service != .gateway {
+            let file = configuration.dataDirectory.appendingPathComponent("audit-\(service.rawValue).sqlite")
+            guard FileManager.default.fileExists(atPath: file.path) else { continue }
+            let source = SQLiteConnectionSource(
+                configuration: .init(storage: .file(path: file.path), enableForeignKeys: false), threadPool: .singleton)
+            let connection = try await source.makeConnection(
+                logger: logger, on: MultiThreadedEventLoopGroup.singleton.any()
+            ).get()
+            do {
+                let (checked, broken) = try await AuditTrail.verify(connection.sql(), service: service.rawValue)
+                results.append((service.rawValue, checked, broken))
+                try? await connection.close().get()
+            } catch {
+                try? await connection.close().get()
+                throw error
+            }
+        }
+        return results
     }
 }

@@ -26,7 +26,14 @@ public enum ServiceName: String, CaseIterable, Sendable, Codable {
 
 /// Every setting of a `hospital` process, with development defaults. Each setting's
 /// environment variable is named next to it; command-line flags override the environment.
-public struct HospitalConfiguration: Sendable {
+public struct HospitalConfiguration: Sendable, CustomStringConvertible {
+    /// For logs: database URLs without their passwords, no keys.
+    public var description: String {
+        let databases = ([databaseURL].compactMap { $0 } + serviceDatabaseURLs.values).map(\.redactingPassword)
+        return "HospitalConfiguration(dataDirectory: \(dataDirectory.path), host: \(host), databases: \(databases), "
+            + "kafka: \(kafkaBrokers ?? "none"), \(auth))"
+    }
+
     /// HOSPITAL_DATA_DIR: where the services' SQLite databases and the local event log live.
     public var dataDirectory: URL
     /// HOSPITAL_HOST: the address to listen on (0.0.0.0 in a container).
@@ -275,7 +282,12 @@ public struct HospitalConfiguration: Sendable {
 }
 
 /// How people and programs sign in, and how every service checks who is calling.
-public struct AuthConfiguration: Sendable {
+public struct AuthConfiguration: Sendable, CustomStringConvertible {
+    /// Never the signing key.
+    public var description: String {
+        "AuthConfiguration(issuer: \(issuer), audience: \(audience), signingKey: \(signingKeyPEM == nil ? "file" : "<secret>"))"
+    }
+
     /// HOSPITAL_AUTH_ISSUER: the `iss` of the tokens this system issues (and expects).
     public var issuer = "hospital"
     /// HOSPITAL_AUTH_AUDIENCE: the `aud` they are issued for (and that every service expects).
@@ -300,6 +312,8 @@ public struct AuthConfiguration: Sendable {
     /// client address on the gateway (bursts of twice as many; sign-in: 20); 0 turns a limit off.
     public var rateLimit: Double = 1000
     public var signInRateLimit: Double = 2
+    /// HOSPITAL_AUDIT_RETENTION_DAYS: how long the audit trail is kept (730, two years; 0 for good).
+    public var auditRetention: Duration? = .days(730)
 
     public init() {}
 
@@ -331,6 +345,13 @@ public struct AuthConfiguration: Sendable {
             }
             self[keyPath: keyPath] = n
         }
+        if let raw = env["HOSPITAL_AUDIT_RETENTION_DAYS"] {
+            guard let n = Int(raw), n == 0 || n >= 730, n <= 36_500 else {
+                throw ConfigurationError(
+                    "HOSPITAL_AUDIT_RETENTION_DAYS: at least 730 days (two years), or 0 to keep for good, not \(raw)")
+            }
+            auditRetention = n == 0 ? nil : .days(n)
+        }
         if let raw = env["HOSPITAL_BCRYPT_COST"] {
             guard let n = Int(raw), (10...31).contains(n) else {
                 throw ConfigurationError("HOSPITAL_BCRYPT_COST: from 10 to 31, not \(raw)")
@@ -343,4 +364,14 @@ public struct AuthConfiguration: Sendable {
 public struct ConfigurationError: Error, CustomStringConvertible {
     public var description: String
     public init(_ description: String) { self.description = description }
+}
+
+extension URL {
+    /// The URL with its password, if any, replaced by `***`: for logs.
+    public var redactingPassword: String {
+        guard var components = URLComponents(url: self, resolvingAgainstBaseURL: false), components.password != nil
+        else { return absoluteString }
+        components.password = "***"
+        return components.string ?? "(a URL)"
+    }
 }

@@ -191,7 +191,10 @@ public final class HospitalSystem: Sendable {
 }
 
 /// `hospital serve` under swift-service-lifecycle: SIGINT or SIGTERM shut it down gracefully.
-public struct ServingSystem: Service {
+public struct ServingSystem: Service, CustomStringConvertible {
+    /// What the lifecycle logs of it: the services, never the configuration (it holds secrets).
+    public var description: String { "ServingSystem(\(services.map(\.rawValue).joined(separator: ", ")))" }
+
     let services: [ServiceName]
     let configuration: HospitalConfiguration
     let logger: Logger

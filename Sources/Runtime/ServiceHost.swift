@@ -26,13 +26,15 @@ final class ServiceHost: Sendable {
     private let transport: (any EventTransport)?
     private let store: ServiceStore?
     private let retention: RetentionSettings
+    private let audit: AuditTrail?
     private let tasks = Mutex<[Task<Void, Never>]>([])
 
     private init(
         name: ServiceName, app: Application, service: (any HospitalService)?, relay: OutboxRelay?,
         consumer: EventConsumer?, transport: (any EventTransport)?, store: ServiceStore? = nil,
-        retention: RetentionSettings = .init()
+        retention: RetentionSettings = .init(), audit: AuditTrail? = nil
     ) {
+        self.audit = audit
         self.name = name
         self.app = app
         self.service = service
@@ -74,6 +76,29 @@ final class ServiceHost: Sendable {
         var databaseLogger = app.logger
         databaseLogger.logLevel = max(app.logger.logLevel, .info)
         let quietLogger = databaseLogger
+        // The audit trail. SQLite: a file of its own, so its writes never wait for the commands'
+        // or hold them up. PostgreSQL (no write queue there): a table in the service's database,
+        // migrated with it (a second migrator on the same database would race the first).
+        let auditDatabase: DatabaseID
+        if database == nil {
+            let path = configuration.dataDirectory.appendingPathComponent("audit-\(S.name).sqlite").path
+            try DataDirectory.createPrivateFile(URL(fileURLWithPath: path))
+            app.databases.use(
+                .sqlite(.file(path), dataEncoder: .init(), dataDecoder: .init(), sqlLogLevel: nil), as: .audit)
+            auditDatabase = .audit
+        } else {
+            auditDatabase = .psql
+        }
+        if database == nil {
+            app.migrations.add(AuditTrail.Migration(), to: .audit)
+        } else {
+            app.migrations.add(AuditTrail.Migration())  // the default database's migrations, in order
+        }
+        let trail = AuditTrail(service: S.name, retention: configuration.auth.auditRetention, logger: app.logger) {
+            app.databases.database(auditDatabase, logger: quietLogger, on: app.eventLoopGroup.any())!
+        }
+        app.middleware.use(AuditMiddleware(trail: trail))
+        AuditRoutes.register(on: app.routes, trail: trail)
         // SQLite has a single writer: the service serializes its writes. PostgreSQL does not
         // need that; aggregate versions and the inbox's key guard concurrent writers there.
         let store = ServiceStore(serializeWrites: database == nil) {
@@ -106,7 +131,7 @@ final class ServiceHost: Sendable {
         if let consumer { DeadLetterRoutes.register(on: app.routes, consumer: consumer, store: store) }
         return ServiceHost(
             name: name, app: app, service: service, relay: relay, consumer: consumer, transport: transport,
-            store: store, retention: configuration.retention)
+            store: store, retention: configuration.retention, audit: trail)
     }
 
     /// Builds the gateway, routing to `routes`.
@@ -124,6 +149,7 @@ final class ServiceHost: Sendable {
                     signInBurst: auth.signInRateLimit * 10)))
         let access = AccessControl(verifier: authentication.verifier)
         Gateway(routes: routes).register(on: app, access: access)
+        Gateway(routes: routes).registerAudit(on: app, access: access)
         // The screens are served here too: the one entry for people as for programs.
         let upstream = { (prefix: String) in routes.first { $0.prefix == prefix }!.upstream }
         if let issuer = authentication.issuer, let accounts = authentication.accounts {
@@ -169,6 +195,7 @@ final class ServiceHost: Sendable {
         if app.databases.ids().contains(.sqlite) {
             // WAL lets the read side (and `hospital rebuild`) read while the service writes.
             _ = try await (app.db as! any SQLDatabase).raw("PRAGMA journal_mode = WAL").all()
+            _ = try await (app.db(.audit) as! any SQLDatabase).raw("PRAGMA journal_mode = WAL").all()
         }
     }
 
@@ -180,6 +207,9 @@ final class ServiceHost: Sendable {
         var started: [Task<Void, Never>] = []
         if let relay {
             started.append(Task { await relay.run() })
+        }
+        if let audit {
+            started.append(Task { await audit.run() })
         }
         if let store {
             let (settings, logger) = (retention, app.logger)
@@ -218,4 +248,9 @@ final class ServiceHost: Sendable {
         for task in running { await task.value }
         try? await app.asyncShutdown()
     }
+}
+
+extension DatabaseID {
+    /// The audit trail's database (see `AuditTrail`).
+    static let audit = DatabaseID(string: "audit")
 }

@@ -94,7 +94,8 @@ public struct PageCursor: Sendable, Equatable {
     }
 
     public init?(token: String) {
-        guard token.count <= 100, token.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") })
+        guard token.count <= 100,
+            token.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") })
         else { return nil }
         var base64 = token.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
         base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
@@ -229,6 +230,21 @@ public struct QueryReader {
             return nil
         }
         return start..<end
+    }
+
+    /// An instant, ISO 8601 (`2026-11-30T09:00:00Z`, fractions allowed) or a day (its start, UTC).
+    public mutating func instant(_ name: String) -> Date? {
+        guard let raw = raw(name) else { return nil }
+        let full = ISO8601DateFormatter()
+        full.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        let plain = ISO8601DateFormatter()
+        let day = ISO8601DateFormatter()
+        day.formatOptions = [.withFullDate]
+        guard let date = full.date(from: raw) ?? plain.date(from: raw) ?? day.date(from: raw) else {
+            validation.fail(name, .invalidFormat, "must be an ISO 8601 time, e.g. 2026-11-30T09:00:00Z")
+            return nil
+        }
+        return date
     }
 
     /// Throws 400 if any parameter was invalid.

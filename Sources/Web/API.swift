@@ -20,6 +20,8 @@ struct API: Sendable {
     let upstreams: [Service: URL]
     /// The signed-in user's access token, sent with every call.
     let token: String?
+    /// The browser's address, for the services' audit trail.
+    let clientAddress: String?
 
     func get<T: Decodable>(_ service: Service, _ path: String, as: T.Type = T.self) async throws -> T {
         try await send(.GET, service, path, body: nil, headers: [:])
@@ -39,6 +41,7 @@ struct API: Sendable {
         var httpHeaders = HTTPHeaders(headers.map { ($0.key, $0.value) })
         if body != nil { httpHeaders.contentType = .json }
         if let token { httpHeaders.bearerAuthorization = BearerAuthorization(token: token) }
+        if let clientAddress { httpHeaders.replaceOrAdd(name: "X-Forwarded-For", value: clientAddress) }
         let response: ClientResponse
         do {
             response = try await client.send(method, headers: httpHeaders, to: uri) { request in

@@ -150,7 +150,11 @@ public struct WebScreens: Sendable {
     // MARK: -
 
     /// The API, called as the signed-in user (their token, from the session).
-    func api(_ req: Request) -> API { API(client: req.client, upstreams: upstreams, token: req.signedIn?.token) }
+    func api(_ req: Request) -> API {
+        API(
+            client: req.client, upstreams: upstreams, token: req.signedIn?.token,
+            clientAddress: req.remoteAddress?.ipAddress)
+    }
 
     /// After a command the API refused: a stale page (409) goes to `page` with a sentence and the
     /// fresh state; a record that is gone (404) goes back to `list`. Anything else is the caller's.

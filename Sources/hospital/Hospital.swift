@@ -9,7 +9,7 @@ import ServiceLifecycle
 struct Hospital: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "The outpatient workflow: reception, diagnosis, examination and the desk's board.",
-        subcommands: [Serve.self, Migrate.self, Rebuild.self, Users.self, Bench.self, Dev.self])
+        subcommands: [Serve.self, Migrate.self, Rebuild.self, Users.self, Audit.self, Bench.self, Dev.self])
 }
 
 /// Options every subcommand shares; each overrides its environment variable.

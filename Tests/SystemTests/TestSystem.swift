@@ -220,6 +220,18 @@ final class TestSystem: Sendable {
         let rows = try await connection.query("SELECT COUNT(*) AS n FROM \(table) WHERE \(condition)", [])
         return rows.first?.column("n")?.integer ?? -1
     }
+
+    /// Runs one statement on a SQLite file directly, as someone with access to the file could.
+    static func execute(_ sql: String, in file: URL) async throws {
+        let connection = try await SQLiteConnection.open(storage: .file(path: file.path))
+        do {
+            _ = try await connection.query(sql, [])
+            try await connection.close()
+        } catch {
+            try? await connection.close()
+            throw error
+        }
+    }
 }
 
 /// Waits for `probe` to return a value, polling until `timeout`; fails the test with `what`.

@@ -1,0 +1,354 @@
+import Crypto
+import FluentKit
+import Foundation
+import Identity
+import Logging
+import Messaging
+import SQLKit
+import Synchronization
+import Vapor
+
+/// One line of the audit trail: who read or changed which visit's data, when, and how it ended.
+public struct AuditEntry: Sendable, Equatable, Content {
+    public var seq: Int
+    public var at: Date
+    public var user: String
+    public var role: String
+    /// The operation, e.g. `GET /receptions/:id`.
+    public var action: String
+    /// The visits whose data the answer held (a list: every row it showed).
+    public var receptionIds: [UUID]
+    /// The chart number, when the answer or the search named one.
+    public var patientId: String?
+    /// The HTTP status of the answer.
+    public var outcome: Int
+    /// The client's address (and, through the gateway, the address it forwarded).
+    public var client: String
+    public var service: String
+    public var hash: String
+
+    /// The hash of this entry, chained to the one before.
+    static func hash(previous: String, _ e: AuditEntry) -> String {
+        let fields = [
+            String(e.seq), String(format: "%.6f", e.at.timeIntervalSince1970), e.user, e.role, e.action,
+            e.receptionIds.map(\.uuidString).joined(separator: ","), e.patientId ?? "", String(e.outcome), e.client,
+        ]
+        let line = previous + "\n" + fields.joined(separator: "\u{1F}")
+        return SHA256.hash(data: Data(line.utf8)).map { String(format: "%02x", $0) }.joined()
+    }
+}
+
+/// The audit trail of one service: every read and change of patient data, append-only and
+/// tamper-evident (each entry's hash covers the one before). Requests never wait for it: entries
+/// are buffered and written in batches by one writer, in a database of their own (on SQLite a
+/// file of its own, so they never queue behind the commands' writes).
+public final class AuditTrail: Sendable {
+    public static let table = "audit_log"
+    public static let genesis = String(repeating: "0", count: 64)
+    static let columns = [
+        "seq", "at", "user_name", "role", "action", "reception_ids", "patient_id", "outcome", "client", "hash",
+    ]
+
+    let service: String
+    let fluent: @Sendable () -> any Database
+    let logger: Logger
+    private let pending = Mutex<[AuditEntry]>([])
+    /// How long entries are kept (nil: for good); two years by default.
+    let retention: Duration?
+
+    public init(
+        service: String, retention: Duration? = .days(730), logger: Logger,
+        database: @escaping @Sendable () -> any Database
+    ) {
+        self.service = service
+        self.retention = retention
+        self.logger = logger
+        self.fluent = database
+    }
+
+    private func database() -> any SQLDatabase { fluent() as! any SQLDatabase }
+
+    /// Queues an entry; the writer stores it within `flushInterval`.
+    public func record(
+        user: String, role: String, action: String, receptionIds: [UUID], patientId: String?, outcome: Int,
+        client: String, at: Date = Date()
+    ) {
+        let entry = AuditEntry(
+            seq: 0, at: at, user: user, role: role, action: action, receptionIds: receptionIds, patientId: patientId,
+            outcome: outcome, client: client, service: service, hash: "")
+        pending.withLock { $0.append(entry) }
+    }
+
+    /// Writes what is queued, in one transaction: each entry numbered and chained after the last
+    /// one stored. On failure the entries stay queued for the next try.
+    public func flush() async throws {
+        let batch = pending.withLock { queued in
+            defer { queued = [] }
+            return queued
+        }
+        guard !batch.isEmpty else { return }
+        do {
+            try await fluent().transaction { transaction in
+                try await self.append(batch, on: transaction as! any SQLDatabase)
+            }
+        } catch {
+            pending.withLock { $0.insert(contentsOf: batch, at: 0) }
+            throw error
+        }
+    }
+
+    private func append(_ batch: [AuditEntry], on db: any SQLDatabase) async throws {
+        if db.dialect.name == "postgresql" {
+            // Replicas of a service share the chain: one writer at a time extends it.
+            try await db.raw("SELECT pg_advisory_xact_lock(7412001)").run()
+        }
+        let last = try await db.select().columns("seq", "hash").from(Self.table)
+            .orderBy("seq", .descending).limit(1).first()
+        var seq = try last?.decode(column: "seq", as: Int.self) ?? 0
+        var previous = try last?.decode(column: "hash", as: String.self) ?? Self.genesis
+        var rows: [[any SQLExpression]] = []
+        for var entry in batch {
+            seq += 1
+            entry.seq = seq
+            entry.hash = AuditEntry.hash(previous: previous, entry)
+            previous = entry.hash
+            rows.append([
+                SQLBind(entry.seq), SQLBind(entry.at.timeIntervalSince1970), SQLBind(entry.user),
+                SQLBind(entry.role), SQLBind(entry.action),
+                SQLBind(entry.receptionIds.map(\.uuidString).joined(separator: ",")), SQLBind(entry.patientId),
+                SQLBind(entry.outcome), SQLBind(entry.client), SQLBind(entry.hash),
+            ])
+        }
+        for chunk in stride(from: 0, to: rows.count, by: 200) {
+            let insert = db.insert(into: Self.table).columns(Self.columns)
+            for row in rows[chunk..<min(chunk + 200, rows.count)] { _ = insert.values(row) }
+            try await insert.run()
+        }
+    }
+
+    /// Writes every `interval` until canceled, then once more; sweeps entries past retention hourly.
+    public func run(interval: Duration = .milliseconds(100)) async {
+        var lastSweep = ContinuousClock.now
+        while !Task.isCancelled {
+            try? await Task.sleep(for: interval)
+            do {
+                try await flush()
+            } catch {
+                logger.error(
+                    "the audit trail could not be written; retrying", metadata: ["error": "\(loggable(error))"])
+            }
+            if let retention, ContinuousClock.now - lastSweep > .seconds(3600) {
+                lastSweep = .now
+                let cutoff = Date().addingTimeInterval(-Double(retention.components.seconds))
+                try? await database().delete(from: Self.table).where("at", .lessThan, cutoff.timeIntervalSince1970)
+                    .run()
+            }
+        }
+        try? await flush()
+    }
+
+    /// Entries matching the filters, oldest first.
+    public func entries(
+        receptionId: UUID? = nil, patientId: String? = nil, user: String? = nil, from: Date? = nil, to: Date? = nil,
+        limit: Int = 1000
+    ) async throws -> [AuditEntry] {
+        let query = database().select().columns("*").from(Self.table)
+        if let receptionId { query.where("reception_ids", .like, "%\(receptionId.uuidString)%") }
+        if let patientId { query.where("patient_id", .equal, patientId) }
+        if let user { query.where("user_name", .equal, user) }
+        if let from { query.where("at", .greaterThanOrEqual, from.timeIntervalSince1970) }
+        if let to { query.where("at", .lessThan, to.timeIntervalSince1970) }
+        return try await query.orderBy("seq").limit(limit).all().map { try Self.entry($0, service: service) }
+    }
+
+    static func entry(_ row: any SQLRow, service: String) throws -> AuditEntry {
+        let ids = try row.decode(column: "reception_ids", as: String.self)
+        return AuditEntry(
+            seq: try row.decode(column: "seq", as: Int.self),
+            at: Date(timeIntervalSince1970: try row.decode(column: "at", as: Double.self)),
+            user: try row.decode(column: "user_name", as: String.self),
+            role: try row.decode(column: "role", as: String.self),
+            action: try row.decode(column: "action", as: String.self),
+            receptionIds: ids.split(separator: ",").compactMap { UUID(uuidString: String($0)) },
+            patientId: try row.decode(column: "patient_id", as: String?.self),
+            outcome: try row.decode(column: "outcome", as: Int.self),
+            client: try row.decode(column: "client", as: String.self), service: service,
+            hash: try row.decode(column: "hash", as: String.self))
+    }
+
+    /// Checks the chain from its oldest entry (what retention left) to the newest: the first
+    /// entry whose hash or link does not match, if any, and how many were checked.
+    public static func verify(_ db: any SQLDatabase, service: String) async throws -> (checked: Int, broken: Int?) {
+        var previous: String?
+        var checked = 0
+        var after = 0
+        while true {
+            let rows = try await db.select().columns("*").from(table).where("seq", .greaterThan, after)
+                .orderBy("seq").limit(5000).all()
+            if rows.isEmpty { return (checked, nil) }
+            for row in rows {
+                let entry = try entry(row, service: service)
+                if let previous {
+                    guard entry.seq == after + 1, AuditEntry.hash(previous: previous, entry) == entry.hash else {
+                        return (checked, entry.seq)
+                    }
+                } else if entry.seq == 1, AuditEntry.hash(previous: genesis, entry) != entry.hash {
+                    return (checked, entry.seq)
+                }
+                // (The oldest entry retention kept anchors the chain: its predecessor is gone.)
+                previous = entry.hash
+                after = entry.seq
+                checked += 1
+            }
+        }
+    }
+
+    /// The audit table and its indexes, in the audit database.
+    public struct Migration: AsyncMigration {
+        public var name: String { "A001_AuditLog" }
+        public init() {}
+
+        public func prepare(on database: any Database) async throws {
+            let sql = database as! any SQLDatabase
+            try await sql.create(table: AuditTrail.table).ifNotExists()
+                .column("seq", type: .bigint, .primaryKey(autoIncrement: false))
+                .column("at", type: .custom(SQLRaw("DOUBLE PRECISION")), .notNull)
+                .column("user_name", type: .text, .notNull)
+                .column("role", type: .text, .notNull)
+                .column("action", type: .text, .notNull)
+                .column("reception_ids", type: .text, .notNull)
+                .column("patient_id", type: .text)
+                .column("outcome", type: .int, .notNull)
+                .column("client", type: .text, .notNull)
+                .column("hash", type: .text, .notNull)
+                .run()
+            try await sql.create(index: "audit_log_user").on(AuditTrail.table).column("user_name").column("seq").run()
+            try await sql.create(index: "audit_log_at").on(AuditTrail.table).column("at").run()
+            try await sql.create(index: "audit_log_patient").on(AuditTrail.table).column("patient_id").run()
+            // Append-only where the database can say so: rows may be added, never changed.
+            if sql.dialect.name == "sqlite" {
+                try await sql.raw(
+                    """
+                    CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
+                    BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END
+                    """
+                ).run()
+            }
+        }
+
+        public func revert(on database: any Database) async throws {
+            try await (database as! any SQLDatabase).drop(table: AuditTrail.table).ifExists().run()
+        }
+    }
+}
+
+/// Records every signed-in request to patient data in the service's audit trail: who, what,
+/// which visits (read from the answer: every row a list showed), outcome and client.
+public struct AuditMiddleware: AsyncMiddleware {
+    let trail: AuditTrail
+
+    public init(trail: AuditTrail) { self.trail = trail }
+
+    public func respond(to request: Request, chainingTo next: any AsyncResponder) async throws -> Response {
+        let response: Response
+        do {
+            response = try await next.respond(to: request)
+        } catch {
+            record(request, status: Int(ProblemMiddleware.problem(for: error).status), body: nil)
+            throw error
+        }
+        record(request, status: Int(response.status.code), body: response.body.buffer)
+        return response
+    }
+
+    private func record(_ request: Request, status: Int, body: ByteBuffer?) {
+        // Only what the table guards: public operations and refused callers are not patient reads
+        // (a refusal never got as far; AccessControl logs those).
+        guard let user = request.signedIn?.principal, !request.url.path.hasPrefix("/admin/") else { return }
+        let template = AccessPolicy.template(of: request.url.path) ?? request.url.path
+        var ids: [UUID] = []
+        var patientId: String?
+        let ownIds = template.hasPrefix("/receptions")
+        if let body, (200..<300).contains(status),
+            let json = try? JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any]
+        {
+            let rows = (json["items"] as? [[String: Any]]) ?? [json]
+            for row in rows {
+                if let id = (row["receptionId"] as? String ?? (ownIds ? row["id"] as? String : nil)).flatMap(
+                    UUID.init(uuidString:))
+                {
+                    ids.append(id)
+                }
+                if patientId == nil { patientId = row["patientId"] as? String }
+            }
+        } else if let raw = request.parameters.get("id") ?? request.parameters.get("receptionId"),
+            let id = UUID(uuidString: raw), ownIds || template.hasPrefix("/patientManagements")
+        {
+            ids.append(id)
+        }
+        let peer = request.remoteAddress?.ipAddress ?? "?"
+        let forwarded = request.headers.first(name: "X-Forwarded-For").map { " for \($0)" } ?? ""
+        trail.record(
+            user: user.username, role: user.role.rawValue, action: "\(request.method.rawValue) \(template)",
+            receptionIds: Array(Set(ids)).sorted { $0.uuidString < $1.uuidString }, patientId: patientId,
+            outcome: status, client: peer + forwarded)
+    }
+}
+
+/// `GET /admin/audit?receptionId=&patientId=&user=&from=&to=&format=csv` (admin only): this
+/// service's trail, oldest first, as JSON or CSV.
+public enum AuditRoutes {
+    public struct Page: Content {
+        public var items: [AuditEntry]
+    }
+
+    public static func register(on routes: any RoutesBuilder, trail: AuditTrail) {
+        routes.get("admin", "audit") { req async throws -> Response in
+            var query = QueryReader(req)
+            let receptionId = query.uuid("receptionId")
+            let patientId = query.text("patientId", maxLength: 20)
+            let user = query.text("user", maxLength: 64)
+            let from = query.instant("from")
+            let to = query.instant("to")
+            try query.check()
+            try await trail.flush()
+            let items = try await trail.entries(
+                receptionId: receptionId, patientId: patientId, user: user, from: from, to: to, limit: 10_000)
+            return try answer(items, csv: req.query[String.self, at: "format"] == "csv")
+        }
+    }
+
+    public static func answer(_ items: [AuditEntry], csv: Bool) throws -> Response {
+        let response = Response(status: .ok)
+        if csv {
+            response.headers.contentType = HTTPMediaType(type: "text", subType: "csv", parameters: ["charset": "utf-8"])
+            response.headers.replaceOrAdd(name: .contentDisposition, value: "attachment; filename=\"audit.csv\"")
+            response.body = .init(string: csvText(items))
+        } else {
+            try response.content.encode(Page(items: items), using: APIJSON.encoder())
+        }
+        return response
+    }
+
+    /// RFC 4180: a header line, fields quoted where needed.
+    public static func csvText(_ items: [AuditEntry]) -> String {
+        func field(_ text: String) -> String {
+            // A leading =, +, - or @ would be a formula to a spreadsheet.
+            let safe = text.first.map { "=+-@".contains($0) } == true ? "'" + text : text
+            return safe.contains(where: { ",\"\n\r".contains($0) })
+                ? "\"" + safe.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : safe
+        }
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        var lines = ["service,seq,at,user,role,action,receptionIds,patientId,outcome,client,hash"]
+        for e in items {
+            lines.append(
+                [
+                    e.service, String(e.seq), formatter.string(from: e.at), e.user, e.role, e.action,
+                    e.receptionIds.map(\.uuidString).joined(separator: " "), e.patientId ?? "", String(e.outcome),
+                    e.client, e.hash,
+                ].map(field).joined(separator: ","))
+        }
+        return lines.joined(separator: "\r\n") + "\r\n"
+    }
+}

@@ -132,7 +132,7 @@ let package = Package(
         .executableTarget(
             name: "hospital",
             dependencies: [
-                "Runtime", "Identity", logging,
+                "Runtime", "Identity", logging, .product(name: "JWTKit", package: "jwt-kit"),
                 .target(name: "MessagingKafka", condition: .when(traits: ["Kafka"])),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

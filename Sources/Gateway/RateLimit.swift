@@ -6,7 +6,7 @@ import Vapor
 /// Requests per client on the gateway: a token bucket per client address (`rate` a second, up to
 /// `burst` at once; a rate of 0 turns it off); over it, 429 with `Retry-After`. Sign-in (`POST /auth/token`, `POST /login`)
 /// has its own, much smaller bucket: guessing passwords is slow even across accounts.
-public final class RateLimit: AsyncMiddleware, Sendable {
+public final class RateLimit: Middleware, Sendable {
     public struct Settings: Sendable {
         public var rate: Double
         public var burst: Double
@@ -32,22 +32,22 @@ public final class RateLimit: AsyncMiddleware, Sendable {
 
     public init(settings: Settings) { self.settings = settings }
 
-    public func respond(to request: Request, chainingTo next: any AsyncResponder) async throws -> Response {
+    public func respond(to request: Request, chainingTo next: any Responder) -> EventLoopFuture<Response> {
         // The socket's peer, not X-Forwarded-For: a client could claim any address there.
         let client = request.remoteAddress?.ipAddress ?? "unknown"
         let signingIn =
             request.method == .POST && (request.url.path == "/auth/token" || request.url.path == "/login")
         let (rate, burst) = signingIn ? (settings.signInRate, settings.signInBurst) : (settings.rate, settings.burst)
-        guard rate > 0 else { return try await next.respond(to: request) }
+        guard rate > 0 else { return next.respond(to: request) }
         let wait = take(key: (signingIn ? "sign-in " : "") + client, rate: rate, burst: burst)
         guard wait == 0 else {
             request.logger.notice("rate limited", metadata: ["signIn": "\(signingIn)"])
             let problem = ProblemMiddleware.problem(for: Abort(.tooManyRequests))
             let response = ProblemMiddleware.response(for: problem)
             response.headers.replaceOrAdd(name: .retryAfter, value: String(Int(wait.rounded(.up))))
-            return response
+            return request.eventLoop.makeSucceededFuture(response)
         }
-        return try await next.respond(to: request)
+        return next.respond(to: request)
     }
 
     /// Takes a token; 0 if there was one, else the seconds until there will be.

@@ -52,7 +52,7 @@ public final class AuditTrail: Sendable {
     let service: String
     let fluent: @Sendable () -> any Database
     let logger: Logger
-    private let pending = Mutex<[AuditEntry]>([])
+    private let pending = Mutex<[Pending]>([])
     /// How long entries are kept (nil: for good); two years by default.
     let retention: Duration?
 
@@ -68,15 +68,44 @@ public final class AuditTrail: Sendable {
 
     private func database() -> any SQLDatabase { fluent() as! any SQLDatabase }
 
-    /// Queues an entry; the writer stores it within `flushInterval`.
+    /// A request's entry before the writer reads its answer for the visits it held.
+    struct Pending: Sendable {
+        var entry: AuditEntry
+        var answer: ByteBuffer?
+        var pathId: UUID?
+    }
+
+    /// Queues an entry; the writer stores it within its interval.
     public func record(
-        user: String, role: String, action: String, receptionIds: [UUID], patientId: String?, outcome: Int,
-        client: String, at: Date = Date()
+        user: String, role: String, action: String, receptionIds: [UUID] = [], patientId: String? = nil,
+        answer: ByteBuffer? = nil, pathId: UUID? = nil, outcome: Int, client: String, at: Date = Date()
     ) {
         let entry = AuditEntry(
             seq: 0, at: at, user: user, role: role, action: action, receptionIds: receptionIds, patientId: patientId,
             outcome: outcome, client: client, service: service, hash: "")
-        pending.withLock { $0.append(entry) }
+        pending.withLock { $0.append(Pending(entry: entry, answer: answer, pathId: pathId)) }
+    }
+
+    /// The visits (and chart number) an answer held: every row of a list, or the one record.
+    static func subjects(of pending: Pending) -> AuditEntry {
+        var entry = pending.entry
+        let ownIds = entry.action.contains(" /receptions")
+        guard let answer = pending.answer,
+            let json = try? JSONSerialization.jsonObject(with: Data(buffer: answer)) as? [String: Any]
+        else {
+            if let id = pending.pathId, ownIds || entry.action.contains(" /patientManagements") {
+                entry.receptionIds = [id]
+            }
+            return entry
+        }
+        var ids: Set<UUID> = []
+        for row in (json["items"] as? [[String: Any]]) ?? [json] {
+            let raw = row["receptionId"] as? String ?? (ownIds ? row["id"] as? String : nil)
+            if let id = raw.flatMap(UUID.init(uuidString:)) { ids.insert(id) }
+            if entry.patientId == nil { entry.patientId = row["patientId"] as? String }
+        }
+        entry.receptionIds = ids.sorted { $0.uuidString < $1.uuidString }
+        return entry
     }
 
     /// Writes what is queued, in one transaction: each entry numbered and chained after the last
@@ -88,6 +117,12 @@ public final class AuditTrail: Sendable {
         }
         guard !batch.isEmpty else { return }
         do {
+            if database().dialect.name == "sqlite" {
+                // The trail's own file: WAL without an fsync per batch (a power cut can lose the
+                // last batches, as a crash loses what waits in memory), so it does not compete
+                // with the commands' durable writes for the disk and the database threads.
+                try await database().raw("PRAGMA synchronous = NORMAL").run()
+            }
             try await fluent().transaction { transaction in
                 try await self.append(batch, on: transaction as! any SQLDatabase)
             }
@@ -97,7 +132,7 @@ public final class AuditTrail: Sendable {
         }
     }
 
-    private func append(_ batch: [AuditEntry], on db: any SQLDatabase) async throws {
+    private func append(_ batch: [Pending], on db: any SQLDatabase) async throws {
         if db.dialect.name == "postgresql" {
             // Replicas of a service share the chain: one writer at a time extends it.
             try await db.raw("SELECT pg_advisory_xact_lock(7412001)").run()
@@ -107,7 +142,8 @@ public final class AuditTrail: Sendable {
         var seq = try last?.decode(column: "seq", as: Int.self) ?? 0
         var previous = try last?.decode(column: "hash", as: String.self) ?? Self.genesis
         var rows: [[any SQLExpression]] = []
-        for var entry in batch {
+        for pending in batch {
+            var entry = Self.subjects(of: pending)
             seq += 1
             entry.seq = seq
             entry.hash = AuditEntry.hash(previous: previous, entry)
@@ -127,7 +163,7 @@ public final class AuditTrail: Sendable {
     }
 
     /// Writes every `interval` until canceled, then once more; sweeps entries past retention hourly.
-    public func run(interval: Duration = .milliseconds(100)) async {
+    public func run(interval: Duration = .milliseconds(200)) async {
         var lastSweep = ContinuousClock.now
         while !Task.isCancelled {
             try? await Task.sleep(for: interval)
@@ -244,21 +280,19 @@ public final class AuditTrail: Sendable {
 
 /// Records every signed-in request to patient data in the service's audit trail: who, what,
 /// which visits (read from the answer: every row a list showed), outcome and client.
-public struct AuditMiddleware: AsyncMiddleware {
+public struct AuditMiddleware: Middleware {
     let trail: AuditTrail
 
     public init(trail: AuditTrail) { self.trail = trail }
 
-    public func respond(to request: Request, chainingTo next: any AsyncResponder) async throws -> Response {
-        let response: Response
-        do {
-            response = try await next.respond(to: request)
-        } catch {
+    public func respond(to request: Request, chainingTo next: any Responder) -> EventLoopFuture<Response> {
+        next.respond(to: request).map { response in
+            record(request, status: Int(response.status.code), body: response.body.buffer)
+            return response
+        }.flatMapErrorThrowing { error in
             record(request, status: Int(ProblemMiddleware.problem(for: error).status), body: nil)
             throw error
         }
-        record(request, status: Int(response.status.code), body: response.body.buffer)
-        return response
     }
 
     private func record(_ request: Request, status: Int, body: ByteBuffer?) {
@@ -266,32 +300,16 @@ public struct AuditMiddleware: AsyncMiddleware {
         // (a refusal never got as far; AccessControl logs those).
         guard let user = request.signedIn?.principal, !request.url.path.hasPrefix("/admin/") else { return }
         let template = AccessPolicy.template(of: request.url.path) ?? request.url.path
-        var ids: [UUID] = []
-        var patientId: String?
-        let ownIds = template.hasPrefix("/receptions")
-        if let body, (200..<300).contains(status),
-            let json = try? JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any]
-        {
-            let rows = (json["items"] as? [[String: Any]]) ?? [json]
-            for row in rows {
-                if let id = (row["receptionId"] as? String ?? (ownIds ? row["id"] as? String : nil)).flatMap(
-                    UUID.init(uuidString:))
-                {
-                    ids.append(id)
-                }
-                if patientId == nil { patientId = row["patientId"] as? String }
-            }
-        } else if let raw = request.parameters.get("id") ?? request.parameters.get("receptionId"),
-            let id = UUID(uuidString: raw), ownIds || template.hasPrefix("/patientManagements")
-        {
-            ids.append(id)
-        }
+        let pathId = (request.parameters.get("id") ?? request.parameters.get("receptionId")).flatMap(
+            UUID.init(uuidString:))
         let peer = request.remoteAddress?.ipAddress ?? "?"
         let forwarded = request.headers.first(name: "X-Forwarded-For").map { " for \($0)" } ?? ""
+        // The answer is read for the visits it held by the trail's writer, not here: the request
+        // does not wait for that.
         trail.record(
             user: user.username, role: user.role.rawValue, action: "\(request.method.rawValue) \(template)",
-            receptionIds: Array(Set(ids)).sorted { $0.uuidString < $1.uuidString }, patientId: patientId,
-            outcome: status, client: peer + forwarded)
+            answer: (200..<300).contains(status) ? body : nil, pathId: pathId, outcome: status,
+            client: peer + forwarded)
     }
 }
 

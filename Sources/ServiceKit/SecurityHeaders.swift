@@ -3,7 +3,7 @@ import Vapor
 
 /// Headers every answer carries: no sniffing of types, no framing, no referrer, and for pages a
 /// Content Security Policy without inline script; HSTS when served over TLS.
-public struct SecurityHeaders: AsyncMiddleware {
+public struct SecurityHeaders: Middleware {
     /// Only the site's own scripts, styles and forms; nothing may frame it.
     static let contentSecurityPolicy =
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -11,8 +11,11 @@ public struct SecurityHeaders: AsyncMiddleware {
 
     public init() {}
 
-    public func respond(to request: Request, chainingTo next: any AsyncResponder) async throws -> Response {
-        let response = try await next.respond(to: request)
+    public func respond(to request: Request, chainingTo next: any Responder) -> EventLoopFuture<Response> {
+        next.respond(to: request).map { response in Self.add(to: response, for: request) }
+    }
+
+    static func add(to response: Response, for request: Request) -> Response {
         let headers = response.headers
         var set = HTTPHeaders()
         set.replaceOrAdd(name: "X-Content-Type-Options", value: "nosniff")
@@ -33,7 +36,7 @@ public struct SecurityHeaders: AsyncMiddleware {
 /// Serves only the configured host names (a page on another name that resolves here, DNS
 /// rebinding, gets nothing): 421 for any other `Host`. Probes are exempt (a kubelet calls them
 /// by the pod's address).
-public struct AllowedHosts: AsyncMiddleware {
+public struct AllowedHosts: Middleware {
     let names: Set<String>
 
     /// `names` without ports; `localhost`, `127.0.0.1` and `::1` are always among them.
@@ -41,13 +44,13 @@ public struct AllowedHosts: AsyncMiddleware {
         self.names = Set(names.map { $0.lowercased() } + ["localhost", "127.0.0.1", "::1"])
     }
 
-    public func respond(to request: Request, chainingTo next: any AsyncResponder) async throws -> Response {
-        if request.url.path.hasPrefix("/health/") { return try await next.respond(to: request) }
+    public func respond(to request: Request, chainingTo next: any Responder) -> EventLoopFuture<Response> {
+        if request.url.path.hasPrefix("/health/") { return next.respond(to: request) }
         guard let host = request.headers.first(name: .host).map(Self.name(of:)), names.contains(host) else {
             request.logger.notice("request for a host name this server does not serve")
-            throw Abort(.misdirectedRequest)
+            return request.eventLoop.makeFailedFuture(Abort(.misdirectedRequest))
         }
-        return try await next.respond(to: request)
+        return next.respond(to: request)
     }
 
     /// `example.org:8088` → `example.org`; `[::1]:8088` → `::1`.

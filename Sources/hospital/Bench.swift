@@ -2,6 +2,7 @@ import ArgumentParser
 import AsyncHTTPClient
 import Foundation
 import Identity
+import JWTKit
 import NIOCore
 import NIOHTTP1
 
@@ -102,6 +103,7 @@ struct Bench: AsyncParsableCommand {
         try await signingIn.waitUntilReady()
         if let password { try await signingIn.signIn(password: password) }
         let client = signingIn
+        if let token = client.tokens[.desk] { try await reportTokenCheck(token, base: base) }
 
         if seedHistory > 0, serve, let running = server {
             // Real visits through the API, then copies of their rows into the past, with the
@@ -187,6 +189,36 @@ struct Bench: AsyncParsableCommand {
         }
         if client.stats.serverErrors > 0 { throw ExitCode(1) }
     }
+}
+
+/// What checking a token costs a service per request, as `AccessControl` does it, timed alone:
+/// a token's first use (the ES256 signature and the claims; the key set read in process) and
+/// every later use (a token verified once is known until it expires).
+private func reportTokenCheck(_ token: String, base: URL) async throws {
+    var request = HTTPClientRequest(url: base.absoluteString + "/.well-known/jwks.json")
+    request.method = .GET
+    let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+    let jwks = try JSONDecoder().decode(JWKS.self, from: Data(buffer: try await response.body.collect(upTo: 1 << 20)))
+    func median(_ samples: [Double]) -> Double { samples.sorted()[samples.count / 2] }
+    var first: [Double] = []
+    for _ in 0..<300 {
+        let verifier = TokenVerifier(settings: .init(issuer: "hospital", audience: "hospital-api")) { jwks }
+        let started = ContinuousClock.now
+        _ = try await verifier.verify(token)
+        first.append(started.duration(to: .now).seconds * 1e6)
+    }
+    let verifier = TokenVerifier(settings: .init(issuer: "hospital", audience: "hospital-api")) { jwks }
+    _ = try await verifier.verify(token)
+    var later: [Double] = []
+    for _ in 0..<2000 {
+        let started = ContinuousClock.now
+        _ = try await verifier.verify(token)
+        later.append(started.duration(to: .now).seconds * 1e6)
+    }
+    print(
+        String(
+            format: "token check per request: first use p50 %.0f µs (signature and claims), later uses p50 %.1f µs",
+            median(first), median(later)))
 }
 
 extension Duration {

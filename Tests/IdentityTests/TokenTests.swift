@@ -125,6 +125,19 @@ struct TokenTests {
         #expect(await served.fetches == 3)
     }
 
+    @Test("A token verified once is known until it expires, and refused after")
+    func verifiedTokensExpire() async throws {
+        let issuer = try await issuer(lifetime: 60)
+        let verifier = verifier(for: issuer)
+        let now = Date()
+        let token = try await issuer.issue(username: "a", role: .desk, now: now)
+        #expect(try await verifier.verify(token, now: now).username == "a")
+        #expect(try await verifier.verify(token, now: now.addingTimeInterval(30)).username == "a")
+        await #expect(throws: TokenRejection.expired) {
+            try await verifier.verify(token, now: now.addingTimeInterval(60 + 31))
+        }
+    }
+
     @Test("A burst of first requests waits for the one key-set read under way: none is refused")
     func concurrentFirstVerifications() async throws {
         let issuer = try await issuer()

@@ -1,6 +1,7 @@
 import FluentKit
 import Foundation
 import ReceptionDomain
+import SQLKit
 import ServiceKit
 
 /// A reception as stored: the aggregate's state plus its version for optimistic concurrency.
@@ -21,6 +22,12 @@ final class ReceptionModel: AggregateRecord, @unchecked Sendable {
     @OptionalField(key: "completed_at") var completedAt: Date?
     @OptionalField(key: "canceled_at") var canceledAt: Date?
     @OptionalField(key: "cancel_reason") var cancelReason: String?
+    /// 주민등록번호, AES-256-GCM sealed (`PIIProtector`); never stored in clear.
+    @OptionalField(key: "resident_number") var residentNumberSealed: String?
+    /// Its keyed hash, to find the patient by it.
+    @OptionalField(key: "resident_number_index") var residentNumberIndex: String?
+    /// As every answer shows it: `850315-1******`.
+    @OptionalField(key: "resident_number_masked") var residentNumberMasked: String?
 
     init() {}
 
@@ -28,7 +35,8 @@ final class ReceptionModel: AggregateRecord, @unchecked Sendable {
     var properties: [any AnyProperty] {
         [
             $id, $version, $status, $patientName, $patientId, $birthDate, $phone, $department, $symptom, $receivedAt,
-            $completedAt, $canceledAt, $cancelReason,
+            $completedAt, $canceledAt, $cancelReason, $residentNumberSealed, $residentNumberIndex,
+            $residentNumberMasked,
         ]
     }
 
@@ -89,6 +97,26 @@ final class IdempotencyRecord: Model, @unchecked Sendable {
 }
 
 enum ReceptionMigrations {
+    /// The resident registration number: sealed, its lookup hash (indexed) and its masked form.
+    struct AddResidentNumber: AsyncMigration {
+        var name: String { "R005_AddResidentNumber" }
+
+        func prepare(on database: any Database) async throws {
+            // One column per statement: SQLite adds one at a time.
+            for column in ["resident_number", "resident_number_index", "resident_number_masked"] {
+                try await database.schema(ReceptionModel.schema).field(.string(column), .string).update()
+            }
+            try await (database as! any SQLDatabase).create(index: "receptions_resident_number")
+                .on(ReceptionModel.schema).column("resident_number_index").run()
+        }
+
+        func revert(on database: any Database) async throws {
+            for column in ["resident_number", "resident_number_index", "resident_number_masked"] {
+                try await database.schema(ReceptionModel.schema).deleteField(.string(column)).update()
+            }
+        }
+    }
+
     struct CreateReceptions: AsyncMigration {
         var name: String { "R001_CreateReceptions" }
 

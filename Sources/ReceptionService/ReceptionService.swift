@@ -24,6 +24,7 @@ public struct ReceptionService: HospitalService {
             CreateIndexes(
                 name: "R004_ReceptionPatientIndex",
                 [.init("receptions_patient_received", on: "receptions", ["patient_id", "received_at", "id"])]),
+            ReceptionMigrations.AddResidentNumber(),
         ]
     }
 
@@ -49,6 +50,7 @@ public struct ReceptionService: HospitalService {
         var phone: String?
         var department: String?
         var symptom: String?
+        var residentNumber: String?
     }
 
     /// 접수: POST /receptions. With an Idempotency-Key, a retry answers what the first call did.
@@ -56,11 +58,24 @@ public struct ReceptionService: HospitalService {
         let key = try idempotencyKey(req)
         let body = try req.body(RegisterBody.self)
         let now = context.now()
-        let patient = try Patient.validated(
-            name: body.patientName, patientId: body.patientId, birthDate: body.birthDate, phone: body.phone,
-            department: body.department, symptom: body.symptom, today: now)
+        var residentCheck = FieldValidation()
+        let resident = ResidentNumber.validated(body.residentNumber, today: now, into: &residentCheck)
+        let patient: Patient
+        do {
+            patient = try Patient.validated(
+                name: body.patientName, patientId: body.patientId, birthDate: body.birthDate, phone: body.phone,
+                department: body.department, symptom: body.symptom, today: now)
+        } catch {
+            throw ValidationFailure(error.fields + residentCheck.failures)
+        }
+        try residentCheck.check()
+        let pii = try requirePII()
+        // The number goes no further in clear: sealed, indexed by a keyed hash, and masked.
+        let sealed = try resident.map { try pii.seal($0.digits) }
+        let index = resident.map { pii.index($0.digits) }
+        let masked = resident?.masked
         let stamp = EventStamp(producer: Self.name, actor: req.actor(default: "desk"), trace: req.trace)
-        let fingerprint = Self.fingerprint(patient)
+        let fingerprint = Self.fingerprint(patient, residentIndex: index)
 
         let attempt: @Sendable () async throws -> (UUID, String) = {
             try await context.command { db in
@@ -69,9 +84,13 @@ public struct ReceptionService: HospitalService {
                     return (earlier.receptionId, earlier.response)
                 }
                 let (reception, events) = Reception.register(id: UUID(), patient: patient, at: now)
-                try await ReceptionModel(reception).create(on: db)
+                let model = ReceptionModel(reception)
+                model.residentNumberSealed = sealed
+                model.residentNumberIndex = index
+                model.residentNumberMasked = masked
+                try await model.create(on: db)
                 try await Outbox.append(stamp.envelopes(events, receptionId: reception.id, at: now), on: db)
-                let response = try Self.encode(ReceptionResponse(reception))
+                let response = try Self.encode(ReceptionResponse(reception, residentNumber: masked))
                 if let key {
                     try await IdempotencyRecord(
                         key: key, request: fingerprint, receptionId: reception.id, response: response, createdAt: now
@@ -103,14 +122,15 @@ public struct ReceptionService: HospitalService {
         let reception = try await context.change(ReceptionModel.self, id, stamp: stamp, receptionId: \.id) {
             reception, now in try reception.cancel(reason: reason, at: now)
         }
-        return ReceptionResponse(reception)
+        let masked = try await ReceptionModel.find(id, on: context.store.database)?.residentNumberMasked
+        return ReceptionResponse(reception, residentNumber: masked)
     }
 
     // MARK: Queries
 
     @Sendable func show(_ req: Request) async throws -> ReceptionResponse {
         let id = try req.id(of: "reception")
-        return ReceptionResponse(try await ReceptionModel.require(id, on: context.store.database).aggregate())
+        return ReceptionResponse(try await ReceptionModel.require(id, on: context.store.database))
     }
 
     /// GET /receptions?status=&date=: newest first.
@@ -126,11 +146,12 @@ public struct ReceptionService: HospitalService {
         if let day { q.filter(\.$receivedAt >= day.lowerBound).filter(\.$receivedAt < day.upperBound) }
         let (models, total, next) = try await q.page(page, sortedBy: \.$receivedAt, descending: true, id: \.$id)
         return ListResponse(
-            items: models.map { ReceptionResponse($0.aggregate()) }, total: total, page: page, next: next)
+            items: models.map(ReceptionResponse.init), total: total, page: page, next: next)
     }
 
     struct SearchBody: Decodable {
         var patientId: String?
+        var residentNumber: String?
     }
 
     /// POST /receptions/search `{patientId}`: one patient's visits, newest first. The chart
@@ -140,12 +161,20 @@ public struct ReceptionService: HospitalService {
         var query = QueryReader(req)
         let page = query.page()
         try query.check()
-        let patientId = try Patient.validatedChartNumber(try req.body(SearchBody.self).patientId)
-
-        let q = ReceptionModel.query(on: context.store.database).filter(\.$patientId == patientId)
+        let body = try req.body(SearchBody.self)
+        let q = ReceptionModel.query(on: context.store.database)
+        // By either, or both (then a visit must match both); a malformed one is refused.
+        if body.patientId != nil || body.residentNumber == nil {
+            q.filter(\.$patientId == (try Patient.validatedChartNumber(body.patientId)))
+        }
+        if body.residentNumber != nil {
+            // Found by the keyed hash of the number, never by the number itself.
+            let number = try ResidentNumber.validated(body.residentNumber, today: context.now())
+            q.filter(\.$residentNumberIndex == (try requirePII()).index(number.digits))
+        }
         let (models, total, next) = try await q.page(page, sortedBy: \.$receivedAt, descending: true, id: \.$id)
         return ListResponse(
-            items: models.map { ReceptionResponse($0.aggregate()) }, total: total, page: page, next: next)
+            items: models.map(ReceptionResponse.init), total: total, page: page, next: next)
     }
 
     // MARK: Reactions
@@ -182,10 +211,15 @@ public struct ReceptionService: HospitalService {
         return key
     }
 
+    private func requirePII() throws -> PIIProtector {
+        guard let pii = context.pii else { throw AppError.notReady("resident numbers cannot be protected: no key") }
+        return pii
+    }
+
     /// A digest of the request as validated, to recognise a retry without keeping a second copy
-    /// of the patient's details.
-    private static func fingerprint(_ p: Patient) -> String {
-        let canonical = [p.name, p.patientId, p.birthDate, p.phone, p.department, p.symptom]
+    /// of the patient's details (the resident number only by its keyed hash).
+    private static func fingerprint(_ p: Patient, residentIndex: String?) -> String {
+        let canonical = [p.name, p.patientId, p.birthDate, p.phone, p.department, p.symptom, residentIndex]
             .map { $0.map { "\($0.utf8.count):\($0)" } ?? "-" }.joined(separator: "|")
         return SHA256.hash(data: Data(canonical.utf8)).map { String(format: "%02x", $0) }.joined()
     }
@@ -209,8 +243,15 @@ public struct ReceptionResponse: Content, Equatable {
     @Nullable public var completedAt: Date?
     @Nullable public var canceledAt: Date?
     @Nullable public var cancelReason: String?
+    /// 주민등록번호, masked: `850315-1******`.
+    @Nullable public var residentNumber: String?
 
-    init(_ r: Reception) {
+    init(_ model: ReceptionModel) {
+        self.init(model.aggregate(), residentNumber: model.residentNumberMasked)
+    }
+
+    init(_ r: Reception, residentNumber: String? = nil) {
+        self.residentNumber = residentNumber
         id = r.id
         status = r.status.rawValue
         patientName = r.patient.name

@@ -174,3 +174,38 @@ extension HospitalSystem {
         return results
     }
 }
+
+/// The keys that protect resident registration numbers (see `AuthConfiguration.piiKey`).
+enum PIIKeys {
+    static func protector(_ configuration: HospitalConfiguration) throws -> PIIProtector {
+        let auth = configuration.auth
+        func key(_ base64: String, _ name: String) throws -> PIIProtector.Key {
+            guard let data = Data(base64Encoded: base64.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+                throw ConfigurationError("\(name): not base64")
+            }
+            return try PIIProtector.Key(data)
+        }
+        let current: PIIProtector.Key
+        if let raw = auth.piiKey {
+            current = try key(raw, "HOSPITAL_PII_KEY")
+        } else {
+            try DataDirectory.prepare(configuration.dataDirectory)
+            let file = configuration.dataDirectory.appendingPathComponent("pii-key")
+            if let text = try? String(contentsOf: file, encoding: .utf8) {
+                current = try key(text, file.path)
+            } else {
+                let fd = open(file.path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+                if fd >= 0 {
+                    let data = Data(PIIProtector.Key.random().base64EncodedString().utf8)
+                    _ = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+                    fsync(fd)
+                    close(fd)
+                }
+                current = try key(try String(contentsOf: file, encoding: .utf8), file.path)
+            }
+        }
+        return PIIProtector(
+            current: current, previous: try auth.piiOldKeys.map { try key($0, "HOSPITAL_PII_OLD_KEYS") },
+            indexSecret: try auth.piiIndexKey.map { try key($0, "HOSPITAL_PII_INDEX_KEY") })
+    }
+}

@@ -285,7 +285,8 @@ public struct HospitalConfiguration: Sendable, CustomStringConvertible {
 public struct AuthConfiguration: Sendable, CustomStringConvertible {
     /// Never the signing key.
     public var description: String {
-        "AuthConfiguration(issuer: \(issuer), audience: \(audience), signingKey: \(signingKeyPEM == nil ? "file" : "<secret>"))"
+        "AuthConfiguration(issuer: \(issuer), audience: \(audience), signingKey: \(signingKeyPEM == nil ? "file" : "<secret>"), "
+            + "piiKey: \(piiKey == nil ? "file" : "<secret>"))"
     }
 
     /// HOSPITAL_AUTH_ISSUER: the `iss` of the tokens this system issues (and expects).
@@ -312,6 +313,13 @@ public struct AuthConfiguration: Sendable, CustomStringConvertible {
     /// client address on the gateway (bursts of twice as many; sign-in: 20); 0 turns a limit off.
     public var rateLimit: Double = 1000
     public var signInRateLimit: Double = 2
+    /// HOSPITAL_PII_KEY (base64 of 32 bytes, from a secret) encrypts resident registration
+    /// numbers; without it, `pii-key` in the data directory (created 0600 on first start).
+    /// HOSPITAL_PII_OLD_KEYS (comma-separated) still open what they sealed; HOSPITAL_PII_INDEX_KEY
+    /// keys the lookup hash (by default the key itself: keep it when rotating).
+    public var piiKey: String?
+    public var piiOldKeys: [String] = []
+    public var piiIndexKey: String?
     /// HOSPITAL_AUDIT_RETENTION_DAYS: how long the audit trail is kept (730, two years; 0 for good).
     public var auditRetention: Duration? = .days(730)
 
@@ -345,6 +353,9 @@ public struct AuthConfiguration: Sendable, CustomStringConvertible {
             }
             self[keyPath: keyPath] = n
         }
+        if let raw = env["HOSPITAL_PII_KEY"], !raw.isEmpty { piiKey = raw }
+        if let raw = env["HOSPITAL_PII_OLD_KEYS"] { piiOldKeys = raw.split(separator: ",").map(String.init) }
+        if let raw = env["HOSPITAL_PII_INDEX_KEY"], !raw.isEmpty { piiIndexKey = raw }
         if let raw = env["HOSPITAL_AUDIT_RETENTION_DAYS"] {
             guard let n = Int(raw), n == 0 || n >= 730, n <= 36_500 else {
                 throw ConfigurationError(

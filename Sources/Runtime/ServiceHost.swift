@@ -109,7 +109,7 @@ final class ServiceHost: Sendable {
             settings: .init(pollInterval: configuration.relayPollInterval), logger: app.logger)
         let context = ServiceContext(
             store: store, nudgeRelay: { relay.nudge() }, timeZone: configuration.timeZone, logger: app.logger,
-            history: transport)
+            history: transport, pii: S.name == "reception" ? try PIIKeys.protector(configuration) : nil)
         let service = S(context: context)
         service.registerRoutes(on: app.routes)
         let consumer =

@@ -17,11 +17,15 @@ public struct ServiceContext: Sendable {
     /// The event history, for services that can rebuild from it (the read model).
     public var history: (any EventHistory)?
     public var now: @Sendable () -> Date
+    /// Encrypts and indexes the resident registration number (see `PIIProtector`).
+    public var pii: PIIProtector?
 
     public init(
         store: ServiceStore, nudgeRelay: @escaping @Sendable () -> Void, timeZone: TimeZone, logger: Logger,
-        history: (any EventHistory)?, now: @escaping @Sendable () -> Date = ServiceContext.millisecondNow
+        history: (any EventHistory)?, now: @escaping @Sendable () -> Date = ServiceContext.millisecondNow,
+        pii: PIIProtector? = nil
     ) {
+        self.pii = pii
         self.store = store
         self.nudgeRelay = nudgeRelay
         self.timeZone = timeZone

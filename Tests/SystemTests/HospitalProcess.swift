@@ -29,7 +29,7 @@ final class HospitalProcess: Sendable {
     /// Starts `hospital serve SERVICES` and waits until it reports where it listens.
     static func serve(
         _ services: [ServiceName], dataDirectory: URL, ports: [ServiceName: Int] = [:],
-        environment: [String: String] = [:]
+        environment: [String: String] = [:], errorLog: URL? = nil
     ) async throws -> HospitalProcess {
         let process = Process()
         process.executableURL = executable
@@ -47,7 +47,12 @@ final class HospitalProcess: Sendable {
         process.environment = env
         let pipe = Pipe()
         process.standardOutput = pipe
-        process.standardError = FileHandle.standardError
+        if let errorLog {
+            FileManager.default.createFile(atPath: errorLog.path, contents: nil)
+            process.standardError = try FileHandle(forWritingTo: errorLog)
+        } else {
+            process.standardError = FileHandle.standardError
+        }
         let output = OutputBuffer()
         pipe.fileHandleForReading.readabilityHandler = { handle in
             let data = handle.availableData

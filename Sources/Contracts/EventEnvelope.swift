@@ -98,8 +98,11 @@ public enum EventCoding {
 
 /// ISO 8601 timestamps in UTC with millisecond precision, the one date format of the API and the events.
 public enum Timestamp {
+    /// Rounded to the nearest millisecond first: a time kept as ….2839999 in one place and read
+    /// back from a database as ….284 in another is the same millisecond (formatting truncates).
     public static func format(_ date: Date) -> String {
-        date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: .gmt))
+        let rounded = Date(timeIntervalSince1970: (date.timeIntervalSince1970 * 1000).rounded() / 1000)
+        return rounded.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: .gmt))
     }
 
     public static func parse(_ string: String) -> Date? {

@@ -71,7 +71,8 @@ final class ReceptionModel: AggregateRecord, @unchecked Sendable {
     }
 }
 
-/// The answer to a registration, kept under its Idempotency-Key so a retry gets the same answer.
+/// A registration's Idempotency-Key: the visit it created and a digest of the request, so a retry
+/// gets that visit again (read afresh: no copy of the patient is kept here) for a day.
 final class IdempotencyRecord: Model, @unchecked Sendable {
     static let schema = "idempotency_keys"
 
@@ -97,6 +98,17 @@ final class IdempotencyRecord: Model, @unchecked Sendable {
 }
 
 enum ReceptionMigrations {
+    /// Idempotency records kept a copy of the answer (the patient's details); they no longer do.
+    struct ForgetStoredAnswers: AsyncMigration {
+        var name: String { "R007_ForgetStoredAnswers" }
+
+        func prepare(on database: any Database) async throws {
+            try await (database as! any SQLDatabase).update(IdempotencyRecord.schema).set("response", to: "").run()
+        }
+
+        func revert(on database: any Database) async throws {}
+    }
+
     /// The resident registration number: sealed, its lookup hash (indexed) and its masked form.
     struct AddResidentNumber: AsyncMigration {
         var name: String { "R005_AddResidentNumber" }

@@ -25,6 +25,10 @@ public struct ReceptionService: HospitalService {
                 name: "R004_ReceptionPatientIndex",
                 [.init("receptions_patient_received", on: "receptions", ["patient_id", "received_at", "id"])]),
             ReceptionMigrations.AddResidentNumber(),
+            // Idempotency records that expire, found by age.
+            CreateIndexes(
+                name: "R006_IdempotencyAge", [.init("idempotency_keys_created", on: "idempotency_keys", ["created_at"])]),
+            ReceptionMigrations.ForgetStoredAnswers(),
         ]
     }
 
@@ -80,8 +84,14 @@ public struct ReceptionService: HospitalService {
         let attempt: @Sendable () async throws -> (UUID, String) = {
             try await context.command { db in
                 if let key, let earlier = try await IdempotencyRecord.find(key, on: db) {
-                    guard earlier.request == fingerprint else { throw AppError.idempotencyKeyReused }
-                    return (earlier.receptionId, earlier.response)
+                    if earlier.createdAt < now.addingTimeInterval(-Self.idempotencyLifetime) {
+                        try await earlier.delete(on: db)  // expired: the key is new again
+                    } else {
+                        guard earlier.request == fingerprint else { throw AppError.idempotencyKeyReused }
+                        // The record keeps no copy of the patient: the answer is read again.
+                        let visit = try await ReceptionModel.require(earlier.receptionId, on: db)
+                        return (earlier.receptionId, try Self.encode(ReceptionResponse(visit)))
+                    }
                 }
                 let (reception, events) = Reception.register(id: UUID(), patient: patient, at: now)
                 let model = ReceptionModel(reception)
@@ -93,8 +103,11 @@ public struct ReceptionService: HospitalService {
                 let response = try Self.encode(ReceptionResponse(reception, residentNumber: masked))
                 if let key {
                     try await IdempotencyRecord(
-                        key: key, request: fingerprint, receptionId: reception.id, response: response, createdAt: now
+                        key: key, request: fingerprint, receptionId: reception.id, response: "", createdAt: now
                     ).create(on: db)
+                    // Records past their lifetime go as new ones come (through the index on created_at).
+                    try await IdempotencyRecord.query(on: db)
+                        .filter(\.$createdAt < now.addingTimeInterval(-Self.idempotencyLifetime)).delete()
                 }
                 return (reception.id, response)
             }
@@ -210,6 +223,9 @@ public struct ReceptionService: HospitalService {
         }
         return key
     }
+
+    /// How long an Idempotency-Key is remembered: a day.
+    static let idempotencyLifetime: TimeInterval = 24 * 3600
 
     private func requirePII() throws -> PIIProtector {
         guard let pii = context.pii else { throw AppError.notReady("resident numbers cannot be protected: no key") }

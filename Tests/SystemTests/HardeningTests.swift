@@ -107,3 +107,28 @@ struct SecretsInLogsTests {
         #expect("\(serving)" == "ServingSystem(reception)")
     }
 }
+
+@Suite("Idempotency records")
+struct IdempotencyRecordTests {
+    @Test("A key is remembered for a day, keeping no copy of the patient; after that it is new again")
+    func expiry() async throws {
+        try await withTestSystem { system in
+            let body: [String: Any] = ["patientName": "홍길동", "phone": "010-1234-5678"]
+            let first = try await system.post("/receptions", body, headers: [("Idempotency-Key", "desk-7")])
+            let again = try await system.post("/receptions", body, headers: [("Idempotency-Key", "desk-7")])
+            #expect(first.status == 201 && again.status == 201)
+            #expect(first.text == again.text, "a retry answers the same")
+            let db = try #require(system.system.database(of: .reception))
+            let rows = try await db.raw("SELECT * FROM idempotency_keys").all()
+            #expect(rows.count == 1)
+            for column in ["request", "response"] {
+                let value = try rows[0].decode(column: column, as: String.self)
+                #expect(!value.contains("홍길동") && !value.contains("010-1234-5678"), "\(column)")
+            }
+            try await db.update("idempotency_keys").set("created_at", to: Date().addingTimeInterval(-25 * 3600)).run()
+            let later = try await system.post("/receptions", body, headers: [("Idempotency-Key", "desk-7")])
+            #expect(later.status == 201)
+            #expect(later.json["id"] as? String != first.json["id"] as? String, "a day later the key is new")
+        }
+    }
+}

@@ -67,7 +67,7 @@ let package = Package(
         .target(
             name: "Identity",
             dependencies: [
-                vapor, sqlKit, .product(name: "JWTKit", package: "jwt-kit"),
+                vapor, sqlKit, logging, .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Crypto", package: "swift-crypto"), .product(name: "NIOPosix", package: "swift-nio"),
             ]),
 
@@ -75,7 +75,7 @@ let package = Package(
         .target(
             name: "ServiceKit",
             dependencies: [
-                "Contracts", "SharedKernel", "Messaging", "Identity", vapor, fluentKit, sqlKit,
+                "Contracts", "SharedKernel", "Messaging", "Identity", vapor, fluentKit, sqlKit, logging,
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             resources: [.embedInCode("openapi.yaml")]),
@@ -83,7 +83,9 @@ let package = Package(
         // The services: Fluent models and migrations, routes, event handlers.
         .target(
             name: "ReceptionService",
-            dependencies: ["ReceptionDomain", "Contracts", "SharedKernel", "Messaging", "ServiceKit", vapor, fluentKit]),
+            dependencies: [
+                "ReceptionDomain", "Contracts", "SharedKernel", "Messaging", "ServiceKit", vapor, fluentKit, sqlKit,
+            ]),
         .target(
             name: "DiagnosisService",
             dependencies: ["DiagnosisDomain", "Contracts", "SharedKernel", "Messaging", "ServiceKit", vapor, fluentKit]),

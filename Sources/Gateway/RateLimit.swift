@@ -1,5 +1,5 @@
 import Foundation
-import NIOConcurrencyHelpers
+import Synchronization
 import ServiceKit
 import Vapor
 
@@ -27,7 +27,7 @@ public final class RateLimit: Middleware, Sendable {
     }
 
     private let settings: Settings
-    private let buckets = NIOLockedValueBox([String: Bucket]())
+    private let buckets = Mutex([String: Bucket]())
     private let clock = ContinuousClock()
 
     public init(settings: Settings) { self.settings = settings }
@@ -53,7 +53,7 @@ public final class RateLimit: Middleware, Sendable {
     /// Takes a token; 0 if there was one, else the seconds until there will be.
     private func take(key: String, rate: Double, burst: Double) -> Double {
         let now = clock.now
-        return buckets.withLockedValue { buckets in
+        return buckets.withLock { buckets in
             if buckets.count > 100_000 { buckets.removeAll() }  // a flood of addresses: start over
             var bucket = buckets[key] ?? Bucket(tokens: burst, updated: now)
             let elapsed =

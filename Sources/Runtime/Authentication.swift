@@ -56,6 +56,11 @@ final class Authentication: Sendable {
             key: key, issuer: auth.issuer, audience: auth.audience, lifetime: auth.tokenLifetime)
         let verifier = TokenVerifier(settings: settings) { key.jwks }
         let (store, connection) = try await openAccounts(configuration, logger: logger)
+        if (try? await store.list().isEmpty) == true {
+            logger.notice(
+                "no accounts yet: nobody can sign in. Add one: hospital users add NAME --role desk|doctor|examiner|admin --data-dir \(configuration.dataDirectory.path)"
+            )
+        }
         return Authentication(issuer: issuer, accounts: store, verifier: verifier, accountsConnection: connection)
     }
 

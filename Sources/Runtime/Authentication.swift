@@ -1,4 +1,6 @@
 import AsyncHTTPClient
+import FluentKit
+import FluentPostgresDriver
 import Foundation
 import Identity
 import JWTKit
@@ -156,9 +158,34 @@ extension HospitalSystem {
     /// Checks the audit trail of each service's SQLite file in the data directory: for each, how
     /// many entries were checked and the first one that does not match, if any.
     public static func verifyAuditTrails(
-        configuration: HospitalConfiguration, logger: Logger
+        configuration: HospitalConfiguration, logger: Logger, service only: ServiceName? = nil
     ) async throws -> [(service: String, checked: Int, broken: Int?)] {
         var results: [(String, Int, Int?)] = []
+        // On PostgreSQL: the trail is a table in each service's own database.
+        var postgres = configuration.serviceDatabaseURLs
+        if let url = configuration.databaseURL {
+            guard let only else {
+                throw ConfigurationError("--database names one service's database: say which with --service")
+            }
+            postgres[only] = url
+        }
+        if !postgres.isEmpty {
+            for (service, url) in postgres.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
+                let databases = Databases(threadPool: .singleton, on: MultiThreadedEventLoopGroup.singleton)
+                databases.use(try .postgres(url: url, maxConnectionsPerEventLoop: 1, sqlLogLevel: .trace), as: .psql)
+                let db = databases.database(.psql, logger: logger, on: MultiThreadedEventLoopGroup.singleton.any())!
+                do {
+                    let (checked, broken) = try await AuditTrail.verify(
+                        db as! any SQLDatabase, service: service.rawValue)
+                    results.append((service.rawValue, checked, broken))
+                    await databases.shutdownAsync()
+                } catch {
+                    await databases.shutdownAsync()
+                    throw error
+                }
+            }
+            return results
+        }
         for service in ServiceName.allCases where service != .gateway {
             let file = configuration.dataDirectory.appendingPathComponent("audit-\(service.rawValue).sqlite")
             guard FileManager.default.fileExists(atPath: file.path) else { continue }

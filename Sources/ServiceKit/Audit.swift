@@ -269,6 +269,19 @@ public final class AuditTrail: Sendable {
                     BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END
                     """
                 ).run()
+            } else if sql.dialect.name == "postgresql" {
+                try await sql.raw(
+                    """
+                    CREATE OR REPLACE FUNCTION audit_log_append_only() RETURNS trigger AS $$
+                    BEGIN RAISE EXCEPTION 'the audit trail is append-only'; END $$ LANGUAGE plpgsql
+                    """
+                ).run()
+                try await sql.raw(
+                    """
+                    CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+                    FOR EACH ROW EXECUTE FUNCTION audit_log_append_only()
+                    """
+                ).run()
             }
         }
 

@@ -10,14 +10,21 @@ struct Audit: AsyncParsableCommand {
     struct Verify: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Check each service's audit chain; name the first entry that was changed or removed.",
-            discussion: "Reads the audit-<service>.sqlite files of the data directory (safe while the system runs).")
+            discussion: """
+                Reads the audit-<service>.sqlite files of the data directory, or on PostgreSQL each service's \
+                database (HOSPITAL_<SERVICE>_DATABASE_URL, or --database with --service). Safe while the system runs.
+                """)
 
         @OptionGroup var common: CommonOptions
+
+        @Option(help: "With --database: the service whose database it is.")
+        var service: ServiceName?
 
         func run() async throws {
             let config = try common.configuration()
             let logger = common.bootstrapLogging(config.logLevel)
-            let results = try await HospitalSystem.verifyAuditTrails(configuration: config, logger: logger)
+            let results = try await HospitalSystem.verifyAuditTrails(
+                configuration: config, logger: logger, service: service)
             guard !results.isEmpty else { throw ValidationError("No audit trail in \(config.dataDirectory.path).") }
             var broken = false
             for result in results {

@@ -114,10 +114,44 @@ struct AuditTests {
         #expect(removed.status == 1 && removed.output.contains("reception: BROKEN at entry 6"), "\(removed.output)")
     }
 
+    @Test("On PostgreSQL too: updates refused, and `hospital audit verify --database` names an edited entry")
+    func tamperEvidentOnPostgres() async throws {
+        guard TestSystem.onPostgres else { return }
+        let directory = TestSystem.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try await withTestSystem(dataDirectory: directory) { system in
+            let registered = try await call(
+                system, .POST, "/receptions", as: .desk, user: "kim.desk", json: ["patientName": "홍길동"])
+            let visit = try #require(registered.json["id"] as? String)
+            for _ in 0..<4 {
+                _ = try await call(system, .GET, "/receptions/\(visit)", as: .desk, user: "kim.desk", via: .reception)
+            }
+            let db = try #require(system.system.database(of: .reception))
+            _ = try await eventually("five entries") {
+                try await db.raw("SELECT COUNT(*) AS n FROM audit_log").first()?.decode(column: "n", as: Int.self) == 5
+                    ? true : nil
+            }
+            let url = try #require(
+                try await TestSystem.configuration(dataDirectory: directory).serviceDatabaseURLs[.reception])
+            #expect(try verify(["--database", url.absoluteString, "--service", "reception"]).status == 0)
+            await #expect(throws: (any Error).self) {
+                try await db.raw("UPDATE audit_log SET user_name = 'nobody' WHERE seq = 3").run()
+            }
+            try await db.raw("ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update").run()
+            try await db.raw("UPDATE audit_log SET user_name = 'nobody' WHERE seq = 3").run()
+            let changed = try verify(["--database", url.absoluteString, "--service", "reception"])
+            #expect(changed.status == 1 && changed.output.contains("reception: BROKEN at entry 3"), "\(changed.output)")
+        }
+    }
+
     func verify(_ directory: URL) throws -> (status: Int32, output: String) {
+        try verify(["--data-dir", directory.path])
+    }
+
+    func verify(_ arguments: [String]) throws -> (status: Int32, output: String) {
         let process = Process()
         process.executableURL = HospitalProcess.executable
-        process.arguments = ["audit", "verify", "--data-dir", directory.path]
+        process.arguments = ["audit", "verify"] + arguments
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = FileHandle.nullDevice

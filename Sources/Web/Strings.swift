@@ -64,6 +64,7 @@ enum Strings {
         "error.signIn": "아이디 또는 비밀번호가 올바르지 않습니다. 여러 번 틀리면 계정이 잠시 잠깁니다.",
         "notice.signedOut": "로그아웃했습니다.", "role.desk": "원무과", "role.doctor": "의사", "role.examiner": "검사자",
         "role.admin": "관리자",
+        "adminHint": "관리자 화면은 없습니다. 계정은 hospital users 명령으로, 감사 기록은 GET /admin/audit, 처리되지 못한 이벤트는 각 서비스의 /admin/dead-letters로 관리합니다.",
     ]
 
     static let en: [String: String] = [
@@ -116,6 +117,7 @@ enum Strings {
         "error.signIn": "Wrong user name or password. Repeated failures lock the account for a while.",
         "notice.signedOut": "You are signed out.", "role.desk": "Patient administration", "role.doctor": "Doctor",
         "role.examiner": "Examiner", "role.admin": "Administrator",
+        "adminHint": "There is no administrator screen: manage accounts with the hospital users command, the audit trail with GET /admin/audit, and events that could not be handled with each service's /admin/dead-letters.",
     ]
 
     /// The words for each status, Korean then English, by the kind of record.

@@ -63,8 +63,9 @@ public struct WebScreens: Sendable {
     @Sendable func home(_ req: Request) async throws -> Response {
         guard let user = await sessions.user(req) else { return req.redirect(to: "/login", redirectType: .normal) }
         if let screen = Self.home(of: user.principal.role) { return req.redirect(to: screen, redirectType: .normal) }
+        // The administrator has no screen of patients: their work is accounts, audit and operations.
         let screen = Screen(req, timeZone: timeZone, user: user)
-        return render("home", screen.context(title: screen.t("chooseRole")))
+        return render("home", screen.context(title: screen.t("role.admin")))
     }
 
     static func home(of role: Role) -> String? {

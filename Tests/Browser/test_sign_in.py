@@ -1,5 +1,7 @@
 """Signing in, roles on the screens, and forms that only this site can post."""
 
+import re
+
 from playwright.sync_api import expect
 
 from conftest import sign_in
@@ -85,3 +87,12 @@ def test_a_cross_origin_form_post_with_a_valid_session_is_refused(desk_context, 
 
     csrf.goto("/desk")
     expect(csrf.locator("#board-rows tr", has_text=patient)).to_have_count(0)
+
+
+def test_the_administrator_has_no_patient_screen(new_context):
+    page = new_context().new_page()
+    sign_in(page, "admin")
+    page.wait_for_url(re.compile(r".*/$"))
+    expect(page.get_by_role("heading", level=1)).to_have_text("관리자")
+    expect(page.locator("main")).to_contain_text("관리자 화면은 없습니다")
+    assert page.request.get("/desk", max_redirects=0).status == 403

@@ -58,7 +58,7 @@ final class HospitalProcess: Sendable {
             let data = handle.availableData
             output.text.withLock { $0 += String(decoding: data, as: UTF8.self) }
         }
-        try process.run()
+        try HospitalProcess.launch(process)
         let started = HospitalProcess(process: process, output: output)
         _ = try await eventually("hospital serve \(services.map(\.rawValue)) to start", timeout: .seconds(30)) {
             if !process.isRunning { throw ProcessFailed(output: started.output.text.withLock { $0 }) }
@@ -76,6 +76,16 @@ final class HospitalProcess: Sendable {
     }
 
     func port(_ service: ServiceName) -> Int? { url(service)?.port }
+
+    /// Starts `process`, one launch at a time across the test run: Foundation's `Process.run` on
+    /// Linux crashed (a segfault copying the environment) when tests launched processes at once.
+    static func launch(_ process: Process) throws {
+        launching.lock()
+        defer { launching.unlock() }
+        try process.run()
+    }
+
+    private static let launching = NSLock()
 
     /// SIGKILL: no cleanup, no flush, no goodbye.
     func kill() {

@@ -145,7 +145,7 @@ struct ProcessTests {
         rebuild.arguments = ["rebuild", "patient-management", "--data-dir", directory.path, "--log-level", "warning"]
         let pipe = Pipe()
         rebuild.standardOutput = pipe
-        try rebuild.run()
+        try HospitalProcess.launch(rebuild)
         rebuild.waitUntilExit()
         let printed = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         #expect(rebuild.terminationStatus == 0)

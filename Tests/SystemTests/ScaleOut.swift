@@ -149,7 +149,7 @@ final class MockKafka: Sendable {
         process.standardOutput = output
         process.standardInput = input
         process.standardError = FileHandle.standardError
-        try process.run()
+        try HospitalProcess.launch(process)
         let firstLine = OutputBuffer()
         output.fileHandleForReading.readabilityHandler = { handle in
             let data = handle.availableData

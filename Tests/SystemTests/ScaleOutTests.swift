@@ -347,7 +347,7 @@ enum Kcat {
         process.standardOutput = output
         let stdin = Pipe()
         process.standardInput = stdin
-        try process.run()
+        try HospitalProcess.launch(process)
         if let input { stdin.fileHandleForWriting.write(Data(input.utf8)) }
         try stdin.fileHandleForWriting.close()
         let data = output.fileHandleForReading.readDataToEndOfFile()

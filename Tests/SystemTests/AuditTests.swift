@@ -83,12 +83,7 @@ struct AuditTests {
         let directory = TestSystem.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         try await withTestSystem(dataDirectory: directory) { system in
-            let registered = try await call(
-                system, .POST, "/receptions", as: .desk, user: "kim.desk", json: ["patientName": "홍길동"])
-            let visit = try #require(registered.json["id"] as? String)
-            for _ in 0..<6 {
-                _ = try await call(system, .GET, "/receptions/\(visit)", as: .desk, user: "kim.desk", via: .reception)
-            }
+            try await registerAndRead(system, reads: 6)
             _ = try await eventually("seven entries") {
                 try await TestSystem.count("audit_log", in: directory.appendingPathComponent("audit-reception.sqlite"))
                     == 7 ? true : nil
@@ -120,12 +115,7 @@ struct AuditTests {
         let directory = TestSystem.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         try await withTestSystem(dataDirectory: directory) { system in
-            let registered = try await call(
-                system, .POST, "/receptions", as: .desk, user: "kim.desk", json: ["patientName": "홍길동"])
-            let visit = try #require(registered.json["id"] as? String)
-            for _ in 0..<4 {
-                _ = try await call(system, .GET, "/receptions/\(visit)", as: .desk, user: "kim.desk", via: .reception)
-            }
+            try await registerAndRead(system, reads: 4)
             let db = try #require(system.system.database(of: .reception))
             _ = try await eventually("five entries") {
                 try await db.raw("SELECT COUNT(*) AS n FROM audit_log").first()?.decode(column: "n", as: Int.self) == 5
@@ -141,6 +131,16 @@ struct AuditTests {
             try await db.raw("UPDATE audit_log SET user_name = 'nobody' WHERE seq = 3").run()
             let changed = try verify(["--database", url.absoluteString, "--service", "reception"])
             #expect(changed.status == 1 && changed.output.contains("reception: BROKEN at entry 3"), "\(changed.output)")
+        }
+    }
+
+    /// One registration and `reads` reads of it by the same desk user: 1 + `reads` entries.
+    func registerAndRead(_ system: TestSystem, reads: Int) async throws {
+        let registered = try await call(
+            system, .POST, "/receptions", as: .desk, user: "kim.desk", json: ["patientName": "홍길동"])
+        let visit = try #require(registered.json["id"] as? String)
+        for _ in 0..<reads {
+            _ = try await call(system, .GET, "/receptions/\(visit)", as: .desk, user: "kim.desk", via: .reception)
         }
     }
 

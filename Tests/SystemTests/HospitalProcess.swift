@@ -38,9 +38,17 @@ final class HospitalProcess: Sendable {
             arguments += ["--\(service.rawValue)-port", String(ports[service] ?? 0)]
         }
         process.arguments = arguments
+        // The test run's signing key, where the process looks for it: its data directory. (Not
+        // in the environment: a multi-line value there coincided with Process.run segfaulting.)
+        try FileManager.default.createDirectory(
+            at: dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let keyFile = dataDirectory.appendingPathComponent("signing-key.pem")
+        if !FileManager.default.fileExists(atPath: keyFile.path) {
+            try Data(TestKeys.pem.utf8).write(to: keyFile, options: .atomic)
+            try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: keyFile.path)
+        }
         var env = ProcessInfo.processInfo.environment
         env["HOSPITAL_LOG_LEVEL"] = "warning"
-        env["HOSPITAL_SIGNING_KEY"] = TestKeys.pem
         env["HOSPITAL_RELAY_POLL_MS"] = "50"
         env["HOSPITAL_LOG_POLL_MS"] = "50"
         for (key, value) in environment { env[key] = value }

@@ -13,7 +13,8 @@ enum TestAuth: Sendable {
 }
 
 /// The one signing key of the test run: every test system and `hospital serve` process trusts it
-/// (HOSPITAL_SIGNING_KEY), so a test can hold a real token for any role without an account.
+/// (in-process systems through their configuration, `hospital serve` processes as the key file of
+/// their data directory), so a test can hold a real token for any role without an account.
 /// `AuthTests` signs in through `POST /auth/token` and `/login` as a user would.
 enum TestKeys {
     static let pem = ES256PrivateKey().pemRepresentation

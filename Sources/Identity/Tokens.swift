@@ -1,7 +1,7 @@
 import Crypto
 import Foundation
-import Synchronization
 import JWTKit
+import Synchronization
 
 /// Who made a request, from a verified token. Never from a header a client could set.
 public struct Principal: Sendable, Equatable {
@@ -179,13 +179,8 @@ public actor TokenVerifier {
         // A client sends the same token with every request for its lifetime: a token verified
         // once is known by its exact text (any changed byte is another text) until it expires.
         // Looked up without entering the actor: no hop off the caller's thread per request.
-        if let known = verified.withLock({ $0[token] }) {
-            guard known.expiresAt.addingTimeInterval(settings.leeway) > now else {
-                verified.withLock { $0[token] = nil }
-                throw .expired
-            }
-            return known
-        }
+        if let known = known(token, now: now) { return known }
+        // Not known, or known but expired: the full check (which refuses an expired token).
         let principal = try await verifyAnew(token, now: now)
         verified.withLock { cache in
             if cache.count >= 10_000 { cache.removeAll(keepingCapacity: true) }

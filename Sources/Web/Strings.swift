@@ -16,9 +16,8 @@ enum Language: String, CaseIterable, Sendable {
 enum Strings {
     static let ko: [String: String] = [
         "appName": "외래 진료", "skipToContent": "본문으로 건너뛰기", "languageName": "한국어",
-        "otherLanguageName": "English", "chooseRole": "역할을 선택하세요", "desk": "원무과", "doctor": "의사",
-        "examiner": "검사자", "deskHint": "접수하고 진료 현황을 봅니다", "doctorHint": "진료하고 검사를 처방합니다",
-        "examinerHint": "처방된 검사를 시행합니다",
+        "otherLanguageName": "English", "desk": "원무과", "doctor": "의사",
+        "examiner": "검사자",
         // desk
         "registration": "접수", "patientName": "환자명", "patientId": "환자번호", "birthDate": "생년월일",
         "phone": "연락처", "department": "진료과", "symptom": "증상", "register": "접수", "optional": "선택",
@@ -64,14 +63,14 @@ enum Strings {
         "error.signIn": "아이디 또는 비밀번호가 올바르지 않습니다. 여러 번 틀리면 계정이 잠시 잠깁니다.",
         "notice.signedOut": "로그아웃했습니다.", "role.desk": "원무과", "role.doctor": "의사", "role.examiner": "검사자",
         "role.admin": "관리자",
-        "adminHint": "관리자 화면은 없습니다. 계정은 hospital users 명령으로, 감사 기록은 GET /admin/audit, 처리되지 못한 이벤트는 각 서비스의 /admin/dead-letters로 관리합니다.",
+        "adminHint":
+            "관리자 화면은 없습니다. 계정은 hospital users 명령으로, 감사 기록은 GET /admin/audit, 처리되지 못한 이벤트는 각 서비스의 /admin/dead-letters로 관리합니다.",
     ]
 
     static let en: [String: String] = [
         "appName": "Outpatient clinic", "skipToContent": "Skip to content", "languageName": "English",
-        "otherLanguageName": "한국어", "chooseRole": "Choose your role", "desk": "Patient administration",
-        "doctor": "Doctor", "examiner": "Examiner", "deskHint": "Register visits and follow their status",
-        "doctorHint": "See patients and order exams", "examinerHint": "Perform the ordered exams",
+        "otherLanguageName": "한국어", "desk": "Patient administration",
+        "doctor": "Doctor", "examiner": "Examiner",
         "registration": "Registration", "patientName": "Patient name", "patientId": "Patient number",
         "birthDate": "Date of birth", "phone": "Phone", "department": "Department", "symptom": "Symptoms",
         "register": "Register", "optional": "optional", "chooseDepartment": "Choose a department",
@@ -117,7 +116,8 @@ enum Strings {
         "error.signIn": "Wrong user name or password. Repeated failures lock the account for a while.",
         "notice.signedOut": "You are signed out.", "role.desk": "Patient administration", "role.doctor": "Doctor",
         "role.examiner": "Examiner", "role.admin": "Administrator",
-        "adminHint": "There is no administrator screen: manage accounts with the hospital users command, the audit trail with GET /admin/audit, and events that could not be handled with each service's /admin/dead-letters.",
+        "adminHint":
+            "There is no administrator screen: manage accounts with the hospital users command, the audit trail with GET /admin/audit, and events that could not be handled with each service's /admin/dead-letters.",
     ]
 
     /// The words for each status, Korean then English, by the kind of record.

@@ -53,10 +53,11 @@ struct Bench: AsyncParsableCommand {
         var dataDir: URL?
         let port = 18_000 + Int.random(in: 0..<2000)
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("hospital-bench-\(UUID())")
+        let binary = URL(
+            fileURLWithPath: serverBinary ?? URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path)
         func startServer() throws {
             let process = Process()
-            process.executableURL = URL(
-                fileURLWithPath: serverBinary ?? URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path)
+            process.executableURL = binary
             process.arguments = [
                 "serve", "--data-dir", directory.path, "--log-level", "error", "--gateway-port", "\(port)",
                 "--reception-port", "0", "--diagnosis-port", "0", "--examination-port", "0",
@@ -75,9 +76,7 @@ struct Bench: AsyncParsableCommand {
             password = "bench-\(UUID().uuidString)"
             for role in ["desk", "doctor", "examiner"] {
                 let add = Process()
-                add.executableURL = URL(
-                    fileURLWithPath: serverBinary
-                        ?? URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path)
+                add.executableURL = binary
                 add.arguments = ["users", "add", role, "--role", role, "--data-dir", directory.path]
                 add.environment = ProcessInfo.processInfo.environment.merging(["HOSPITAL_BCRYPT_COST": "10"]) { $1 }
                 let input = Pipe()

@@ -69,6 +69,8 @@ let package = Package(
             dependencies: [
                 vapor, sqlKit, logging, .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Crypto", package: "swift-crypto"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]),
 
         // What every HTTP service shares: the error mapping, request helpers, the service protocol.
@@ -161,7 +163,7 @@ let package = Package(
             dependencies: [
                 "Identity", sqlKit, logging, .product(name: "SQLiteKit", package: "sqlite-kit"),
                 .product(name: "JWTKit", package: "jwt-kit"), .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "CryptoExtras", package: "swift-crypto"), .product(name: "NIOPosix", package: "swift-nio"),
             ]),
         .testTarget(
             name: "KafkaTests",

@@ -5,9 +5,10 @@ import Logging
 /// sign-in alike.
 public struct SignIn: Sendable {
     public let issuer: TokenIssuer
-    public let accounts: AccountStore
+    /// The local accounts; nil when an external provider signs users in (local sign-in is off).
+    public let accounts: AccountStore?
 
-    public init(issuer: TokenIssuer, accounts: AccountStore) {
+    public init(issuer: TokenIssuer, accounts: AccountStore?) {
         self.issuer = issuer
         self.accounts = accounts
     }
@@ -17,6 +18,10 @@ public struct SignIn: Sendable {
     /// come back as nil, so a caller tells an attacker nothing.
     public func check(username: String, password: String, logger: Logger) async throws -> Account? {
         guard !username.isEmpty, username.utf8.count <= 64, !password.isEmpty, password.utf8.count <= 1024 else {
+            return nil
+        }
+        guard let accounts else {
+            logger.notice("sign-in with a password refused: local accounts are off (an OpenID provider signs users in)")
             return nil
         }
         switch try await accounts.signIn(username: username, password: password) {

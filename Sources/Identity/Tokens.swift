@@ -28,6 +28,12 @@ public enum TokenRejection: Error, Equatable, Sendable {
     case wrongIssuer
     case wrongAudience
     case noRole
+    /// The user's name (the claim the settings name, or `sub`) is missing or not a plain name.
+    case badSubject
+    /// An ID token that does not answer this sign-in's `nonce` (a replayed token).
+    case wrongNonce
+    /// An opaque token the identity provider did not accept, or could not be asked about.
+    case refusedByProvider
 }
 
 /// The claims of an access token. `role` is this system's own claim; an external provider's
@@ -129,19 +135,39 @@ public actor TokenVerifier {
         /// Where the role is: `["role"]` for this system's tokens, `["realm_access", "roles"]`
         /// for Keycloak's. A list of roles gives the first one this system knows.
         public var roleClaim: [String]
+        /// Where the user's name is (`["preferred_username"]` for most providers); `sub` when
+        /// nil or absent.
+        public var usernameClaim: [String]?
         /// How much clock difference to forgive on `exp` and `nbf`.
         public var leeway: TimeInterval
         public var refreshInterval: Duration
 
         public init(
-            issuer: String, audience: String, roleClaim: [String] = ["role"], leeway: TimeInterval = 30,
-            refreshInterval: Duration = .seconds(30)
+            issuer: String, audience: String, roleClaim: [String] = ["role"], usernameClaim: [String]? = nil,
+            leeway: TimeInterval = 30, refreshInterval: Duration = .seconds(30)
         ) {
             self.issuer = issuer
             self.audience = audience
             self.roleClaim = roleClaim
+            self.usernameClaim = usernameClaim
             self.leeway = leeway
             self.refreshInterval = refreshInterval
+        }
+    }
+
+    /// A second issuer this process trusts besides its own: an external OpenID provider. Its
+    /// signed tokens are checked by `verifier` (the provider's keys, issuer and the API's
+    /// audience); an opaque token (not a JWT) only by `opaque`, when the settings allow asking
+    /// the provider about it.
+    public struct External: Sendable {
+        public let verifier: TokenVerifier
+        public let opaque: (@Sendable (String) async throws(TokenRejection) -> Principal)?
+
+        public init(
+            verifier: TokenVerifier, opaque: (@Sendable (String) async throws(TokenRejection) -> Principal)? = nil
+        ) {
+            self.verifier = verifier
+            self.opaque = opaque
         }
     }
 
@@ -149,6 +175,7 @@ public actor TokenVerifier {
     public static let allowedAlgorithms: Set<String> = ["ES256", "RS256"]
 
     public let settings: Settings
+    public let external: External?
     private let fetchKeys: @Sendable () async throws -> JWKS
     private var keys = JWTKeyCollection()
     private var knownKids: Set<String> = []
@@ -163,8 +190,11 @@ public actor TokenVerifier {
     }
 
     /// `fetchKeys` reads the issuer's key set (in process, or over HTTP).
-    public init(settings: Settings, fetchKeys: @escaping @Sendable () async throws -> JWKS) {
+    public init(
+        settings: Settings, external: External? = nil, fetchKeys: @escaping @Sendable () async throws -> JWKS
+    ) {
         self.settings = settings
+        self.external = external
         self.fetchKeys = fetchKeys
     }
 
@@ -189,7 +219,49 @@ public actor TokenVerifier {
         return principal
     }
 
+    /// An OpenID Connect ID token from a sign-in at the provider: signed by its keys, for this
+    /// client (the settings' audience), and answering the sign-in's `nonce`. Never cached.
+    public func verifyIDToken(_ token: String, nonce: String, now: Date = Date()) async throws(TokenRejection)
+        -> Principal
+    {
+        let (principal, payload) = try await check(token, now: now)
+        guard let sent = payload["nonce"] as? String, sent.utf8.elementsEqual(nonce.utf8) else { throw .wrongNonce }
+        return principal
+    }
+
     private func verifyAnew(_ token: String, now: Date) async throws(TokenRejection) -> Principal {
+        if let external {
+            // Not a JWT: an opaque token of the provider, if the settings allow asking it.
+            if token.split(separator: ".", omittingEmptySubsequences: false).count != 3 {
+                guard let opaque = external.opaque, OpaqueToken.isPlausible(token) else { throw .malformed }
+                return try await opaque(token)
+            }
+            // The provider's JWT: its keys, its issuer (the claim only routes; the signature decides).
+            if let payload = Self.unverifiedPayload(token),
+                Self.sameIssuer(payload["iss"] as? String, external.verifier.settings.issuer)
+            {
+                return try await external.verifier.verify(token, now: now)
+            }
+        }
+        return try await check(token, now: now).0
+    }
+
+    /// Issuers are compared exactly, except for a trailing slash (providers differ on it).
+    static func sameIssuer(_ claimed: String?, _ expected: String) -> Bool {
+        guard var claimed else { return false }
+        var expected = expected
+        if claimed.hasSuffix("/") { claimed.removeLast() }
+        if expected.hasSuffix("/") { expected.removeLast() }
+        return claimed == expected
+    }
+
+    private static func unverifiedPayload(_ token: String) -> [String: Any]? {
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3, let data = Base64URL.decode(parts[1]) else { return nil }
+        return try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+    }
+
+    private func check(_ token: String, now: Date) async throws(TokenRejection) -> (Principal, [String: Any]) {
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3, token.utf8.count < 16_384,
             let headerData = Base64URL.decode(parts[0]),
@@ -212,10 +284,26 @@ public actor TokenVerifier {
         }
         guard claims.exp.value.addingTimeInterval(settings.leeway) > now else { throw .expired }
         if let nbf = claims.nbf, nbf.value.addingTimeInterval(-settings.leeway) > now { throw .notYetValid }
-        guard claims.iss.value == settings.issuer else { throw .wrongIssuer }
+        guard Self.sameIssuer(claims.iss.value, settings.issuer) else { throw .wrongIssuer }
         guard claims.aud.value.contains(settings.audience) else { throw .wrongAudience }
         guard let role = Self.role(in: payload, at: settings.roleClaim) else { throw .noRole }
-        return Principal(username: claims.sub.value, role: role, expiresAt: claims.exp.value)
+        let username = try Self.username(in: payload, at: settings.usernameClaim, subject: claims.sub.value)
+        return (Principal(username: username, role: role, expiresAt: claims.exp.value), payload)
+    }
+
+    /// The user's name at `path` (else `sub`): what events and the audit trail name them by, so a
+    /// plain name of at most 64 bytes without control or invisible formatting characters.
+    static func username(in payload: [String: Any], at path: [String]?, subject: String?) throws(TokenRejection)
+        -> String
+    {
+        var value: Any? = payload
+        for key in path ?? [] { value = (value as? [String: Any])?[key] }
+        guard let name = (path == nil ? nil : value as? String) ?? subject, !name.isEmpty, name.utf8.count <= 64,
+            name.unicodeScalars.allSatisfy({
+                !$0.properties.generalCategory.isControlOrFormat && !$0.properties.isWhitespace || $0 == " "
+            })
+        else { throw .badSubject }
+        return name
     }
 
     /// The role at `path` in the (verified) payload: a string, or the first known of a list.
@@ -259,6 +347,26 @@ public actor TokenVerifier {
         if kids != knownKids { verified.withLock { $0.removeAll() } }  // a withdrawn key takes its tokens
         keys = fresh
         knownKids = kids
+    }
+}
+
+/// An opaque bearer token (RFC 6750 `b64token`), checked before it is sent anywhere.
+enum OpaqueToken {
+    static func isPlausible(_ token: String) -> Bool {
+        (16...4096).contains(token.utf8.count)
+            && token.utf8.allSatisfy { byte in
+                (0x30...0x39).contains(byte) || (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte)
+                    || "-._~+/=".utf8.contains(byte)
+            }
+    }
+}
+
+extension Unicode.GeneralCategory {
+    var isControlOrFormat: Bool {
+        switch self {
+        case .control, .format, .lineSeparator, .paragraphSeparator, .surrogate, .privateUse, .unassigned: true
+        default: false
+        }
     }
 }
 

@@ -17,14 +17,18 @@ final class Authentication: Sendable {
     let issuer: TokenIssuer?
     let accounts: AccountStore?
     let verifier: TokenVerifier
+    /// Signing in on the screens through an external OpenID provider (then no local accounts).
+    let providerSignIn: ProviderSignIn?
     private let accountsConnection: SQLiteConnection?
 
     private init(
-        issuer: TokenIssuer?, accounts: AccountStore?, verifier: TokenVerifier, accountsConnection: SQLiteConnection?
+        issuer: TokenIssuer?, accounts: AccountStore?, verifier: TokenVerifier, providerSignIn: ProviderSignIn? = nil,
+        accountsConnection: SQLiteConnection?
     ) {
         self.issuer = issuer
         self.accounts = accounts
         self.verifier = verifier
+        self.providerSignIn = providerSignIn
         self.accountsConnection = accountsConnection
     }
 
@@ -35,20 +39,36 @@ final class Authentication: Sendable {
     ) async throws -> Authentication {
         let auth = configuration.auth
         let settings = TokenVerifier.Settings(issuer: auth.issuer, audience: auth.audience)
+        // With an external provider: its tokens are trusted besides this system's own (which the
+        // gateway still signs for the screens' sessions, after the provider signed the user in).
+        var external: TokenVerifier.External?
+        var providerSignIn: ProviderSignIn?
+        if let oidc = auth.oidc {
+            let provider = OpenIDProvider(issuer: oidc.issuer)
+            external = .provider(
+                provider,
+                settings: .init(
+                    issuer: provider.issuer, audience: oidc.audience, roleClaim: oidc.rolesClaim,
+                    usernameClaim: oidc.usernameClaim),
+                askUserinfo: oidc.opaqueTokens == .userinfo)
+            providerSignIn = ProviderSignIn(
+                provider: provider, clientID: oidc.clientID, clientSecret: oidc.clientSecret,
+                redirectURL: oidc.redirectURL, roleClaim: oidc.rolesClaim, usernameClaim: oidc.usernameClaim)
+        }
         // Without the gateway here: the signing key, when this process has it (a secret, or the
         // data directory it shares with the gateway), verifies locally; else the gateway's JWKS.
         let localKey: SigningKey? =
             auth.signingKeyPEM != nil || FileManager.default.fileExists(atPath: signingKeyFile(configuration).path)
             ? try signingKey(configuration) : nil
         if !runsGateway, let localKey {
-            let verifier = TokenVerifier(settings: settings) { localKey.jwks }
+            let verifier = TokenVerifier(settings: settings, external: external) { localKey.jwks }
             return Authentication(issuer: nil, accounts: nil, verifier: verifier, accountsConnection: nil)
         }
         guard runsGateway else {
             let url =
                 auth.jwksURL
                 ?? configuration.upstream(of: .gateway).appendingPathComponent(".well-known/jwks.json")
-            let verifier = TokenVerifier(settings: settings) {
+            let verifier = TokenVerifier(settings: settings, external: external) {
                 try await fetchKeySet(from: url, logger: logger)
             }
             return Authentication(issuer: nil, accounts: nil, verifier: verifier, accountsConnection: nil)
@@ -56,7 +76,15 @@ final class Authentication: Sendable {
         let key = try signingKey(configuration)
         let issuer = await TokenIssuer(
             key: key, issuer: auth.issuer, audience: auth.audience, lifetime: auth.tokenLifetime)
-        let verifier = TokenVerifier(settings: settings) { key.jwks }
+        let verifier = TokenVerifier(settings: settings, external: external) { key.jwks }
+        if let providerSignIn {
+            logger.info(
+                "signing in through the identity provider; local accounts are off",
+                metadata: ["issuer": "\(providerSignIn.provider.issuer)"])
+            return Authentication(
+                issuer: issuer, accounts: nil, verifier: verifier, providerSignIn: providerSignIn,
+                accountsConnection: nil)
+        }
         let (store, connection) = try await openAccounts(configuration, logger: logger)
         if (try? await store.list().isEmpty) == true {
             logger.notice(

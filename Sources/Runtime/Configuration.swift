@@ -322,6 +322,8 @@ public struct AuthConfiguration: Sendable, CustomStringConvertible {
     public var piiIndexKey: String?
     /// HOSPITAL_AUDIT_RETENTION_DAYS: how long the audit trail is kept (730, two years; 0 for good).
     public var auditRetention: Duration? = .days(730)
+    /// An external OpenID Connect provider; nil: local accounts.
+    public var oidc: OIDCSettings?
 
     public init() {}
 
@@ -369,6 +371,87 @@ public struct AuthConfiguration: Sendable, CustomStringConvertible {
             }
             bcryptCost = n
         }
+        if let raw = env["HOSPITAL_OIDC_ISSUER"], !raw.isEmpty {
+            var oidc = try OIDCSettings(
+                issuer: raw, clientID: env["HOSPITAL_OIDC_CLIENT_ID"] ?? "", audience: env["HOSPITAL_OIDC_AUDIENCE"])
+            if let raw = env["HOSPITAL_OIDC_CLIENT_SECRET"], !raw.isEmpty { oidc.clientSecret = raw }
+            if let raw = env["HOSPITAL_OIDC_CLIENT_SECRET_FILE"], !raw.isEmpty {
+                guard let text = try? String(contentsOfFile: raw, encoding: .utf8) else {
+                    throw ConfigurationError("HOSPITAL_OIDC_CLIENT_SECRET_FILE: cannot read \(raw)")
+                }
+                oidc.clientSecret = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            if let raw = env["HOSPITAL_OIDC_ROLES_CLAIM"] { oidc.rolesClaim = try OIDCSettings.claimPath(raw, "HOSPITAL_OIDC_ROLES_CLAIM") }
+            if let raw = env["HOSPITAL_OIDC_USERNAME_CLAIM"] {
+                oidc.usernameClaim = try OIDCSettings.claimPath(raw, "HOSPITAL_OIDC_USERNAME_CLAIM")
+            }
+            if let raw = env["HOSPITAL_OIDC_OPAQUE_TOKENS"] {
+                guard let choice = OIDCSettings.OpaqueTokens(rawValue: raw) else {
+                    throw ConfigurationError("HOSPITAL_OIDC_OPAQUE_TOKENS: refuse or userinfo, not \(raw)")
+                }
+                oidc.opaqueTokens = choice
+            }
+            if let raw = env["HOSPITAL_OIDC_REDIRECT_URL"], !raw.isEmpty {
+                oidc.redirectURL = try HospitalConfiguration.url(raw, "HOSPITAL_OIDC_REDIRECT_URL").absoluteString
+            }
+            self.oidc = oidc
+        }
+    }
+}
+
+/// Signing in through an external OpenID Connect provider instead of local accounts.
+public struct OIDCSettings: Sendable, CustomStringConvertible {
+    /// Never the client secret.
+    public var description: String {
+        "OIDCSettings(issuer: \(issuer), clientID: \(clientID), audience: \(audience), secret: \(clientSecret == nil ? "none" : "<secret>"))"
+    }
+
+    /// What an opaque access token (not a JWT) is worth. Its audience cannot be checked at the
+    /// userinfo endpoint, so it is refused unless the operator chooses otherwise.
+    public enum OpaqueTokens: String, Sendable {
+        case refuse
+        case userinfo
+    }
+
+    /// HOSPITAL_OIDC_ISSUER / --oidc-issuer: the provider's issuer URL (its discovery document is
+    /// at `/.well-known/openid-configuration` under it). Setting it turns local accounts off.
+    public var issuer: String
+    /// HOSPITAL_OIDC_CLIENT_ID / --oidc-client-id: this system's client at the provider.
+    public var clientID: String
+    /// HOSPITAL_OIDC_CLIENT_SECRET (or _FILE): its secret, from a secret store; none for a public
+    /// client (PKCE protects the code either way).
+    public var clientSecret: String?
+    /// HOSPITAL_OIDC_AUDIENCE / --oidc-audience: the `aud` an access token must carry to call the
+    /// API (by default the client id).
+    public var audience: String
+    /// HOSPITAL_OIDC_ROLES_CLAIM / --oidc-roles-claim: the claim with the user's roles, dotted
+    /// (`realm_access.roles` for Keycloak); by default `roles`.
+    public var rolesClaim = ["roles"]
+    /// HOSPITAL_OIDC_USERNAME_CLAIM: the claim that names the user (`preferred_username`; `sub`
+    /// when absent).
+    public var usernameClaim = ["preferred_username"]
+    /// HOSPITAL_OIDC_OPAQUE_TOKENS: `refuse` (default) or `userinfo`.
+    public var opaqueTokens = OpaqueTokens.refuse
+    /// HOSPITAL_OIDC_REDIRECT_URL: the callback registered at the provider; by default
+    /// `<scheme>://<Host>/login/oidc/callback` of the request.
+    public var redirectURL: String?
+
+    public init(issuer: String, clientID: String, audience: String? = nil) throws {
+        _ = try HospitalConfiguration.url(issuer, "HOSPITAL_OIDC_ISSUER")
+        guard !clientID.isEmpty else {
+            throw ConfigurationError("HOSPITAL_OIDC_CLIENT_ID (--oidc-client-id): needed with an OIDC issuer")
+        }
+        self.issuer = issuer
+        self.clientID = clientID
+        self.audience = audience.flatMap { $0.isEmpty ? nil : $0 } ?? clientID
+    }
+
+    public static func claimPath(_ raw: String, _ name: String) throws -> [String] {
+        let path = raw.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+        guard !raw.isEmpty, path.allSatisfy({ !$0.isEmpty }) else {
+            throw ConfigurationError("\(name): a claim name, or names joined by dots, not \(raw)")
+        }
+        return path
     }
 }
 

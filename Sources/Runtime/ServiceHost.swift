@@ -152,14 +152,15 @@ final class ServiceHost: Sendable {
         Gateway(routes: routes).registerAudit(on: app, access: access)
         // The screens are served here too: the one entry for people as for programs.
         let upstream = { (prefix: String) in routes.first { $0.prefix == prefix }!.upstream }
-        if let issuer = authentication.issuer, let accounts = authentication.accounts {
-            let signIn = SignIn(issuer: issuer, accounts: accounts)
+        if let issuer = authentication.issuer {
+            let signIn = SignIn(issuer: issuer, accounts: authentication.accounts)
             SignInRoutes(signIn: signIn).register(on: app.routes)
             try WebScreens(
                 reception: upstream("receptions"), diagnosis: upstream("diagnoses"),
                 examination: upstream("examinations"), patientManagement: upstream("patientManagements"),
                 timeZone: configuration.timeZone,
-                sessions: ScreenSessions(signIn: signIn, verifier: authentication.verifier)
+                sessions: ScreenSessions(
+                    signIn: signIn, verifier: authentication.verifier, provider: authentication.providerSignIn)
             ).register(on: app.routes)
         }
         OperationsRoutes.register(on: app.routes) {}

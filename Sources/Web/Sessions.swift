@@ -11,10 +11,13 @@ public struct ScreenSessions: Sendable {
 
     let signIn: SignIn
     let verifier: TokenVerifier
+    /// Set when an external OpenID provider signs users in (the sign-in page sends them there).
+    let provider: ProviderSignIn?
 
-    public init(signIn: SignIn, verifier: TokenVerifier) {
+    public init(signIn: SignIn, verifier: TokenVerifier, provider: ProviderSignIn? = nil) {
         self.signIn = signIn
         self.verifier = verifier
+        self.provider = provider
     }
 
     /// The user of the session cookie, if it holds a valid token.
@@ -66,7 +69,7 @@ public struct ScreenSessions: Sendable {
         req.url.scheme == "https" || req.headers.first(name: "X-Forwarded-Proto")?.lowercased() == "https"
     }
 
-    private static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
+    static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
         let (x, y) = (Array(a.utf8), Array(b.utf8))
         guard x.count == y.count else { return false }
         return zip(x, y).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0

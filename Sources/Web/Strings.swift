@@ -61,6 +61,10 @@ enum Strings {
         "signIn": "로그인", "signOut": "로그아웃", "username": "아이디", "password": "비밀번호",
         "usernameRequired": "아이디를 입력해 주세요.", "passwordRequired": "비밀번호를 입력해 주세요.",
         "error.signIn": "아이디 또는 비밀번호가 올바르지 않습니다. 여러 번 틀리면 계정이 잠시 잠깁니다.",
+        "signInProvider": "병원 통합 계정으로 로그인",
+        "error.provider": "통합 로그인 서버에 연결할 수 없습니다. 잠시 후 다시 시도해 주세요.",
+        "error.providerSignIn": "통합 로그인을 완료하지 못했습니다. 다시 시도해 주세요.",
+        "error.providerRole": "이 계정에는 원무과·의사·검사자·관리자 역할이 없습니다. 관리자에게 문의해 주세요.",
         "notice.signedOut": "로그아웃했습니다.", "role.desk": "원무과", "role.doctor": "의사", "role.examiner": "검사자",
         "role.admin": "관리자",
         "adminHint":
@@ -114,6 +118,10 @@ enum Strings {
         "signIn": "Sign in", "signOut": "Sign out", "username": "User name", "password": "Password",
         "usernameRequired": "Enter your user name.", "passwordRequired": "Enter your password.",
         "error.signIn": "Wrong user name or password. Repeated failures lock the account for a while.",
+        "signInProvider": "Sign in with the hospital account",
+        "error.provider": "The sign-in server cannot be reached. Try again in a moment.",
+        "error.providerSignIn": "The sign-in could not be completed. Try again.",
+        "error.providerRole": "This account has no desk, doctor, examiner or administrator role. Ask an administrator.",
         "notice.signedOut": "You are signed out.", "role.desk": "Patient administration", "role.doctor": "Doctor",
         "role.examiner": "Examiner", "role.admin": "Administrator",
         "adminHint":

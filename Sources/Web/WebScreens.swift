@@ -33,6 +33,8 @@ public struct WebScreens: Sendable {
         screens.get("login", use: loginForm)
         screens.post("login", use: login)
         screens.post("logout", use: logout)
+        screens.get("login", "oidc", use: providerSignIn)
+        screens.get("login", "oidc", "callback", use: providerCallback)
 
         let desk = screens.grouped(ScreenGuard(sessions: sessions, role: .desk))
         desk.get("desk", use: self.desk)
@@ -83,6 +85,8 @@ public struct WebScreens: Sendable {
 
     /// 로그인: the name and password checked as `POST /auth/token` checks them; a session cookie.
     @Sendable func login(_ req: Request) async throws -> Response {
+        // With an identity provider there are no passwords here to check.
+        guard sessions.provider == nil else { throw Abort(.notFound) }
         guard ScreenSessions.isGenuineForm(req) else {
             req.logger.notice("sign-in form refused: no CSRF token or another origin")
             return Response(status: .forbidden, body: .init(string: "Forbidden"))
@@ -113,10 +117,16 @@ public struct WebScreens: Sendable {
         return response
     }
 
-    private func loginPage(_ req: Request, next: String, username: String = "", failed: Bool = false) -> Response {
+    func loginPage(
+        _ req: Request, next: String, username: String = "", failed: Bool = false, error: String? = nil
+    ) -> Response {
         let screen = Screen(req, timeZone: timeZone)
         var extra: [String: Any] = ["next": next, "username": username, "hideNav": true]
-        if failed { extra["error"] = screen.t("error.signIn") }
+        if failed { extra["error"] = screen.t(error ?? "error.signIn") }
+        if sessions.provider != nil {
+            extra["provider"] = true
+            extra["providerLink"] = "/login/oidc" + (next.isEmpty ? "" : "?next=" + next)
+        }
         return render(
             "login", screen.context(title: screen.t("signIn"), extra), status: failed ? .unauthorized : .ok)
     }

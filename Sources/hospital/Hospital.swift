@@ -34,8 +34,9 @@ struct CommonOptions: ParsableArguments {
         help: "Apache Kafka bootstrap servers, host:port[,…] (HOSPITAL_KAFKA_BROKERS; default: the local event log).")
     var kafkaBrokers: String?
 
-    func configuration() throws -> HospitalConfiguration {
-        var config = try HospitalConfiguration.from(environment: ProcessInfo.processInfo.environment)
+    func configuration(overriding variables: [String: String] = [:]) throws -> HospitalConfiguration {
+        var config = try HospitalConfiguration.from(
+            environment: ProcessInfo.processInfo.environment.merging(variables) { $1 })
         if let kafkaBrokers { config.kafkaBrokers = kafkaBrokers }
         if let database { config.databaseURL = try HospitalConfiguration.postgresURL(database, "--database") }
         if let dataDir { config.dataDirectory = URL(fileURLWithPath: dataDir, isDirectory: true) }
@@ -78,8 +79,29 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("examination-port")) var examinationPort: Int?
     @Option(name: .customLong("patient-management-port")) var patientManagementPort: Int?
 
+    @Option(
+        name: .customLong("oidc-issuer"),
+        help: "Sign in through this OpenID Connect provider; local accounts are off (HOSPITAL_OIDC_ISSUER).")
+    var oidcIssuer: String?
+    @Option(name: .customLong("oidc-client-id"), help: "This system's client id at the provider (HOSPITAL_OIDC_CLIENT_ID).")
+    var oidcClientID: String?
+    @Option(
+        name: .customLong("oidc-audience"),
+        help: "The audience API access tokens must carry (HOSPITAL_OIDC_AUDIENCE, default: the client id).")
+    var oidcAudience: String?
+    @Option(
+        name: .customLong("oidc-roles-claim"),
+        help: "The claim with the user's roles, dotted, e.g. realm_access.roles (HOSPITAL_OIDC_ROLES_CLAIM, default roles).")
+    var oidcRolesClaim: String?
+
     func run() async throws {
-        var config = try common.configuration()
+        // The OIDC options stand for their variables (the client secret has none: never on a
+        // command line, where ps shows it).
+        let oidc = [
+            "HOSPITAL_OIDC_ISSUER": oidcIssuer, "HOSPITAL_OIDC_CLIENT_ID": oidcClientID,
+            "HOSPITAL_OIDC_AUDIENCE": oidcAudience, "HOSPITAL_OIDC_ROLES_CLAIM": oidcRolesClaim,
+        ].compactMapValues { $0 }
+        var config = try common.configuration(overriding: oidc)
         if let host { config.host = host }
         if noMigrate { config.autoMigrate = false }
         let ports: [(ServiceName, Int?)] = [

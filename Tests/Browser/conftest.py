@@ -31,6 +31,35 @@ ROLES = ("desk", "doctor", "examiner", "admin")
 HOME = {"desk": "/desk", "doctor": "/doctor", "examiner": "/examiner"}
 
 
+def serve(data: str, *args: str, env: dict | None = None):
+    """Starts `hospital serve` on `data`, every port chosen by the OS; returns the process and
+    the URL of each service by name once it is listening."""
+    ports = []
+    for service in ("gateway", "reception", "diagnosis", "examination", "patient-management"):
+        ports += [f"--{service}-port", "0"]
+    process = subprocess.Popen(
+        [_binary(), "serve", "--data-dir", data, "--log-level", os.environ.get("HOSPITAL_TEST_LOG_LEVEL", "warning"), *ports, *args],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "HOSPITAL_RELAY_POLL_MS": "50", "HOSPITAL_LOG_POLL_MS": "50", **(env or {})},
+    )
+    urls = {}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        match = re.match(r"(\S+) listening on (\S+)", line)
+        if match:
+            urls[match.group(1)] = match.group(2)
+        if line.startswith("data directory:"):
+            break
+    if "gateway" not in urls:
+        process.kill()
+        raise RuntimeError("hospital serve did not start")
+    return process, urls
+
+
 @pytest.fixture(scope="session")
 def base_url():
     """The gateway of a whole system on a fresh data directory; every port chosen by the OS.
@@ -45,30 +74,8 @@ def base_url():
             capture_output=True,
             env={**os.environ, "HOSPITAL_BCRYPT_COST": "10"},
         )
-    ports = []
-    for service in ("gateway", "reception", "diagnosis", "examination", "patient-management"):
-        ports += [f"--{service}-port", "0"]
-    process = subprocess.Popen(
-        [_binary(), "serve", "--data-dir", data, "--log-level", "warning", *ports],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "HOSPITAL_RELAY_POLL_MS": "50", "HOSPITAL_LOG_POLL_MS": "50"},
-    )
-    url = None
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        match = re.match(r"gateway listening on (\S+)", line)
-        if match:
-            url = match.group(1)
-        if line.startswith("data directory:"):
-            break
-    if url is None:
-        process.kill()
-        raise RuntimeError("hospital serve did not start")
-    yield url
+    process, urls = serve(data)
+    yield urls["gateway"]
     process.terminate()
     process.wait(timeout=30)
     shutil.rmtree(data, ignore_errors=True)

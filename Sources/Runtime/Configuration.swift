@@ -46,6 +46,9 @@ public struct HospitalConfiguration: Sendable, CustomStringConvertible {
     public var logLevel: Logger.Level
     /// HOSPITAL_TIME_ZONE: the hospital's time zone, for "today" and date filters.
     public var timeZone: TimeZone
+    /// HOSPITAL_IDLE_TIMEOUT_SECONDS: a connection that sends and receives nothing for this long
+    /// is closed (60).
+    public var idleTimeoutSeconds: Int64 = 60
     /// HOSPITAL_RELAY_POLL_MS: how often the outbox relay looks for rows committed elsewhere.
     public var relayPollInterval: Duration
     /// HOSPITAL_LOG_POLL_MS: how often consumers look for events appended by other processes.
@@ -143,6 +146,9 @@ public struct HospitalConfiguration: Sendable, CustomStringConvertible {
                 throw ConfigurationError("HOSPITAL_TIME_ZONE: unknown time zone \(raw)")
             }
             config.timeZone = zone
+        }
+        if let raw = env["HOSPITAL_IDLE_TIMEOUT_SECONDS"] {
+            config.idleTimeoutSeconds = Int64(try positive(raw, "HOSPITAL_IDLE_TIMEOUT_SECONDS"))
         }
         if let raw = env["HOSPITAL_RELAY_POLL_MS"] {
             config.relayPollInterval = .milliseconds(try positive(raw, "HOSPITAL_RELAY_POLL_MS"))

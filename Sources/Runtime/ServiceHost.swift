@@ -185,7 +185,7 @@ final class ServiceHost: Sendable {
         app.middleware.use(SecurityHeaders())
         app.middleware.use(ProblemMiddleware())
         // A connection that says nothing for a minute is closed (half-open clients).
-        app.http.server.configuration.idleTimeout = .seconds(60)
+        app.http.server.configuration.idleTimeout = .seconds(configuration.idleTimeoutSeconds)
         return app
     }
 

@@ -137,7 +137,8 @@ def test_a_sign_in_through_the_provider_reaches_the_doctors_screen(browser, syst
     page.wait_for_url("**/doctor")
     expect(page.get_by_role("heading", level=1)).to_have_text("진료 대기 목록")
     expect(page.locator("header .user")).to_contain_text("dr.kim")
-    page.screenshot(path=str(screenshots / "oidc-doctor.png"))
+    (screenshots / "oidc").mkdir(exist_ok=True)
+    page.screenshot(path=str(screenshots / "oidc" / "doctor-ko.png"))
     cookies = {c["name"]: c for c in context.cookies()}
     assert cookies["hospital_session"]["sameSite"] == "Strict" and "hospital_oidc" not in cookies
     # The doctor's screens work: their worklist is read through the API as dr.kim.

@@ -36,6 +36,7 @@ let package = Package(
         .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
         .package(url: "https://github.com/vapor/sqlite-kit.git", from: "4.5.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.1.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // The published language: event envelope and payloads.
@@ -78,7 +79,7 @@ let package = Package(
             name: "ServiceKit",
             dependencies: [
                 "Contracts", "SharedKernel", "Messaging", "Identity", vapor, fluentKit, sqlKit, logging,
-                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Crypto", package: "swift-crypto"), .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             resources: [.embedInCode("openapi.yaml")]),
 
@@ -98,7 +99,10 @@ let package = Package(
             ]),
         .target(
             name: "PatientManagementService",
-            dependencies: ["PatientManagementDomain", "Contracts", "Messaging", "ServiceKit", vapor, fluentKit, sqlKit]),
+            dependencies: [
+                "PatientManagementDomain", "Contracts", "Messaging", "ServiceKit", vapor, fluentKit, sqlKit,
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]),
         .target(
             name: "Gateway",
             dependencies: ["ServiceKit", "Messaging", "Identity", vapor, .product(name: "JWTKit", package: "jwt-kit")]),

@@ -48,6 +48,7 @@ public final class EventConsumer: Sendable {
     private let settings: Settings
     private let logger: Logger
     private let afterCommit: @Sendable () -> Void
+    private let observer: any MessagingObserver
     private let lastFailure = Mutex<String?>(nil)
 
     /// - Parameters:
@@ -55,8 +56,10 @@ public final class EventConsumer: Sendable {
     ///   - afterCommit: called after handled events committed (to nudge the outbox relay).
     public init(
         group: String, store: ServiceStore, handledTypes: Set<String>, settings: Settings = .init(),
-        logger: Logger, afterCommit: @escaping @Sendable () -> Void = {}, handler: @escaping Handler
+        logger: Logger, afterCommit: @escaping @Sendable () -> Void = {},
+        observer: any MessagingObserver = UnobservedMessaging(), handler: @escaping Handler
     ) {
+        self.observer = observer
         self.group = group
         self.store = store
         self.handledTypes = handledTypes
@@ -110,7 +113,7 @@ public final class EventConsumer: Sendable {
             let (outcomes, letters) = try await store.write { db in
                 try await self.apply(Array(zip(batch, plans)), on: db)
             }
-            finished(batch, outcomes, letters)
+            finished(Array(zip(batch, plans)), outcomes, letters)
             return outcomes
         } catch {
             guard batch.count > 1 else { return [try await isolate(batch[0], plans[0], firstError: error)] }
@@ -130,6 +133,12 @@ public final class EventConsumer: Sendable {
         case apply(EventEnvelope)
         case ignore
         case deadLetter(error: String, holding: UUID?)
+
+        /// The event's type for metrics: a known type, or "unreadable".
+        var eventType: String {
+            if case .apply(let envelope) = self { return envelope.type }
+            return "unreadable"
+        }
     }
 
     private func plan(_ message: IncomingMessage) -> Plan {
@@ -223,7 +232,7 @@ public final class EventConsumer: Sendable {
             attempt += 1
             do {
                 let (outcomes, letters) = try await store.write { db in try await self.apply([(message, plan)], on: db) }
-                finished([message], outcomes, letters)
+                finished([(message, plan)], outcomes, letters)
                 return outcomes[0]
             } catch  where ServiceStore.isUniqueViolation(error) {
                 // Another replica recorded the same event id first. If the violation came from the
@@ -236,9 +245,11 @@ public final class EventConsumer: Sendable {
                 }
                 lastError = error
                 log(error, message, plan, attempt: attempt)
+                retrying(plan, attempt: attempt)
             } catch {
                 lastError = error
                 log(error, message, plan, attempt: attempt)
+                retrying(plan, attempt: attempt)
             }
         }
         let holding: UUID? =
@@ -257,7 +268,7 @@ public final class EventConsumer: Sendable {
                     consumer: self.group, to: [message.topicPartition: message.offset + 1], on: db)
                 return letter
             }
-            finished([message], [.deadLettered], [letter])
+            finished([(message, plan)], [.deadLettered], [letter])
             return .deadLettered
         } catch {
             logger.critical(
@@ -284,7 +295,18 @@ public final class EventConsumer: Sendable {
 
     /// After a commit: say what was dead-lettered (only now that it is stored), clear a
     /// recorded failure, wake the relay.
-    private func finished(_ batch: [IncomingMessage], _ outcomes: [Outcome], _ letters: [DeadLetter]) {
+    private func retrying(_ plan: Plan, attempt: Int) {
+        guard attempt < settings.maxAttempts else { return }
+        observer.eventRetried(group: group, type: plan.eventType)
+    }
+
+    private func finished(_ batch: [(IncomingMessage, Plan)], _ outcomes: [Outcome], _ letters: [DeadLetter]) {
+        let now = Date()
+        for ((_, plan), outcome) in zip(batch, outcomes) where outcome != .ignored {
+            var since: TimeInterval?
+            if case .apply(let envelope) = plan { since = now.timeIntervalSince(envelope.occurredAt) }
+            observer.eventHandled(group: group, type: plan.eventType, outcome: outcome, sinceOccurred: since)
+        }
         for letter in letters {
             logger.error(
                 "message moved to the dead-letter store",

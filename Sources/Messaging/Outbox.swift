@@ -40,9 +40,14 @@ public final class OutboxRelay: Sendable {
     private let publisher: any EventPublisher
     private let settings: Settings
     private let logger: Logger
+    private let observer: any MessagingObserver
     private let wake = WakeSignal()
 
-    public init(store: ServiceStore, publisher: any EventPublisher, settings: Settings, logger: Logger) {
+    public init(
+        store: ServiceStore, publisher: any EventPublisher, settings: Settings, logger: Logger,
+        observer: any MessagingObserver = UnobservedMessaging()
+    ) {
+        self.observer = observer
         self.store = store
         self.publisher = publisher
         self.settings = settings
@@ -126,6 +131,7 @@ public final class OutboxRelay: Sendable {
             throw error
         }
         try await markPublished(pending.compactMap(\.id), Date())
+        observer.eventsPublished(pending.count)
         logger.debug("relayed outbox batch", metadata: ["count": "\(pending.count)"])
         return pending.count
     }
@@ -133,5 +139,10 @@ public final class OutboxRelay: Sendable {
     /// How many events wait to be published (for health and metrics).
     public func backlog() async throws -> Int {
         try await OutboxMessage.query(on: store.database).filter(\.$publishedAt == nil).count()
+    }
+
+    /// When the oldest event still waiting was appended (nil: none waits).
+    public func oldestWaiting() async throws -> Date? {
+        try await OutboxMessage.query(on: store.database).filter(\.$publishedAt == nil).sort(\.$id).first()?.createdAt
     }
 }

@@ -58,6 +58,38 @@ struct KafkaAdmin {
     }
 }
 
+extension KafkaAdmin {
+    /// Each partition's high watermark (the offset its next message will get), asked of the
+    /// partition leaders.
+    func endOffsets(topic: String) async throws -> [Int32: Int64] {
+        let timeout = settings.requestTimeout.wholeMilliseconds(minimum: 1)
+        let client = try SerialClient(
+            name: "watermarks.\(topic)",
+            properties: baseProperties(settings) + [("group.id", "hospital-watermarks"), ("enable.auto.commit", "false")]
+                + settings.extraProperties(producer: false),
+            context: ClientContext(logger: logger))
+        do {
+            let ends = try await client.run { rk in
+                let partitions = try partitionCount(rk, topic: topic, timeout: timeout)
+                var ends: [Int32: Int64] = [:]
+                for partition in 0..<Int32(partitions) {
+                    var low: Int64 = 0
+                    var high: Int64 = 0
+                    try rd_kafka_query_watermark_offsets(rk, topic, partition, &low, &high, timeout)
+                        .check("watermarks of \(topic)[\(partition)]")
+                    ends[partition] = high
+                }
+                return ends
+            }
+            await client.close()
+            return ends
+        } catch {
+            await client.close()
+            throw error
+        }
+    }
+}
+
 /// One CreateTopics request through the Admin API, waited for on a private queue.
 private func createTopic(
     _ rk: OpaquePointer, name: String, partitions: Int32, replicationFactor: Int32, timeout: Int32

@@ -14,7 +14,7 @@ import Synchronization
 /// - `replay` reads every partition from its beginning up to its end at the time of the call.
 ///
 /// Call `shutdown()` when done: it waits for messages still in flight.
-public final class KafkaTransport: EventTransport {
+public final class KafkaTransport: EventTransport, EventLogEnds {
     public let settings: KafkaSettings
     private let logger: Logger
     /// Replaced when it fails fatally (see `publish`).
@@ -110,6 +110,11 @@ public final class KafkaTransport: EventTransport {
     public func ensureTopic(_ name: String, partitions: Int, replicationFactor: Int) async throws {
         try await KafkaAdmin(settings: settings, logger: logger).ensureTopic(
             name, partitions: partitions, replicationFactor: replicationFactor)
+    }
+
+    /// The high watermark of each partition of `topic`: the offset its next message will get.
+    public func endOffsets(topic: String) async throws -> [Int32: Int64] {
+        try await KafkaAdmin(settings: settings, logger: logger).endOffsets(topic: topic)
     }
 
     /// The next offset `group` will read in each partition of `topic` (partitions it never

@@ -15,7 +15,7 @@ import Synchronization
 ///
 /// A consumer that keeps its own position (`consume(... positions:)`, as every service does)
 /// leaves nothing here; `group_positions` serves only consumers without one (tools, tests).
-public final class LocalEventLog: EventTransport {
+public final class LocalEventLog: EventTransport, EventLogEnds {
     /// Appends and position commits go through `writer`, one at a time; reads use `reader`, so
     /// they never see the inside of an append that is still in progress.
     private let writer: SQLiteConnection
@@ -238,6 +238,11 @@ public final class LocalEventLog: EventTransport {
     /// The position of the newest message of `topic` (0 when it has none).
     public func head(topic: String) async throws -> Int64 {
         try await headPosition(topic: topic)
+    }
+
+    /// The offset the next message of `topic` will get (one partition, 0).
+    public func endOffsets(topic: String) async throws -> [Int32: Int64] {
+        [0: try await headPosition(topic: topic) + 1]
     }
 
     /// The number of messages a group that keeps its position here has not yet acknowledged.

@@ -3,6 +3,7 @@ import FluentKit
 import Foundation
 import Messaging
 import PatientManagementDomain
+import Prometheus
 import SQLKit
 import ServiceKit
 import Vapor
@@ -28,8 +29,12 @@ public struct PatientManagementService: HospitalService {
     }
 
     let context: ServiceContext
+    let visits: VisitMetrics?
 
-    public init(context: ServiceContext) { self.context = context }
+    public init(context: ServiceContext) {
+        self.context = context
+        visits = context.metrics.map(VisitMetrics.init)
+    }
 
     public func registerRoutes(on routes: any RoutesBuilder) {
         let board = routes.grouped("patientManagements")
@@ -80,16 +85,20 @@ public struct PatientManagementService: HospitalService {
                 "SELECT reception_id FROM patient_managements WHERE reception_id = \(bind: envelope.receptionId) FOR UPDATE"
             ).run()
         }
+        let visit: PatientManagement
         if let model = try await PatientManagementModel.find(envelope.receptionId, on: db) {
-            var visit = try model.visit()
-            visit.apply(envelope)
-            try model.copy(visit)
+            var known = try model.visit()
+            known.apply(envelope)
+            try model.copy(known)
             try await model.save(on: db)
+            visit = known
         } else {
-            var visit = PatientManagement(receptionId: envelope.receptionId, firstEventAt: envelope.occurredAt)
-            visit.apply(envelope)
-            try await PatientManagementModel(visit).create(on: db)
+            var new = PatientManagement(receptionId: envelope.receptionId, firstEventAt: envelope.occurredAt)
+            new.apply(envelope)
+            try await PatientManagementModel(new).create(on: db)
+            visit = new
         }
+        visits?.observe(envelope, visit)
     }
 
     // MARK: Rebuild
@@ -248,5 +257,67 @@ public struct PatientManagementResponse: Content, Equatable {
                 resolvedAt: $0.resolvedAt)
         }
         updatedAt = v.lastEventAt
+    }
+}
+
+/// The visit funnel and how long patients wait, as the board sees the events: visits
+/// registered, completed, rejected and canceled, and the time between steps. Counted when the
+/// board applies an event (a batch retried after a failure may count its events again).
+struct VisitMetrics: Sendable {
+    let registered: Counter
+    let completed: Counter
+    let rejected: Counter
+    let canceled: Counter
+    let toPrescription: DurationHistogram
+    let toExam: DurationHistogram
+    let examToOutcome: DurationHistogram
+    let toOutcome: DurationHistogram
+
+    init(_ metrics: ServiceMetrics) {
+        func visits(_ event: String) -> Counter {
+            metrics.counter(
+                "hospital_visits_total", help: "Visits by what happened to them: registered, completed, rejected, canceled.",
+                labels: [("event", event)])
+        }
+        func wait(_ step: String) -> DurationHistogram {
+            metrics.histogram(
+                "hospital_visit_wait_seconds", help: "How long a patient waited between two steps of the visit.",
+                labels: [("step", step)])
+        }
+        registered = visits("registered")
+        completed = visits("completed")
+        rejected = visits("rejected")
+        canceled = visits("canceled")
+        toPrescription = wait("registration_to_prescription")
+        toExam = wait("prescription_to_exam")
+        examToOutcome = wait("exam_to_outcome")
+        toOutcome = wait("registration_to_outcome")
+    }
+
+    func observe(_ envelope: EventEnvelope, _ visit: PatientManagement) {
+        let at = envelope.occurredAt
+        func record(_ histogram: DurationHistogram, since start: Date?) {
+            guard let start, at >= start else { return }
+            histogram.recordNanoseconds(Int64(at.timeIntervalSince(start) * 1e9))
+        }
+        switch envelope.event {
+        case .treatmentReceived:
+            registered.increment()
+        case .prescribed:
+            record(toPrescription, since: visit.receivedAt)
+        case .examinationCompleted(let e):
+            record(toExam, since: visit.orders.first { $0.orderId == e.orderId }?.orderedAt)
+        case .diagnosisCompleted:
+            completed.increment()
+            record(examToOutcome, since: visit.orders.compactMap(\.resolvedAt).max())
+            record(toOutcome, since: visit.receivedAt)
+        case .diagnosisRejected:
+            rejected.increment()
+            record(toOutcome, since: visit.receivedAt)
+        case .treatmentCanceled:
+            canceled.increment()
+        case .examinationCanceled, .diagnosisCanceled:
+            break
+        }
     }
 }

@@ -46,6 +46,9 @@ public struct HospitalConfiguration: Sendable, CustomStringConvertible {
     public var logLevel: Logger.Level
     /// HOSPITAL_TIME_ZONE: the hospital's time zone, for "today" and date filters.
     public var timeZone: TimeZone
+    /// HOSPITAL_METRICS_PATH: where each port serves its Prometheus metrics (`/metrics`); `off`
+    /// serves none.
+    public var metricsPath: String? = "/metrics"
     /// HOSPITAL_IDLE_TIMEOUT_SECONDS: a connection that sends and receives nothing for this long
     /// is closed (60).
     public var idleTimeoutSeconds: Int64 = 60
@@ -146,6 +149,19 @@ public struct HospitalConfiguration: Sendable, CustomStringConvertible {
                 throw ConfigurationError("HOSPITAL_TIME_ZONE: unknown time zone \(raw)")
             }
             config.timeZone = zone
+        }
+        if let raw = env["HOSPITAL_METRICS_PATH"] {
+            if raw == "off" {
+                config.metricsPath = nil
+            } else {
+                guard raw.hasPrefix("/"), raw.count > 1, raw.count < 100,
+                    raw.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "/-_.".contains($0)) }),
+                    !raw.contains("//")
+                else {
+                    throw ConfigurationError("HOSPITAL_METRICS_PATH: a path such as /metrics, or off, not \(raw)")
+                }
+                config.metricsPath = raw
+            }
         }
         if let raw = env["HOSPITAL_IDLE_TIMEOUT_SECONDS"] {
             config.idleTimeoutSeconds = Int64(try positive(raw, "HOSPITAL_IDLE_TIMEOUT_SECONDS"))

@@ -4,7 +4,7 @@ import Messaging
 
 /// Gives the logical topic and consumer groups of the code their configured names on the
 /// broker: `hospital.visit-events` → HOSPITAL_KAFKA_TOPIC, group `diagnosis` → prefix + name.
-struct NamedTransport: EventTransport {
+struct NamedTransport: EventTransport, EventLogEnds {
     let inner: any EventTransport
     let topic: String
     let groupPrefix: String
@@ -58,5 +58,10 @@ struct NamedTransport: EventTransport {
 
     func replay(topic: String, handler: @escaping @Sendable (IncomingMessage) async throws -> Void) async throws {
         try await inner.replay(topic: physical(topic)) { message in try await handler(logical(message)) }
+    }
+
+    func endOffsets(topic: String) async throws -> [Int32: Int64] {
+        guard let ends = inner as? any EventLogEnds else { return [:] }
+        return try await ends.endOffsets(topic: physical(topic))
     }
 }

@@ -54,9 +54,10 @@ final class ServiceHost: Sendable {
         _ type: S.Type, name: ServiceName, database: URL?, configuration: HospitalConfiguration,
         transport: any EventTransport, verifier: TokenVerifier
     ) async throws -> ServiceHost {
-        let app = try await makeApplication(name: name, configuration: configuration)
+        let (app, metrics) = try await makeApplication(name: name, configuration: configuration)
         // Every route of a service's own port: a verified token and a role the table allows.
-        app.middleware.use(AccessControl(verifier: verifier))
+        app.middleware.use(
+            AccessControl(verifier: verifier, openPaths: Set([configuration.metricsPath].compactMap { $0 })))
         // SQL is logged at trace (PostgreSQL) or not at all (SQLite), and the service's own
         // database handle never logs below info: bound values would put patient data in the logs.
         if let database {
@@ -106,10 +107,11 @@ final class ServiceHost: Sendable {
         }
         let relay = OutboxRelay(
             store: store, publisher: transport,
-            settings: .init(pollInterval: configuration.relayPollInterval), logger: app.logger)
+            settings: .init(pollInterval: configuration.relayPollInterval), logger: app.logger, observer: metrics)
         let context = ServiceContext(
             store: store, nudgeRelay: { relay.nudge() }, timeZone: configuration.timeZone, logger: app.logger,
-            history: transport, pii: S.name == "reception" ? try PIIKeys.protector(configuration) : nil)
+            history: transport, pii: S.name == "reception" ? try PIIKeys.protector(configuration) : nil,
+            metrics: metrics)
         let service = S(context: context)
         service.registerRoutes(on: app.routes)
         let consumer =
@@ -119,7 +121,8 @@ final class ServiceHost: Sendable {
                 group: S.name, store: store, handledTypes: service.handledEventTypes,
                 settings: .init(
                     maxAttempts: configuration.consumerMaxAttempts, batchSize: configuration.consumerBatchSize),
-                logger: app.logger, afterCommit: { relay.nudge() }, handler: service.handle)
+                logger: app.logger, afterCommit: { relay.nudge() }, observer: metrics, handler: service.handle)
+        MessagingGauges(metrics: metrics, relay: relay, consumer: consumer, store: store, transport: transport).install()
         OperationsRoutes.register(on: app.routes) {
             _ = try await (app.db as! any SQLDatabase).raw("SELECT 1").all()
             // A consumer that can move on neither by handling a message nor by dead-lettering
@@ -138,10 +141,10 @@ final class ServiceHost: Sendable {
     static func gateway(
         routes: [Gateway.Route], configuration: HospitalConfiguration, authentication: Authentication
     ) async throws -> ServiceHost {
-        let app = try await makeApplication(name: .gateway, configuration: configuration)
+        let (app, _) = try await makeApplication(name: .gateway, configuration: configuration)
         app.http.client.configuration.timeout = .init(connect: .seconds(2), read: .seconds(30))
         let auth = configuration.auth
-        app.middleware.use(AllowedHosts(auth.allowedHosts + [configuration.host]))
+        app.middleware.use(AllowedHosts(auth.allowedHosts + [configuration.host], exempt: configuration.metricsPath))
         app.middleware.use(
             RateLimit(
                 settings: .init(
@@ -169,7 +172,7 @@ final class ServiceHost: Sendable {
 
     private static func makeApplication(
         name: ServiceName, configuration: HospitalConfiguration
-    ) async throws -> Application {
+    ) async throws -> (Application, ServiceMetrics) {
         APIJSON.install()
         let app = try await Application.make(
             Environment(name: "production", arguments: ["hospital"]), .shared(MultiThreadedEventLoopGroup.singleton))
@@ -181,12 +184,15 @@ final class ServiceHost: Sendable {
         app.http.server.configuration.serverName = nil
         app.routes.defaultMaxBodySize = "64kb"
         app.middleware = Middlewares()
+        let metrics = ServiceMetrics(service: name.rawValue)
+        app.middleware.use(MetricsMiddleware(metrics: metrics))
+        if let path = configuration.metricsPath { metrics.register(on: app.routes, path: path) }
         app.middleware.use(RouteLoggingMiddleware(logLevel: .debug))
         app.middleware.use(SecurityHeaders())
         app.middleware.use(ProblemMiddleware())
         // A connection that says nothing for a minute is closed (half-open clients).
         app.http.server.configuration.idleTimeout = .seconds(configuration.idleTimeoutSeconds)
-        return app
+        return (app, metrics)
     }
 
     /// Migrates the database (if any) without serving.

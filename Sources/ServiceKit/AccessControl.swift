@@ -38,13 +38,20 @@ extension Request {
 /// and a role the table (`AccessPolicy`) allows. A direct call to a service port is no back door.
 public struct AccessControl: Middleware {
     let verifier: TokenVerifier
+    /// Paths open to anyone besides the table's public operations (`/metrics`, wherever the
+    /// settings put it).
+    let openPaths: Set<String>
 
-    public init(verifier: TokenVerifier) { self.verifier = verifier }
+    public init(verifier: TokenVerifier, openPaths: Set<String> = []) {
+        self.verifier = verifier
+        self.openPaths = openPaths
+    }
 
     // Futures, not async: a request with a token already verified passes without leaving its
     // event loop (an async middleware costs a task hop per request).
     public func respond(to request: Request, chainingTo next: any Responder) -> EventLoopFuture<Response> {
         let method = request.method.rawValue
+        if method == "GET", !openPaths.isEmpty, openPaths.contains(request.url.path) { return next.respond(to: request) }
         let template = AccessPolicy.template(of: request.url.path)
         let decision = template.map { AccessPolicy.decision(method: method, path: $0) } ?? .unlisted
         if decision == .open { return next.respond(to: request) }

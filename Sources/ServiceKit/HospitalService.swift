@@ -19,13 +19,16 @@ public struct ServiceContext: Sendable {
     public var now: @Sendable () -> Date
     /// Encrypts and indexes the resident registration number (see `PIIProtector`).
     public var pii: PIIProtector?
+    /// The service's metrics (the visit's own: registrations, outcomes, waits).
+    public var metrics: ServiceMetrics?
 
     public init(
         store: ServiceStore, nudgeRelay: @escaping @Sendable () -> Void, timeZone: TimeZone, logger: Logger,
         history: (any EventHistory)?, now: @escaping @Sendable () -> Date = ServiceContext.millisecondNow,
-        pii: PIIProtector? = nil
+        pii: PIIProtector? = nil, metrics: ServiceMetrics? = nil
     ) {
         self.pii = pii
+        self.metrics = metrics
         self.store = store
         self.nudgeRelay = nudgeRelay
         self.timeZone = timeZone

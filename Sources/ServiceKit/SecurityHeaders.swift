@@ -38,14 +38,17 @@ public struct SecurityHeaders: Middleware {
 /// by the pod's address).
 public struct AllowedHosts: Middleware {
     let names: Set<String>
+    /// Exempt like the probes: the metrics path (Prometheus scrapes a pod by its address).
+    let exempt: String?
 
     /// `names` without ports; `localhost`, `127.0.0.1` and `::1` are always among them.
-    public init(_ names: [String]) {
+    public init(_ names: [String], exempt: String? = nil) {
         self.names = Set(names.map { $0.lowercased() } + ["localhost", "127.0.0.1", "::1"])
+        self.exempt = exempt
     }
 
     public func respond(to request: Request, chainingTo next: any Responder) -> EventLoopFuture<Response> {
-        if request.url.path.hasPrefix("/health/") { return next.respond(to: request) }
+        if request.url.path.hasPrefix("/health/") || request.url.path == exempt { return next.respond(to: request) }
         guard let host = request.headers.first(name: .host).map(Self.name(of:)), names.contains(host) else {
             request.logger.notice("request for a host name this server does not serve")
             return request.eventLoop.makeFailedFuture(Abort(.misdirectedRequest))

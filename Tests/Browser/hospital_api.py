@@ -1,0 +1,88 @@
+"""A client of the gateway's API for tests that drive whole visits without a browser."""
+
+import json
+import time
+import urllib.error
+import urllib.request
+
+
+class Api:
+    def __init__(self, base: str, tokens: dict[str, str]):
+        self.base = base
+        self.tokens = tokens
+
+    @classmethod
+    def sign_in(cls, base: str, password: str, roles=("desk", "doctor", "examiner", "admin")) -> "Api":
+        tokens = {}
+        for role in roles:
+            status, body = cls(base, {}).call("POST", "/auth/token", None, {"username": role, "password": password})
+            assert status == 200, f"sign-in of {role}: {status} {body}"
+            tokens[role] = body["accessToken"]
+        return cls(base, tokens)
+
+    def call(self, method: str, path: str, role: str | None, body=None, headers=None):
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base + path, data=data, method=method, headers=dict(headers or {}))
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        if role:
+            request.add_header("Authorization", f"Bearer {self.tokens[role]}")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                raw = answer.read()
+                return answer.status, json.loads(raw) if raw else None
+        except urllib.error.HTTPError as error:
+            raw = error.read()
+            try:
+                return error.code, json.loads(raw)
+            except ValueError:
+                return error.code, raw
+
+    def until(self, path: str, role: str, condition, seconds: float = 20):
+        """Polls `path` until `condition(body)` holds; fails after `seconds`."""
+        deadline = time.monotonic() + seconds
+        while True:
+            status, body = self.call("GET", path, role)
+            if status == 200 and condition(body):
+                return body
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{path}: condition not met within {seconds} s (last: {status} {body})")
+            time.sleep(0.05)
+
+    def register(self, name: str, headers=None) -> str:
+        status, body = self.call("POST", "/receptions", "desk", {"patientName": name, "department": "내과"}, headers)
+        assert status == 201, (status, body)
+        return body["id"]
+
+    def diagnosis_of(self, reception: str) -> str:
+        worklist = self.until(f"/diagnoses?receptionId={reception}", "doctor", lambda b: b["items"])
+        return worklist["items"][0]["id"]
+
+    def visit(self, name: str, outcome: str = "complete") -> str:
+        """A whole visit: registered, one exam prescribed and performed, then completed (or rejected)."""
+        reception = self.register(name)
+        diagnosis = self.diagnosis_of(reception)
+        status, _ = self.call(
+            "POST", f"/diagnoses/{diagnosis}/prescriptions", "doctor",
+            {"examinations": [{"code": "CBC", "name": "혈액검사"}]})
+        assert status == 200
+        exams = self.until(f"/examinations?diagnosisId={diagnosis}", "examiner", lambda b: b["items"])
+        status, _ = self.call("POST", f"/examinations/{exams['items'][0]['id']}/perform", "examiner", {"result": "정상"})
+        assert status == 200
+        self.until(f"/diagnoses/{diagnosis}", "doctor", lambda b: b["status"] == "EXAM_DONE")
+        if outcome == "complete":
+            status, _ = self.call("POST", f"/diagnoses/{diagnosis}/complete", "doctor", {"note": "이상 없음"})
+            final = "COMPLETED"
+        else:
+            status, _ = self.call("POST", f"/diagnoses/{diagnosis}/reject", "doctor", {"reason": "재검 필요"})
+            final = "REJECTED"
+        assert status == 200
+        self.until(f"/patientManagements/{reception}", "desk", lambda b: b["status"] == final)
+        return reception
+
+    def cancel(self, name: str) -> str:
+        reception = self.register(name)
+        status, _ = self.call("POST", f"/receptions/{reception}/cancel", "desk", {"reason": "환자 요청"})
+        assert status == 200
+        self.until(f"/patientManagements/{reception}", "desk", lambda b: b["status"] == "CANCELED")
+        return reception

@@ -5,6 +5,8 @@ let vapor: Target.Dependency = .product(name: "Vapor", package: "vapor")
 let fluentKit: Target.Dependency = .product(name: "FluentKit", package: "fluent-kit")
 let sqlKit: Target.Dependency = .product(name: "SQLKit", package: "sql-kit")
 let logging: Target.Dependency = .product(name: "Logging", package: "swift-log")
+let tracing: Target.Dependency = .product(name: "Tracing", package: "swift-distributed-tracing")
+let instrumentation: Target.Dependency = .product(name: "Instrumentation", package: "swift-distributed-tracing")
 
 let package = Package(
     name: "hospital",
@@ -37,6 +39,8 @@ let package = Package(
         .package(url: "https://github.com/vapor/sqlite-kit.git", from: "4.5.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.1.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.7.3"),
+        .package(url: "https://github.com/swift-otel/swift-otel.git", from: "1.6.0"),
     ],
     targets: [
         // The published language: event envelope and payloads.
@@ -49,7 +53,7 @@ let package = Package(
         .target(name: "PatientManagementDomain", dependencies: ["Contracts"]),
 
         // Messaging: outbox, relay, inbox consumer, dead letters, and the transport protocol.
-        .target(name: "Messaging", dependencies: ["Contracts", fluentKit, sqlKit, logging]),
+        .target(name: "Messaging", dependencies: ["Contracts", fluentKit, sqlKit, logging, tracing, instrumentation]),
         .target(
             name: "MessagingLocal",
             dependencies: [
@@ -80,6 +84,7 @@ let package = Package(
             dependencies: [
                 "Contracts", "SharedKernel", "Messaging", "Identity", vapor, fluentKit, sqlKit, logging,
                 .product(name: "Crypto", package: "swift-crypto"), .product(name: "Prometheus", package: "swift-prometheus"),
+                tracing, instrumentation,
             ],
             resources: [.embedInCode("openapi.yaml")]),
 
@@ -105,11 +110,15 @@ let package = Package(
             ]),
         .target(
             name: "Gateway",
-            dependencies: ["ServiceKit", "Messaging", "Identity", vapor, .product(name: "JWTKit", package: "jwt-kit")]),
+            dependencies: [
+                "ServiceKit", "Messaging", "Identity", vapor, .product(name: "JWTKit", package: "jwt-kit"), tracing,
+            ]),
         // The screens of the desk, the doctor and the examiner, served by the gateway.
         .target(
             name: "Web",
-            dependencies: ["ServiceKit", "Identity", vapor, .product(name: "Mustache", package: "swift-mustache")],
+            dependencies: [
+                "ServiceKit", "Identity", vapor, .product(name: "Mustache", package: "swift-mustache"), tracing,
+            ],
             resources: [
                 .embedInCode("Templates/layout.mustache"), .embedInCode("Templates/home.mustache"),
                 .embedInCode("Templates/desk.mustache"), .embedInCode("Templates/boardRows.mustache"),
@@ -135,6 +144,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "OTel", package: "swift-otel"), tracing, instrumentation,
                 .product(name: "JWTKit", package: "jwt-kit"), .product(name: "SQLiteKit", package: "sqlite-kit"),
             ]),
         .executableTarget(

@@ -5,6 +5,15 @@ public struct TraceParent: Sendable, Equatable, CustomStringConvertible {
     public var traceId: String
     public var parentId: String
     public var flags: String
+    /// True when `parentId` is a real span's (from the tracing system), so work caused by it
+    /// names it as parent rather than a made-up child.
+    public private(set) var isSpan = false
+
+    /// The `traceparent` of a real span.
+    public init?(span header: String) {
+        self.init(header)
+        isSpan = true
+    }
 
     /// Parses `00-<32 hex>-<16 hex>-<2 hex>`; anything else is nil (and a new trace starts).
     public init?(_ header: String) {
@@ -30,6 +39,10 @@ public struct TraceParent: Sendable, Equatable, CustomStringConvertible {
         TraceParent(traceId: randomHex(bytes: 16), parentId: randomHex(bytes: 8), flags: "01")
     }
 
+    /// What an event caused by this trace carries: the real span itself, or without tracing a
+    /// child id of the same trace (so logs of one journey still share the trace id).
+    public var forEvent: TraceParent { isSpan ? self : child() }
+
     /// A child span of the same trace, for work caused by this one.
     public func child() -> TraceParent {
         TraceParent(traceId: traceId, parentId: Self.randomHex(bytes: 8), flags: flags)
@@ -37,7 +50,7 @@ public struct TraceParent: Sendable, Equatable, CustomStringConvertible {
 
     /// Continues the trace of `header` if it is valid, or starts a new one.
     public static func continuing(_ header: String?) -> TraceParent {
-        header.flatMap(TraceParent.init)?.child() ?? .root()
+        header.flatMap { TraceParent($0) }?.child() ?? .root()
     }
 
     public var description: String { "00-\(traceId)-\(parentId)-\(flags)" }

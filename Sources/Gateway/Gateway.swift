@@ -1,6 +1,7 @@
 import Foundation
 import Messaging
 import ServiceKit
+import Tracing
 import Vapor
 
 /// The single entry (:8088): routes each path prefix to the service that owns it, and nothing
@@ -95,8 +96,18 @@ public struct Gateway: Sendable {
         }
         let upstream: ClientResponse
         do {
-            upstream = try await req.client.send(req.method, headers: headers, to: uri) { outgoing in
-                if let body = req.body.data { outgoing.body = body }
+            upstream = try await withSpan(
+                "\(req.method.rawValue) \(MetricsMiddleware.route(of: req))", context: req.serviceContext, ofKind: .client
+            ) { span in
+                span.attributes["http.request.method"] = req.method.rawValue
+                span.attributes["server.address"] = route.upstream.host
+                span.attributes["hospital.service"] = "gateway"
+                Traces.propagate(span.context, into: &headers)
+                let answer = try await req.client.send(req.method, headers: headers, to: uri) { outgoing in
+                    if let body = req.body.data { outgoing.body = body }
+                }
+                span.attributes["http.response.status_code"] = Int(answer.status.code)
+                return answer
             }
         } catch {
             req.logger.warning(

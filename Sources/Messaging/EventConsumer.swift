@@ -3,6 +3,7 @@ import FluentKit
 import Foundation
 import Logging
 import Synchronization
+import Tracing
 
 /// Consumes the visit events for one service: decodes each message, skips the types the service
 /// does not handle, and applies the rest exactly once through the inbox.
@@ -203,7 +204,19 @@ public final class EventConsumer: Sendable {
                 } else {
                     try await InboxEntry(eventId: envelope.eventId, eventType: envelope.type, handledAt: Date())
                         .create(on: db)
-                    try await handler(envelope, db)
+                    // The handling is part of the trace that caused the event (its envelope's
+                    // traceparent), per the OpenTelemetry messaging conventions: a consumer span.
+                    try await withSpan(
+                        "process \(envelope.type)", context: TraceContext.context(of: envelope.traceparent),
+                        ofKind: .consumer
+                    ) { span in
+                        span.attributes["messaging.operation.type"] = "process"
+                        span.attributes["messaging.destination.name"] = message.topic
+                        span.attributes["messaging.consumer.group.name"] = group
+                        span.attributes["messaging.message.id"] = envelope.eventId.uuidString
+                        span.attributes["hospital.service"] = group
+                        try await handler(envelope, db)
+                    }
                     seen.insert(envelope.eventId)
                     outcomes.append(.handled)
                 }

@@ -1,6 +1,7 @@
 import Contracts
 import FluentKit
 import Foundation
+import Tracing
 import Logging
 import SQLKit
 
@@ -119,6 +120,31 @@ public final class OutboxRelay: Sendable {
         let messages = pending.map {
             OutgoingMessage(topic: $0.topic, key: $0.messageKey, value: Data($0.payload.utf8))
         }
+        // A producer span in the trace of the batch's first event, linked to the others'.
+        let traces = pending.compactMap { Self.traceparent(inPayload: $0.payload) }
+        return try await withSpan(
+            "publish \(pending[0].topic)", context: TraceContext.context(of: traces.first), ofKind: .producer
+        ) { span in
+            span.attributes["messaging.operation.type"] = "publish"
+            span.attributes["messaging.destination.name"] = pending[0].topic
+            span.attributes["messaging.batch.message_count"] = pending.count
+            for trace in traces.dropFirst() {
+                span.addLink(SpanLink(context: TraceContext.context(of: trace), attributes: [:]))
+            }
+            return try await publish(pending, messages, markPublished: markPublished)
+        }
+    }
+
+    /// The envelope's `traceparent`, found without decoding the whole event.
+    static func traceparent(inPayload payload: String) -> String? {
+        guard let start = payload.range(of: #""traceparent":""#) else { return nil }
+        let value = payload[start.upperBound...].prefix(55)
+        return value.count == 55 ? String(value) : nil
+    }
+
+    private func publish(
+        _ pending: [OutboxMessage], _ messages: [OutgoingMessage], markPublished: @Sendable ([Int], Date) async throws -> Void
+    ) async throws -> Int {
         do {
             try await publisher.publish(messages)
         } catch {

@@ -1,5 +1,6 @@
 import FluentKit
 import Foundation
+import Tracing
 
 /// A service's own database, with the one way to write to it: a transaction.
 public struct ServiceStore: Sendable {
@@ -21,6 +22,14 @@ public struct ServiceStore: Sendable {
     /// Runs `body` in one transaction: everything it writes commits together or not at all.
     /// A transaction that lost a race on an aggregate's version is retried from the start.
     public func write<T: Sendable>(_ body: @escaping @Sendable (any Database) async throws -> T) async throws -> T {
+        // One span for the transaction (and its retries), a child of whatever caused it.
+        try await withSpan("transaction", ofKind: .client) { span in
+            span.attributes["db.system.name"] = gate == nil ? "postgresql" : "sqlite"
+            return try await transaction(body)
+        }
+    }
+
+    private func transaction<T: Sendable>(_ body: @escaping @Sendable (any Database) async throws -> T) async throws -> T {
         var attempt = 0
         while true {
             attempt += 1

@@ -36,8 +36,12 @@ extension Request {
         signedIn?.principal.username ?? role
     }
 
-    /// The trace this request belongs to (W3C `traceparent`), continued or started here.
-    public var trace: TraceParent { TraceParent.continuing(headers.first(name: "traceparent")) }
+    /// The trace this request belongs to: its server span when tracing is on, else the
+    /// caller's `traceparent` continued (or a new trace).
+    public var trace: TraceParent {
+        TraceContext.traceparent(of: serviceContext).flatMap(TraceParent.init(span:))
+            ?? TraceParent.continuing(headers.first(name: "traceparent"))
+    }
 }
 
 /// Stamps domain events into envelopes: who produced them, who caused them, which trace.
@@ -54,13 +58,15 @@ public struct EventStamp: Sendable {
 
     /// For work caused by a consumed event: same trace, the service itself as actor.
     public static func reacting(to envelope: EventEnvelope, producer: String) -> EventStamp {
-        EventStamp(producer: producer, actor: "system:\(producer)", trace: TraceParent.continuing(envelope.traceparent))
+        EventStamp(
+            producer: producer, actor: "system:\(producer)",
+            trace: TraceContext.current ?? TraceParent.continuing(envelope.traceparent))
     }
 
     public func envelopes(_ events: [VisitEvent], receptionId: UUID, at now: Date) -> [EventEnvelope] {
         events.map {
             EventEnvelope(
-                occurredAt: now, receptionId: receptionId, producer: producer, traceparent: trace.child().description,
+                occurredAt: now, receptionId: receptionId, producer: producer, traceparent: trace.forEvent.description,
                 actor: actor, event: $0)
         }
     }

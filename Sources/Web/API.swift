@@ -1,5 +1,6 @@
 import Foundation
 import ServiceKit
+import Tracing
 import Vapor
 
 /// The screens' client of the public API: they know the services only through their HTTP API,
@@ -42,6 +43,8 @@ struct API: Sendable {
         if body != nil { httpHeaders.contentType = .json }
         if let token { httpHeaders.bearerAuthorization = BearerAuthorization(token: token) }
         if let clientAddress { httpHeaders.replaceOrAdd(name: "X-Forwarded-For", value: clientAddress) }
+        // The page request's trace goes on into the API (its server span is the current one).
+        Traces.propagate(TracingContext.current, into: &httpHeaders)
         let response: ClientResponse
         do {
             response = try await client.send(method, headers: httpHeaders, to: uri) { request in

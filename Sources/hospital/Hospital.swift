@@ -121,9 +121,16 @@ struct Serve: AsyncParsableCommand {
             // Unbuffered: tests and supervisors read these lines while the process runs.
             FileHandle.standardOutput.write(Data((lines.joined(separator: "\n") + "\n").utf8))
         }
+        // Traces (when an OTLP endpoint is set) are exported until the services have stopped.
+        var members: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let tracing = try TracingSetup.bootstrap(
+            services: services.isEmpty ? ServiceName.allCases : services, logger: logger)
+        {
+            members.append(.init(service: tracing))
+        }
+        members.append(.init(service: serving))
         let group = ServiceGroup(
-            configuration: .init(
-                services: [.init(service: serving)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            configuration: .init(services: members, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
 }

@@ -1,0 +1,57 @@
+import Instrumentation
+import Messaging
+import Synchronization
+import Tracing
+import Vapor
+
+/// The tracing system's context (swift-service-context's `ServiceContext`; this module's own
+/// `ServiceContext` is what a service is built with).
+public typealias TracingContext = Instrumentation.ServiceContext
+
+/// Whether a tracer is installed in this process (`hospital serve` with an OTLP endpoint).
+/// Without one, no span middleware is installed at all: tracing off costs nothing per request.
+public enum Traces {
+    private static let on = Atomic<Bool>(false)
+
+    public static var isOn: Bool { on.load(ordering: .relaxed) }
+
+    /// Called once, after `InstrumentationSystem.bootstrap` installed a real tracer.
+    public static func turnOn() { on.store(true, ordering: .relaxed) }
+
+    /// Sets `traceparent` on a call made on behalf of the current span (a client span, or the
+    /// request's own), replacing whatever the caller sent; without tracing, leaves `headers` as
+    /// they are (the caller's trace passes through).
+    public static func propagate(_ context: TracingContext?, into headers: inout HTTPHeaders) {
+        guard let traceparent = TraceContext.traceparent(of: context) else { return }
+        headers.replaceOrAdd(name: "traceparent", value: traceparent)
+    }
+}
+
+/// A server span per request, continuing the caller's `traceparent` (OpenTelemetry HTTP
+/// conventions: named `METHOD route`, the route a template). Not Vapor's `TracingMiddleware`:
+/// that one records the query string, where a name search would carry a patient's name.
+public struct ServerSpans: AsyncMiddleware {
+    let service: String
+
+    public init(service: String) { self.service = service }
+
+    public func respond(to request: Request, chainingTo next: any AsyncResponder) async throws -> Response {
+        var parent = TracingContext.topLevel
+        if let traceparent = request.headers.first(name: "traceparent") {
+            parent = TraceContext.context(of: traceparent)
+        }
+        let route = MetricsMiddleware.route(of: request)
+        return try await withSpan("\(request.method.rawValue) \(route)", context: parent, ofKind: .server) { span in
+            span.attributes["http.request.method"] = request.method.rawValue
+            span.attributes["http.route"] = route
+            span.attributes["url.scheme"] = request.url.scheme ?? "http"
+            span.attributes["network.protocol.version"] = "\(request.version.major).\(request.version.minor)"
+            span.attributes["hospital.service"] = service
+            request.serviceContext = span.context
+            let response = try await next.respond(to: request)
+            span.attributes["http.response.status_code"] = Int(response.status.code)
+            if response.status.code >= 500 { span.setStatus(.init(code: .error)) }
+            return response
+        }
+    }
+}

@@ -1,0 +1,116 @@
+"""Traces over OTLP: one registration, sent with a W3C traceparent, followed across the gateway,
+reception and — through the event — diagnosis and the desk's board, as one trace."""
+
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from conftest import _binary, serve
+from hospital_api import Api
+from otlp_receiver import Receiver, attribute
+
+PASSWORD = "traces test password"
+
+
+@pytest.fixture(scope="module")
+def traced():
+    receiver = Receiver()
+    data = tempfile.mkdtemp(prefix="hospital-traces-")
+    for role in ("desk", "doctor"):
+        subprocess.run(
+            [_binary(), "users", "add", role, "--role", role, "--data-dir", data],
+            input=f"{PASSWORD}\n{PASSWORD}\n", text=True, check=True, capture_output=True,
+            env={"HOSPITAL_BCRYPT_COST": "10", "PATH": os.environ.get("PATH", "/usr/bin")},
+        )
+    process, urls = serve(data, env={
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+        "OTEL_TRACES_SAMPLER": "always_on",
+    })
+    yield urls, Api.sign_in(urls["gateway"], PASSWORD, roles=("desk", "doctor")), receiver
+    process.terminate()
+    process.wait(timeout=30)
+    receiver.close()
+    shutil.rmtree(data, ignore_errors=True)
+
+
+def wait_for(condition, seconds=20):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "not within the deadline"
+        time.sleep(0.1)
+
+
+def test_a_registration_is_one_trace_across_the_services(traced):
+    urls, api, receiver = traced
+    trace_id, caller_span = secrets.token_hex(16), secrets.token_hex(8)
+    reception = api.register("추적환자", headers={"traceparent": f"00-{trace_id}-{caller_span}-01"})
+    api.diagnosis_of(reception)
+    api.until(f"/patientManagements/{reception}", "desk", lambda b: b["status"] == "RECEIVED")
+
+    def services():
+        return {attribute(s, "hospital.service") for _, s in receiver.trace(trace_id)}
+
+    wait_for(lambda: {"gateway", "reception", "diagnosis", "patient-management"} <= services())
+    spans = receiver.trace(trace_id)
+    by_id = {s.span_id.hex(): s for _, s in spans}
+    names = {(attribute(s, "hospital.service"), s.name) for _, s in spans}
+    assert ("gateway", "POST /receptions") in names
+    assert ("reception", "POST /receptions") in names
+    assert ("diagnosis", "process TreatmentReceived") in names
+    assert ("patient-management", "process TreatmentReceived") in names
+    assert any(s.name == "transaction" for _, s in spans)
+    assert any(s.name.startswith("publish ") for _, s in spans)
+
+    # One tree: the gateway's server span continues the caller's; every other span's parent is
+    # in the trace (the consumers' through the envelope's traceparent).
+    gateway = next(
+        s for _, s in spans
+        if s.name == "POST /receptions" and attribute(s, "hospital.service") == "gateway" and s.kind == s.SPAN_KIND_SERVER)
+    assert gateway.parent_span_id.hex() == caller_span
+    client = next(s for _, s in spans if s.kind == s.SPAN_KIND_CLIENT and s.name == "POST /receptions")
+    assert client.parent_span_id == gateway.span_id  # the gateway's call to reception
+    for _, span in spans:
+        if span is not gateway:
+            assert span.parent_span_id.hex() in by_id, f"{span.name} hangs outside the trace"
+    process = [s for _, s in spans if s.name == "process TreatmentReceived"]
+    assert all(s.kind == s.SPAN_KIND_CONSUMER for s in process)
+    # Route templates, never ids; and no patient data in any attribute.
+    for resource, span in spans:
+        assert resource.get("service.name") == "hospital"
+        for a in span.attributes:
+            assert "추적환자" not in str(a.value)
+        route = attribute(span, "http.route")
+        assert not route or reception not in route
+
+
+def test_the_screens_calls_carry_the_trace_of_the_page(traced):
+    urls, api, receiver = traced
+    # The doctor's worklist page, requested with a traceparent: its call to the diagnosis
+    # service is in that trace, a child of the page's span.
+    import http.cookiejar
+    import urllib.parse
+    import urllib.request
+    jar = http.cookiejar.CookieJar()
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    page = browser.open(urls["gateway"] + "/login").read().decode()
+    csrf = page.split('name="csrf" value="')[1].split('"')[0]
+    browser.open(urls["gateway"] + "/login", data=urllib.parse.urlencode(
+        {"csrf": csrf, "username": "doctor", "password": PASSWORD}).encode())
+    trace_id = secrets.token_hex(16)
+    request = urllib.request.Request(
+        urls["gateway"] + "/doctor", headers={"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"})
+    assert browser.open(request).status == 200
+    wait_for(lambda: any(
+        attribute(s, "hospital.service") == "diagnosis" and s.kind == s.SPAN_KIND_SERVER
+        for _, s in receiver.trace(trace_id)))
+    spans = [s for _, s in receiver.trace(trace_id)]
+    page_span = next(s for s in spans if s.name == "GET /doctor")
+    service_span = next(s for s in spans if attribute(s, "hospital.service") == "diagnosis")
+    assert service_span.parent_span_id == page_span.span_id

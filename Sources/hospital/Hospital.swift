@@ -46,12 +46,15 @@ struct CommonOptions: ParsableArguments {
 
     func bootstrapLogging(_ level: Logger.Level) -> Logger {
         // Logs go to standard error; standard output carries only what the command reports.
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
+        // HOSPITAL_LOG_FORMAT: text (default) or json (one object a line, for Loki).
+        let raw = ProcessInfo.processInfo.environment["HOSPITAL_LOG_FORMAT"] ?? "text"
+        let format = LogFormat(rawValue: raw) ?? .text
+        LogFormat.bootstrap(format, level: level)
+        let logger = Logger(label: "hospital")
+        if LogFormat(rawValue: raw) == nil {
+            logger.warning("HOSPITAL_LOG_FORMAT is text or json; using text", metadata: ["given": "\(raw)"])
         }
-        return Logger(label: "hospital")
+        return logger
     }
 }
 

@@ -31,7 +31,7 @@ ROLES = ("desk", "doctor", "examiner", "admin")
 HOME = {"desk": "/desk", "doctor": "/doctor", "examiner": "/examiner"}
 
 
-def serve(data: str, *args: str, env: dict | None = None):
+def serve(data: str, *args: str, env: dict | None = None, stderr=None):
     """Starts `hospital serve` on `data`, every port chosen by the OS; returns the process and
     the URL of each service by name once it is listening."""
     ports = []
@@ -40,6 +40,7 @@ def serve(data: str, *args: str, env: dict | None = None):
     process = subprocess.Popen(
         [_binary(), "serve", "--data-dir", data, "--log-level", os.environ.get("HOSPITAL_TEST_LOG_LEVEL", "warning"), *ports, *args],
         stdout=subprocess.PIPE,
+        stderr=stderr,
         text=True,
         env={**os.environ, "HOSPITAL_RELAY_POLL_MS": "50", "HOSPITAL_LOG_POLL_MS": "50", **(env or {})},
     )

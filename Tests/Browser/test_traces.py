@@ -27,15 +27,20 @@ def traced():
             input=f"{PASSWORD}\n{PASSWORD}\n", text=True, check=True, capture_output=True,
             env={"HOSPITAL_BCRYPT_COST": "10", "PATH": os.environ.get("PATH", "/usr/bin")},
         )
-    process, urls = serve(data, env={
+    log = open(os.path.join(data, "stderr.log"), "w")
+    process, urls = serve(data, "--log-level", "info", env={
         "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
         "OTEL_BSP_SCHEDULE_DELAY": "100",
         "OTEL_TRACES_SAMPLER": "always_on",
-    })
-    yield urls, Api.sign_in(urls["gateway"], PASSWORD, roles=("desk", "doctor")), receiver
+        "HOSPITAL_LOG_FORMAT": "json",
+    }, stderr=log)
+    api = Api.sign_in(urls["gateway"], PASSWORD, roles=("desk", "doctor"))
+    api.log = os.path.join(data, "stderr.log")
+    yield urls, api, receiver
     process.terminate()
     process.wait(timeout=30)
+    log.close()
     receiver.close()
     shutil.rmtree(data, ignore_errors=True)
 
@@ -114,3 +119,33 @@ def test_the_screens_calls_carry_the_trace_of_the_page(traced):
     page_span = next(s for s in spans if s.name == "GET /doctor")
     service_span = next(s for s in spans if attribute(s, "hospital.service") == "diagnosis")
     assert service_span.parent_span_id == page_span.span_id
+
+
+def test_logs_are_json_lines_that_name_the_trace(traced):
+    urls, api, receiver = traced
+    trace_id, span = secrets.token_hex(16), secrets.token_hex(8)
+    import json
+    import urllib.error
+    import urllib.request
+    # A refused token is logged (notice) while the request's span is current.
+    request = urllib.request.Request(
+        urls["gateway"] + "/receptions",
+        headers={"traceparent": f"00-{trace_id}-{span}-01", "Authorization": "Bearer not.a.token"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request)
+    assert refused.value.code == 401
+
+    def lines():
+        with open(api.log) as log:
+            return [json.loads(line) for line in log if line.strip()]
+
+    wait_for(lambda: any(l.get("trace_id") == trace_id for l in lines()))
+    entries = lines()
+    for entry in entries:  # every line one JSON object with the fields Loki is told about
+        assert {"timestamp", "level", "service", "message"} <= set(entry), entry
+        assert entry["timestamp"].endswith("Z")
+        assert "추적환자" not in json.dumps(entry, ensure_ascii=False)  # no patient data
+    refusal = next(l for l in entries if l.get("trace_id") == trace_id)
+    assert refusal["message"] == "token refused" and refusal["service"] == "gateway"
+    assert len(refusal["span_id"]) == 16 and refusal["span_id"] != span
+    assert refusal["request_id"]

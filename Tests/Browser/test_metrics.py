@@ -1,10 +1,15 @@
 """Metrics: every port's /metrics after real visits, checked by Prometheus' own promtool."""
 
+import json
+import pathlib
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -15,6 +20,12 @@ from hospital_api import Api
 PASSWORD = "metrics test password"
 UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-")
 SERIES = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def parse(text: str) -> list[tuple[str, dict, float]]:
@@ -144,3 +155,74 @@ def test_metrics_can_be_moved_or_turned_off():
                 process.wait(timeout=30)
     finally:
         shutil.rmtree(data, ignore_errors=True)
+
+
+def dashboard_queries():
+    root = pathlib.Path(__file__).resolve().parents[2] / "deploy" / "grafana"
+    queries = []
+    for path in sorted(root.glob("*.json")):
+        for panel in json.loads(path.read_text())["panels"]:
+            for target in panel["targets"]:
+                queries.append((f"{path.stem}: {panel['title']}", target["expr"]))
+    return queries
+
+
+def test_prometheus_scrapes_every_port_and_every_dashboard_query_has_data(system, tmp_path):
+    urls, api = system
+    port = _free_port()
+    targets = [urllib.parse.urlparse(url).netloc for url in urls.values()]
+    rules = pathlib.Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "alerts.yml"
+    (tmp_path / "prometheus.yml").write_text(json.dumps({
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(rules)],
+        "scrape_configs": [{"job_name": "hospital", "static_configs": [{"targets": targets}]}],
+    }))
+    prometheus = subprocess.Popen(
+        ["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+
+    def query(expr: str) -> list:
+        url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            body = json.load(answer)
+        assert body["status"] == "success", body
+        return body["data"]["result"]
+
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # every target up, with two scrapes or more (rates need two samples)
+            try:
+                up = query("count_over_time(up[1m]) >= 3 and up == 1")
+                if len(up) == len(targets):
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            assert time.monotonic() < deadline, "Prometheus did not scrape every port"
+            time.sleep(0.5)
+        api.visit("지표추가")  # one more visit while Prometheus watches, until it has seen it
+        while not query('sum(hospital_visits_total{event="completed"}) >= 4'):
+            assert time.monotonic() < deadline + 30, "Prometheus did not see the last visit"
+            time.sleep(0.2)
+        empty = [(title, expr) for title, expr in dashboard_queries() if not query(expr)]
+        assert not empty, f"dashboard queries without data: {empty}"
+        assert len(dashboard_queries()) >= 20
+        # The rules load and evaluate (no alert fires on a healthy system).
+        with urllib.request.urlopen(f"{base}/api/v1/rules", timeout=10) as answer:
+            groups = json.load(answer)["data"]["groups"]
+        assert sum(len(g["rules"]) for g in groups) == 16
+        assert all(r["health"] == "ok" for g in groups for r in g["rules"]), groups
+        assert not query('ALERTS{alertstate="firing"}')
+    finally:
+        prometheus.terminate()
+        prometheus.wait(timeout=30)
+
+
+def test_the_alert_rules_pass_promtool_and_their_unit_tests():
+    root = pathlib.Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
+    check = subprocess.run(["promtool", "check", "rules", str(root / "alerts.yml")], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    tests = subprocess.run(
+        ["promtool", "test", "rules", str(root / "tests" / "alerts_test.yml")], capture_output=True, text=True)
+    assert tests.returncode == 0, tests.stdout + tests.stderr

@@ -145,6 +145,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "OTel", package: "swift-otel"), tracing, instrumentation,
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "JWTKit", package: "jwt-kit"), .product(name: "SQLiteKit", package: "sqlite-kit"),
             ]),
         .executableTarget(

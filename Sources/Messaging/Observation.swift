@@ -24,6 +24,10 @@ public struct UnobservedMessaging: MessagingObserver {
 /// will get. With a consumer's positions, that is its lag.
 public protocol EventLogEnds: Sendable {
     func endOffsets(topic: String) async throws -> [Int32: Int64]
+    /// Where `group` stands on `topic` as the broker knows it (Kafka's committed offsets), so
+    /// any process can tell a group's lag, even with the group's own processes gone; nil when
+    /// the transport keeps no positions for groups (the local log: the services keep them).
+    func groupPositions(topic: String, group: String) async throws -> [Int32: Int64]?
 }
 
 extension EventConsumer.Outcome {

@@ -112,6 +112,11 @@ public final class KafkaTransport: EventTransport, EventLogEnds {
             name, partitions: partitions, replicationFactor: replicationFactor)
     }
 
+    /// The group's committed offsets: its position as the broker knows it.
+    public func groupPositions(topic: String, group: String) async throws -> [Int32: Int64]? {
+        try await committedOffsets(topic: topic, group: group)
+    }
+
     /// The high watermark of each partition of `topic`: the offset its next message will get.
     public func endOffsets(topic: String) async throws -> [Int32: Int64] {
         try await KafkaAdmin(settings: settings, logger: logger).endOffsets(topic: topic)

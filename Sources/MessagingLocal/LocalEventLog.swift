@@ -245,6 +245,9 @@ public final class LocalEventLog: EventTransport, EventLogEnds {
         [0: try await headPosition(topic: topic) + 1]
     }
 
+    /// Consumers keep their positions in their own databases here, not in the log.
+    public func groupPositions(topic: String, group: String) async throws -> [Int32: Int64]? { nil }
+
     /// The number of messages a group that keeps its position here has not yet acknowledged.
     public func lag(group: String, topic: String) async throws -> Int64 {
         let next = try await position(of: group, topic: topic)

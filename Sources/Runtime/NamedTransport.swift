@@ -64,4 +64,9 @@ struct NamedTransport: EventTransport, EventLogEnds {
         guard let ends = inner as? any EventLogEnds else { return [:] }
         return try await ends.endOffsets(topic: physical(topic))
     }
+
+    func groupPositions(topic: String, group: String) async throws -> [Int32: Int64]? {
+        guard let ends = inner as? any EventLogEnds else { return nil }
+        return try await ends.groupPositions(topic: physical(topic), group: groupPrefix + group)
+    }
 }

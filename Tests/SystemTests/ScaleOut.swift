@@ -99,6 +99,11 @@ final class ScaleOut: @unchecked Sendable {
         }
     }
 
+    /// Where a service's own port is (its first replica).
+    func url(of service: ServiceName) -> URL {
+        URL(string: "http://127.0.0.1:\(lock.withLock { ports[service]![0] })")!
+    }
+
     func kill(_ service: ServiceName, replica: Int = 0) {
         lock.withLock { processes[service]![replica] }.kill()
     }

@@ -111,7 +111,7 @@ let package = Package(
         .target(
             name: "Gateway",
             dependencies: [
-                "ServiceKit", "Messaging", "Identity", vapor, .product(name: "JWTKit", package: "jwt-kit"), tracing,
+                "ServiceKit", "Messaging", "Identity", vapor, .product(name: "JWTKit", package: "jwt-kit"),
             ]),
         // The screens of the desk, the doctor and the examiner, served by the gateway.
         .target(

@@ -1,7 +1,6 @@
 import Foundation
 import Messaging
 import ServiceKit
-import Tracing
 import Vapor
 
 /// The single entry (:8088): routes each path prefix to the service that owns it, and nothing
@@ -96,18 +95,12 @@ public struct Gateway: Sendable {
         }
         let upstream: ClientResponse
         do {
-            upstream = try await withSpan(
-                "\(req.method.rawValue) \(MetricsMiddleware.route(of: req))", context: req.serviceContext, ofKind: .client
-            ) { span in
-                span.attributes["http.request.method"] = req.method.rawValue
-                span.attributes["server.address"] = route.upstream.host
-                span.attributes["hospital.service"] = "gateway"
-                Traces.propagate(span.context, into: &headers)
-                let answer = try await req.client.send(req.method, headers: headers, to: uri) { outgoing in
-                    if let body = req.body.data { outgoing.body = body }
-                }
-                span.attributes["http.response.status_code"] = Int(answer.status.code)
-                return answer
+            // The service's server span is a child of the gateway's (no client span of its own
+            // between them: a third of the spans of every proxied request, for nothing the two
+            // server spans do not already say).
+            Traces.propagate(req.serviceContext, into: &headers)
+            upstream = try await req.client.send(req.method, headers: headers, to: uri) { outgoing in
+                if let body = req.body.data { outgoing.body = body }
             }
         } catch {
             req.logger.warning(

@@ -210,11 +210,13 @@ public final class EventConsumer: Sendable {
                         "process \(envelope.type)", context: TraceContext.context(of: envelope.traceparent),
                         ofKind: .consumer
                     ) { span in
-                        span.attributes["messaging.operation.type"] = "process"
-                        span.attributes["messaging.destination.name"] = message.topic
-                        span.attributes["messaging.consumer.group.name"] = group
-                        span.attributes["messaging.message.id"] = envelope.eventId.uuidString
-                        span.attributes["hospital.service"] = group
+                        span.updateAttributes { attributes in
+                            attributes["messaging.operation.type"] = "process"
+                            attributes["messaging.destination.name"] = message.topic
+                            attributes["messaging.consumer.group.name"] = group
+                            attributes["messaging.message.id"] = envelope.eventId.uuidString
+                            attributes["hospital.service"] = group
+                        }
                         try await handler(envelope, db)
                     }
                     seen.insert(envelope.eventId)

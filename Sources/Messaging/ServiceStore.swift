@@ -22,8 +22,11 @@ public struct ServiceStore: Sendable {
     /// Runs `body` in one transaction: everything it writes commits together or not at all.
     /// A transaction that lost a race on an aggregate's version is retried from the start.
     public func write<T: Sendable>(_ body: @escaping @Sendable (any Database) async throws -> T) async throws -> T {
-        // One span for the transaction (and its retries), a child of whatever caused it.
-        try await withSpan("transaction", ofKind: .client) { span in
+        // One span for the transaction (and its retries), a child of whatever caused it; none
+        // outside a trace (a consumer's batch spans several traces: each event has its own
+        // `process` span).
+        guard ServiceContext.current != nil else { return try await transaction(body) }
+        return try await withSpan("transaction", ofKind: .client) { span in
             span.attributes["db.system.name"] = gate == nil ? "postgresql" : "sqlite"
             return try await transaction(body)
         }

@@ -186,7 +186,10 @@ final class ServiceHost: Sendable {
         app.middleware = Middlewares()
         let metrics = ServiceMetrics(service: name.rawValue)
         app.middleware.use(MetricsMiddleware(metrics: metrics))
-        if Traces.isOn { app.middleware.use(ServerSpans(service: name.rawValue)) }
+        if Traces.isOn {
+            app.traceAutoPropagation = true
+            app.middleware.use(ServerSpans(service: name.rawValue))
+        }
         if let path = configuration.metricsPath { metrics.register(on: app.routes, path: path) }
         app.middleware.use(RouteLoggingMiddleware(logLevel: .debug))
         app.middleware.use(SecurityHeaders())

@@ -24,6 +24,19 @@ extension Request {
         set { storage[SignedInKey.self] = newValue }
     }
 
+    private struct TemplateKey: StorageKey {
+        typealias Value = String?
+    }
+
+    /// The API's route template of this request's path (`/receptions/:id`), worked out once per
+    /// request for access control, metrics and spans alike; nil for a path the table does not list.
+    public var apiTemplate: String? {
+        if let known = storage[TemplateKey.self] { return known }
+        let template = AccessPolicy.template(of: url.path)
+        storage[TemplateKey.self] = .some(template)
+        return template
+    }
+
     /// The bearer token of the `Authorization` header, if there is one.
     public var bearerToken: String? {
         guard let value = headers.first(name: .authorization) else { return nil }
@@ -52,7 +65,7 @@ public struct AccessControl: Middleware {
     public func respond(to request: Request, chainingTo next: any Responder) -> EventLoopFuture<Response> {
         let method = request.method.rawValue
         if method == "GET", !openPaths.isEmpty, openPaths.contains(request.url.path) { return next.respond(to: request) }
-        let template = AccessPolicy.template(of: request.url.path)
+        let template = request.apiTemplate
         let decision = template.map { AccessPolicy.decision(method: method, path: $0) } ?? .unlisted
         if decision == .open { return next.respond(to: request) }
         guard let token = request.bearerToken else {

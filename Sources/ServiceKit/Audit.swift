@@ -312,7 +312,7 @@ public struct AuditMiddleware: Middleware {
         // Only what the table guards: public operations and refused callers are not patient reads
         // (a refusal never got as far; AccessControl logs those).
         guard let user = request.signedIn?.principal, !request.url.path.hasPrefix("/admin/") else { return }
-        let template = AccessPolicy.template(of: request.url.path) ?? request.url.path
+        let template = request.apiTemplate ?? request.url.path
         let pathId = (request.parameters.get("id") ?? request.parameters.get("receptionId")).flatMap(
             UUID.init(uuidString:))
         let peer = request.remoteAddress?.ipAddress ?? "?"

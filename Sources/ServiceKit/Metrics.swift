@@ -202,7 +202,7 @@ public struct MetricsMiddleware: Middleware {
     /// The API's template for the path (the gateway proxies with wildcards, so it is asked
     /// first), else the matched route's own, else `unmatched`.
     public static func route(of request: Request) -> String {
-        if let template = AccessPolicy.template(of: request.url.path) { return template }
+        if let template = request.apiTemplate { return template }
         if let route = request.route {
             return "/" + route.path.map { component -> String in
                 switch component {

@@ -29,29 +29,42 @@ public enum Traces {
 
 /// A server span per request, continuing the caller's `traceparent` (OpenTelemetry HTTP
 /// conventions: named `METHOD route`, the route a template). Not Vapor's `TracingMiddleware`:
-/// that one records the query string, where a name search would carry a patient's name.
-public struct ServerSpans: AsyncMiddleware {
+/// that one records the query string, where a name search would carry a patient's name; and it
+/// is async, a task hop per request. This one runs on the event loop; with the application's
+/// `traceAutoPropagation` on, Vapor makes the span current for every later middleware and the
+/// route handler.
+public struct ServerSpans: Middleware {
     let service: String
 
     public init(service: String) { self.service = service }
 
-    public func respond(to request: Request, chainingTo next: any AsyncResponder) async throws -> Response {
+    public func respond(to request: Request, chainingTo next: any Responder) -> EventLoopFuture<Response> {
         var parent = TracingContext.topLevel
         if let traceparent = request.headers.first(name: "traceparent") {
             parent = TraceContext.context(of: traceparent)
         }
         let route = MetricsMiddleware.route(of: request)
-        return try await withSpan("\(request.method.rawValue) \(route)", context: parent, ofKind: .server) { span in
-            span.attributes["http.request.method"] = request.method.rawValue
-            span.attributes["http.route"] = route
-            span.attributes["url.scheme"] = request.url.scheme ?? "http"
-            span.attributes["network.protocol.version"] = "\(request.version.major).\(request.version.minor)"
-            span.attributes["hospital.service"] = service
-            request.serviceContext = span.context
-            let response = try await next.respond(to: request)
-            span.attributes["http.response.status_code"] = Int(response.status.code)
-            if response.status.code >= 500 { span.setStatus(.init(code: .error)) }
-            return response
+        let span = InstrumentationSystem.tracer.startSpan(
+            "\(request.method.rawValue) \(route)", context: parent, ofKind: .server)
+        span.updateAttributes { attributes in  // one lock for all of them
+            attributes["http.request.method"] = request.method.rawValue
+            attributes["http.route"] = route
+            attributes["url.scheme"] = request.url.scheme ?? "http"
+            attributes["network.protocol.version"] =
+                request.version == .http1_1 ? "1.1" : "\(request.version.major).\(request.version.minor)"
+            attributes["hospital.service"] = service
+        }
+        request.serviceContext = span.context
+        return next.respond(to: request).always { result in
+            switch result {
+            case .success(let response):
+                span.attributes["http.response.status_code"] = Int(response.status.code)
+                if response.status.code >= 500 { span.setStatus(.init(code: .error)) }
+            case .failure(let error):
+                span.recordError(error)
+                span.setStatus(.init(code: .error))
+            }
+            span.end()
         }
     }
 }

@@ -41,6 +41,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.7.3"),
         .package(url: "https://github.com/swift-otel/swift-otel.git", from: "1.6.0"),
+        .package(url: "https://github.com/vapor/multipart-kit.git", from: "4.7.1"),
     ],
     targets: [
         // The published language: event envelope and payloads.
@@ -100,7 +101,10 @@ let package = Package(
         .target(
             name: "ExaminationService",
             dependencies: [
-                "ExaminationDomain", "Contracts", "SharedKernel", "Messaging", "ServiceKit", vapor, fluentKit,
+                "ExaminationDomain", "Contracts", "SharedKernel", "Messaging", "ServiceKit", vapor, fluentKit, sqlKit,
+                .product(name: "MultipartKit", package: "multipart-kit"),
+                .product(name: "Crypto", package: "swift-crypto"), .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]),
         .target(
             name: "PatientManagementService",
@@ -112,6 +116,7 @@ let package = Package(
             name: "Gateway",
             dependencies: [
                 "ServiceKit", "Messaging", "Identity", vapor, .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]),
         // The screens of the desk, the doctor and the examiner, served by the gateway.
         .target(

@@ -134,12 +134,34 @@ public struct ExaminationCompleted: Codable, Sendable, Equatable {
     public var diagnosisId: UUID
     public var orderId: UUID
     public var result: String
+    /// The result files attached by then: references, never their bytes (absent when none, so
+    /// consumers that predate attachments read the event as before).
+    public var attachments: [AttachmentReference]?
 
-    public init(examinationId: UUID, diagnosisId: UUID, orderId: UUID, result: String) {
+    public init(
+        examinationId: UUID, diagnosisId: UUID, orderId: UUID, result: String, attachments: [AttachmentReference]? = nil
+    ) {
         self.examinationId = examinationId
         self.diagnosisId = diagnosisId
         self.orderId = orderId
         self.result = result
+        self.attachments = attachments.flatMap { $0.isEmpty ? nil : $0 }
+    }
+}
+
+/// A file attached to an examination, as events name it: enough to fetch and check it
+/// (`GET /examinations/{examinationId}/attachments/{id}`, the SHA-256), nothing of its contents.
+public struct AttachmentReference: Codable, Sendable, Equatable {
+    public var id: UUID
+    public var contentType: String
+    public var size: Int64
+    public var sha256: String
+
+    public init(id: UUID, contentType: String, size: Int64, sha256: String) {
+        self.id = id
+        self.contentType = contentType
+        self.size = size
+        self.sha256 = sha256
     }
 }
 

@@ -56,7 +56,9 @@ public struct Examination: Sendable, Equatable {
     }
 
     /// 검사 시행: records the result.
-    public mutating func perform(result: ExamNote, at now: Date) throws(InvalidTransition) -> [VisitEvent] {
+    public mutating func perform(
+        result: ExamNote, attachments: [AttachmentReference] = [], at now: Date
+    ) throws(InvalidTransition) -> [VisitEvent] {
         guard status == .requested else {
             throw InvalidTransition(aggregate: "examination", currentState: status.rawValue, attempted: "perform")
         }
@@ -65,7 +67,9 @@ public struct Examination: Sendable, Equatable {
         resolvedAt = now
         return [
             .examinationCompleted(
-                ExaminationCompleted(examinationId: id, diagnosisId: diagnosisId, orderId: orderId, result: result.text)
+                ExaminationCompleted(
+                    examinationId: id, diagnosisId: diagnosisId, orderId: orderId, result: result.text,
+                    attachments: attachments)
             )
         ]
     }

@@ -13,6 +13,7 @@ public struct ExaminationService: HospitalService {
     public static var migrations: [any Migration] {
         MessagingMigrations.all + [
             ExaminationMigrations.CreateExaminations(),
+            AttachmentMigrations.CreateAttachments(),
             CreateIndexes(
                 name: "E002_ExaminationIndexes",
                 [
@@ -24,8 +25,32 @@ public struct ExaminationService: HospitalService {
     }
 
     let context: ServiceContext
+    let attachmentStore: AttachmentStore?
 
-    public init(context: ServiceContext) { self.context = context }
+    public init(context: ServiceContext) {
+        self.context = context
+        var store: AttachmentStore?
+        if let settings = context.attachments {
+            do {
+                store = try AttachmentStore(
+                    directory: settings.directory, maxBytes: settings.maxBytes, grace: settings.grace,
+                    logger: context.logger)
+            } catch {
+                context.logger.error(
+                    "the attachments directory cannot be used; attaching files is off",
+                    metadata: ["directory": "\(settings.directory.path)", "error": "\(error)"])
+            }
+        }
+        attachmentStore = store
+    }
+
+    /// Sweeps the attachments directory now and every ten minutes.
+    public func maintain() async {
+        while !Task.isCancelled {
+            await sweepAttachments()
+            try? await Task.sleep(for: .seconds(600))
+        }
+    }
 
     public func registerRoutes(on routes: any RoutesBuilder) {
         let examinations = routes.grouped("examinations")
@@ -33,6 +58,7 @@ public struct ExaminationService: HospitalService {
         examinations.get(":id", use: show)
         examinations.post(":id", "perform", use: perform)
         examinations.post(":id", "cancel", use: cancel)
+        registerAttachmentRoutes(on: examinations)
     }
 
     // MARK: Commands
@@ -44,8 +70,10 @@ public struct ExaminationService: HospitalService {
         let id = try req.id(of: "examination")
         let result = try ExamNote.validated(try req.body(PerformBody.self).result, field: "result")
         let stamp = EventStamp(producer: Self.name, actor: req.actor(default: "examiner"), trace: req.trace)
+        // The completion names the files attached by then.
+        let attachments = try await references(of: id)
         return try await change(id, stamp: stamp) { exam, now in
-            try exam.perform(result: result, at: now)
+            try exam.perform(result: result, attachments: attachments, at: now)
         }
     }
 

@@ -45,6 +45,9 @@ public enum AccessPolicy {
         .init(method: "GET", path: "/examinations/:id", roles: [.examiner]),
         .init(method: "POST", path: "/examinations/:id/perform", roles: [.examiner]),
         .init(method: "POST", path: "/examinations/:id/cancel", roles: [.examiner]),
+        .init(method: "POST", path: "/examinations/:id/attachments", roles: [.examiner]),
+        .init(method: "GET", path: "/examinations/:id/attachments", roles: [.doctor, .examiner]),
+        .init(method: "GET", path: "/examinations/:id/attachments/:attachmentId", roles: [.doctor, .examiner]),
         // the desk's board
         .init(method: "GET", path: "/patientManagements", roles: [.desk]),
         .init(method: "GET", path: "/patientManagements/:receptionId", roles: [.desk, .doctor]),

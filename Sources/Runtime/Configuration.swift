@@ -46,6 +46,15 @@ public struct HospitalConfiguration: Sendable, CustomStringConvertible {
     public var logLevel: Logger.Level
     /// HOSPITAL_TIME_ZONE: the hospital's time zone, for "today" and date filters.
     public var timeZone: TimeZone
+    /// HOSPITAL_ATTACHMENTS_DIR / --attachments-dir: where examination result files go (by
+    /// default `attachments` in the data directory); every examination replica must see the same
+    /// directory (a ReadWriteMany volume).
+    public var attachmentsDirectory: URL?
+    /// HOSPITAL_ATTACHMENT_MAX_MB: the largest file (50 MB).
+    public var attachmentMaxBytes: Int64 = 50 * 1_048_576
+    /// HOSPITAL_ATTACHMENT_GRACE_SECONDS: how long a temporary or unreferenced file is left alone
+    /// before a sweep removes it (600).
+    public var attachmentGrace: TimeInterval = 600
     /// HOSPITAL_METRICS_PATH: where each port serves its Prometheus metrics (`/metrics`); `off`
     /// serves none.
     public var metricsPath: String? = "/metrics"
@@ -149,6 +158,15 @@ public struct HospitalConfiguration: Sendable, CustomStringConvertible {
                 throw ConfigurationError("HOSPITAL_TIME_ZONE: unknown time zone \(raw)")
             }
             config.timeZone = zone
+        }
+        if let raw = env["HOSPITAL_ATTACHMENTS_DIR"], !raw.isEmpty {
+            config.attachmentsDirectory = URL(fileURLWithPath: raw, isDirectory: true)
+        }
+        if let raw = env["HOSPITAL_ATTACHMENT_MAX_MB"] {
+            config.attachmentMaxBytes = Int64(try positive(raw, "HOSPITAL_ATTACHMENT_MAX_MB")) * 1_048_576
+        }
+        if let raw = env["HOSPITAL_ATTACHMENT_GRACE_SECONDS"] {
+            config.attachmentGrace = TimeInterval(try positive(raw, "HOSPITAL_ATTACHMENT_GRACE_SECONDS"))
         }
         if let raw = env["HOSPITAL_METRICS_PATH"] {
             if raw == "off" {

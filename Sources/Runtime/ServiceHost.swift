@@ -111,7 +111,12 @@ final class ServiceHost: Sendable {
         let context = ServiceContext(
             store: store, nudgeRelay: { relay.nudge() }, timeZone: configuration.timeZone, logger: app.logger,
             history: transport, pii: S.name == "reception" ? try PIIKeys.protector(configuration) : nil,
-            metrics: metrics)
+            metrics: metrics,
+            attachments: S.name == "examination"
+                ? AttachmentSettings(
+                    directory: configuration.attachmentsDirectory
+                        ?? configuration.dataDirectory.appendingPathComponent("attachments", isDirectory: true),
+                    maxBytes: configuration.attachmentMaxBytes, grace: configuration.attachmentGrace) : nil)
         let service = S(context: context)
         service.registerRoutes(on: app.routes)
         let consumer =
@@ -221,6 +226,9 @@ final class ServiceHost: Sendable {
         }
         if let audit {
             started.append(Task { await audit.run() })
+        }
+        if let service {
+            started.append(Task { await service.maintain() })
         }
         if let store {
             let (settings, logger) = (retention, app.logger)

@@ -104,7 +104,7 @@ public final class AuditTrail: Sendable {
             if let id = raw.flatMap(UUID.init(uuidString:)) { ids.insert(id) }
             if entry.patientId == nil { entry.patientId = row["patientId"] as? String }
         }
-        entry.receptionIds = ids.sorted { $0.uuidString < $1.uuidString }
+        if !ids.isEmpty { entry.receptionIds = ids.sorted { $0.uuidString < $1.uuidString } }
         return entry
     }
 
@@ -291,6 +291,19 @@ public final class AuditTrail: Sendable {
     }
 }
 
+extension Request {
+    private struct AuditVisitsKey: StorageKey {
+        typealias Value = [UUID]
+    }
+
+    /// The visits a handler says this request touched, for an answer that does not name them
+    /// itself (a file's bytes, a list of a visit's files).
+    public var auditVisits: [UUID] {
+        get { storage[AuditVisitsKey.self] ?? [] }
+        set { storage[AuditVisitsKey.self] = newValue }
+    }
+}
+
 /// Records every signed-in request to patient data in the service's audit trail: who, what,
 /// which visits (read from the answer: every row a list showed), outcome and client.
 public struct AuditMiddleware: Middleware {
@@ -321,7 +334,8 @@ public struct AuditMiddleware: Middleware {
         // does not wait for that.
         trail.record(
             user: user.username, role: user.role.rawValue, action: "\(request.method.rawValue) \(template)",
-            answer: (200..<300).contains(status) ? body : nil, pathId: pathId, outcome: status,
+            receptionIds: request.auditVisits, answer: (200..<300).contains(status) ? body : nil, pathId: pathId,
+            outcome: status,
             client: peer + forwarded)
     }
 }

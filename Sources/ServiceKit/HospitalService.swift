@@ -21,12 +21,15 @@ public struct ServiceContext: Sendable {
     public var pii: PIIProtector?
     /// The service's metrics (the visit's own: registrations, outcomes, waits).
     public var metrics: ServiceMetrics?
+    /// Where result files go (the examination service).
+    public var attachments: AttachmentSettings?
 
     public init(
         store: ServiceStore, nudgeRelay: @escaping @Sendable () -> Void, timeZone: TimeZone, logger: Logger,
         history: (any EventHistory)?, now: @escaping @Sendable () -> Date = ServiceContext.millisecondNow,
-        pii: PIIProtector? = nil, metrics: ServiceMetrics? = nil
+        pii: PIIProtector? = nil, metrics: ServiceMetrics? = nil, attachments: AttachmentSettings? = nil
     ) {
+        self.attachments = attachments
         self.pii = pii
         self.metrics = metrics
         self.store = store
@@ -64,4 +67,24 @@ public protocol HospitalService: Sendable {
     var handledEventTypes: Set<String> { get }
     /// Applies one event inside the consumer's transaction (the inbox is handled around it).
     func handle(_ envelope: EventEnvelope, on db: any Database) async throws
+    /// Housekeeping of its own while it serves (sweeping files, say); returns when canceled.
+    func maintain() async
+}
+
+extension HospitalService {
+    public func maintain() async {}
+}
+
+/// Where a service keeps files and how big they may be.
+public struct AttachmentSettings: Sendable {
+    public var directory: URL
+    public var maxBytes: Int64
+    /// How long a temporary or unreferenced file is left alone before a sweep removes it.
+    public var grace: TimeInterval
+
+    public init(directory: URL, maxBytes: Int64, grace: TimeInterval) {
+        self.directory = directory
+        self.maxBytes = maxBytes
+        self.grace = grace
+    }
 }

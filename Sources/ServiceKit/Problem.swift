@@ -34,6 +34,10 @@ public enum AppError: Error, Equatable {
     case unauthenticated
     /// Signed in, but the role may not do this (403).
     case forbidden
+    /// A body of a type this operation does not take, said in `detail` (415).
+    case unsupportedMediaType(String)
+    /// A body over the operation's limit (413).
+    case payloadTooLarge(String)
 }
 
 /// The one mapping of errors to HTTP responses, for every service and the gateway.
@@ -134,6 +138,11 @@ public struct ProblemMiddleware: AsyncMiddleware {
             Problem(
                 type: "/problems/forbidden", title: "Forbidden", status: 403,
                 detail: "Your role may not do this.")
+        case .unsupportedMediaType(let detail):
+            Problem(
+                type: "/problems/unsupported-media-type", title: "Unsupported Media Type", status: 415, detail: detail)
+        case .payloadTooLarge(let detail):
+            Problem(type: "/problems/payload-too-large", title: "Payload Too Large", status: 413, detail: detail)
         }
     }
 

@@ -83,6 +83,11 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("patient-management-port")) var patientManagementPort: Int?
 
     @Option(
+        name: .customLong("attachments-dir"),
+        help: "Where examination result files go (HOSPITAL_ATTACHMENTS_DIR, default: attachments in the data directory).")
+    var attachmentsDir: String?
+
+    @Option(
         name: .customLong("oidc-issuer"),
         help: "Sign in through this OpenID Connect provider; local accounts are off (HOSPITAL_OIDC_ISSUER).")
     var oidcIssuer: String?
@@ -106,6 +111,7 @@ struct Serve: AsyncParsableCommand {
         ].compactMapValues { $0 }
         var config = try common.configuration(overriding: oidc)
         if let host { config.host = host }
+        if let attachmentsDir { config.attachmentsDirectory = URL(fileURLWithPath: attachmentsDir, isDirectory: true) }
         if noMigrate { config.autoMigrate = false }
         let ports: [(ServiceName, Int?)] = [
             (.gateway, gatewayPort), (.reception, receptionPort), (.diagnosis, diagnosisPort),

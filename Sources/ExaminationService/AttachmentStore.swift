@@ -78,7 +78,10 @@ public final class AttachmentStore: Sendable {
             parser.onBody = { chunk in
                 if inFile == nil {
                     let disposition = headers.first { $0.0.lowercased() == "content-disposition" }?.1 ?? ""
-                    inFile = Disposition.parameter("name", in: disposition) == "file" && fileHeaders.isEmpty
+                    // The part named `file`; or a part whose disposition could not be read at all
+                    // (a name in another encoding than UTF-8 makes the parser drop the header).
+                    let named = disposition.isEmpty || Disposition.parameter("name", in: disposition) == "file"
+                    inFile = named && parts == 0 && fileHeaders.isEmpty
                     if inFile == true { fileHeaders = headers }
                 }
                 if inFile == true { pending.writeBuffer(&chunk) }

@@ -149,7 +149,7 @@ struct AuditTests {
     }
 
     func verify(_ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
+        let process = ChildProcess()
         process.executableURL = HospitalProcess.executable
         process.arguments = ["audit", "verify"] + arguments
         let pipe = Pipe()

@@ -5,10 +5,10 @@ import Testing
 
 /// A real `hospital` process, as an operator would start it.
 final class HospitalProcess: Sendable {
-    private let process: Process
+    private let process: ChildProcess
     private let output: OutputBuffer
 
-    private init(process: Process, output: OutputBuffer) {
+    private init(process: ChildProcess, output: OutputBuffer) {
         self.process = process
         self.output = output
     }
@@ -31,7 +31,7 @@ final class HospitalProcess: Sendable {
         _ services: [ServiceName], dataDirectory: URL, ports: [ServiceName: Int] = [:],
         environment: [String: String] = [:], errorLog: URL? = nil
     ) async throws -> HospitalProcess {
-        let process = Process()
+        let process = ChildProcess()
         process.executableURL = executable
         var arguments = ["serve"] + services.map(\.rawValue) + ["--data-dir", dataDirectory.path]
         for service in ServiceName.allCases {
@@ -85,9 +85,8 @@ final class HospitalProcess: Sendable {
 
     func port(_ service: ServiceName) -> Int? { url(service)?.port }
 
-    /// Starts `process`, one launch at a time across the test run: Foundation's `Process.run` on
-    /// Linux crashed (a segfault copying the environment) when tests launched processes at once.
-    static func launch(_ process: Process) throws {
+    /// Starts `process`, one launch at a time across the test run.
+    static func launch(_ process: ChildProcess) throws {
         launching.lock()
         defer { launching.unlock() }
         try process.run()

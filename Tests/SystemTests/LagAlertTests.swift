@@ -65,7 +65,7 @@ extension ScaleOutTests {
             """
         let file = system.directory.appendingPathComponent("lag_alert_test.yml")
         try fixture.write(to: file, atomically: true, encoding: .utf8)
-        let promtool = Process()
+        let promtool = ChildProcess()
         promtool.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         promtool.arguments = ["promtool", "test", "rules", file.path]
         let output = Pipe()

@@ -140,7 +140,7 @@ struct ProcessTests {
             return board["total"] as? Int == 3 ? board["items"] as? [[String: Any]] : nil
         }
 
-        let rebuild = Process()
+        let rebuild = ChildProcess()
         rebuild.executableURL = HospitalProcess.executable
         rebuild.arguments = ["rebuild", "patient-management", "--data-dir", directory.path, "--log-level", "warning"]
         let pipe = Pipe()

@@ -136,17 +136,17 @@ final class ScaleOut: @unchecked Sendable {
 /// `hospital dev kafka`: the mock cluster in a process of its own, taking `down`/`up` on stdin.
 final class MockKafka: Sendable {
     let bootstrap: String
-    private let process: Process
+    private let process: ChildProcess
     private let input: FileHandle
 
-    private init(bootstrap: String, process: Process, input: FileHandle) {
+    private init(bootstrap: String, process: ChildProcess, input: FileHandle) {
         self.bootstrap = bootstrap
         self.process = process
         self.input = input
     }
 
     static func start() async throws -> MockKafka {
-        let process = Process()
+        let process = ChildProcess()
         process.executableURL = HospitalProcess.executable
         process.arguments = ["dev", "kafka", "--brokers", "3", "--partitions", "6"]
         let output = Pipe()

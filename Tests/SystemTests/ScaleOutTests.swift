@@ -340,7 +340,7 @@ enum Kcat {
     }
 
     private static func run(_ arguments: [String], input: String?) throws -> String {
-        let process = Process()
+        let process = ChildProcess()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/kcat")
         process.arguments = arguments
         let output = Pipe()

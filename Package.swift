@@ -85,7 +85,8 @@ let package = Package(
             dependencies: [
                 "Contracts", "SharedKernel", "Messaging", "Identity", vapor, fluentKit, sqlKit, logging,
                 .product(name: "Crypto", package: "swift-crypto"), .product(name: "Prometheus", package: "swift-prometheus"),
-                tracing, instrumentation,
+                tracing, instrumentation, .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             resources: [.embedInCode("openapi.yaml")]),
 
@@ -116,7 +117,6 @@ let package = Package(
             name: "Gateway",
             dependencies: [
                 "ServiceKit", "Messaging", "Identity", vapor, .product(name: "JWTKit", package: "jwt-kit"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]),
         // The screens of the desk, the doctor and the examiner, served by the gateway.
         .target(

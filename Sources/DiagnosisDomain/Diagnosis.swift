@@ -64,6 +64,9 @@ public struct Diagnosis: Sendable, Equatable {
         public var cancelReason: String?
         public var orderedAt: Date
         public var resolvedAt: Date?
+        /// The examination that performed it, and the result files it attached (references).
+        public var examinationId: UUID?
+        public var attachments: [AttachmentReference]?
 
         public init(
             orderId: UUID, code: String, name: String, status: Status, result: String?, cancelReason: String?,
@@ -162,10 +165,15 @@ public struct Diagnosis: Sendable, Equatable {
     }
 
     /// An exam was performed: its result is recorded, and the consultation may be ready for review.
-    public mutating func examinationCompleted(orderId: UUID, result: String, at now: Date) {
+    public mutating func examinationCompleted(
+        orderId: UUID, result: String, examinationId: UUID? = nil, attachments: [AttachmentReference]? = nil,
+        at now: Date
+    ) {
         resolve(orderId: orderId, at: now) { order in
             order.status = .completed
             order.result = result
+            order.examinationId = examinationId
+            order.attachments = attachments
         }
     }
 

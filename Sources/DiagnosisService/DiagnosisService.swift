@@ -134,7 +134,8 @@ public struct DiagnosisService: HospitalService {
         case .examinationCompleted(let e):
             guard let model = try await DiagnosisModel.find(e.diagnosisId, on: db) else { return }
             var diagnosis = try model.aggregate()
-            diagnosis.examinationCompleted(orderId: e.orderId, result: e.result, at: at)
+            diagnosis.examinationCompleted(
+                orderId: e.orderId, result: e.result, examinationId: e.examinationId, attachments: e.attachments, at: at)
             try await save(model, diagnosis, [], causedBy: envelope, on: db)
         case .examinationCanceled(let e):
             guard let model = try await DiagnosisModel.find(e.diagnosisId, on: db) else { return }
@@ -172,6 +173,9 @@ public struct DiagnosisResponse: Content, Equatable {
         @Nullable public var cancelReason: String?
         public var orderedAt: Date
         @Nullable public var resolvedAt: Date?
+        @Nullable public var examinationId: UUID?
+        /// The result files the examiner attached (fetch them from the examination service).
+        public var attachments: [AttachmentReference]
     }
 
     public var id: UUID
@@ -195,7 +199,8 @@ public struct DiagnosisResponse: Content, Equatable {
         orders = d.orders.map {
             Order(
                 orderId: $0.orderId, code: $0.code, name: $0.name, status: $0.status.rawValue, result: $0.result,
-                cancelReason: $0.cancelReason, orderedAt: $0.orderedAt, resolvedAt: $0.resolvedAt)
+                cancelReason: $0.cancelReason, orderedAt: $0.orderedAt, resolvedAt: $0.resolvedAt,
+                examinationId: $0.examinationId, attachments: $0.attachments ?? [])
         }
         createdAt = d.createdAt
         closedAt = d.closedAt

@@ -156,10 +156,13 @@ extension ExaminationService {
         return response
     }
 
+    /// Files are attached while the exam waits for its result, and go with it: the completion
+    /// event names them all.
     static func requireOpen(_ exam: Examination) throws {
-        guard exam.status != .canceled else {
+        guard exam.status == .requested else {
             throw AppError.conflict(
-                currentState: exam.status.rawValue, detail: "A canceled examination takes no more attachments.")
+                currentState: exam.status.rawValue,
+                detail: "Files are attached before the result is recorded; this examination is \(exam.status.rawValue).")
         }
     }
 

@@ -1,4 +1,3 @@
-import AsyncHTTPClient
 import Foundation
 import Messaging
 import ServiceKit
@@ -40,10 +39,10 @@ public struct Gateway: Sendable {
         // Result files stream through in both directions, never collected here.
         if let examinations = routes.first(where: { $0.prefix == "examinations" }) {
             guarded.on(.POST, "examinations", ":id", "attachments", body: .stream) { req in
-                try await Self.stream(req, to: examinations)
+                try await StreamingProxy.forward(req, to: examinations.upstream, service: examinations.service)
             }
             guarded.on(.GET, "examinations", ":id", "attachments", ":attachmentId") { req in
-                try await Self.stream(req, to: examinations)
+                try await StreamingProxy.forward(req, to: examinations.upstream, service: examinations.service)
             }
         }
         for route in routes {
@@ -90,55 +89,6 @@ public struct Gateway: Sendable {
             entries.sort { ($0.at, $0.service, $0.seq) < ($1.at, $1.service, $1.seq) }
             return try AuditRoutes.answer(entries, csv: req.query[String.self, at: "format"] == "csv")
         }
-    }
-
-    /// Forwards `req` with its body streamed to the service and the answer's body streamed back
-    /// (backpressure both ways: a 50 MB file never sits in memory).
-    public static func stream(_ req: Request, to route: Route, path: String? = nil, token: String? = nil) async throws
-        -> Response
-    {
-        var url = route.upstream.absoluteString + (path ?? req.url.path)
-        if path == nil, let query = req.url.query { url += "?" + query }
-        var outgoing = HTTPClientRequest(url: url)
-        outgoing.method = .init(rawValue: req.method.rawValue)
-        for (name, value) in req.headers where !hopByHop.contains(name.lowercased()) {
-            outgoing.headers.add(name: name, value: value)
-        }
-        if let token {
-            outgoing.headers.replaceOrAdd(name: "Authorization", value: "Bearer \(token)")
-            outgoing.headers.remove(name: "Cookie")
-        }
-        if let peer = req.remoteAddress?.ipAddress { outgoing.headers.add(name: "X-Forwarded-For", value: peer) }
-        Traces.propagate(req.serviceContext, into: &outgoing.headers)
-        if req.method == .POST || req.method == .PUT {
-            let length = req.headers.first(name: .contentLength).flatMap(Int64.init)
-            outgoing.body = .stream(req.body, length: length.map { .known($0) } ?? .unknown)
-        }
-        let answer: HTTPClientResponse
-        do {
-            answer = try await HTTPClient.shared.execute(outgoing, timeout: .seconds(600))
-        } catch {
-            req.logger.warning(
-                "upstream unavailable", metadata: ["service": "\(route.service)", "error": "\(loggable(error))"])
-            throw AppError.serviceUnavailable(route.service)
-        }
-        var headers = HTTPHeaders()
-        for (name, value) in answer.headers where !hopByHop.contains(name.lowercased()) {
-            headers.add(name: name, value: value)
-        }
-        let length = answer.headers.first(name: "content-length").flatMap(Int.init)
-        let body = answer.body
-        return Response(
-            status: .init(statusCode: Int(answer.status.code)), headers: headers,
-            body: .init(
-                asyncStream: { writer in
-                    do {
-                        for try await chunk in body { try await writer.write(.buffer(chunk)) }
-                        try await writer.write(.end)
-                    } catch {
-                        try await writer.write(.error(error))
-                    }
-                }, count: length ?? -1))
     }
 
     private func forward(_ req: Request, to route: Route) async throws -> Response {

@@ -116,6 +116,12 @@ struct DiagnosisDTO: Decodable, Sendable {
         var result: String?
         var cancelReason: String?
         var orderedAt: Date
+        var examinationId: UUID?
+        var attachments: [AttachmentRef]?
+    }
+
+    struct AttachmentRef: Decodable, Sendable {
+        var id: UUID
     }
 
     var id: UUID

@@ -45,7 +45,8 @@ extension WebScreens {
     @Sendable func visitOrders(_ req: Request) async throws -> Response {
         let screen = Screen(req, timeZone: timeZone)
         let diagnosis: DiagnosisDTO = try await api(req).get(.diagnosis, "/diagnoses/\(try diagnosisId(req))")
-        return render("orders", ordersContext(diagnosis, screen).merging(["t": screen.language.strings]) { $1 })
+        let context = await ordersContext(req, diagnosis, screen)
+        return render("orders", context.merging(["t": screen.language.strings]) { $1 })
     }
 
     private func visitPage(
@@ -65,7 +66,7 @@ extension WebScreens {
         // The chart number and birth date stay in reception; the doctor's screen asks for them.
         let reception: ReceptionDTO? = try? await api(req).get(
             .reception, "/receptions/\(diagnosis.receptionId.uuidString)")
-        var extra = ordersContext(diagnosis, screen)
+        var extra = await ordersContext(req, diagnosis, screen)
         extra["id"] = diagnosis.id.uuidString
         extra["patientName"] = diagnosis.patientName
         extra["patientId"] = reception?.patientId
@@ -84,20 +85,28 @@ extension WebScreens {
         return render("visit", screen.context(title: diagnosis.patientName, extra), status: status)
     }
 
-    private func ordersContext(_ diagnosis: DiagnosisDTO, _ screen: Screen) -> [String: Any] {
-        [
+    private func ordersContext(_ req: Request, _ diagnosis: DiagnosisDTO, _ screen: Screen) async -> [String: Any] {
+        var orders: [[String: Any]] = []
+        for order in diagnosis.orders {
+            var row: [String: Any] = [
+                "orderId": order.orderId.uuidString, "code": order.code,
+                "name": Catalogue.exam(code: order.code, name: order.name, screen.language), "status": order.status,
+                "statusLabel": Strings.examStatus(order.status, screen.language),
+            ]
+            // Absent, not nil: a template shows a boxed nil as the text "nil".
+            row["result"] = order.result
+            row["cancelReason"] = order.cancelReason
+            // The result files the completion named: their names and where to see them.
+            if let examination = order.examinationId, !(order.attachments ?? []).isEmpty {
+                let files = await attachmentRows(req, examination: examination, role: "doctor", screen: screen)
+                row["files"] = files
+                row["hasFiles"] = !files.isEmpty
+            }
+            orders.append(row)
+        }
+        return [
             "status": diagnosis.status, "statusLabel": Strings.diagnosisStatus(diagnosis.status, screen.language),
-            "orders": diagnosis.orders.map { order in
-                var row: [String: Any] = [
-                    "orderId": order.orderId.uuidString, "code": order.code,
-                    "name": Catalogue.exam(code: order.code, name: order.name, screen.language), "status": order.status,
-                    "statusLabel": Strings.examStatus(order.status, screen.language),
-                ]
-                // Absent, not nil: a template shows a boxed nil as the text "nil".
-                row["result"] = order.result
-                row["cancelReason"] = order.cancelReason
-                return row
-            },
+            "orders": orders,
         ]
     }
 

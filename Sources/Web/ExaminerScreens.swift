@@ -20,13 +20,16 @@ extension WebScreens {
         do {
             let waiting: ListOf<ExamDTO> = try await api(req).get(
                 .examination, "/examinations?status=REQUESTED&limit=200")
-            extra["exams"] = waiting.items.map { exam in
-                [
+            var exams: [[String: Any]] = []
+            for exam in waiting.items {
+                exams.append([
                     "id": exam.id.uuidString, "code": exam.code,
                     "name": Catalogue.exam(code: exam.code, name: exam.name, screen.language),
                     "patientName": exam.patientName, "requestedAt": screen.clock(exam.requestedAt),
-                ] as [String: Any]
+                    "files": await attachmentRows(req, examination: exam.id, role: "examiner", screen: screen),
+                ])
             }
+            extra["exams"] = exams
         } catch {
             extra["error"] = screen.sentence(for: error)
         }

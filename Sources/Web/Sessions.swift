@@ -61,7 +61,10 @@ public struct ScreenSessions: Sendable {
             let originAuthority = originHost + (url.port.map { ":\($0)" } ?? "")
             guard originAuthority == host || originHost == host else { return false }
         }
-        guard let expected = csrfToken(req), let sent = req.formValue("csrf") else { return false }
+        // A streamed upload has no form to read: its token comes in a header (scripts) or in the
+        // form's action (`?csrf=`, the page's own).
+        let sent = req.headers.first(name: "X-CSRF-Token") ?? req.query[String.self, at: "csrf"] ?? req.formValue("csrf")
+        guard let expected = csrfToken(req), let sent else { return false }
         return constantTimeEqual(expected, sent)
     }
 

@@ -57,6 +57,9 @@ public struct WebScreens: Sendable {
         examiner.get("examiner", use: self.examiner)
         examiner.post("examiner", "examinations", ":id", "perform", use: perform)
         examiner.post("examiner", "examinations", ":id", "cancel", use: cancelExam)
+        examiner.on(.POST, "examiner", "examinations", ":id", "attachments", body: .stream, use: attach)
+        examiner.get("examiner", "examinations", ":id", "attachments", ":attachmentId", use: attachmentFile)
+        doctor.get("doctor", "examinations", ":id", "attachments", ":attachmentId", use: attachmentFile)
     }
 
     // MARK: Home, sign-in and language
@@ -236,6 +239,11 @@ struct Screen {
                 Screen.stateLabel(state, kind: kind, t).map { String(format: t("error.conflict"), $0) }
                 ?? t("error.failed")
         case "notFound": error = t("error.notFound")
+        case "attachType": error = t("error.attachType")
+        case "attachSize": error = t("error.attachSize")
+        case "attachInvalid": error = t("error.attachInvalid")
+        case "attachClosed": error = t("error.attachClosed")
+        case "attach": error = t("error.attach")
         default: error = nil
         }
     }

@@ -14,12 +14,61 @@
       event.preventDefault();
       return;
     }
+    if (form.hasAttribute("data-upload")) {
+      var input = form.querySelector("input[type=file]");
+      if (!input.files.length) {
+        event.preventDefault();
+        input.focus();
+        return;
+      }
+      event.preventDefault();
+      upload(form, input.files[0]);
+    }
     form.dataset.sent = "true";
     form.querySelectorAll("button[type=submit]").forEach(function (b) {
       b.disabled = true;
       b.setAttribute("aria-busy", "true");
     });
   }, true);
+
+  // A file goes up with a progress bar; the page then shows it (or says why not).
+  function upload(form, file) {
+    var progress = form.querySelector("progress");
+    var request = new XMLHttpRequest();
+    request.open("POST", form.getAttribute("action"));
+    request.setRequestHeader("X-Requested-With", "fetch");
+    request.setRequestHeader("X-CSRF-Token", form.dataset.csrf);
+    progress.hidden = false;
+    request.upload.addEventListener("progress", function (e) {
+      if (e.lengthComputable) progress.value = Math.round(100 * e.loaded / e.total);
+    });
+    request.addEventListener("load", function () {
+      var codes = { 415: "attachType", 413: "attachSize", 400: "attachInvalid", 422: "attachInvalid", 409: "attachClosed" };
+      location.href = request.status === 201 ? "/examiner?notice=attached" : "/examiner?error=" + (codes[request.status] || "attach");
+    });
+    request.addEventListener("error", function () { location.href = "/examiner?error=attach"; });
+    var body = new FormData();
+    body.append("file", file, file.name);
+    request.send(body);
+  }
+
+  // Drag and drop onto a form's drop zone: the file is chosen and sent.
+  document.querySelectorAll("form[data-upload]").forEach(function (form) {
+    var zone = form.querySelector(".dropzone");
+    var input = form.querySelector("input[type=file]");
+    ["dragenter", "dragover"].forEach(function (name) {
+      zone.addEventListener(name, function (e) { e.preventDefault(); zone.classList.add("over"); });
+    });
+    ["dragleave", "drop"].forEach(function (name) {
+      zone.addEventListener(name, function () { zone.classList.remove("over"); });
+    });
+    zone.addEventListener("drop", function (e) {
+      e.preventDefault();
+      if (!e.dataTransfer.files.length) return;
+      input.files = e.dataTransfer.files;
+      form.requestSubmit();
+    });
+  });
 
   // Required fields: the message is the page's own, in the page's language.
   function validate(form) {

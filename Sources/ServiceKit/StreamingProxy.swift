@@ -1,0 +1,66 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import Messaging
+import Vapor
+
+/// Forwards a request to a service with its body streamed there and the answer's body streamed
+/// back (backpressure both ways: a 50 MB file never sits in memory). The gateway's route for
+/// result files, and the screens' uploads and downloads, go through it.
+public enum StreamingProxy {
+    /// Headers that describe one connection, not the message (RFC 9110, 7.6.1).
+    static let hopByHop: Set<String> = [
+        "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+        "transfer-encoding", "upgrade", "host", "content-length",
+    ]
+
+    /// - Parameters:
+    ///   - path: the service's path (default: the request's own, with its query).
+    ///   - token: the user's token for a screen's request (it replaces the cookie).
+    public static func forward(
+        _ req: Request, to upstream: URL, service: String, path: String? = nil, token: String? = nil
+    ) async throws -> Response {
+        var url = upstream.absoluteString + (path ?? req.url.path)
+        if path == nil, let query = req.url.query { url += "?" + query }
+        var outgoing = HTTPClientRequest(url: url)
+        outgoing.method = .init(rawValue: req.method.rawValue)
+        for (name, value) in req.headers where !hopByHop.contains(name.lowercased()) {
+            outgoing.headers.add(name: name, value: value)
+        }
+        if let token {
+            outgoing.headers.replaceOrAdd(name: "Authorization", value: "Bearer \(token)")
+            outgoing.headers.remove(name: "Cookie")
+        }
+        if let peer = req.remoteAddress?.ipAddress { outgoing.headers.add(name: "X-Forwarded-For", value: peer) }
+        Traces.propagate(req.serviceContext, into: &outgoing.headers)
+        if req.method == .POST || req.method == .PUT {
+            let length = req.headers.first(name: .contentLength).flatMap(Int64.init)
+            outgoing.body = .stream(req.body, length: length.map { .known($0) } ?? .unknown)
+        }
+        let answer: HTTPClientResponse
+        do {
+            answer = try await HTTPClient.shared.execute(outgoing, timeout: .seconds(600))
+        } catch {
+            req.logger.warning(
+                "upstream unavailable", metadata: ["service": "\(service)", "error": "\(loggable(error))"])
+            throw AppError.serviceUnavailable(service)
+        }
+        var headers = HTTPHeaders()
+        for (name, value) in answer.headers where !hopByHop.contains(name.lowercased()) {
+            headers.add(name: name, value: value)
+        }
+        let length = answer.headers.first(name: "content-length").flatMap(Int.init)
+        let body = answer.body
+        return Response(
+            status: .init(statusCode: Int(answer.status.code)), headers: headers,
+            body: .init(
+                asyncStream: { writer in
+                    do {
+                        for try await chunk in body { try await writer.write(.buffer(chunk)) }
+                        try await writer.write(.end)
+                    } catch {
+                        try await writer.write(.error(error))
+                    }
+                }, count: length ?? -1))
+    }
+}

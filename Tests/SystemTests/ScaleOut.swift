@@ -75,6 +75,8 @@ final class ScaleOut: @unchecked Sendable {
             "HOSPITAL_KAFKA_GROUP_PREFIX": prefix + ".",
             // As a StatefulSet's or Deployment's pod name would: the same after a restart.
             "POD_NAME": "\(service.rawValue)-\(replica)",
+            // One attachments directory for every examination replica, as a ReadWriteMany volume.
+            "HOSPITAL_ATTACHMENTS_DIR": directory.appendingPathComponent("attachments").path,
         ].merging(extraEnvironment) { $1 }
     }
 
@@ -99,9 +101,9 @@ final class ScaleOut: @unchecked Sendable {
         }
     }
 
-    /// Where a service's own port is (its first replica).
-    func url(of service: ServiceName) -> URL {
-        URL(string: "http://127.0.0.1:\(lock.withLock { ports[service]![0] })")!
+    /// Where a replica of a service listens (its own port).
+    func url(of service: ServiceName, replica: Int = 0) -> URL {
+        URL(string: "http://127.0.0.1:\(lock.withLock { ports[service]![replica] })")!
     }
 
     func kill(_ service: ServiceName, replica: Int = 0) {

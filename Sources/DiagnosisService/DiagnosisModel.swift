@@ -44,7 +44,7 @@ final class DiagnosisModel: AggregateRecord, @unchecked Sendable {
     func aggregate() throws -> Diagnosis {
         Diagnosis(
             id: id!, receptionId: receptionId, patientName: patientName, department: department, symptom: symptom,
-            status: Diagnosis.Status(rawValue: status)!,
+            status: try UnknownState.parse(status, as: Diagnosis.Status.self, resource: "diagnosis"),
             orders: try APIJSON.decoder().decode([Diagnosis.Order].self, from: Data(orders.utf8)),
             createdAt: createdAt, closedAt: closedAt, closingNote: closingNote)
     }

@@ -45,10 +45,10 @@ final class ExaminationModel: AggregateRecord, @unchecked Sendable {
         copy(exam)
     }
 
-    func aggregate() -> Examination {
+    func aggregate() throws -> Examination {
         Examination(
             id: id!, orderId: orderId, diagnosisId: diagnosisId, receptionId: receptionId, patientName: patientName,
-            code: code, name: name, status: Examination.Status(rawValue: status)!, result: result,
+            code: code, name: name, status: try UnknownState.parse(status, as: Examination.Status.self, resource: "examination"), result: result,
             cancelReason: cancelReason, requestedAt: requestedAt, resolvedAt: resolvedAt)
     }
 

@@ -116,7 +116,7 @@ public struct ExaminationService: HospitalService {
         if let diagnosisId { q.filter(\.$diagnosisId == diagnosisId) }
         let (models, total, next) = try await q.page(page, sortedBy: \.$requestedAt, descending: false, id: \.$id)
         return ListResponse(
-            items: models.map { ExaminationResponse($0.aggregate()) }, total: total, page: page, next: next)
+            items: try models.map { ExaminationResponse(try $0.aggregate()) }, total: total, page: page, next: next)
     }
 
     // MARK: Reactions
@@ -158,7 +158,7 @@ public struct ExaminationService: HospitalService {
         let stamp = EventStamp.reacting(to: cause, producer: Self.name)
         let now = context.now()
         for model in pending {
-            var exam = model.aggregate()
+            var exam = try model.aggregate()
             let events = exam.consultationClosed(reason: reason, at: now)
             try await model.update(to: exam, on: db)
             try await Outbox.append(stamp.envelopes(events, receptionId: exam.receptionId, at: now), on: db)

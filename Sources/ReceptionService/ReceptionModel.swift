@@ -48,13 +48,13 @@ final class ReceptionModel: AggregateRecord, @unchecked Sendable {
         copy(reception)
     }
 
-    func aggregate() -> Reception {
+    func aggregate() throws -> Reception {
         Reception(
             id: id!,
             patient: Patient(
                 name: patientName, patientId: patientId, birthDate: birthDate, phone: phone, department: department,
                 symptom: symptom),
-            status: Reception.Status(rawValue: status)!, receivedAt: receivedAt, completedAt: completedAt,
+            status: try UnknownState.parse(status, as: Reception.Status.self, resource: "reception"), receivedAt: receivedAt, completedAt: completedAt,
             canceledAt: canceledAt, cancelReason: cancelReason)
     }
 

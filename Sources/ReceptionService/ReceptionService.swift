@@ -143,7 +143,7 @@ public struct ReceptionService: HospitalService {
 
     @Sendable func show(_ req: Request) async throws -> ReceptionResponse {
         let id = try req.id(of: "reception")
-        return ReceptionResponse(try await ReceptionModel.require(id, on: context.store.database))
+        return try ReceptionResponse(try await ReceptionModel.require(id, on: context.store.database))
     }
 
     /// GET /receptions?status=&date=: newest first.
@@ -159,7 +159,7 @@ public struct ReceptionService: HospitalService {
         if let day { q.filter(\.$receivedAt >= day.lowerBound).filter(\.$receivedAt < day.upperBound) }
         let (models, total, next) = try await q.page(page, sortedBy: \.$receivedAt, descending: true, id: \.$id)
         return ListResponse(
-            items: models.map(ReceptionResponse.init), total: total, page: page, next: next)
+            items: try models.map { try ReceptionResponse($0) }, total: total, page: page, next: next)
     }
 
     struct SearchBody: Decodable {
@@ -187,7 +187,7 @@ public struct ReceptionService: HospitalService {
         }
         let (models, total, next) = try await q.page(page, sortedBy: \.$receivedAt, descending: true, id: \.$id)
         return ListResponse(
-            items: models.map(ReceptionResponse.init), total: total, page: page, next: next)
+            items: try models.map { try ReceptionResponse($0) }, total: total, page: page, next: next)
     }
 
     // MARK: Reactions
@@ -199,13 +199,13 @@ public struct ReceptionService: HospitalService {
             context.logger.warning("event for an unknown reception", metadata: ["eventId": "\(envelope.eventId)"])
             return
         }
-        var reception = model.aggregate()
+        var reception = try model.aggregate()
         switch envelope.event {
         case .diagnosisCompleted: reception.diagnosisCompleted(at: envelope.occurredAt)
         case .diagnosisRejected(let e): reception.diagnosisRejected(reason: e.reason, at: envelope.occurredAt)
         default: return
         }
-        if reception != model.aggregate() { try await model.update(to: reception, on: db) }
+        if reception != (try model.aggregate()) { try await model.update(to: reception, on: db) }
     }
 
     // MARK: -
@@ -262,8 +262,8 @@ public struct ReceptionResponse: Content, Equatable {
     /// 주민등록번호, masked: `850315-1******`.
     @Nullable public var residentNumber: String?
 
-    init(_ model: ReceptionModel) {
-        self.init(model.aggregate(), residentNumber: model.residentNumberMasked)
+    init(_ model: ReceptionModel) throws {
+        self.init(try model.aggregate(), residentNumber: model.residentNumberMasked)
     }
 
     init(_ r: Reception, residentNumber: String? = nil) {

@@ -5,6 +5,26 @@ import Messaging
 import SQLKit
 
 /// A Fluent model that stores one aggregate, with a version for optimistic concurrency.
+/// A stored record in a state this build does not know: written by a newer version during a
+/// rolling upgrade. Refused with a clear answer (409), never a crash.
+public struct UnknownState: Error, Equatable, Sendable {
+    public var resource: String
+    public var state: String
+
+    public init(resource: String, state: String) {
+        self.resource = resource
+        self.state = state
+    }
+
+    /// `Status(rawValue:)`, or this error.
+    public static func parse<Status: RawRepresentable>(_ raw: String, as _: Status.Type, resource: String) throws
+        -> Status where Status.RawValue == String
+    {
+        guard let status = Status(rawValue: raw) else { throw UnknownState(resource: resource, state: raw) }
+        return status
+    }
+}
+
 public protocol AggregateRecord: Model where IDValue == UUID {
     associatedtype Aggregate: Sendable
     /// What the API calls it in messages, e.g. "diagnosis".

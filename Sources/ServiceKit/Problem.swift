@@ -92,6 +92,12 @@ public struct ProblemMiddleware: AsyncMiddleware {
             return Problem(
                 type: "/problems/conflict", title: "Conflict", status: 409,
                 detail: "Someone else changed this at the same moment; please reload and try again.")
+        case let unknown as UnknownState:
+            return Problem(
+                type: "/problems/unknown-state", title: "Conflict", status: 409,
+                detail:
+                    "This \(unknown.resource) is in a state this version of the service does not know (\(unknown.state)); a newer version wrote it. Try again once the upgrade is complete.",
+                currentState: unknown.state)
         case let appError as AppError:
             return problem(for: appError)
         case let decoding as DecodingError:

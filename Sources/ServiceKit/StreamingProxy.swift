@@ -36,6 +36,10 @@ public enum StreamingProxy {
         if req.method == .POST || req.method == .PUT {
             let length = req.headers.first(name: .contentLength).flatMap(Int64.init)
             outgoing.body = .stream(req.body, length: length.map { .known($0) } ?? .unknown)
+            // A connection of its own: a service that refuses an upload before reading all of it
+            // (too large, not an allowed type) closes the connection, and a pooled connection
+            // reused just then would reset the next upload.
+            outgoing.headers.replaceOrAdd(name: "Connection", value: "close")
         }
         let answer: HTTPClientResponse
         do {

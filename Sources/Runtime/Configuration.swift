@@ -55,6 +55,9 @@ public struct HospitalConfiguration: Sendable, CustomStringConvertible {
     /// HOSPITAL_ATTACHMENT_GRACE_SECONDS: how long a temporary or unreferenced file is left alone
     /// before a sweep removes it (600).
     public var attachmentGrace: TimeInterval = 600
+    /// HOSPITAL_SHUTDOWN_DELAY_SECONDS: on SIGTERM, how long `/health/ready` answers 503 while
+    /// the process still serves, before the servers stop (0 here; a few seconds in a cluster).
+    public var shutdownDelay: Duration = .zero
     /// HOSPITAL_METRICS_PATH: where each port serves its Prometheus metrics (`/metrics`); `off`
     /// serves none.
     public var metricsPath: String? = "/metrics"
@@ -167,6 +170,12 @@ public struct HospitalConfiguration: Sendable, CustomStringConvertible {
         }
         if let raw = env["HOSPITAL_ATTACHMENT_GRACE_SECONDS"] {
             config.attachmentGrace = TimeInterval(try positive(raw, "HOSPITAL_ATTACHMENT_GRACE_SECONDS"))
+        }
+        if let raw = env["HOSPITAL_SHUTDOWN_DELAY_SECONDS"] {
+            guard let n = Int(raw), (0...120).contains(n) else {
+                throw ConfigurationError("HOSPITAL_SHUTDOWN_DELAY_SECONDS: 0 to 120, not \(raw)")
+            }
+            config.shutdownDelay = .seconds(n)
         }
         if let raw = env["HOSPITAL_METRICS_PATH"] {
             if raw == "off" {

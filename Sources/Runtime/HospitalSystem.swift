@@ -19,11 +19,14 @@ public final class HospitalSystem: Sendable {
     private let hosts: [ServiceHost]
     private let transport: Transport?
     private let authentication: Authentication
+    /// Turns every `/health/ready` of this process 503 when it begins to stop.
+    let readiness: Readiness
 
     private init(
         configuration: HospitalConfiguration, hosts: [ServiceHost], transport: Transport?,
-        authentication: Authentication
+        authentication: Authentication, readiness: Readiness
     ) {
+        self.readiness = readiness
         self.configuration = configuration
         self.hosts = hosts
         self.transport = transport
@@ -71,18 +74,19 @@ public final class HospitalSystem: Sendable {
             throw error
         }
         var hosts: [ServiceHost] = []
+        let readiness = Readiness()
         do {
             for name in domain {
                 let host = try await makeHost(
                     name, database: try configuration.database(of: name, among: wanted), configuration: configuration,
-                    transport: transport!.events, verifier: authentication.verifier)
+                    transport: transport!.events, verifier: authentication.verifier, readiness: readiness)
                 hosts.append(host)
                 try await host.start(migrating: configuration.autoMigrate)
             }
             if wanted.contains(.gateway) {
                 let routes = gatewayRoutes(configuration: configuration, running: hosts)
                 let host = try await ServiceHost.gateway(
-                    routes: routes, configuration: configuration, authentication: authentication)
+                    routes: routes, configuration: configuration, authentication: authentication, readiness: readiness)
                 hosts.append(host)
                 try await host.start()
             }
@@ -93,7 +97,8 @@ public final class HospitalSystem: Sendable {
             throw error
         }
         return HospitalSystem(
-            configuration: configuration, hosts: hosts, transport: transport, authentication: authentication)
+            configuration: configuration, hosts: hosts, transport: transport, authentication: authentication,
+            readiness: readiness)
     }
 
     /// Stops in reverse order: the gateway first, so no new work comes in, then each service
@@ -157,7 +162,7 @@ public final class HospitalSystem: Sendable {
 
     private static func makeHost(
         _ name: ServiceName, database: URL?, configuration: HospitalConfiguration, transport: any EventTransport,
-        verifier: TokenVerifier = .refusingEveryone
+        verifier: TokenVerifier = .refusingEveryone, readiness: Readiness = Readiness()
     ) async throws -> ServiceHost {
         let service: any HospitalService.Type =
             switch name {
@@ -169,7 +174,7 @@ public final class HospitalSystem: Sendable {
             }
         return try await ServiceHost.service(
             service, name: name, database: database, configuration: configuration, transport: transport,
-            verifier: verifier)
+            verifier: verifier, readiness: readiness)
     }
 
     private static func gatewayRoutes(configuration: HospitalConfiguration, running: [ServiceHost]) -> [Gateway.Route] {
@@ -214,7 +219,12 @@ public struct ServingSystem: Service, CustomStringConvertible {
         let system = try await HospitalSystem.start(services, configuration: configuration, logger: logger)
         onStarted(system)
         try? await gracefulShutdown()
-        logger.notice("shutting down")
+        // Unready first, still serving: the load balancer (a Kubernetes Service's endpoints) stops
+        // sending new requests while those in flight finish; then the servers stop.
+        system.readiness.beginStopping()
+        let delay = configuration.shutdownDelay
+        logger.notice("shutting down", metadata: ["unready for": "\(delay)"])
+        if delay > .zero { try? await Task.sleep(for: delay) }
         await system.shutdown()
     }
 }

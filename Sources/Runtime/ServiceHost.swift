@@ -52,7 +52,7 @@ final class ServiceHost: Sendable {
     /// SQLite file under the data directory.
     static func service<S: HospitalService>(
         _ type: S.Type, name: ServiceName, database: URL?, configuration: HospitalConfiguration,
-        transport: any EventTransport, verifier: TokenVerifier
+        transport: any EventTransport, verifier: TokenVerifier, readiness: Readiness = Readiness()
     ) async throws -> ServiceHost {
         let (app, metrics) = try await makeApplication(name: name, configuration: configuration)
         // Every route of a service's own port: a verified token and a role the table allows.
@@ -128,8 +128,21 @@ final class ServiceHost: Sendable {
                     maxAttempts: configuration.consumerMaxAttempts, batchSize: configuration.consumerBatchSize),
                 logger: app.logger, afterCommit: { relay.nudge() }, observer: metrics, handler: service.handle)
         MessagingGauges(metrics: metrics, relay: relay, consumer: consumer, store: store, transport: transport).install()
+        let file = database == nil
+            ? DatabaseFile(path: configuration.dataDirectory.appendingPathComponent("\(S.name).sqlite").path) : nil
         OperationsRoutes.register(on: app.routes) {
-            _ = try await (app.db as! any SQLDatabase).raw("SELECT 1").all()
+            try readiness.check()
+            try file?.check()
+            let sql = app.db as! any SQLDatabase
+            if file == nil {
+                // PostgreSQL: a standby, or a database set read-only, takes no writes.
+                let row = try await sql.raw("SHOW transaction_read_only").first()
+                if (try? row?.decode(column: "transaction_read_only", as: String.self)) == "on" {
+                    throw AppError.notReady("The database is read-only.")
+                }
+            } else {
+                _ = try await sql.raw("SELECT 1").all()
+            }
             // A consumer that can move on neither by handling a message nor by dead-lettering
             // it (its database refuses writes, say) makes the service unready until it can.
             if let failure = consumer?.failure {
@@ -144,7 +157,8 @@ final class ServiceHost: Sendable {
 
     /// Builds the gateway, routing to `routes`.
     static func gateway(
-        routes: [Gateway.Route], configuration: HospitalConfiguration, authentication: Authentication
+        routes: [Gateway.Route], configuration: HospitalConfiguration, authentication: Authentication,
+        readiness: Readiness = Readiness()
     ) async throws -> ServiceHost {
         let (app, _) = try await makeApplication(name: .gateway, configuration: configuration)
         app.http.client.configuration.timeout = .init(connect: .seconds(2), read: .seconds(30))
@@ -171,7 +185,18 @@ final class ServiceHost: Sendable {
                     signIn: signIn, verifier: authentication.verifier, provider: authentication.providerSignIn)
             ).register(on: app.routes)
         }
-        OperationsRoutes.register(on: app.routes) {}
+        // Ready while it can reach a service: with none answering, it would only answer 503s.
+        let client = app.client
+        OperationsRoutes.register(on: app.routes) {
+            try readiness.check()
+            for route in routes {
+                let answer = try? await client.get(URI(string: route.upstream.absoluteString + "/health/live")) {
+                    $0.timeout = .seconds(1)
+                }
+                if answer?.status == .ok { return }
+            }
+            throw AppError.notReady("No service answers behind the gateway.")
+        }
         return ServiceHost(name: .gateway, app: app, service: nil, relay: nil, consumer: nil, transport: nil)
     }
 

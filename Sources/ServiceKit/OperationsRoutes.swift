@@ -1,6 +1,47 @@
 import Foundation
 import Vapor
 
+import Synchronization
+
+/// Whether a process still takes traffic: set when it begins to stop, so `/health/ready` turns
+/// 503 while in-flight requests finish and the load balancer moves on.
+public final class Readiness: Sendable {
+    private let stopping = Atomic<Bool>(false)
+
+    public init() {}
+
+    public var isStopping: Bool { stopping.load(ordering: .relaxed) }
+
+    public func beginStopping() { stopping.store(true, ordering: .relaxed) }
+
+    /// Throws while stopping.
+    public func check() throws {
+        if isStopping { throw AppError.notReady("Shutting down: finishing the requests in flight.") }
+    }
+}
+
+/// A SQLite database file that must stay where and what it was: deleted, replaced or made
+/// read-only (its owner may not write it) means the service can no longer keep what it accepts.
+public struct DatabaseFile: Sendable {
+    public let path: String
+    private let inode: UInt64?
+
+    public init(path: String) {
+        self.path = path
+        var info = stat()
+        inode = stat(path, &info) == 0 ? UInt64(info.st_ino) : nil
+    }
+
+    public func check() throws {
+        var info = stat()
+        guard stat(path, &info) == 0 else { throw AppError.notReady("The database file is gone: \(path).") }
+        guard inode == nil || UInt64(info.st_ino) == inode else {
+            throw AppError.notReady("The database file was replaced under the running service: \(path).")
+        }
+        guard info.st_mode & S_IWUSR != 0 else { throw AppError.notReady("The database file is read-only: \(path).") }
+    }
+}
+
 /// Routes every process answers: liveness, readiness and the API description.
 public enum OperationsRoutes {
     /// - Parameter ready: throws (with a reason) when the process should not get traffic.

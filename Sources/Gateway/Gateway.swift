@@ -25,12 +25,6 @@ public struct Gateway: Sendable {
 
     public init(routes: [Route]) { self.routes = routes }
 
-    /// Headers that describe one connection, not the message (RFC 9110, 7.6.1).
-    private static let hopByHop: Set<String> = [
-        "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-        "transfer-encoding", "upgrade", "host", "content-length",
-    ]
-
     /// Every routed request passes `access` first: no unauthenticated request reaches a service
     /// (which checks the token again itself).
     public func register(on app: Application, access: AccessControl) {
@@ -96,7 +90,7 @@ public struct Gateway: Sendable {
         uri.path = req.url.path
         uri.query = req.url.query
         var headers = HTTPHeaders()
-        for (name, value) in req.headers where !Self.hopByHop.contains(name.lowercased()) {
+        for (name, value) in req.headers where !StreamingProxy.hopByHop.contains(name.lowercased()) {
             headers.add(name: name, value: value)
         }
         if let peer = req.remoteAddress?.ipAddress {
@@ -118,7 +112,7 @@ public struct Gateway: Sendable {
             throw AppError.serviceUnavailable(route.service)
         }
         var responseHeaders = HTTPHeaders()
-        for (name, value) in upstream.headers where !Self.hopByHop.contains(name.lowercased()) {
+        for (name, value) in upstream.headers where !StreamingProxy.hopByHop.contains(name.lowercased()) {
             responseHeaders.add(name: name, value: value)
         }
         let response = Response(status: upstream.status, headers: responseHeaders)

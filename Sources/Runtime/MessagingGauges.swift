@@ -25,21 +25,12 @@ struct MessagingGauges {
             metrics.gauge(
                 "hospital_dead_letters_waiting", help: "Dead letters not yet replayed.", labels: [("consumer_group", $0)])
         }
-        func lagGauge(_ group: String) -> Gauge {
-            metrics.gauge(
-                "hospital_consumer_lag_events", help: "Events on the topic the consumer group has not yet taken.",
-                labels: [("consumer_group", group)])
-        }
-        let lag = group.map(lagGauge)
+        let lag = group.map { Self.lagGauge(metrics, group: $0) }
         // The other groups' lag as the broker knows it (Kafka's committed offsets): a group
         // whose processes are all gone is still seen falling behind, from every other process.
         let others = ServiceName.allCases.filter { $0 != .gateway }.map(\.rawValue).filter { $0 != group }
         let othersLag = Dictionary(
-            uniqueKeysWithValues: others.map { other in (other, LazyGauge { [metrics] in
-                metrics.gauge(
-                    "hospital_consumer_lag_events", help: "Events on the topic the consumer group has not yet taken.",
-                    labels: [("consumer_group", other)])
-            }) })
+            uniqueKeysWithValues: others.map { other in (other, LazyGauge { [metrics] in Self.lagGauge(metrics, group: other) }) })
         let ends = transport as? any EventLogEnds
         metrics.onScrape { [relay, consumer, store] _ in
             if let count = try? await relay.backlog() { waiting.set(Double(count)) }
@@ -66,6 +57,12 @@ struct MessagingGauges {
                 gauge.value.set(Double(Self.behind(end, positions)))
             }
         }
+    }
+
+    static func lagGauge(_ metrics: ServiceMetrics, group: String) -> Gauge {
+        metrics.gauge(
+            "hospital_consumer_lag_events", help: "Events on the topic the consumer group has not yet taken.",
+            labels: [("consumer_group", group)])
     }
 
     /// Events between each partition's end and the group's position there.

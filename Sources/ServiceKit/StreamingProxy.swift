@@ -9,7 +9,7 @@ import Vapor
 /// result files, and the screens' uploads and downloads, go through it.
 public enum StreamingProxy {
     /// Headers that describe one connection, not the message (RFC 9110, 7.6.1).
-    static let hopByHop: Set<String> = [
+    public static let hopByHop: Set<String> = [
         "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
         "transfer-encoding", "upgrade", "host", "content-length",
     ]

@@ -61,20 +61,25 @@ def serve(data: str, *args: str, env: dict | None = None, stderr=None):
     return process, urls
 
 
-@pytest.fixture(scope="session")
-def base_url():
-    """The gateway of a whole system on a fresh data directory; every port chosen by the OS.
-    One account per role, made as an operator would (`hospital users add`, password on stdin)."""
-    data = tempfile.mkdtemp(prefix="hospital-browser-")
-    for role in ROLES:
+def add_accounts(data: str, password: str, roles=ROLES):
+    """One account per role, made as an operator would (`hospital users add`, password on stdin)."""
+    for role in roles:
         subprocess.run(
             [_binary(), "users", "add", role, "--role", role, "--data-dir", data],
-            input=f"{PASSWORD}\n{PASSWORD}\n",
+            input=f"{password}\n{password}\n",
             text=True,
             check=True,
             capture_output=True,
             env={**os.environ, "HOSPITAL_BCRYPT_COST": "10"},
         )
+
+
+@pytest.fixture(scope="session")
+def base_url():
+    """The gateway of a whole system on a fresh data directory; every port chosen by the OS.
+    One account per role, made as an operator would (`hospital users add`, password on stdin)."""
+    data = tempfile.mkdtemp(prefix="hospital-browser-")
+    add_accounts(data, PASSWORD)
     process, urls = serve(data)
     yield urls["gateway"]
     process.terminate()

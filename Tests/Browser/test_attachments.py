@@ -9,7 +9,6 @@ import pathlib
 import shutil
 import signal
 import sqlite3
-import subprocess
 import tempfile
 import time
 import urllib.error
@@ -18,7 +17,7 @@ import urllib.request
 
 import pytest
 
-from conftest import _binary, serve
+from conftest import add_accounts, serve
 from hospital_api import Api
 
 PASSWORD = "attachment test password"
@@ -28,11 +27,19 @@ ELF = b"\x7fELF\x02\x01\x01\x00"
 
 
 def accounts(data: str):
-    for role in ("desk", "doctor", "examiner", "admin"):
-        subprocess.run(
-            [_binary(), "users", "add", role, "--role", role, "--data-dir", data],
-            input=f"{PASSWORD}\n{PASSWORD}\n", text=True, check=True, capture_output=True,
-            env={"HOSPITAL_BCRYPT_COST": "10", "PATH": os.environ.get("PATH", "/usr/bin")})
+    add_accounts(data, PASSWORD)
+
+
+def start_upload(api: Api, exam: str, declared: int) -> http.client.HTTPConnection:
+    """An upload whose headers declare `declared` bytes, the body not sent yet."""
+    url = urllib.parse.urlparse(api.base)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=20)
+    connection.putrequest("POST", f"/examinations/{exam}/attachments")
+    for name, value in (("Authorization", f"Bearer {api.tokens['examiner']}"), ("Content-Type", "image/png"),
+                        ("Content-Length", str(declared))):
+        connection.putheader(name, value)
+    connection.endheaders()
+    return connection
 
 
 @pytest.fixture(scope="module")
@@ -194,13 +201,7 @@ def test_a_file_over_the_limit_is_refused_before_it_is_read():
             api = Api.sign_in(urls["gateway"], PASSWORD)
             exam, _ = new_exam(api)
             # Declared 100 MB, and only the first bytes sent: the answer comes at once.
-            url = urllib.parse.urlparse(api.base)
-            connection = http.client.HTTPConnection(url.hostname, url.port, timeout=20)
-            connection.putrequest("POST", f"/examinations/{exam}/attachments")
-            for name, value in (("Authorization", f"Bearer {api.tokens['examiner']}"), ("Content-Type", "image/png"),
-                                ("Content-Length", str(100 * 1024 * 1024))):
-                connection.putheader(name, value)
-            connection.endheaders()
+            connection = start_upload(api, exam, declared=100 * 1024 * 1024)
             connection.send(PNG)
             answer = connection.getresponse()
             assert answer.status == 413
@@ -292,13 +293,7 @@ def test_a_process_killed_mid_upload_leaves_no_row_no_file_and_the_temporary_fil
         process, urls = serve(data, env=env)
         api = Api.sign_in(urls["gateway"], PASSWORD)
         exam, _ = new_exam(api)
-        url = urllib.parse.urlparse(api.base)
-        connection = http.client.HTTPConnection(url.hostname, url.port, timeout=20)
-        connection.putrequest("POST", f"/examinations/{exam}/attachments")
-        for name, value in (("Authorization", f"Bearer {api.tokens['examiner']}"), ("Content-Type", "image/png"),
-                            ("Content-Length", str(20 * 1024 * 1024))):
-            connection.putheader(name, value)
-        connection.endheaders()
+        connection = start_upload(api, exam, declared=20 * 1024 * 1024)
         connection.send(PNG + os.urandom(4 * 1024 * 1024))
         temporary = attachments_dir(data) / "tmp"
         deadline = time.monotonic() + 20

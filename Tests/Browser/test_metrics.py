@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from conftest import _binary, serve
+from conftest import add_accounts, serve
 from hospital_api import Api
 
 PASSWORD = "metrics test password"
@@ -47,12 +47,7 @@ def value(series, name: str, **labels) -> float:
 @pytest.fixture(scope="module")
 def system():
     data = tempfile.mkdtemp(prefix="hospital-metrics-")
-    for role in ("desk", "doctor", "examiner", "admin"):
-        subprocess.run(
-            [_binary(), "users", "add", role, "--role", role, "--data-dir", data],
-            input=f"{PASSWORD}\n{PASSWORD}\n", text=True, check=True, capture_output=True,
-            env={"HOSPITAL_BCRYPT_COST": "10", "PATH": "/usr/bin:/bin"},
-        )
+    add_accounts(data, PASSWORD)
     process, urls = serve(data)
     api = Api.sign_in(urls["gateway"], PASSWORD)
     # A few whole visits, a rejection and a cancellation; a detail read with an id in its path.

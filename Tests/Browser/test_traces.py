@@ -4,13 +4,12 @@ reception and — through the event — diagnosis and the desk's board, as one t
 import os
 import secrets
 import shutil
-import subprocess
 import tempfile
 import time
 
 import pytest
 
-from conftest import _binary, serve
+from conftest import add_accounts, serve
 from hospital_api import Api
 from otlp_receiver import Receiver, attribute
 
@@ -21,12 +20,7 @@ PASSWORD = "traces test password"
 def traced():
     receiver = Receiver()
     data = tempfile.mkdtemp(prefix="hospital-traces-")
-    for role in ("desk", "doctor"):
-        subprocess.run(
-            [_binary(), "users", "add", role, "--role", role, "--data-dir", data],
-            input=f"{PASSWORD}\n{PASSWORD}\n", text=True, check=True, capture_output=True,
-            env={"HOSPITAL_BCRYPT_COST": "10", "PATH": os.environ.get("PATH", "/usr/bin")},
-        )
+    add_accounts(data, PASSWORD, roles=("desk", "doctor"))
     log = open(os.path.join(data, "stderr.log"), "w")
     process, urls = serve(data, "--log-level", "info", env={
         "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,

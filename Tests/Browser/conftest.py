@@ -12,18 +12,10 @@ import uuid
 import pytest
 from playwright.sync_api import sync_playwright
 
+from hospital_api import add_accounts, binary
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SCREENSHOTS = pathlib.Path(os.environ.get("SCREENSHOT_DIR", ROOT / ".build" / "screenshots"))
-
-
-def _binary() -> str:
-    explicit = os.environ.get("HOSPITAL_BINARY")
-    if explicit:
-        return explicit
-    for candidate in (ROOT / ".build" / "debug" / "hospital", ROOT / ".build" / "release" / "hospital"):
-        if candidate.exists():
-            return str(candidate)
-    raise RuntimeError("build the hospital binary first (swift build)")
 
 
 PASSWORD = "browser test password"
@@ -38,7 +30,7 @@ def serve(data: str, *args: str, env: dict | None = None, stderr=None):
     for service in ("gateway", "reception", "diagnosis", "examination", "patient-management"):
         ports += [f"--{service}-port", "0"]
     process = subprocess.Popen(
-        [_binary(), "serve", "--data-dir", data, "--log-level", os.environ.get("HOSPITAL_TEST_LOG_LEVEL", "warning"), *ports, *args],
+        [binary(), "serve", "--data-dir", data, "--log-level", os.environ.get("HOSPITAL_TEST_LOG_LEVEL", "warning"), *ports, *args],
         stdout=subprocess.PIPE,
         stderr=stderr,
         text=True,
@@ -59,19 +51,6 @@ def serve(data: str, *args: str, env: dict | None = None, stderr=None):
         process.kill()
         raise RuntimeError("hospital serve did not start")
     return process, urls
-
-
-def add_accounts(data: str, password: str, roles=ROLES):
-    """One account per role, made as an operator would (`hospital users add`, password on stdin)."""
-    for role in roles:
-        subprocess.run(
-            [_binary(), "users", "add", role, "--role", role, "--data-dir", data],
-            input=f"{password}\n{password}\n",
-            text=True,
-            check=True,
-            capture_output=True,
-            env={**os.environ, "HOSPITAL_BCRYPT_COST": "10"},
-        )
 
 
 @pytest.fixture(scope="session")

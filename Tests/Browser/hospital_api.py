@@ -1,9 +1,39 @@
-"""A client of the gateway's API for tests that drive whole visits without a browser."""
+"""A client of the gateway's API for tests that drive whole visits without a browser, and the
+hospital binary's operator commands they need."""
 
 import json
+import os
+import pathlib
+import subprocess
 import time
 import urllib.error
 import urllib.request
+
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def binary() -> str:
+    explicit = os.environ.get("HOSPITAL_BINARY")
+    if explicit:
+        return explicit
+    for candidate in (ROOT / ".build" / "debug" / "hospital", ROOT / ".build" / "release" / "hospital"):
+        if candidate.exists():
+            return str(candidate)
+    raise RuntimeError("build the hospital binary first (swift build)")
+
+
+def add_accounts(data: str, password: str, roles=("desk", "doctor", "examiner", "admin")):
+    """One account per role, made as an operator would (`hospital users add`, password on stdin)."""
+    for role in roles:
+        subprocess.run(
+            [binary(), "users", "add", role, "--role", role, "--data-dir", data],
+            input=f"{password}\n{password}\n",
+            text=True,
+            check=True,
+            capture_output=True,
+            env={**os.environ, "HOSPITAL_BCRYPT_COST": "10"},
+        )
 
 
 class Api:

@@ -153,7 +153,7 @@ def test_metrics_can_be_moved_or_turned_off():
 
 
 def dashboard_queries():
-    root = pathlib.Path(__file__).resolve().parents[2] / "deploy" / "grafana"
+    root = pathlib.Path(__file__).resolve().parents[2] / "deploy" / "kubernetes" / "components" / "monitoring" / "dashboards"
     queries = []
     for path in sorted(root.glob("*.json")):
         for panel in json.loads(path.read_text())["panels"]:

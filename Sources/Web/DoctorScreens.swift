@@ -42,11 +42,33 @@ extension WebScreens {
         await visitPage(req, Screen(req, timeZone: timeZone))
     }
 
+    /// The visit's orders region, asked for again every two seconds by the page. Unchanged since
+    /// the page last had it (its ETag), it answers 304 without listing the result files again:
+    /// each listing is an audited read of the visit, and the refresh must not fill the trail.
     @Sendable func visitOrders(_ req: Request) async throws -> Response {
         let screen = Screen(req, timeZone: timeZone)
         let diagnosis: DiagnosisDTO = try await api(req).get(.diagnosis, "/diagnoses/\(try diagnosisId(req))")
+        let tag = Self.ordersTag(diagnosis, screen.language)
+        if req.headers.first(name: .ifNoneMatch) == tag {
+            return Response(status: .notModified, headers: ["ETag": tag])
+        }
         let context = await ordersContext(req, diagnosis, screen)
-        return render("orders", context.merging(["t": screen.language.strings]) { $1 })
+        let response = render("orders", context.merging(["t": screen.language.strings]) { $1 })
+        response.headers.replaceOrAdd(name: .eTag, value: tag)
+        return response
+    }
+
+    /// What the orders region shows, as a strong ETag: the diagnosis's status and each order's
+    /// state, result and files (a file set is fixed once the exam's result is recorded), and the
+    /// language. The same on every gateway replica.
+    static func ordersTag(_ diagnosis: DiagnosisDTO, _ language: Language) -> String {
+        var text = "\(language.rawValue)|\(diagnosis.status)"
+        for order in diagnosis.orders {
+            let files = (order.attachments ?? []).map(\.id.uuidString).joined(separator: ",")
+            text += "|\(order.orderId)|\(order.status)|\(order.result ?? "")|\(order.cancelReason ?? "")|\(files)"
+        }
+        let digest = SHA256.hash(data: Data(text.utf8))
+        return "\"" + digest.prefix(16).map { String(format: "%02x", $0) }.joined() + "\""
     }
 
     private func visitPage(

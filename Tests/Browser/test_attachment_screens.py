@@ -57,6 +57,42 @@ def test_the_examiner_attaches_a_png_and_the_doctor_sees_it(new_context, base_ur
     desk = new_context("desk").new_page()
     assert desk.request.get(src, max_redirects=0).status == 403
 
+    # The page asks for its orders every two seconds: unchanged, they answer 304 and list no
+    # files again, so the audit trail gets no entry per refresh. (The pages are closed first:
+    # only this test's requests run.)
+    session = doctor.context.request
+    examiner.close()
+    doctor.close()
+    region = f"/doctor/diagnoses/{diagnosis}/orders"
+    first = session.get(region)
+    tag = first.headers.get("etag")
+    assert first.status == 200 and tag and "흉부-X선.png" in first.text()
+    listing = "GET /examinations/:id/attachments"
+    admin = Api.sign_in(base_url, PASSWORD, roles=("admin", "examiner"))
+    trail = f"/admin/audit?receptionId={reception}"
+    exam = api.call("GET", f"/examinations?diagnosisId={diagnosis}", "examiner")[1]["items"][0]["id"]
+
+    def count(body, user: str) -> int:
+        return sum(e["action"] == listing and e["user"] == user for e in body["items"])
+
+    def doctors_listings() -> int:
+        """The doctor's listings in the trail, once every earlier one is written: the examiner
+        lists the files twice through the API and the trail (one writer, in order) shows a new
+        examiner entry after each; the second is sure to be one asked for after everything
+        before."""
+        body = admin.call("GET", trail, "admin")[1]
+        for _ in range(2):
+            known = count(body, "examiner")
+            assert admin.call("GET", f"/examinations/{exam}/attachments", "examiner")[0] == 200
+            body = admin.until(trail, "admin", lambda b: count(b, "examiner") > known)
+        return count(body, "doctor")
+
+    before = doctors_listings()
+    assert before >= 1  # the 200 above listed them
+    for _ in range(3):
+        assert session.get(region, headers={"If-None-Match": tag}).status == 304
+    assert doctors_listings() == before
+
 
 def test_a_file_that_is_not_an_image_is_refused_on_the_screen(new_context, base_url, patient, tmp_path):
     api = Api.sign_in(base_url, PASSWORD, roles=("desk", "doctor", "examiner"))

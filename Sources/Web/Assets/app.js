@@ -96,10 +96,18 @@
     var url = region.dataset.refresh;
     var interval = parseInt(region.dataset.interval || "2000", 10);
     var last = region.innerHTML;
+    var tag = null;
     function tick() {
       if (document.hidden) return schedule();
-      fetch(url, { headers: { "Accept": "text/html" }, cache: "no-store" })
-        .then(function (response) { return response.ok ? response.text() : null; })
+      // With the last answer's ETag, an unchanged region answers 304 (not ok: nothing to swap).
+      var headers = { "Accept": "text/html" };
+      if (tag) headers["If-None-Match"] = tag;
+      fetch(url, { headers: headers, cache: "no-store" })
+        .then(function (response) {
+          if (!response.ok) return null;
+          tag = response.headers.get("ETag");
+          return response.text();
+        })
         .then(function (html) {
           // Never while someone is on it with the keyboard: the swap would drop their focus.
           if (html !== null && html !== last && !region.contains(document.activeElement)) {

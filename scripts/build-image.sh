@@ -5,12 +5,15 @@
 # buildah builds with the vfs driver and chroot isolation (no daemon, no overlay mounts).
 #
 #   scripts/build-image.sh [tag]        (default localhost/hospital:dev; needs root)
+#   scripts/build-image.sh --bases-only (only the two bases, if missing: CI makes them early)
 #
 # Elsewhere (no /opt/swift and package mirror) it builds with the Containerfile's default bases.
 #
 # A registry-connected CI builds the same file with its default bases instead (README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bases_only=false
+if [ "${1:-}" = --bases-only ]; then bases_only=true; shift; fi
 tag=${1:-localhost/hospital:dev}
 work=${HOSPITAL_IMAGE_WORK:-/var/tmp/hospital-image}
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
@@ -53,6 +56,8 @@ base localhost/bookworm-minbase ca-certificates,tzdata runtime
 base localhost/swift-builder \
     ca-certificates,git,binutils,gcc,libc6-dev,libgcc-12-dev,libstdc++-12-dev,zlib1g-dev,libuuid1,libsqlite3-0,libncurses6,libcurl4,libxml2,pkg-config,librdkafka-dev \
     builder
+
+if $bases_only; then exit 0; fi
 
 echo "== buildah bud -f Containerfile -t $tag"
 buildah "${storage[@]}" bud "${format[@]}" --isolation chroot --network host --layers \

@@ -36,6 +36,16 @@ def add_accounts(data: str, password: str, roles=("desk", "doctor", "examiner", 
         )
 
 
+
+def ready(base: str) -> bool:
+    """Whether the process at `base` answers /health/ready with 200 (False while it cannot)."""
+    try:
+        with urllib.request.urlopen(base + "/health/ready", timeout=1) as answer:
+            return answer.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
 class Api:
     def __init__(self, base: str, tokens: dict[str, str]):
         self.base = base

@@ -13,8 +13,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
 
 import pytest
@@ -22,7 +20,7 @@ import pytest
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE.parent / "Browser"))
-from hospital_api import Api  # noqa: E402
+from hospital_api import Api, ready  # noqa: E402
 
 PODMAN = ["podman", "--storage-driver", "vfs", "--runtime", "runc", "--cgroup-manager", "cgroupfs"]
 # These machines need the limits set; the network is the host's, never podman's bridge.
@@ -100,15 +98,8 @@ def test_a_whole_visit_goes_through_the_running_container(image):
                        check=True, capture_output=True, text=True)
         gateway = f"http://127.0.0.1:{ports['gateway']}"
 
-        def ready() -> bool:
-            try:
-                with urllib.request.urlopen(gateway + "/health/ready", timeout=1) as answer:
-                    return answer.status == 200
-            except (urllib.error.URLError, OSError):
-                return False
-
         deadline = time.monotonic() + 60
-        while not ready():
+        while not ready(gateway):
             assert time.monotonic() < deadline, logs(name)
             time.sleep(0.1)
 

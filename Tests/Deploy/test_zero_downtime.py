@@ -17,15 +17,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
 
 import pytest
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "Browser"))
-from hospital_api import Api, add_accounts, binary  # noqa: E402
+from hospital_api import Api, add_accounts, binary, ready  # noqa: E402
 
 POSTGRES = os.environ.get("HOSPITAL_TEST_POSTGRES_URL")
 pytestmark = pytest.mark.skipif(not POSTGRES, reason="needs HOSPITAL_TEST_POSTGRES_URL (CI starts PostgreSQL)")
@@ -49,14 +47,6 @@ def wait_for(condition, seconds: float, what: str):
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not within {seconds} s")
         time.sleep(0.05)
-
-
-def ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=1) as answer:
-            return answer.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
 
 
 def psql(database_url: str, sql: str) -> str:
@@ -183,7 +173,7 @@ class Cluster:
             [binary(), "serve", name, "--no-migrate", "--data-dir", str(data), f"--{name}-port", str(port)],
             stdout=subprocess.DEVNULL, stderr=log, env=self.environment(name))
         self.running[name][slot] = process
-        wait_for(lambda: process.poll() is None and ready(port), 60, f"{name} in slot {slot} ready")
+        wait_for(lambda: process.poll() is None and ready(f"http://127.0.0.1:{port}"), 60, f"{name} in slot {slot} ready")
         wait_for(lambda: self.haproxy.up(name, slot), 10, f"HAProxy routing to {name} slot {slot}")
 
     def replace(self, name: str, slot: int):

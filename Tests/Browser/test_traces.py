@@ -56,7 +56,16 @@ def test_a_registration_is_one_trace_across_the_services(traced):
     def services():
         return {attribute(s, "hospital.service") for _, s in receiver.trace(trace_id)}
 
-    wait_for(lambda: {"gateway", "reception", "diagnosis", "patient-management"} <= services())
+    def settled():
+        # Spans are exported in batches as they end, a parent often after its children: wait
+        # until every service has reported and no span's parent is still to come.
+        spans = receiver.trace(trace_id)
+        ids = {s.span_id.hex() for _, s in spans} | {caller_span}
+        return ({"gateway", "reception", "diagnosis", "patient-management"} <= services()
+                and all(s.parent_span_id.hex() in ids for _, s in spans)
+                and any(s.name.startswith("publish ") for _, s in spans))
+
+    wait_for(settled)
     spans = receiver.trace(trace_id)
     by_id = {s.span_id.hex(): s for _, s in spans}
     names = {(attribute(s, "hospital.service"), s.name) for _, s in spans}
@@ -108,12 +117,17 @@ def test_the_screens_calls_carry_the_trace_of_the_page(traced):
     request = urllib.request.Request(
         urls["gateway"] + "/doctor", headers={"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"})
     assert browser.open(request).status == 200
-    wait_for(lambda: any(
-        attribute(s, "hospital.service") == "diagnosis" and s.kind == s.SPAN_KIND_SERVER
-        for _, s in receiver.trace(trace_id)))
-    spans = [s for _, s in receiver.trace(trace_id)]
-    page_span = next(s for s in spans if s.name == "GET /doctor")
-    service_span = next(s for s in spans if attribute(s, "hospital.service") == "diagnosis")
+    # The diagnosis service's span ends before the page's does, so the two may arrive in
+    # different export batches: wait for both.
+    def page_and_service():
+        spans = [s for _, s in receiver.trace(trace_id)]
+        page = [s for s in spans if s.name == "GET /doctor" and attribute(s, "hospital.service") == "gateway"]
+        service = [s for s in spans
+                   if attribute(s, "hospital.service") == "diagnosis" and s.kind == s.SPAN_KIND_SERVER]
+        return (page[0], service[0]) if page and service else None
+
+    wait_for(page_and_service)
+    page_span, service_span = page_and_service()
     assert service_span.parent_span_id == page_span.span_id
 
 

@@ -45,7 +45,9 @@ function post(role, path, name, body) {
 function until(role, path, name, condition, deadline) {
   for (;;) {
     const response = http.get(base + path, params(role, name));
-    check(response, { [`${name} 2xx`]: (r) => r.status >= 200 && r.status < 300 });
+    if (!check(response, { [`${name} 2xx`]: (r) => r.status >= 200 && r.status < 300 })) {
+      console.warn(`${name}: ${response.status} ${String(response.body).slice(0, 200)}`);  // for the test's message
+    }
     if (response.status === 200 && condition(response.json())) return response.json();
     if (Date.now() > deadline) fail(`${name}: not reached within ${deadlineSeconds} s (${response.status} ${response.body})`);
     sleep(0.1);
@@ -64,5 +66,7 @@ export default function () {
   until('doctor', `/diagnoses/${diagnosis}`, 'exam-done', (b) => b.status === 'EXAM_DONE', deadline);
   post('doctor', `/diagnoses/${diagnosis}/complete`, 'complete', { note: '이상 없음' });
   until('desk', `/receptions/${reception.id}`, 'completed', (b) => b.status === 'COMPLETED', deadline);
+  // And the desk's board (the read model) shows it completed.
+  until('desk', `/patientManagements/${reception.id}`, 'board', (b) => b.status === 'COMPLETED', deadline);
   completed.add(1);
 }

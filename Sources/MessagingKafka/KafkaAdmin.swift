@@ -3,8 +3,8 @@ import CRdKafka
 import Foundation
 import Logging
 
-/// Cluster administration and inspection. Each call uses a short-lived handle of its own, so
-/// none of them can outlive or hold up the transport's producer.
+/// Cluster administration: a short-lived handle of its own per call, so it can neither outlive
+/// nor hold up the transport's producer.
 struct KafkaAdmin {
     let settings: KafkaSettings
     let logger: Logger
@@ -28,66 +28,121 @@ struct KafkaAdmin {
         }
         try result.get()
     }
+}
+
+/// Watermarks and committed offsets, asked by every metrics scrape: one long-lived handle (a
+/// handle per question would open connections to the brokers each time), serving one question
+/// at a time on a queue of its own so its blocking calls never hold up a Swift thread.
+final class KafkaInspector: @unchecked Sendable {
+    private let client: ClientHandle
+    private let queue = DispatchQueue(label: "kafka-inspector")
+    private let timeout: Int32
+    /// Touched on `queue` only.
+    private var isClosed = false
+
+    init(settings: KafkaSettings, logger: Logger) throws(KafkaError) {
+        // A producer handle that never produces: the Admin API and watermark queries need no
+        // group, and it joins none.
+        client = try ClientHandle(
+            kind: RD_KAFKA_PRODUCER, properties: baseProperties(settings) + settings.extraProperties(producer: true),
+            context: ClientContext(logger: logger))
+        timeout = settings.requestTimeout.wholeMilliseconds(minimum: 1)
+    }
+
+    deinit {
+        if !isClosed { client.destroy() }
+    }
+
+    private func run<T: Sendable>(_ body: @escaping @Sendable (OpaquePointer, Int32) throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            queue.async {
+                guard !self.isClosed else {
+                    return continuation.resume(throwing: KafkaError.client("the inspector is closed"))
+                }
+                _ = rd_kafka_poll(self.client.pointer, 0)  // serves the error callbacks queued since
+                continuation.resume(with: Result { try body(self.client.pointer, self.timeout) })
+            }
+        }
+    }
+
+    /// Destroys the handle once the question being asked (if any) is answered.
+    func close() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            queue.async {
+                if !self.isClosed {
+                    self.isClosed = true
+                    self.client.destroy()
+                }
+                continuation.resume()
+            }
+        }
+    }
+
+    /// Each partition's high watermark (the offset its next message will get), asked of the
+    /// partition leaders.
+    func endOffsets(topic: String) async throws -> [Int32: Int64] {
+        try await run { rk, timeout in
+            var ends: [Int32: Int64] = [:]
+            for partition in 0..<Int32(try partitionCount(rk, topic: topic, timeout: timeout)) {
+                var low: Int64 = 0
+                var high: Int64 = 0
+                try rd_kafka_query_watermark_offsets(rk, topic, partition, &low, &high, timeout)
+                    .check("watermarks of \(topic)[\(partition)]")
+                ends[partition] = high
+            }
+            return ends
+        }
+    }
 
     /// The offsets `group` has committed on `topic`, by partition: the next offset the group
     /// will read there. Partitions without a commit are left out.
     func committedOffsets(topic: String, group: String) async throws -> [Int32: Int64] {
-        let timeout = settings.requestTimeout.wholeMilliseconds(minimum: 1)
-        let client = try SerialClient(
-            name: "offsets.\(group)",
-            properties: baseProperties(settings) + [("group.id", group), ("enable.auto.commit", "false")]
-                + settings.extraProperties(producer: false),
-            context: ClientContext(logger: logger))
-        do {
-            let offsets = try await client.run { rk in
-                let partitions = try partitionCount(rk, topic: topic, timeout: timeout)
-                return try withPartitionList((0..<Int32(partitions)).map { (topic, $0, LogicalOffset.invalid) }) {
-                    list -> [Int32: Int64] in
-                    try rd_kafka_committed(rk, list, timeout).check("committed offsets of \(group)")
-                    var offsets: [Int32: Int64] = [:]
-                    for entry in entries(of: list) where entry.offset >= 0 { offsets[entry.partition] = entry.offset }
-                    return offsets
-                }
+        try await run { rk, timeout in
+            let partitions = try partitionCount(rk, topic: topic, timeout: timeout)
+            return try withPartitionList((0..<Int32(partitions)).map { (topic, $0, LogicalOffset.invalid) }) {
+                list throws(KafkaError) -> [Int32: Int64] in
+                try listGroupOffsets(rk, group: group, partitions: list, timeout: timeout)
             }
-            await client.close()
-            return offsets
-        } catch {
-            await client.close()
-            throw error
         }
     }
 }
 
-extension KafkaAdmin {
-    /// Each partition's high watermark (the offset its next message will get), asked of the
-    /// partition leaders.
-    func endOffsets(topic: String) async throws -> [Int32: Int64] {
-        let timeout = settings.requestTimeout.wholeMilliseconds(minimum: 1)
-        let client = try SerialClient(
-            name: "watermarks.\(topic)",
-            properties: baseProperties(settings) + [("group.id", "hospital-watermarks"), ("enable.auto.commit", "false")]
-                + settings.extraProperties(producer: false),
-            context: ClientContext(logger: logger))
-        do {
-            let ends = try await client.run { rk in
-                let partitions = try partitionCount(rk, topic: topic, timeout: timeout)
-                var ends: [Int32: Int64] = [:]
-                for partition in 0..<Int32(partitions) {
-                    var low: Int64 = 0
-                    var high: Int64 = 0
-                    try rd_kafka_query_watermark_offsets(rk, topic, partition, &low, &high, timeout)
-                        .check("watermarks of \(topic)[\(partition)]")
-                    ends[partition] = high
-                }
-                return ends
-            }
-            await client.close()
-            return ends
-        } catch {
-            await client.close()
-            throw error
-        }
+/// One ListConsumerGroupOffsets request (an OffsetFetch to the group's coordinator), waited for
+/// on a private queue.
+private func listGroupOffsets(
+    _ rk: OpaquePointer, group: String, partitions: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>,
+    timeout: Int32
+) throws(KafkaError) -> [Int32: Int64] {
+    var errstr = [CChar](repeating: 0, count: 512)
+    let queue = rd_kafka_queue_new(rk)
+    defer { rd_kafka_queue_destroy(queue) }
+    let options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS)
+    defer { rd_kafka_AdminOptions_destroy(options) }
+    _ = rd_kafka_AdminOptions_set_request_timeout(options, timeout, &errstr, errstr.count)
+    var request: [OpaquePointer?] = [rd_kafka_ListConsumerGroupOffsets_new(group, partitions)]
+    defer { rd_kafka_ListConsumerGroupOffsets_destroy_array(&request, 1) }
+    rd_kafka_ListConsumerGroupOffsets(rk, &request, 1, options, queue)
+    guard let event = rd_kafka_queue_poll(queue, timeout + 1000) else {
+        throw KafkaError(RD_KAFKA_RESP_ERR__TIMED_OUT, detail: "committed offsets of \(group)")
     }
+    defer { rd_kafka_event_destroy(event) }
+    try rd_kafka_event_error(event).check(rd_kafka_event_error_string(event).map { String(cString: $0) })
+    guard let result = rd_kafka_event_ListConsumerGroupOffsets_result(event) else {
+        throw .client("unexpected answer to the committed offsets of \(group)")
+    }
+    var count = 0
+    guard let groups = rd_kafka_ListConsumerGroupOffsets_result_groups(result, &count), count == 1,
+        let answer = groups[0]
+    else { throw .client("no answer for the committed offsets of \(group)") }
+    if let error = rd_kafka_group_result_error(answer) {
+        throw KafkaError(rd_kafka_error_code(error), detail: "committed offsets of \(group)")
+    }
+    var offsets: [Int32: Int64] = [:]
+    for entry in entries(of: rd_kafka_group_result_partitions(answer)) {
+        try entry.error.check("committed offset of \(group) on \(entry.topic)[\(entry.partition)]")
+        if entry.offset >= 0 { offsets[entry.partition] = entry.offset }
+    }
+    return offsets
 }
 
 /// One CreateTopics request through the Admin API, waited for on a private queue.

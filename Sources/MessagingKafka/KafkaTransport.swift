@@ -19,6 +19,8 @@ public final class KafkaTransport: EventTransport, EventLogEnds {
     private let logger: Logger
     /// Replaced when it fails fatally (see `publish`).
     private let producer: Mutex<KafkaProducer>
+    /// Made on the first question about offsets (each metrics scrape asks).
+    private let inspector = Mutex<KafkaInspector?>(nil)
 
     public init(settings: KafkaSettings, logger: Logger) throws {
         var logger = logger
@@ -32,6 +34,20 @@ public final class KafkaTransport: EventTransport, EventLogEnds {
     /// releases the producer. Consumers stop when their tasks are canceled.
     public func shutdown(flushTimeout: Duration = .seconds(5)) async {
         await producer.withLock { $0 }.close(flushTimeout: flushTimeout)
+        let inspector = inspector.withLock { current in
+            defer { current = nil }
+            return current
+        }
+        await inspector?.close()
+    }
+
+    private func inspecting() throws -> KafkaInspector {
+        try inspector.withLock { current in
+            if let current { return current }
+            let made = try KafkaInspector(settings: settings, logger: logger)
+            current = made
+            return made
+        }
     }
 
     // MARK: EventPublisher
@@ -119,13 +135,13 @@ public final class KafkaTransport: EventTransport, EventLogEnds {
 
     /// The high watermark of each partition of `topic`: the offset its next message will get.
     public func endOffsets(topic: String) async throws -> [Int32: Int64] {
-        try await KafkaAdmin(settings: settings, logger: logger).endOffsets(topic: topic)
+        try await inspecting().endOffsets(topic: topic)
     }
 
     /// The next offset `group` will read in each partition of `topic` (partitions it never
     /// committed are left out): its position, for lag and for checks.
     public func committedOffsets(topic: String, group: String) async throws -> [Int32: Int64] {
-        try await KafkaAdmin(settings: settings, logger: logger).committedOffsets(topic: topic, group: group)
+        try await inspecting().committedOffsets(topic: topic, group: group)
     }
 }
 

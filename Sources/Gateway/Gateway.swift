@@ -93,9 +93,7 @@ public struct Gateway: Sendable {
         for (name, value) in req.headers where !StreamingProxy.hopByHop.contains(name.lowercased()) {
             headers.add(name: name, value: value)
         }
-        if let peer = req.remoteAddress?.ipAddress {
-            headers.add(name: "X-Forwarded-For", value: peer)
-        }
+        StreamingProxy.forwardFor(req, in: &headers)
         let upstream: ClientResponse
         do {
             // The service's server span is a child of the gateway's (no client span of its own

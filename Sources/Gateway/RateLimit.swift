@@ -33,8 +33,9 @@ public final class RateLimit: Middleware, Sendable {
     public init(settings: Settings) { self.settings = settings }
 
     public func respond(to request: Request, chainingTo next: any Responder) -> EventLoopFuture<Response> {
-        // The socket's peer, not X-Forwarded-For: a client could claim any address there.
-        let client = request.remoteAddress?.ipAddress ?? "unknown"
+        // The socket's peer, or behind trusted proxies whom they forwarded for; never an
+        // X-Forwarded-For the client wrote itself.
+        let client = request.clientAddress ?? "unknown"
         let signingIn =
             request.method == .POST && (request.url.path == "/auth/token" || request.url.path == "/login")
         let (rate, burst) = signingIn ? (settings.signInRate, settings.signInBurst) : (settings.rate, settings.burst)

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Messaging
+import ServiceKit
 
 /// The parts of the system a `hospital` process can run.
 public enum ServiceName: String, CaseIterable, Sendable, Codable {
@@ -358,6 +359,11 @@ public struct AuthConfiguration: Sendable, CustomStringConvertible {
     /// HOSPITAL_ALLOWED_HOSTS: the host names the gateway serves (`Host`), comma-separated, besides
     /// localhost, 127.0.0.1, ::1 and the address it listens on.
     public var allowedHosts: [String] = []
+    /// HOSPITAL_TRUSTED_PROXIES: the networks of the proxies in front of the gateway, as
+    /// comma-separated addresses or CIDR blocks (`127.0.0.6/32` behind Istio's sidecar). Their
+    /// `X-Forwarded-For` names the client for the rate limits and the audit trail; by default
+    /// none is believed, and the client is the socket's peer.
+    public var trustedProxies = TrustedProxies.none
     /// HOSPITAL_RATE_LIMIT (1000) and HOSPITAL_SIGN_IN_RATE_LIMIT (2): requests a second per
     /// client address on the gateway (bursts of twice as many; sign-in: 20); 0 turns a limit off.
     public var rateLimit: Double = 1000
@@ -393,6 +399,17 @@ public struct AuthConfiguration: Sendable, CustomStringConvertible {
         if let raw = env["HOSPITAL_ALLOWED_HOSTS"] {
             allowedHosts = raw.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter {
                 !$0.isEmpty
+            }
+        }
+        if let raw = env["HOSPITAL_TRUSTED_PROXIES"] {
+            let entries = raw.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter {
+                !$0.isEmpty
+            }
+            switch TrustedProxies.parse(entries) {
+            case .success(let proxies): trustedProxies = proxies
+            case .failure(let invalid):
+                throw ConfigurationError(
+                    "HOSPITAL_TRUSTED_PROXIES: addresses or CIDR blocks (10.0.0.0/8, fd00::/8), not \(invalid.entry)")
             }
         }
         for (name, keyPath) in [

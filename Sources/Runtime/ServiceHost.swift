@@ -163,6 +163,7 @@ final class ServiceHost: Sendable {
         let (app, _) = try await makeApplication(name: .gateway, configuration: configuration)
         app.http.client.configuration.timeout = .init(connect: .seconds(2), read: .seconds(30))
         let auth = configuration.auth
+        app.trustedProxies = auth.trustedProxies
         app.middleware.use(AllowedHosts(auth.allowedHosts + [configuration.host], exempt: configuration.metricsPath))
         app.middleware.use(
             RateLimit(

@@ -329,7 +329,8 @@ public struct AuditMiddleware: Middleware {
         let pathId = (request.parameters.get("id") ?? request.parameters.get("receptionId")).flatMap(
             UUID.init(uuidString:))
         let peer = request.remoteAddress?.ipAddress ?? "?"
-        let forwarded = request.headers.first(name: "X-Forwarded-For").map { " for \($0)" } ?? ""
+        let claimed = request.headers[.xForwardedFor].joined(separator: ", ")
+        let forwarded = claimed.isEmpty ? "" : " for \(claimed)"
         // The answer is read for the visits it held by the trail's writer, not here: the request
         // does not wait for that.
         trail.record(

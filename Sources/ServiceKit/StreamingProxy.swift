@@ -14,6 +14,13 @@ public enum StreamingProxy {
         "transfer-encoding", "upgrade", "host", "content-length",
     ]
 
+    /// Sets `X-Forwarded-For` on a request to a service to the one client address this hop
+    /// vouches for (`Request.clientAddress`), replacing whatever the client sent there.
+    public static func forwardFor(_ req: Request, in headers: inout HTTPHeaders) {
+        headers.remove(name: .xForwardedFor)
+        if let client = req.clientAddress { headers.add(name: .xForwardedFor, value: client) }
+    }
+
     /// - Parameters:
     ///   - path: the service's path (default: the request's own, with its query).
     ///   - token: the user's token for a screen's request (it replaces the cookie).
@@ -31,7 +38,7 @@ public enum StreamingProxy {
             outgoing.headers.replaceOrAdd(name: "Authorization", value: "Bearer \(token)")
             outgoing.headers.remove(name: "Cookie")
         }
-        if let peer = req.remoteAddress?.ipAddress { outgoing.headers.add(name: "X-Forwarded-For", value: peer) }
+        forwardFor(req, in: &outgoing.headers)
         Traces.propagate(req.serviceContext, into: &outgoing.headers)
         if req.method == .POST || req.method == .PUT {
             let length = req.headers.first(name: .contentLength).flatMap(Int64.init)

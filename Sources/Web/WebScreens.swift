@@ -167,7 +167,7 @@ public struct WebScreens: Sendable {
     func api(_ req: Request) -> API {
         API(
             client: req.client, upstreams: upstreams, token: req.signedIn?.token,
-            clientAddress: req.remoteAddress?.ipAddress)
+            clientAddress: req.clientAddress)
     }
 
     /// After a command the API refused: a stale page (409) goes to `page` with a sentence and the

@@ -240,6 +240,20 @@ def test_the_settings_are_ones_the_binary_reads(overlay):
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS, ids=[p.name for p in OVERLAYS])
+def test_the_binary_accepts_the_settings_values(overlay, tmp_path):
+    """The settings ConfigMap as a pod's environment: the binary reads every value without a
+    configuration error (it gets as far as finding no audit trail in an empty data directory)."""
+    from hospital_api import binary
+    environment = {**settings(render(overlay)), "PATH": os.environ["PATH"], "HOSPITAL_DATA_DIR": str(tmp_path)}
+    done = subprocess.run([binary(), "audit", "verify"], env=environment, capture_output=True, text=True, timeout=60)
+    assert f"No audit trail in {tmp_path}" in done.stderr, done.stderr
+    # And a value it cannot read is refused by name, so the check above is not vacuous.
+    environment["HOSPITAL_TRUSTED_PROXIES"] = "127.0.0.6/33"
+    done = subprocess.run([binary(), "audit", "verify"], env=environment, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "HOSPITAL_TRUSTED_PROXIES" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=[p.name for p in OVERLAYS])
 def test_the_gateway_answers_the_host_names_it_is_called_by(overlay):
     """The services fetch the gateway's signing keys at HOSPITAL_GATEWAY_URL; the gateway answers 421
     to a host name not in HOSPITAL_ALLOWED_HOSTS."""

@@ -3,6 +3,7 @@ import Identity
 import NIOHTTP1
 import Runtime
 import SQLKit
+import ServiceKit
 import Testing
 
 /// The audit trail: every read and change of patient data, by whom, tamper-evident.
@@ -74,6 +75,34 @@ struct AuditTests {
             let lines = csv.text.split(separator: "\r\n")
             #expect(lines.first == "service,seq,at,user,role,action,receptionIds,patientId,outcome,client,hash")
             #expect(lines.count == 6)
+        }
+    }
+
+    @Test(
+        "The trail names the client the gateway vouches for: never an X-Forwarded-For the caller wrote; behind a trusted proxy, the address it forwarded"
+    )
+    func clientAddress() async throws {
+        func client(_ system: TestSystem, user: String, claiming: String) async throws -> String? {
+            let token = try await TestKeys.token(.desk, username: user)
+            let answer = try await HTTPResult.send(
+                .GET, system.url(), "/receptions",
+                headers: [("authorization", "Bearer \(token)"), ("x-forwarded-for", claiming)])
+            try #require(answer.status == 200)
+            return try await eventually("\(user)'s read in the trail") {
+                try await trail(system, "user=\(user)").first?["client"] as? String
+            }
+        }
+        try await withTestSystem { system in
+            // No proxy is trusted: the caller's claim is dropped at the gateway.
+            let claimed = try await client(system, user: "spoof.desk", claiming: "203.0.113.9")
+            #expect(claimed == "127.0.0.1 for 127.0.0.1", "\(claimed ?? "nil")")
+        }
+        let loopback = try TrustedProxies.parse(["127.0.0.0/8"]).get()
+        try await withTestSystem(configure: { $0.auth.trustedProxies = loopback }) { system in
+            // Behind a trusted proxy (here: the test, on loopback), the last address it appended
+            // is the client, whatever the client wrote before it.
+            let forwarded = try await client(system, user: "proxied.desk", claiming: "198.51.100.1, 203.0.113.9")
+            #expect(forwarded == "127.0.0.1 for 203.0.113.9", "\(forwarded ?? "nil")")
         }
     }
 

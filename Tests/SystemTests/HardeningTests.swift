@@ -1,5 +1,6 @@
 import Foundation
 import Runtime
+import ServiceKit
 import Testing
 
 /// Hostile clients: framing, sniffing, other host names, floods; and files only the owner reads.
@@ -71,6 +72,55 @@ struct HardeningTests {
             #expect(Set(signIns) == [401, 429])
             #expect(signIns.filter { $0 == 401 }.count < 20)
         }
+    }
+
+    @Test("Behind trusted proxies each forwarded client has its own bucket; an untrusted peer's X-Forwarded-For changes nothing")
+    func rateLimitsPerForwardedClient() async throws {
+        func twenty(_ system: TestSystem, claiming: @escaping @Sendable (Int) -> String) async throws -> [Int] {
+            try await withThrowingTaskGroup(of: Int.self) { group in
+                for i in 0..<20 {
+                    group.addTask {
+                        try await HTTPResult.send(
+                            .GET, system.url(), "/openapi.yaml", headers: [("x-forwarded-for", claiming(i))]
+                        ).status
+                    }
+                }
+                return try await group.reduce(into: [Int]()) { $0.append($1) }
+            }
+        }
+        // A burst of 4: twenty requests from twenty claimed addresses.
+        try await withTestSystem(configure: { $0.auth.rateLimit = 2 }) { system in
+            let answers = try await twenty(system) { "203.0.113.\($0)" }
+            #expect(answers.filter { $0 == 429 }.count >= 10, "one bucket: the peer's")
+        }
+        let loopback = try TrustedProxies.parse(["127.0.0.1"]).get()
+        try await withTestSystem(configure: {
+            $0.auth.rateLimit = 2
+            $0.auth.trustedProxies = loopback
+        }) { system in
+            let answers = try await twenty(system) { "203.0.113.\($0)" }
+            #expect(answers == Array(repeating: 200, count: 20), "a bucket each")
+        }
+    }
+
+    @Test("Trusted proxies: CIDR blocks of either family; the walk stops at the first untrusted hop")
+    func trustedProxies() throws {
+        let proxies = try TrustedProxies.parse(["10.0.0.0/8", "127.0.0.6", "fd00::/8"]).get()
+        #expect(proxies.client(peer: "192.0.2.1", forwardedFor: ["203.0.113.9"]) == "192.0.2.1")
+        #expect(proxies.client(peer: "127.0.0.6", forwardedFor: ["198.51.100.1, 203.0.113.9"]) == "203.0.113.9")
+        #expect(proxies.client(peer: "10.1.2.3", forwardedFor: ["203.0.113.9", "10.9.9.9"]) == "203.0.113.9")
+        #expect(proxies.client(peer: "::ffff:10.1.2.3", forwardedFor: ["2001:db8::1, fd12::1"]) == "2001:db8::1")
+        #expect(proxies.client(peer: "10.1.2.3", forwardedFor: []) == "10.1.2.3")
+        #expect(proxies.client(peer: "10.1.2.3", forwardedFor: ["not-an-address, 10.4.4.4"]) == "10.4.4.4")
+        #expect(proxies.client(peer: "11.0.0.1", forwardedFor: ["203.0.113.9"]) == "11.0.0.1")
+        for bad in ["10.0.0.0/33", "hospital.example", "10.0.0.0/", "fd00::/129"] {
+            #expect(throws: TrustedProxies.InvalidNetwork.self) { try TrustedProxies.parse([bad]).get() }
+        }
+        #expect(throws: (any Error).self) {
+            try HospitalConfiguration.from(environment: ["HOSPITAL_TRUSTED_PROXIES": "10.0.0.0/8, example"])
+        }
+        let configured = try HospitalConfiguration.from(environment: ["HOSPITAL_TRUSTED_PROXIES": " 127.0.0.6 ,10.0.0.0/8"])
+        #expect(configured.auth.trustedProxies == (try TrustedProxies.parse(["127.0.0.6", "10.0.0.0/8"]).get()))
     }
 
     @Test("The data directory is 0700 and every database file 0600")

@@ -10,7 +10,7 @@ import time
 import uuid
 
 import pytest
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import expect, sync_playwright
 
 from hospital_api import add_accounts, binary
 
@@ -21,6 +21,10 @@ SCREENSHOTS = pathlib.Path(os.environ.get("SCREENSHOT_DIR", ROOT / ".build" / "s
 PASSWORD = "browser test password"
 ROLES = ("desk", "doctor", "examiner", "admin")
 HOME = {"desk": "/desk", "doctor": "/doctor", "examiner": "/examiner"}
+
+# A screen that follows another service's event refreshes every 2 s, after that service has
+# taken the event: on two loaded cores Playwright's default 5 s for an assertion is too short.
+expect.set_options(timeout=15_000)
 
 
 def serve(data: str, *args: str, env: dict | None = None, stderr=None):

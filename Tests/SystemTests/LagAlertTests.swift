@@ -29,6 +29,11 @@ extension ScaleOutTests {
                     "/receptions", ["patientName": "지연\(round)-\(i)", "department": "내과"])
                 #expect(answer.status == 201)
             }
+            // The burst's events on the topic (the relay publishes them after the answers).
+            _ = try await eventually("reception's outbox published", timeout: .seconds(20)) {
+                try await system.scalar(.reception, "SELECT COUNT(*) FROM outbox WHERE published_at IS NULL") == 0
+                    ? true : nil
+            }
             let metrics = try await HTTPResult.send(.GET, reception, "/metrics").text
             diagnosisLag.append(try #require(Self.value(in: metrics, "hospital_consumer_lag_events", group: "diagnosis")))
             examinationLag.append(Self.value(in: metrics, "hospital_consumer_lag_events", group: "examination") ?? -1)

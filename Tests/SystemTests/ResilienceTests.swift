@@ -295,7 +295,9 @@ struct Snapshot: Equatable {
         for service in [ServiceName.reception, .diagnosis, .examination] {
             if try await system.count("outbox", in: service, where: "published_at IS NULL") > 0 { return false }
         }
-        return true
+        // An event published after the head was read passed both checks: the log must not
+        // have grown meanwhile.
+        return try await system.eventCount() == head
     }
 }
 

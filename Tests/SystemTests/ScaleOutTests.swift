@@ -44,15 +44,22 @@ struct ScaleOutTests {
         try await Load.waitFor(system, "/patientManagements/\(c)", "CANCELED")
 
         // An outside client reads the topic: well-formed envelopes with DOMAIN.md's fields.
-        let lines = try Kcat.consume(bootstrap: system.kafka.bootstrap, topic: "hospital.visit-events")
-        let envelopes = lines.compactMap { line -> [String: Any]? in
-            guard let record = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                let payload = record["payload"] as? String
-            else { return nil }
-            return try? JSONSerialization.jsonObject(with: Data(payload.utf8)) as? [String: Any]
+        func records() throws -> [[String: Any]] {
+            try Kcat.consume(bootstrap: system.kafka.bootstrap, topic: "hospital.visit-events").compactMap { line in
+                try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            }
         }
         // a: received, prescribed, exam completed, completed; b: received, prescribed, rejected, exam
-        // canceled; c: received, canceled, diagnosis canceled.
+        // canceled; c: received, canceled, diagnosis canceled. The last may still wait in
+        // diagnosis's outbox when the board shows c canceled (it heard TreatmentCanceled).
+        let keyed = try await eventually("the eleven events on the topic", timeout: .seconds(20)) {
+            let read = try records()
+            return read.count >= 11 ? read : nil
+        }
+        let envelopes = keyed.compactMap { record -> [String: Any]? in
+            guard let payload = record["payload"] as? String else { return nil }
+            return try? JSONSerialization.jsonObject(with: Data(payload.utf8)) as? [String: Any]
+        }
         #expect(envelopes.count == 11)
         for envelope in envelopes {
             for field in [
@@ -69,7 +76,6 @@ struct ScaleOutTests {
                 "DiagnosisRejected", "ExaminationCanceled", "TreatmentCanceled", "DiagnosisCanceled",
             ]))
         // Keys are the visits: one visit's events share a key, hence a partition and an order.
-        let keyed = lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
         #expect(keyed.allSatisfy { ($0["key"] as? String).map { UUID(uuidString: $0) != nil } ?? false })
     }
 
@@ -120,7 +126,7 @@ struct ScaleOutTests {
         try await Load.verify(system, visits: visits, exams: visits / 5)
     }
 
-    @Test("A SIGKILLed consumer restarted with the default settings has its partitions back within 15 s, not 45")
+    @Test("A SIGKILLed consumer restarted with the default settings has its partitions back within 25 s, not 45")
     func restartedConsumerRecovers() async throws {
         // The product's own session settings, not the tests' quicker ones. On Apache Kafka the
         // restart under the same pod name (static membership) takes the partitions back at once.
@@ -141,7 +147,9 @@ struct ScaleOutTests {
         ids.formUnion(try await Load.register(system, count: 30, from: 100))
         let restart = ContinuousClock.now
         try await system.start(.diagnosis)
-        _ = try await eventually("every diagnosis within 15 s of the restart", timeout: .seconds(15)) {
+        // About 11 s here; the margin is for a loaded machine, and 25 s still tells the product's
+        // session settings from librdkafka's default (47 s).
+        _ = try await eventually("every diagnosis within 25 s of the restart", timeout: .seconds(25)) {
             try await diagnoses() == ids.count ? true : nil
         }
         print("the restarted consumer caught up \(ContinuousClock.now - restart) after its restart")

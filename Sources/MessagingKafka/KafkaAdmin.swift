@@ -107,45 +107,35 @@ final class KafkaInspector: @unchecked Sendable {
     }
 }
 
-/// One ListConsumerGroupOffsets request (an OffsetFetch to the group's coordinator), waited for
-/// on a private queue.
+/// One ListConsumerGroupOffsets request (an OffsetFetch to the group's coordinator).
 private func listGroupOffsets(
     _ rk: OpaquePointer, group: String, partitions: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>,
     timeout: Int32
 ) throws(KafkaError) -> [Int32: Int64] {
-    var errstr = [CChar](repeating: 0, count: 512)
-    let queue = rd_kafka_queue_new(rk)
-    defer { rd_kafka_queue_destroy(queue) }
-    let options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS)
-    defer { rd_kafka_AdminOptions_destroy(options) }
-    _ = rd_kafka_AdminOptions_set_request_timeout(options, timeout, &errstr, errstr.count)
     var request: [OpaquePointer?] = [rd_kafka_ListConsumerGroupOffsets_new(group, partitions)]
     defer { rd_kafka_ListConsumerGroupOffsets_destroy_array(&request, 1) }
-    rd_kafka_ListConsumerGroupOffsets(rk, &request, 1, options, queue)
-    guard let event = rd_kafka_queue_poll(queue, timeout + 1000) else {
-        throw KafkaError(RD_KAFKA_RESP_ERR__TIMED_OUT, detail: "committed offsets of \(group)")
+    return try adminRequest(
+        rk, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS, timeout: timeout, what: "committed offsets of \(group)",
+        send: { options, queue in rd_kafka_ListConsumerGroupOffsets(rk, &request, 1, options, queue) }
+    ) { event throws(KafkaError) in
+        var count = 0
+        guard let result = rd_kafka_event_ListConsumerGroupOffsets_result(event),
+            let groups = rd_kafka_ListConsumerGroupOffsets_result_groups(result, &count), count == 1,
+            let answer = groups[0]
+        else { throw .client("no answer for the committed offsets of \(group)") }
+        if let error = rd_kafka_group_result_error(answer) {
+            throw KafkaError(rd_kafka_error_code(error), detail: "committed offsets of \(group)")
+        }
+        var offsets: [Int32: Int64] = [:]
+        for entry in entries(of: rd_kafka_group_result_partitions(answer)) {
+            try entry.error.check("committed offset of \(group) on \(entry.topic)[\(entry.partition)]")
+            if entry.offset >= 0 { offsets[entry.partition] = entry.offset }
+        }
+        return offsets
     }
-    defer { rd_kafka_event_destroy(event) }
-    try rd_kafka_event_error(event).check(rd_kafka_event_error_string(event).map { String(cString: $0) })
-    guard let result = rd_kafka_event_ListConsumerGroupOffsets_result(event) else {
-        throw .client("unexpected answer to the committed offsets of \(group)")
-    }
-    var count = 0
-    guard let groups = rd_kafka_ListConsumerGroupOffsets_result_groups(result, &count), count == 1,
-        let answer = groups[0]
-    else { throw .client("no answer for the committed offsets of \(group)") }
-    if let error = rd_kafka_group_result_error(answer) {
-        throw KafkaError(rd_kafka_error_code(error), detail: "committed offsets of \(group)")
-    }
-    var offsets: [Int32: Int64] = [:]
-    for entry in entries(of: rd_kafka_group_result_partitions(answer)) {
-        try entry.error.check("committed offset of \(group) on \(entry.topic)[\(entry.partition)]")
-        if entry.offset >= 0 { offsets[entry.partition] = entry.offset }
-    }
-    return offsets
 }
 
-/// One CreateTopics request through the Admin API, waited for on a private queue.
+/// One CreateTopics request through the Admin API.
 private func createTopic(
     _ rk: OpaquePointer, name: String, partitions: Int32, replicationFactor: Int32, timeout: Int32
 ) throws(KafkaError) {
@@ -158,31 +148,51 @@ private func createTopic(
     guard rd_kafka_NewTopic_set_config(newTopic, "retention.ms", "-1") == RD_KAFKA_RESP_ERR_NO_ERROR else {
         throw .client("topic \(name): retention.ms refused")
     }
-    let queue = rd_kafka_queue_new(rk)
+    var topics: [OpaquePointer?] = [newTopic]
+    try adminRequest(
+        rk, RD_KAFKA_ADMIN_OP_CREATETOPICS, timeout: timeout, what: "creating topic \(name)",
+        // Wait for the topic to exist on the controller, so it can be used at once.
+        configure: { options in
+            var errstr = [CChar](repeating: 0, count: 512)
+            _ = rd_kafka_AdminOptions_set_operation_timeout(options, timeout, &errstr, errstr.count)
+        },
+        send: { options, queue in rd_kafka_CreateTopics(rk, &topics, 1, options, queue) }
+    ) { event throws(KafkaError) in
+        var count = 0
+        guard let result = rd_kafka_event_CreateTopics_result(event) else {
+            throw .client("unexpected answer to creating topic \(name)")
+        }
+        guard let results = rd_kafka_CreateTopics_result_topics(result, &count) else { return }
+        for index in 0..<count {
+            let err = rd_kafka_topic_result_error(results[index])
+            if err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS { continue }
+            try err.check(rd_kafka_topic_result_error_string(results[index]).map { String(cString: $0) })
+        }
+    }
+}
+
+/// Sends one Admin API request (`send`, given its options and a private queue), waits for the
+/// result event on that queue and hands it to `read`; the event is destroyed after.
+private func adminRequest<T>(
+    _ rk: OpaquePointer, _ operation: rd_kafka_admin_op_t, timeout: Int32, what: String,
+    configure: (OpaquePointer) -> Void = { _ in },
+    send: (_ options: OpaquePointer, _ queue: OpaquePointer) -> Void,
+    read: (OpaquePointer) throws(KafkaError) -> T
+) throws(KafkaError) -> T {
+    var errstr = [CChar](repeating: 0, count: 512)
+    let queue = rd_kafka_queue_new(rk)!
     defer { rd_kafka_queue_destroy(queue) }
-    let options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS)
+    let options = rd_kafka_AdminOptions_new(rk, operation)!
     defer { rd_kafka_AdminOptions_destroy(options) }
     _ = rd_kafka_AdminOptions_set_request_timeout(options, timeout, &errstr, errstr.count)
-    // Wait for the topic to exist on the controller, so it can be used at once.
-    _ = rd_kafka_AdminOptions_set_operation_timeout(options, timeout, &errstr, errstr.count)
-
-    var topics: [OpaquePointer?] = [newTopic]
-    rd_kafka_CreateTopics(rk, &topics, 1, options, queue)
+    configure(options)
+    send(options, queue)
     guard let event = rd_kafka_queue_poll(queue, timeout + 1000) else {
-        throw KafkaError(RD_KAFKA_RESP_ERR__TIMED_OUT, detail: "creating topic \(name)")
+        throw KafkaError(RD_KAFKA_RESP_ERR__TIMED_OUT, detail: what)
     }
     defer { rd_kafka_event_destroy(event) }
     try rd_kafka_event_error(event).check(rd_kafka_event_error_string(event).map { String(cString: $0) })
-    guard let result = rd_kafka_event_CreateTopics_result(event) else {
-        throw .client("unexpected answer to creating topic \(name)")
-    }
-    var count = 0
-    guard let results = rd_kafka_CreateTopics_result_topics(result, &count) else { return }
-    for index in 0..<count {
-        let err = rd_kafka_topic_result_error(results[index])
-        if err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS { continue }
-        try err.check(rd_kafka_topic_result_error_string(results[index]).map { String(cString: $0) })
-    }
+    return try read(event)
 }
 
 #endif

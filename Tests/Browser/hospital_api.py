@@ -78,7 +78,7 @@ class Api:
             except ValueError:
                 return error.code, raw
 
-    def until(self, path: str, role: str, condition, seconds: float = 20):
+    def until(self, path: str, role: str, condition, seconds: float = 30):
         """Polls `path` until `condition(body)` holds; fails after `seconds`."""
         deadline = time.monotonic() + seconds
         while True:

@@ -30,7 +30,7 @@ extension ScaleOutTests {
                 #expect(answer.status == 201)
             }
             // The burst's events on the topic (the relay publishes them after the answers).
-            _ = try await eventually("reception's outbox published", timeout: .seconds(20)) {
+            _ = try await eventually("reception's outbox published") {
                 try await system.scalar(.reception, "SELECT COUNT(*) FROM outbox WHERE published_at IS NULL") == 0
                     ? true : nil
             }

@@ -114,7 +114,7 @@ struct ProcessTests {
 
         services[.diagnosis] = try await HospitalProcess.serve(
             [.diagnosis], dataDirectory: directory, ports: [.diagnosis: diagnosisPort])
-        let created = try await eventually("the missing diagnoses", timeout: .seconds(20)) {
+        let created = try await eventually("the missing diagnoses") {
             let items = try await get("/diagnoses?status=WAITING&limit=200")["items"] as? [[String: Any]] ?? []
             return items.count >= 5 ? items : nil
         }

@@ -361,7 +361,7 @@ struct DeadLetterTests {
             #expect(try await system.get("/health/ready", via: .reception).status == 200)
 
             try await database.raw("ALTER TABLE dead_letters_away RENAME TO dead_letters").run()
-            try await eventually("diagnosis ready again", timeout: .seconds(20)) {
+            try await eventually("diagnosis ready again") {
                 try await system.get("/health/ready", via: .diagnosis).status == 200 ? true : nil
             }
             #expect(try await system.count("dead_letters", in: .diagnosis) == 1)

@@ -162,7 +162,7 @@ final class MockKafka: Sendable {
             let data = handle.availableData
             firstLine.text.withLock { $0 += String(decoding: data, as: UTF8.self) }
         }
-        let bootstrap = try await eventually("the mock cluster's bootstrap address", timeout: .seconds(20)) {
+        let bootstrap = try await eventually("the mock cluster's bootstrap address") {
             if !process.isRunning { throw ProcessFailed(output: firstLine.text.withLock { $0 }) }
             return firstLine.text.withLock { text in
                 text.contains("\n") ? String(text.prefix { $0 != "\n" }) : nil

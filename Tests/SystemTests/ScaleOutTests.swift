@@ -52,7 +52,7 @@ struct ScaleOutTests {
         // a: received, prescribed, exam completed, completed; b: received, prescribed, rejected, exam
         // canceled; c: received, canceled, diagnosis canceled. The last may still wait in
         // diagnosis's outbox when the board shows c canceled (it heard TreatmentCanceled).
-        let keyed = try await eventually("the eleven events on the topic", timeout: .seconds(20)) {
+        let keyed = try await eventually("the eleven events on the topic") {
             let read = try records()
             return read.count >= 11 ? read : nil
         }

@@ -235,8 +235,10 @@ final class TestSystem: Sendable {
 }
 
 /// Waits for `probe` to return a value, polling until `timeout`; fails the test with `what`.
+/// The default deadline is generous: every suite runs at once on CI's two cores, and a wait ends
+/// as soon as its condition holds.
 func eventually<T>(
-    _ what: String, timeout: Duration = .seconds(10), _ probe: () async throws -> T?
+    _ what: String, timeout: Duration = .seconds(30), _ probe: () async throws -> T?
 ) async throws -> T {
     let deadline = ContinuousClock.now + timeout
     while true {

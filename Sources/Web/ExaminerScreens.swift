@@ -30,11 +30,39 @@ extension WebScreens {
                 ])
             }
             extra["exams"] = exams
+            extra["listed"] = Self.fingerprint(of: waiting.items.map(\.id))
         } catch {
             extra["error"] = screen.sentence(for: error)
         }
         if let message { extra["error"] = message }
         return render("examiner", screen.context(title: screen.t("examWorklist"), extra), status: status)
+    }
+
+    /// The page's notice region, asked every few seconds: a link to reload the worklist once the
+    /// exams waiting are no longer the ones the page lists (the page itself is not redrawn under
+    /// an examiner typing a result). An unchanged answer is a 304 to its ETag.
+    @Sendable func examinerChanges(_ req: Request) async throws -> Response {
+        let screen = Screen(req, timeZone: timeZone)
+        let waiting: ListOf<ExamDTO> = try await api(req).get(
+            .examination, "/examinations?status=REQUESTED&limit=200")
+        let changed = Self.fingerprint(of: waiting.items.map(\.id)) != req.query[String.self, at: "listed"]
+        let tag = "\"\(changed ? "changed" : "same")-\(screen.language.rawValue)\""
+        if req.headers.first(name: .ifNoneMatch) == tag {
+            return Response(status: .notModified, headers: ["ETag": tag])
+        }
+        let response = render("examChanges", ["changed": changed, "t": screen.language.strings])
+        response.headers.replaceOrAdd(name: .eTag, value: tag)
+        return response
+    }
+
+    /// The exams a worklist shows, as a short deterministic fingerprint (the same on every
+    /// gateway replica): FNV-1a over their sorted ids.
+    static func fingerprint(of ids: [UUID]) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in ids.map(\.uuidString).sorted().joined(separator: ",").utf8 {
+            hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
+        }
+        return String(hash, radix: 16)
     }
 
     /// 검사 시행 with the result.

@@ -37,6 +37,7 @@ enum Strings {
         // examiner
         "examWorklist": "검사 대기 목록", "noExams": "대기 중인 검사가 없습니다.", "examResult": "검사 결과",
         "performExam": "검사 시행", "cancelExam": "검사 취소", "cancelExamReason": "취소 사유", "refresh": "새로고침",
+        "examsChanged": "검사 목록이 바뀌었습니다 · 새로고침",
         // notices
         "notice.registered": "접수되었습니다.", "notice.canceled": "접수가 취소되었습니다.",
         "notice.prescribed": "검사를 처방했습니다.", "notice.completed": "진료를 완료했습니다.",
@@ -102,7 +103,7 @@ enum Strings {
         "resultsLive": "Results appear as they arrive.", "orderedAt": "Ordered at",
         "examWorklist": "Exams waiting", "noExams": "No exams waiting.", "examResult": "Exam result",
         "performExam": "Perform exam", "cancelExam": "Cancel exam", "cancelExamReason": "Reason for canceling",
-        "refresh": "Refresh",
+        "refresh": "Refresh", "examsChanged": "The list of exams has changed · Refresh",
         "notice.registered": "Registered.", "notice.canceled": "The registration was canceled.",
         "notice.prescribed": "Exams ordered.", "notice.completed": "Consultation completed.",
         "notice.rejected": "Consultation rejected.", "notice.performed": "Exam result saved.",

@@ -55,6 +55,7 @@ public struct WebScreens: Sendable {
 
         let examiner = screens.grouped(ScreenGuard(sessions: sessions, role: .examiner))
         examiner.get("examiner", use: self.examiner)
+        examiner.get("examiner", "changes", use: examinerChanges)
         examiner.post("examiner", "examinations", ":id", "perform", use: perform)
         examiner.post("examiner", "examinations", ":id", "cancel", use: cancelExam)
         examiner.on(.POST, "examiner", "examinations", ":id", "attachments", body: .stream, use: attach)
@@ -203,6 +204,10 @@ public struct WebScreens: Sendable {
             ("worklistRows", PackageResources.worklistRows_mustache), ("visit", PackageResources.visit_mustache),
             ("orders", PackageResources.orders_mustache), ("examiner", PackageResources.examiner_mustache),
             ("patientVisits", PackageResources.patientVisits_mustache), ("login", PackageResources.login_mustache),
+            (
+                "examChanges",
+                Array(#"{{#changed}}<a class="button primary" href="/examiner">{{t.examsChanged}}</a>{{/changed}}"#.utf8)
+            ),
         ]
         for (name, bytes) in sources {
             try library.register(String(decoding: bytes, as: UTF8.self), named: name)

@@ -116,6 +116,34 @@ def test_rejecting_cancels_the_pending_exam_and_the_visit(desk_context, doctor_c
     examiner_worklist(examiner, patient, 0)
 
 
+def test_the_examiners_worklist_says_when_the_exams_waiting_change(
+        desk_context, doctor_context, examiner_context, patient):
+    examiner = examiner_context.new_page()
+    examiner.goto("/examiner")
+    mark_page(examiner)
+    notice = examiner.get_by_role("link", name="검사 목록이 바뀌었습니다 · 새로고침")
+    expect(notice).to_have_count(0)
+
+    register(desk_context.new_page(), patient)
+    doctor = doctor_context.new_page()
+    open_visit(doctor, patient)
+    doctor.get_by_label("심전도").check()
+    doctor.get_by_role("button", name="검사 처방").click()
+    expect(doctor.get_by_role("status")).to_have_text("검사를 처방했습니다.")
+
+    # The page is not redrawn under the examiner: it says the list changed, in a live region.
+    expect(notice).to_be_visible()
+    expect(examiner.locator("section.exam", has_text=patient)).to_have_count(0)
+    assert_not_reloaded(examiner)
+    notice.click()
+    expect(examiner.locator("section.exam", has_text=patient)).to_have_count(1)
+    # The reloaded page's region asks again: nothing changed since, so no notice.
+    with examiner.expect_response(lambda r: "/examiner/changes" in r.url) as asked:
+        pass
+    assert asked.value.status in (200, 304) and "검사 목록" not in (asked.value.text() if asked.value.status == 200 else "")
+    expect(notice).to_have_count(0)
+
+
 def test_the_desk_cancels_a_visit(desk_context, doctor_context, patient):
     desk = desk_context.new_page()
     register(desk, patient)

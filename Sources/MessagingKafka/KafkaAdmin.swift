@@ -2,6 +2,7 @@
 import CRdKafka
 import Foundation
 import Logging
+import Synchronization
 
 /// Cluster administration: a short-lived handle of its own per call, so it can neither outlive
 /// nor hold up the transport's producer.
@@ -39,6 +40,12 @@ final class KafkaInspector: @unchecked Sendable {
     private let timeout: Int32
     /// Touched on `queue` only.
     private var isClosed = false
+    /// Questions queued or being answered. With the brokers away each can take its request
+    /// timeout, so past `maxWaiting` a question is refused at once instead of queueing behind
+    /// the others (and behind shutdown).
+    private let waiting = Atomic<Int>(0)
+    private let closing = Atomic<Bool>(false)
+    static let maxWaiting = 4
 
     init(settings: KafkaSettings, logger: Logger) throws(KafkaError) {
         // A producer handle that never produces: the Admin API and watermark queries need no
@@ -54,9 +61,15 @@ final class KafkaInspector: @unchecked Sendable {
     }
 
     private func run<T: Sendable>(_ body: @escaping @Sendable (OpaquePointer, Int32) throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
+        guard !closing.load(ordering: .relaxed) else { throw KafkaError.client("the inspector is closed") }
+        guard waiting.add(1, ordering: .relaxed).newValue <= Self.maxWaiting else {
+            waiting.subtract(1, ordering: .relaxed)
+            throw KafkaError.client("the brokers are slow to answer: \(Self.maxWaiting) questions already wait")
+        }
+        defer { waiting.subtract(1, ordering: .relaxed) }
+        return try await withCheckedThrowingContinuation { continuation in
             queue.async {
-                guard !self.isClosed else {
+                guard !self.isClosed, !self.closing.load(ordering: .relaxed) else {
                     return continuation.resume(throwing: KafkaError.client("the inspector is closed"))
                 }
                 _ = rd_kafka_poll(self.client.pointer, 0)  // serves the error callbacks queued since
@@ -65,8 +78,10 @@ final class KafkaInspector: @unchecked Sendable {
         }
     }
 
-    /// Destroys the handle once the question being asked (if any) is answered.
+    /// Destroys the handle once the question being asked (if any) is answered; those still
+    /// queued are refused.
     func close() async {
+        closing.store(true, ordering: .relaxed)
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             queue.async {
                 if !self.isClosed {
@@ -99,6 +114,7 @@ final class KafkaInspector: @unchecked Sendable {
     func committedOffsets(topic: String, group: String) async throws -> [Int32: Int64] {
         try await run { rk, timeout in
             let partitions = try partitionCount(rk, topic: topic, timeout: timeout)
+            guard partitions > 0 else { return [:] }  // no topic yet: nothing committed
             return try withPartitionList((0..<Int32(partitions)).map { (topic, $0, LogicalOffset.invalid) }) {
                 list throws(KafkaError) -> [Int32: Int64] in
                 try listGroupOffsets(rk, group: group, partitions: list, timeout: timeout)

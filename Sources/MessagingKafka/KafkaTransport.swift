@@ -19,8 +19,8 @@ public final class KafkaTransport: EventTransport, EventLogEnds {
     private let logger: Logger
     /// Replaced when it fails fatally (see `publish`).
     private let producer: Mutex<KafkaProducer>
-    /// Made on the first question about offsets (each metrics scrape asks).
-    private let inspector = Mutex<KafkaInspector?>(nil)
+    /// Made on the first question about offsets (each metrics scrape asks); none after shutdown.
+    private let inspector = Mutex<(current: KafkaInspector?, isShutDown: Bool)>((nil, false))
 
     public init(settings: KafkaSettings, logger: Logger) throws {
         var logger = logger
@@ -34,18 +34,19 @@ public final class KafkaTransport: EventTransport, EventLogEnds {
     /// releases the producer. Consumers stop when their tasks are canceled.
     public func shutdown(flushTimeout: Duration = .seconds(5)) async {
         await producer.withLock { $0 }.close(flushTimeout: flushTimeout)
-        let inspector = inspector.withLock { current in
-            defer { current = nil }
-            return current
+        let inspector = inspector.withLock { state in
+            defer { state = (nil, true) }
+            return state.current
         }
         await inspector?.close()
     }
 
     private func inspecting() throws -> KafkaInspector {
-        try inspector.withLock { current in
-            if let current { return current }
+        try inspector.withLock { state in
+            if let current = state.current { return current }
+            guard !state.isShutDown else { throw KafkaError.client("the transport is shut down") }
             let made = try KafkaInspector(settings: settings, logger: logger)
-            current = made
+            state.current = made
             return made
         }
     }

@@ -359,10 +359,10 @@ public struct AuthConfiguration: Sendable, CustomStringConvertible {
     /// HOSPITAL_ALLOWED_HOSTS: the host names the gateway serves (`Host`), comma-separated, besides
     /// localhost, 127.0.0.1, ::1 and the address it listens on.
     public var allowedHosts: [String] = []
-    /// HOSPITAL_TRUSTED_PROXIES: the networks of the proxies in front of the gateway, as
-    /// comma-separated addresses or CIDR blocks (`127.0.0.6/32` behind Istio's sidecar). Their
-    /// `X-Forwarded-For` names the client for the rate limits and the audit trail; by default
-    /// none is believed, and the client is the socket's peer.
+    /// HOSPITAL_TRUSTED_PROXIES: the addresses of the proxies in front of the gateway, as
+    /// comma-separated addresses or CIDR blocks (`127.0.0.6/32` behind Istio's sidecar); never a
+    /// network clients are in. Their `X-Forwarded-For` names the client for the rate limits and
+    /// the audit trail; by default none is believed, and the client is the socket's peer.
     public var trustedProxies = TrustedProxies.none
     /// HOSPITAL_RATE_LIMIT (1000) and HOSPITAL_SIGN_IN_RATE_LIMIT (2): requests a second per
     /// client address on the gateway (bursts of twice as many; sign-in: 20); 0 turns a limit off.
@@ -409,7 +409,7 @@ public struct AuthConfiguration: Sendable, CustomStringConvertible {
             case .success(let proxies): trustedProxies = proxies
             case .failure(let invalid):
                 throw ConfigurationError(
-                    "HOSPITAL_TRUSTED_PROXIES: addresses or CIDR blocks (10.0.0.0/8, fd00::/8), not \(invalid.entry)")
+                    "HOSPITAL_TRUSTED_PROXIES: the proxies' addresses or CIDR blocks (127.0.0.6/32, 192.0.2.0/28), not \(invalid.entry)")
             }
         }
         for (name, keyPath) in [

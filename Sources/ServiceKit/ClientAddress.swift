@@ -5,10 +5,11 @@ import Darwin
 #endif
 import Vapor
 
-/// The networks of the proxies in front of the gateway (an ingress controller, the mesh's
+/// The addresses of the proxies in front of the gateway (an ingress controller, the mesh's
 /// sidecar) whose `X-Forwarded-For` entries are believed. The client is the nearest address in
 /// that header that is not one of them; with no proxies configured it is the socket's peer,
-/// whatever the header claims.
+/// whatever the header claims. Only the proxies' own addresses belong here, never a network
+/// clients are in: a client inside a trusted block is walked past, to whatever it wrote.
 public struct TrustedProxies: Sendable, Equatable {
     struct Network: Sendable, Equatable {
         let bytes: [UInt8]
@@ -64,6 +65,14 @@ public struct TrustedProxies: Sendable, Equatable {
         return bytes
     }
 
+    static func withoutPort(_ hop: String) -> String {
+        if hop.hasPrefix("["), let end = hop.firstIndex(of: "]") {
+            return String(hop[hop.index(after: hop.startIndex)..<end])
+        }
+        let parts = hop.split(separator: ":", omittingEmptySubsequences: false)
+        return parts.count == 2 && parts[0].contains(".") ? String(parts[0]) : hop
+    }
+
     func trusts(_ address: String) -> Bool {
         guard !networks.isEmpty, let bytes = Self.bytes(of: address) else { return false }
         return networks.contains { $0.contains(bytes) }
@@ -72,10 +81,13 @@ public struct TrustedProxies: Sendable, Equatable {
     /// The client behind `peer`: walking `X-Forwarded-For` from its end while each hop is a
     /// trusted proxy, the first address that is not; an entry that is no address stops the walk
     /// at the last proxy (a client can write anything in front of what the proxies appended).
+    /// A hop written with a port (`192.0.2.1:5678`, `[2001:db8::1]:443`) counts without it.
     public func client(peer: String, forwardedFor: [String]) -> String {
         guard trusts(peer) else { return peer }
         var client = peer
-        let hops = forwardedFor.flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces) }
+        let hops = forwardedFor.flatMap { $0.split(separator: ",") }.map {
+            Self.withoutPort($0.trimmingCharacters(in: .whitespaces))
+        }
         for hop in hops.reversed() {
             guard Self.bytes(of: hop) != nil else { break }
             client = hop

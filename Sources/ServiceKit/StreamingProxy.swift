@@ -15,9 +15,12 @@ public enum StreamingProxy {
     ]
 
     /// Sets `X-Forwarded-For` on a request to a service to the one client address this hop
-    /// vouches for (`Request.clientAddress`), replacing whatever the client sent there.
+    /// vouches for (`Request.clientAddress`), replacing whatever the client sent there (and in
+    /// the other headers that name a client).
     public static func forwardFor(_ req: Request, in headers: inout HTTPHeaders) {
         headers.remove(name: .xForwardedFor)
+        headers.remove(name: .forwarded)
+        headers.remove(name: "X-Real-IP")
         if let client = req.clientAddress { headers.add(name: .xForwardedFor, value: client) }
     }
 

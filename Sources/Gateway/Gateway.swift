@@ -100,8 +100,10 @@ public struct Gateway: Sendable {
             // between them: a third of the spans of every proxied request, for nothing the two
             // server spans do not already say).
             Traces.propagate(req.serviceContext, into: &headers)
-            upstream = try await req.client.send(req.method, headers: headers, to: uri) { outgoing in
-                if let body = req.body.data { outgoing.body = body }
+            upstream = try await Resend.sending(req.method, headers, logger: req.logger, service: route.service) {
+                try await req.client.send(req.method, headers: headers, to: uri) { outgoing in
+                    if let body = req.body.data { outgoing.body = body }
+                }
             }
         } catch {
             req.logger.warning(

@@ -162,6 +162,9 @@ final class ServiceHost: Sendable {
     ) async throws -> ServiceHost {
         let (app, _) = try await makeApplication(name: .gateway, configuration: configuration)
         app.http.client.configuration.timeout = .init(connect: .seconds(2), read: .seconds(30))
+        // Idle connections to the services are dropped before the services drop them (their idle
+        // timeout is 60 s): reusing one the other side is closing fails (see `Resend`).
+        app.http.client.configuration.connectionPool.idleTimeout = .seconds(20)
         let auth = configuration.auth
         app.trustedProxies = auth.trustedProxies
         app.middleware.use(AllowedHosts(auth.allowedHosts + [configuration.host], exempt: configuration.metricsPath))

@@ -47,8 +47,10 @@ struct API: Sendable {
         Traces.propagate(TracingContext.current, into: &httpHeaders)
         let response: ClientResponse
         do {
-            response = try await client.send(method, headers: httpHeaders, to: uri) { request in
-                if let body { request.body = ByteBuffer(data: try JSONSerialization.data(withJSONObject: body)) }
+            response = try await Resend.sending(method, httpHeaders, logger: nil, service: service.rawValue) {
+                try await client.send(method, headers: httpHeaders, to: uri) { request in
+                    if let body { request.body = ByteBuffer(data: try JSONSerialization.data(withJSONObject: body)) }
+                }
             }
         } catch {
             throw Failure.unavailable(service)

@@ -27,6 +27,18 @@ def open_visit(page: Page, name: str):
     expect(page.get_by_role("heading", level=1)).to_have_text(name)
 
 
+def registered_and_prescribed(desk_context, doctor_context, patient: str, exam: str) -> Page:
+    """A visit registered at the desk and one exam prescribed on the doctor's screen; the
+    doctor's page, on the visit."""
+    register(desk_context.new_page(), patient)
+    doctor = doctor_context.new_page()
+    open_visit(doctor, patient)
+    doctor.get_by_label(exam).check()
+    doctor.get_by_role("button", name="검사 처방").click()
+    expect(doctor.get_by_role("status")).to_have_text("검사를 처방했습니다.")
+    return doctor
+
+
 def examiner_worklist(page: Page, name: str, count: int, seconds: float = 20):
     """The examiner's worklist (it does not refresh itself) opened again until it lists `count`
     exams of `name`: the examination service makes and cancels them as it takes the doctor's
@@ -124,12 +136,7 @@ def test_the_examiners_worklist_says_when_the_exams_waiting_change(
     notice = examiner.get_by_role("link", name="검사 목록이 바뀌었습니다 · 새로고침")
     expect(notice).to_have_count(0)
 
-    register(desk_context.new_page(), patient)
-    doctor = doctor_context.new_page()
-    open_visit(doctor, patient)
-    doctor.get_by_label("심전도").check()
-    doctor.get_by_role("button", name="검사 처방").click()
-    expect(doctor.get_by_role("status")).to_have_text("검사를 처방했습니다.")
+    registered_and_prescribed(desk_context, doctor_context, patient, "심전도")
 
     # The page is not redrawn under the examiner: it says the list changed, in a live region.
     expect(notice).to_be_visible()
@@ -246,12 +253,7 @@ def test_a_stale_page_gets_a_clear_message_and_the_fresh_state(desk_context, doc
 
 
 def test_a_stale_examiner_page_names_the_exams_state(desk_context, doctor_context, examiner_context, patient):
-    register(desk_context.new_page(), patient)
-    doctor = doctor_context.new_page()
-    open_visit(doctor, patient)
-    doctor.get_by_label("심전도").check()
-    doctor.get_by_role("button", name="검사 처방").click()
-    expect(doctor.get_by_role("status")).to_have_text("검사를 처방했습니다.")
+    doctor = registered_and_prescribed(desk_context, doctor_context, patient, "심전도")
     examiner = examiner_context.new_page()
     exam = examiner_worklist(examiner, patient, 1)
     other = examiner_context.new_page()  # a second examiner's page cancels it first

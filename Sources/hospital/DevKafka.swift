@@ -34,14 +34,10 @@ struct DevKafka: AsyncParsableCommand {
         logger.logLevel = .notice
         let cluster = try KafkaMockCluster(brokers: brokers, logger: logger)
         try cluster.createTopic(topic, partitions: partitions, replicationFactor: min(3, brokers))
-        FileHandle.standardOutput.write(Data((cluster.bootstrapServers + "\n").utf8))
-        FileHandle.standardError.write(
-            Data(
-                "mock cluster: \(brokers) brokers, topic \(topic) with \(partitions) partitions; `down`/`up` on stdin\n"
-                    .utf8))
+        let banner = "mock cluster: \(brokers) brokers, topic \(topic) with \(partitions) partitions; `down`/`up` on stdin"
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: MockClusterService(cluster: cluster))],
+                services: [.init(service: MockClusterService(cluster: cluster, banner: banner))],
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
         #else
@@ -55,8 +51,14 @@ struct DevKafka: AsyncParsableCommand {
 /// Keeps the mock cluster up until shutdown, taking `down`/`up` commands from standard input.
 struct MockClusterService: Service {
     let cluster: KafkaMockCluster
+    let banner: String
 
     func run() async throws {
+        // The address only once the group's signal handlers are in place: a caller that stops
+        // the process as soon as it has read it is heard (as a container's PID 1, a SIGTERM with
+        // no handler yet would be ignored).
+        FileHandle.standardOutput.write(Data((cluster.bootstrapServers + "\n").utf8))
+        FileHandle.standardError.write(Data((banner + "\n").utf8))
         let cluster = cluster
         // Standard input blocks: read it on a thread of its own.
         Thread.detachNewThread {

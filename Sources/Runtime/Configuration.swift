@@ -382,6 +382,11 @@ public struct AuthConfiguration: Sendable, CustomStringConvertible {
 
     public init() {}
 
+    /// `a, b,,c` → `["a", "b", "c"]`.
+    static func commaList(_ raw: String) -> [String] {
+        raw.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    }
+
     mutating func read(_ env: [String: String]) throws {
         if let raw = env["HOSPITAL_AUTH_ISSUER"], !raw.isEmpty { issuer = raw }
         if let raw = env["HOSPITAL_AUTH_AUDIENCE"], !raw.isEmpty { audience = raw }
@@ -397,15 +402,10 @@ public struct AuthConfiguration: Sendable, CustomStringConvertible {
             jwksURL = try HospitalConfiguration.url(raw, "HOSPITAL_AUTH_JWKS_URL")
         }
         if let raw = env["HOSPITAL_ALLOWED_HOSTS"] {
-            allowedHosts = raw.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter {
-                !$0.isEmpty
-            }
+            allowedHosts = Self.commaList(raw)
         }
         if let raw = env["HOSPITAL_TRUSTED_PROXIES"] {
-            let entries = raw.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter {
-                !$0.isEmpty
-            }
-            switch TrustedProxies.parse(entries) {
+            switch TrustedProxies.parse(Self.commaList(raw)) {
             case .success(let proxies): trustedProxies = proxies
             case .failure(let invalid):
                 throw ConfigurationError(

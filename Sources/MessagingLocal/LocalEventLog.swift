@@ -223,6 +223,14 @@ public final class LocalEventLog: EventTransport, EventLogEnds {
         if let trimmed = try await trimmedThrough(topic: topic) {
             throw LocalEventLogError.trimmed(topic: topic, through: trimmed)
         }
+        try await retained(topic: topic, handler: handler)
+    }
+
+    /// Delivers what `topic` holds now, oldest first, whether or not retention trimmed its start
+    /// (for records where the newest is what matters: the audit checkpoints).
+    public func retained(topic: String, handler: @escaping @Sendable (IncomingMessage) async throws -> Void)
+        async throws
+    {
         let end = try await headPosition(topic: topic)
         var next: Int64 = 0
         while next <= end {

@@ -157,6 +157,23 @@ enum DataDirectory {
         }
     }
 
+    /// The text of the secret in `file`, which is created (mode 0600, never overwritten) with
+    /// `make()` if there is none.
+    static func secret(_ file: URL, make: () -> String) throws -> String {
+        try prepare(file.deletingLastPathComponent())
+        if let text = try? String(contentsOf: file, encoding: .utf8) { return text }
+        let fd = open(file.path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+        if fd >= 0 {
+            // (Another process that created it first wins: its key is read below.)
+            let data = Data(make().utf8)
+            let written = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            let synced = fsync(fd) == 0
+            close(fd)
+            guard written == data.count, synced else { throw ConfigurationError("cannot write \(file.path)") }
+        }
+        return try String(contentsOf: file, encoding: .utf8)
+    }
+
     /// Creates `file` empty with mode 0600 if it does not exist.
     static func createPrivateFile(_ file: URL) throws {
         let fd = open(file.path, O_WRONLY | O_CREAT, 0o600)
@@ -182,59 +199,6 @@ extension HospitalSystem {
     }
 }
 
-extension HospitalSystem {
-    /// Checks the audit trail of each service's SQLite file in the data directory: for each, how
-    /// many entries were checked and the first one that does not match, if any.
-    public static func verifyAuditTrails(
-        configuration: HospitalConfiguration, logger: Logger, service only: ServiceName? = nil
-    ) async throws -> [(service: String, checked: Int, broken: Int?)] {
-        var results: [(String, Int, Int?)] = []
-        // On PostgreSQL: the trail is a table in each service's own database.
-        var postgres = configuration.serviceDatabaseURLs
-        if let url = configuration.databaseURL {
-            guard let only else {
-                throw ConfigurationError("--database names one service's database: say which with --service")
-            }
-            postgres[only] = url
-        }
-        if !postgres.isEmpty {
-            for (service, url) in postgres.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
-                let databases = Databases(threadPool: .singleton, on: MultiThreadedEventLoopGroup.singleton)
-                databases.use(try .postgres(url: url, maxConnectionsPerEventLoop: 1, sqlLogLevel: .trace), as: .psql)
-                let db = databases.database(.psql, logger: logger, on: MultiThreadedEventLoopGroup.singleton.any())!
-                do {
-                    let (checked, broken) = try await AuditTrail.verify(
-                        db as! any SQLDatabase, service: service.rawValue)
-                    results.append((service.rawValue, checked, broken))
-                    await databases.shutdownAsync()
-                } catch {
-                    await databases.shutdownAsync()
-                    throw error
-                }
-            }
-            return results
-        }
-        for service in ServiceName.allCases where service != .gateway {
-            let file = configuration.dataDirectory.appendingPathComponent("audit-\(service.rawValue).sqlite")
-            guard FileManager.default.fileExists(atPath: file.path) else { continue }
-            let source = SQLiteConnectionSource(
-                configuration: .init(storage: .file(path: file.path), enableForeignKeys: false), threadPool: .singleton)
-            let connection = try await source.makeConnection(
-                logger: logger, on: MultiThreadedEventLoopGroup.singleton.any()
-            ).get()
-            do {
-                let (checked, broken) = try await AuditTrail.verify(connection.sql(), service: service.rawValue)
-                results.append((service.rawValue, checked, broken))
-                try? await connection.close().get()
-            } catch {
-                try? await connection.close().get()
-                throw error
-            }
-        }
-        return results
-    }
-}
-
 /// The keys that protect resident registration numbers (see `AuthConfiguration.piiKey`).
 enum PIIKeys {
     static func protector(_ configuration: HospitalConfiguration) throws -> PIIProtector {
@@ -249,23 +213,34 @@ enum PIIKeys {
         if let raw = auth.piiKey {
             current = try key(raw, "HOSPITAL_PII_KEY")
         } else {
-            try DataDirectory.prepare(configuration.dataDirectory)
             let file = configuration.dataDirectory.appendingPathComponent("pii-key")
-            if let text = try? String(contentsOf: file, encoding: .utf8) {
-                current = try key(text, file.path)
-            } else {
-                let fd = open(file.path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
-                if fd >= 0 {
-                    let data = Data(PIIProtector.Key.random().base64EncodedString().utf8)
-                    _ = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-                    fsync(fd)
-                    close(fd)
-                }
-                current = try key(try String(contentsOf: file, encoding: .utf8), file.path)
-            }
+            current = try key(
+                try DataDirectory.secret(file) { PIIProtector.Key.random().base64EncodedString() }, file.path)
         }
         return PIIProtector(
             current: current, previous: try auth.piiOldKeys.map { try key($0, "HOSPITAL_PII_OLD_KEYS") },
             indexSecret: try auth.piiIndexKey.map { try key($0, "HOSPITAL_PII_INDEX_KEY") })
+    }
+}
+
+/// The keys that seal the audit trail (see `AuthConfiguration.auditKey`).
+enum AuditKeyring {
+    static func keys(_ configuration: HospitalConfiguration, create: Bool = true) throws -> AuditKeys {
+        let auth = configuration.auth
+        let current: AuditKey
+        if let raw = auth.auditKey {
+            current = try AuditKey(base64: raw, name: "HOSPITAL_AUDIT_KEY")
+        } else {
+            let file = configuration.dataDirectory.appendingPathComponent("audit-key")
+            guard create || FileManager.default.fileExists(atPath: file.path) else {
+                throw ConfigurationError(
+                    "no audit key: HOSPITAL_AUDIT_KEY is not set and there is no \(file.path) (give the data directory the services run with)")
+            }
+            current = try AuditKey(
+                base64: try DataDirectory.secret(file) { AuditKey.random().base64EncodedString() }, name: file.path)
+        }
+        return AuditKeys(
+            current: current,
+            previous: try auth.auditOldKeys.map { try AuditKey(base64: $0, name: "HOSPITAL_AUDIT_OLD_KEYS") })
     }
 }

@@ -336,7 +336,7 @@ public struct AuthConfiguration: Sendable, CustomStringConvertible {
     /// Never the signing key.
     public var description: String {
         "AuthConfiguration(issuer: \(issuer), audience: \(audience), signingKey: \(signingKeyPEM == nil ? "file" : "<secret>"), "
-            + "piiKey: \(piiKey == nil ? "file" : "<secret>"))"
+            + "piiKey: \(piiKey == nil ? "file" : "<secret>"), auditKey: \(auditKey == nil ? "file" : "<secret>"))"
     }
 
     /// HOSPITAL_AUTH_ISSUER: the `iss` of the tokens this system issues (and expects).
@@ -377,6 +377,16 @@ public struct AuthConfiguration: Sendable, CustomStringConvertible {
     public var piiIndexKey: String?
     /// HOSPITAL_AUDIT_RETENTION_DAYS: how long the audit trail is kept (730, two years; 0 for good).
     public var auditRetention: Duration? = .days(730)
+    /// HOSPITAL_AUDIT_KEY (base64 of 32 bytes, from a secret; or HOSPITAL_AUDIT_KEY_FILE, a file
+    /// holding it) seals the audit trail's entries and checkpoints; without either, `audit-key` in
+    /// the data directory (created 0600 on first start). Replicas of a service share it.
+    /// HOSPITAL_AUDIT_OLD_KEYS (comma-separated) still check what retired keys sealed.
+    public var auditKey: String?
+    public var auditOldKeys: [String] = []
+    /// HOSPITAL_AUDIT_CHECKPOINT_SECONDS: how often each service publishes a sealed checkpoint of
+    /// its trail's head when it moved (10): entries newer than the last checkpoint are the ones
+    /// that can be cut from the end without a trace.
+    public var auditCheckpointInterval: Duration = .seconds(10)
     /// An external OpenID Connect provider; nil: local accounts.
     public var oidc: OIDCSettings?
 
@@ -430,6 +440,20 @@ public struct AuthConfiguration: Sendable, CustomStringConvertible {
                     "HOSPITAL_AUDIT_RETENTION_DAYS: at least 730 days (two years), or 0 to keep for good, not \(raw)")
             }
             auditRetention = n == 0 ? nil : .days(n)
+        }
+        if let raw = env["HOSPITAL_AUDIT_KEY"], !raw.isEmpty { auditKey = raw }
+        if let raw = env["HOSPITAL_AUDIT_KEY_FILE"], !raw.isEmpty {
+            guard let text = try? String(contentsOfFile: raw, encoding: .utf8) else {
+                throw ConfigurationError("HOSPITAL_AUDIT_KEY_FILE: cannot read \(raw)")
+            }
+            auditKey = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        if let raw = env["HOSPITAL_AUDIT_OLD_KEYS"] { auditOldKeys = Self.commaList(raw) }
+        if let raw = env["HOSPITAL_AUDIT_CHECKPOINT_SECONDS"] {
+            guard let n = Int(raw), (1...3600).contains(n) else {
+                throw ConfigurationError("HOSPITAL_AUDIT_CHECKPOINT_SECONDS: from 1 to 3600, not \(raw)")
+            }
+            auditCheckpointInterval = .seconds(n)
         }
         if let raw = env["HOSPITAL_BCRYPT_COST"] {
             guard let n = Int(raw), (10...31).contains(n) else {

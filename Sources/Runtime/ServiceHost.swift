@@ -91,11 +91,16 @@ final class ServiceHost: Sendable {
             auditDatabase = .psql
         }
         if database == nil {
-            app.migrations.add(AuditTrail.Migration(), to: .audit)
+            app.migrations.add([AuditTrail.Migration(), AuditTrail.KeyedMigration()], to: .audit)
         } else {
-            app.migrations.add(AuditTrail.Migration())  // the default database's migrations, in order
+            // The default database's migrations, in order.
+            app.migrations.add([AuditTrail.Migration(), AuditTrail.KeyedMigration()])
         }
-        let trail = AuditTrail(service: S.name, retention: configuration.auth.auditRetention, logger: app.logger) {
+        let trail = AuditTrail(
+            service: S.name, retention: configuration.auth.auditRetention, keys: try AuditKeyring.keys(configuration),
+            checkpoints: transport, checkpointInterval: configuration.auth.auditCheckpointInterval,
+            logger: app.logger
+        ) {
             app.databases.database(auditDatabase, logger: quietLogger, on: app.eventLoopGroup.any())!
         }
         app.middleware.use(AuditMiddleware(trail: trail))

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Messaging
 import MessagingLocal
+import ServiceKit
 
 #if Kafka
 import MessagingKafka
@@ -45,6 +46,9 @@ struct Transport: Sendable {
         try await kafka.ensureTopic(
             configuration.kafkaTopic, partitions: configuration.kafkaPartitions,
             replicationFactor: configuration.kafkaReplicationFactor)
+        // The audit trails' checkpoints: few and small, one partition keeps them in order.
+        try await kafka.ensureTopic(
+            AuditTrail.checkpointTopic, partitions: 1, replicationFactor: configuration.kafkaReplicationFactor)
         let named = NamedTransport(
             inner: kafka, topic: configuration.kafkaTopic, groupPrefix: configuration.kafkaGroupPrefix)
         return Transport(events: named, close: { await kafka.shutdown() })

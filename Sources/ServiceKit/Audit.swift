@@ -39,29 +39,51 @@ public struct AuditEntry: Sendable, Equatable, Content {
 }
 
 /// The audit trail of one service: every read and change of patient data, append-only and
-/// tamper-evident (each entry's hash covers the one before). Requests never wait for it: entries
-/// are buffered and written in batches by one writer, in a database of their own (on SQLite a
-/// file of its own, so they never queue behind the commands' writes).
+/// tamper-evident. Each entry is sealed with an HMAC under the audit key (kept out of the
+/// database) over its content and the seal before it; checkpoints of the chain's head are
+/// published on the event log and in the logs, so a truncation or a rewrite by someone holding
+/// the database (and even the key) shows against them; retention removes old entries only
+/// through a sealed sweep (see `AuditIntegrity.swift` and docs/security.md). Requests never wait
+/// for it: entries are buffered and written in batches by one writer, in a database of their own
+/// (on SQLite a file of its own, so they never queue behind the commands' writes).
 public final class AuditTrail: Sendable {
     public static let table = "audit_log"
+    /// The topic the checkpoints are published on (keyed by service).
+    public static let checkpointTopic = "hospital.audit-checkpoints"
     public static let genesis = String(repeating: "0", count: 64)
     static let columns = [
         "seq", "at", "user_name", "role", "action", "reception_ids", "patient_id", "outcome", "client", "hash",
+        "key_id",
     ]
 
     let service: String
     let fluent: @Sendable () -> any Database
     let logger: Logger
+    let keys: AuditKeys
+    private let publisher: (any EventPublisher)?
+    private let checkpointInterval: Duration
     private let pending = Mutex<[Pending]>([])
+    /// The head last published: a checkpoint is published only when the head moved.
+    private let published = Mutex<(seq: Int, head: String)?>(nil)
     /// How long entries are kept (nil: for good); two years by default.
     let retention: Duration?
 
+    /// - Parameters:
+    ///   - keys: the key that seals new entries, and retired ones to check older entries with.
+    ///   - checkpoints: where checkpoints are published (the event log); nil publishes them in
+    ///     the logs only.
+    ///   - checkpointInterval: how often the head is published when it moved: entries written
+    ///     since the last checkpoint can be removed from the end without a trace.
     public init(
-        service: String, retention: Duration? = .days(730), logger: Logger,
+        service: String, retention: Duration? = .days(730), keys: AuditKeys, checkpoints: (any EventPublisher)?,
+        checkpointInterval: Duration = .seconds(10), logger: Logger,
         database: @escaping @Sendable () -> any Database
     ) {
         self.service = service
         self.retention = retention
+        self.keys = keys
+        self.publisher = checkpoints
+        self.checkpointInterval = checkpointInterval
         self.logger = logger
         self.fluent = database
     }
@@ -139,20 +161,30 @@ public final class AuditTrail: Sendable {
         }
         let last = try await db.select().columns("seq", "hash").from(Self.table)
             .orderBy("seq", .descending).limit(1).first()
-        var seq = try last?.decode(column: "seq", as: Int.self) ?? 0
-        var previous = try last?.decode(column: "hash", as: String.self) ?? Self.genesis
+        var seq: Int
+        var previous: String
+        if let last {
+            seq = try last.decode(column: "seq", as: Int.self)
+            previous = try last.decode(column: "hash", as: String.self)
+        } else if case .genuine(let sweep) = try await Self.latestSweep(db, service: service, keys: keys) {
+            // Retention removed every entry: the chain goes on from the last one it removed.
+            (seq, previous) = (sweep.throughSeq, sweep.throughHash)
+        } else {
+            (seq, previous) = (0, Self.genesis)
+        }
+        let key = keys.current
         var rows: [[any SQLExpression]] = []
         for pending in batch {
             var entry = Self.subjects(of: pending)
             seq += 1
             entry.seq = seq
-            entry.hash = AuditEntry.hash(previous: previous, entry)
+            entry.hash = AuditEntry.seal(previous: previous, entry, key: key)
             previous = entry.hash
             rows.append([
                 SQLBind(entry.seq), SQLBind(entry.at.timeIntervalSince1970), SQLBind(entry.user),
                 SQLBind(entry.role), SQLBind(entry.action),
                 SQLBind(entry.receptionIds.map(\.uuidString).joined(separator: ",")), SQLBind(entry.patientId),
-                SQLBind(entry.outcome), SQLBind(entry.client), SQLBind(entry.hash),
+                SQLBind(entry.outcome), SQLBind(entry.client), SQLBind(entry.hash), SQLBind(key.id),
             ])
         }
         for chunk in stride(from: 0, to: rows.count, by: 200) {
@@ -162,9 +194,11 @@ public final class AuditTrail: Sendable {
         }
     }
 
-    /// Writes every `interval` until canceled, then once more; sweeps entries past retention hourly.
+    /// Writes every `interval` until canceled, then once more; publishes a checkpoint when the
+    /// head moved, every `checkpointInterval` and at the end; sweeps entries past retention hourly.
     public func run(interval: Duration = .milliseconds(200)) async {
         var lastSweep = ContinuousClock.now
+        var lastCheckpoint = ContinuousClock.now
         while !Task.isCancelled {
             try? await Task.sleep(for: interval)
             do {
@@ -173,14 +207,84 @@ public final class AuditTrail: Sendable {
                 logger.error(
                     "the audit trail could not be written; retrying", metadata: ["error": "\(loggable(error))"])
             }
+            if ContinuousClock.now - lastCheckpoint >= checkpointInterval {
+                lastCheckpoint = .now
+                await publishCheckpoint()
+            }
             if let retention, ContinuousClock.now - lastSweep > .seconds(3600) {
                 lastSweep = .now
-                let cutoff = Date().addingTimeInterval(-Double(retention.components.seconds))
-                try? await database().delete(from: Self.table).where("at", .lessThan, cutoff.timeIntervalSince1970)
-                    .run()
+                do {
+                    try await sweep(before: Date().addingTimeInterval(-Double(retention.components.seconds)))
+                } catch {
+                    logger.error("audit retention failed", metadata: ["error": "\(loggable(error))"])
+                }
             }
         }
-        try? await flush()
+        // The last entries, and a checkpoint of them: a stop loses nothing that was queued, and
+        // says so when it must.
+        for attempt in 1...3 {
+            do {
+                try await flush()
+                break
+            } catch {
+                let left = pending.withLock { $0.count }
+                logger.log(
+                    level: attempt == 3 ? .critical : .error,
+                    attempt == 3
+                        ? "the audit trail could not be written at shutdown: entries lost"
+                        : "the audit trail could not be written at shutdown; retrying",
+                    metadata: ["entries": "\(left)", "error": "\(loggable(error))"])
+            }
+        }
+        await publishCheckpoint()
+    }
+
+    /// Publishes a sealed checkpoint of the head (on the event log, and in the logs), if it moved
+    /// since the last one this process published. A failure is logged; the next one catches up.
+    public func publishCheckpoint(now: Date = Date()) async {
+        do {
+            guard
+                let last = try await database().select().columns("seq", "hash").from(Self.table)
+                    .orderBy("seq", .descending).limit(1).first()
+            else { return }
+            let seq = try last.decode(column: "seq", as: Int.self)
+            let head = try last.decode(column: "hash", as: String.self)
+            if let published = published.withLock({ $0 }), published.seq == seq, published.head == head { return }
+            let checkpoint = AuditCheckpoint(service: service, seq: seq, head: head, at: now, key: keys.current)
+            let json = try JSONEncoder().encode(checkpoint)
+            logger.info("audit checkpoint", metadata: ["audit_checkpoint": .string(String(decoding: json, as: UTF8.self))])
+            if let publisher {
+                try await publisher.publish([OutgoingMessage(topic: Self.checkpointTopic, key: service, value: json)])
+            }
+            published.withLock { $0 = (seq, head) }
+        } catch {
+            logger.warning(
+                "an audit checkpoint could not be published; the next one will", metadata: ["error": "\(loggable(error))"])
+        }
+    }
+
+    /// Removes the entries written before `cutoff` (retention), through a sealed sweep that says
+    /// how far and what the last removed entry was sealed as: the trail then begins after it, and
+    /// the database's delete guard lets only those go.
+    public func sweep(before cutoff: Date, now: Date = Date()) async throws {
+        let key = keys.current
+        try await fluent().transaction { transaction in
+            let db = transaction as! any SQLDatabase
+            if db.dialect.name == "postgresql" { try await db.raw("SELECT pg_advisory_xact_lock(7412001)").run() }
+            guard
+                let last = try await db.select().columns("seq", "hash").from(Self.table)
+                    .where("at", .lessThan, cutoff.timeIntervalSince1970).orderBy("seq", .descending).limit(1).first()
+            else { return }
+            let through = try last.decode(column: "seq", as: Int.self)
+            let hash = try last.decode(column: "hash", as: String.self)
+            let at = now.timeIntervalSince1970
+            let mac = key.mac(
+                AuditSweep.sealedText(service: self.service, throughSeq: through, throughHash: hash, at: at, keyId: key.id))
+            try await db.insert(into: AuditSweep.table)
+                .columns("through_seq", "through_hash", "at", "key_id", "mac")
+                .values(SQLBind(through), SQLBind(hash), SQLBind(at), SQLBind(key.id), SQLBind(mac)).run()
+            try await db.delete(from: Self.table).where("seq", .lessThanOrEqual, through).run()
+        }
     }
 
     /// Entries matching the filters, oldest first.
@@ -210,33 +314,6 @@ public final class AuditTrail: Sendable {
             outcome: try row.decode(column: "outcome", as: Int.self),
             client: try row.decode(column: "client", as: String.self), service: service,
             hash: try row.decode(column: "hash", as: String.self))
-    }
-
-    /// Checks the chain from its oldest entry (what retention left) to the newest: the first
-    /// entry whose hash or link does not match, if any, and how many were checked.
-    public static func verify(_ db: any SQLDatabase, service: String) async throws -> (checked: Int, broken: Int?) {
-        var previous: String?
-        var checked = 0
-        var after = 0
-        while true {
-            let rows = try await db.select().columns("*").from(table).where("seq", .greaterThan, after)
-                .orderBy("seq").limit(5000).all()
-            if rows.isEmpty { return (checked, nil) }
-            for row in rows {
-                let entry = try entry(row, service: service)
-                if let previous {
-                    guard entry.seq == after + 1, AuditEntry.hash(previous: previous, entry) == entry.hash else {
-                        return (checked, entry.seq)
-                    }
-                } else if entry.seq == 1, AuditEntry.hash(previous: genesis, entry) != entry.hash {
-                    return (checked, entry.seq)
-                }
-                // (The oldest entry retention kept anchors the chain: its predecessor is gone.)
-                previous = entry.hash
-                after = entry.seq
-                checked += 1
-            }
-        }
     }
 
     /// The audit table and its indexes, in the audit database.
@@ -287,6 +364,84 @@ public final class AuditTrail: Sendable {
 
         public func revert(on database: any Database) async throws {
             try await (database as! any SQLDatabase).drop(table: AuditTrail.table).ifExists().run()
+        }
+    }
+}
+
+extension AuditTrail {
+    /// Seals (HMAC under the audit key: `key_id` names it), sealed retention sweeps, and a delete
+    /// guard: rows go only through a sweep, never by a DELETE of someone else's choosing.
+    public struct KeyedMigration: AsyncMigration {
+        public var name: String { "A002_AuditKeyed" }
+        public init() {}
+
+        public func prepare(on database: any Database) async throws {
+            let sql = database as! any SQLDatabase
+            try await sql.alter(table: AuditTrail.table).column("key_id", type: .text).run()
+            try await sql.create(table: AuditSweep.table).ifNotExists()
+                .column("through_seq", type: .bigint, .primaryKey(autoIncrement: false))
+                .column("through_hash", type: .text, .notNull)
+                .column("at", type: .custom(SQLRaw("DOUBLE PRECISION")), .notNull)
+                .column("key_id", type: .text, .notNull)
+                .column("mac", type: .text, .notNull)
+                .run()
+            let refused = "the audit trail is append-only: entries go only through a retention sweep"
+            if sql.dialect.name == "sqlite" {
+                try await sql.raw(
+                    """
+                    CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
+                    WHEN OLD.seq > (SELECT COALESCE(MAX(through_seq), 0) FROM audit_sweeps)
+                    BEGIN SELECT RAISE(ABORT, '\(unsafeRaw: refused)'); END
+                    """
+                ).run()
+                for (trigger, event) in [("audit_sweeps_no_update", "UPDATE"), ("audit_sweeps_no_delete", "DELETE")] {
+                    try await sql.raw(
+                        """
+                        CREATE TRIGGER IF NOT EXISTS \(unsafeRaw: trigger) BEFORE \(unsafeRaw: event) ON audit_sweeps
+                        BEGIN SELECT RAISE(ABORT, 'the audit sweeps are append-only'); END
+                        """
+                    ).run()
+                }
+            } else if sql.dialect.name == "postgresql" {
+                try await sql.raw(
+                    """
+                    CREATE OR REPLACE FUNCTION audit_log_delete_guard() RETURNS trigger AS $$
+                    BEGIN
+                        IF OLD.seq > (SELECT COALESCE(MAX(through_seq), 0) FROM audit_sweeps) THEN
+                            RAISE EXCEPTION '\(unsafeRaw: refused)';
+                        END IF;
+                        RETURN OLD;
+                    END $$ LANGUAGE plpgsql
+                    """
+                ).run()
+                try await sql.raw(
+                    """
+                    CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+                    FOR EACH ROW EXECUTE FUNCTION audit_log_delete_guard()
+                    """
+                ).run()
+                // TRUNCATE fires no row trigger: refused outright, on both tables.
+                try await sql.raw(
+                    """
+                    CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
+                    FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only()
+                    """
+                ).run()
+                for (trigger, event) in [
+                    ("audit_sweeps_no_update", "UPDATE OR DELETE"), ("audit_sweeps_no_truncate", "TRUNCATE"),
+                ] {
+                    try await sql.raw(
+                        """
+                        CREATE TRIGGER \(unsafeRaw: trigger) BEFORE \(unsafeRaw: event) ON audit_sweeps
+                        FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only()
+                        """
+                    ).run()
+                }
+            }
+        }
+
+        public func revert(on database: any Database) async throws {
+            try await (database as! any SQLDatabase).drop(table: AuditSweep.table).ifExists().run()
         }
     }
 }

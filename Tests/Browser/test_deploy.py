@@ -412,8 +412,14 @@ def test_kafka_is_strimzi_in_kraft_mode_with_the_settings_topic():
     assert host == f"{name}-kafka-bootstrap"
     listener = next(li for li in kafka["spec"]["kafka"]["listeners"] if li["port"] == int(port))
     assert listener["type"] == "internal" and listener["tls"] is False
-    (topic,) = named(documents, "KafkaTopic").values()
-    assert topic["metadata"]["labels"]["strimzi.io/cluster"] == name
+    topics = named(documents, "KafkaTopic")
+    assert set(topics) == {"hospital-visit-events", "hospital-audit-checkpoints"}
+    assert all(t["metadata"]["labels"]["strimzi.io/cluster"] == name for t in topics.values())
+    # The audit checkpoints (AuditTrail.checkpointTopic) outlive the trails' retention.
+    checkpoints = topics["hospital-audit-checkpoints"]["spec"]
+    assert checkpoints["topicName"] == "hospital.audit-checkpoints"
+    assert int(checkpoints["config"]["retention.ms"]) >= 730 * 24 * 3600 * 1000
+    topic = topics["hospital-visit-events"]
     assert topic["spec"].get("topicName", topic["metadata"]["name"]) == values["HOSPITAL_KAFKA_TOPIC"]
     assert topic["spec"]["partitions"] == int(values["HOSPITAL_KAFKA_PARTITIONS"])
     assert topic["spec"]["replicas"] == int(values["HOSPITAL_KAFKA_REPLICATION_FACTOR"])

@@ -83,6 +83,8 @@ public final class OutboxRelay: Sendable {
     /// visit before another has finished publishing an earlier one.
     @discardableResult
     public func relayBatch() async throws -> Int {
+        // Events of a database that is gone are not published: what they report was not kept.
+        try store.checkStorage()
         if store.serializesWrites {
             return try await relay(reading: store.database) { ids, now in
                 try await self.store.write { db in try await Self.markPublished(ids, at: now, on: db) }
@@ -117,6 +119,7 @@ public final class OutboxRelay: Sendable {
             .limit(settings.batchSize)
             .all()
         guard !pending.isEmpty else { return 0 }
+        try store.checkStorage()  // (read from a file that was there a moment ago)
         let messages = pending.map {
             OutgoingMessage(topic: $0.topic, key: $0.messageKey, value: Data($0.payload.utf8))
         }

@@ -6,12 +6,24 @@ import Tracing
 public struct ServiceStore: Sendable {
     private let makeDatabase: @Sendable () -> any Database
     private let gate: WriteGate?
+    private let storage: (@Sendable () throws -> Void)?
 
-    /// - Parameter serializeWrites: true for SQLite, which has a single writer.
-    public init(serializeWrites: Bool, database: @escaping @Sendable () -> any Database) {
+    /// - Parameters:
+    ///   - serializeWrites: true for SQLite, which has a single writer.
+    ///   - storage: throws when the database can no longer keep a write (its file deleted,
+    ///     replaced or read-only): checked before and after every write transaction, and by the
+    ///     outbox relay before it publishes.
+    public init(
+        serializeWrites: Bool, storage: (@Sendable () throws -> Void)? = nil,
+        database: @escaping @Sendable () -> any Database
+    ) {
         self.makeDatabase = database
         self.gate = serializeWrites ? WriteGate() : nil
+        self.storage = storage
     }
+
+    /// Throws if the database can no longer keep what is written to it.
+    public func checkStorage() throws { try storage?() }
 
     /// Whether this store lets one write transaction in at a time (SQLite).
     public var serializesWrites: Bool { gate != nil }
@@ -38,13 +50,24 @@ public struct ServiceStore: Sendable {
             attempt += 1
             do {
                 if let gate {
-                    return try await gate.withPermit { try await makeDatabase().transaction(body) }
+                    return try await gate.withPermit { try await checkedTransaction(body) }
                 }
-                return try await makeDatabase().transaction(body)
+                return try await checkedTransaction(body)
             } catch is ConcurrentModification where attempt < 5 {
                 continue
             }
         }
+    }
+
+    /// A transaction into a database that can keep it: checked before, and after the commit (a
+    /// file deleted meanwhile took the write with it: the caller hears it failed).
+    private func checkedTransaction<T: Sendable>(_ body: @escaping @Sendable (any Database) async throws -> T)
+        async throws -> T
+    {
+        try checkStorage()
+        let result = try await makeDatabase().transaction(body)
+        try checkStorage()
+        return result
     }
 }
 

@@ -96,10 +96,19 @@ final class ServiceHost: Sendable {
             // The default database's migrations, in order.
             app.migrations.add([AuditTrail.Migration(), AuditTrail.KeyedMigration()])
         }
+        // The SQLite files must stay what they were opened as: every write checks them.
+        let file = database == nil
+            ? DatabaseFile(
+                path: configuration.dataDirectory.appendingPathComponent("\(S.name).sqlite").path, logger: app.logger)
+            : nil
+        let auditFile = database == nil
+            ? DatabaseFile(
+                path: configuration.dataDirectory.appendingPathComponent("audit-\(S.name).sqlite").path,
+                logger: app.logger) : nil
         let trail = AuditTrail(
             service: S.name, retention: configuration.auth.auditRetention, keys: try AuditKeyring.keys(configuration),
             checkpoints: transport, checkpointInterval: configuration.auth.auditCheckpointInterval,
-            logger: app.logger
+            storage: { @Sendable in try auditFile?.check() }, logger: app.logger
         ) {
             app.databases.database(auditDatabase, logger: quietLogger, on: app.eventLoopGroup.any())!
         }
@@ -107,7 +116,14 @@ final class ServiceHost: Sendable {
         AuditRoutes.register(on: app.routes, trail: trail)
         // SQLite has a single writer: the service serializes its writes. PostgreSQL does not
         // need that; aggregate versions and the inbox's key guard concurrent writers there.
-        let store = ServiceStore(serializeWrites: database == nil) {
+        let store = ServiceStore(
+            serializeWrites: database == nil,
+            storage: { @Sendable in
+                try file?.check()
+                // A command is audited: without its trail's file, nothing is accepted either.
+                try auditFile?.check()
+            }
+        ) {
             app.databases.database(logger: quietLogger, on: app.eventLoopGroup.any())!
         }
         let relay = OutboxRelay(
@@ -133,11 +149,10 @@ final class ServiceHost: Sendable {
                     maxAttempts: configuration.consumerMaxAttempts, batchSize: configuration.consumerBatchSize),
                 logger: app.logger, afterCommit: { relay.nudge() }, observer: metrics, handler: service.handle)
         MessagingGauges(metrics: metrics, relay: relay, consumer: consumer, store: store, transport: transport).install()
-        let file = database == nil
-            ? DatabaseFile(path: configuration.dataDirectory.appendingPathComponent("\(S.name).sqlite").path) : nil
         OperationsRoutes.register(on: app.routes) {
             try readiness.check()
             try file?.check()
+            try auditFile?.check()
             let sql = app.db as! any SQLDatabase
             if file == nil {
                 // PostgreSQL: a standby, or a database set read-only, takes no writes.

@@ -62,6 +62,8 @@ public final class AuditTrail: Sendable {
     let keys: AuditKeys
     private let publisher: (any EventPublisher)?
     private let checkpointInterval: Duration
+    /// Throws when the trail's database can no longer keep entries (its file gone): they stay queued.
+    private let storage: (@Sendable () throws -> Void)?
     private let pending = Mutex<[Pending]>([])
     /// The head last published: a checkpoint is published only when the head moved.
     private let published = Mutex<(seq: Int, head: String)?>(nil)
@@ -76,9 +78,10 @@ public final class AuditTrail: Sendable {
     ///     since the last checkpoint can be removed from the end without a trace.
     public init(
         service: String, retention: Duration? = .days(730), keys: AuditKeys, checkpoints: (any EventPublisher)?,
-        checkpointInterval: Duration = .seconds(10), logger: Logger,
+        checkpointInterval: Duration = .seconds(10), storage: (@Sendable () throws -> Void)? = nil, logger: Logger,
         database: @escaping @Sendable () -> any Database
     ) {
+        self.storage = storage
         self.service = service
         self.retention = retention
         self.keys = keys
@@ -139,6 +142,7 @@ public final class AuditTrail: Sendable {
         }
         guard !batch.isEmpty else { return }
         do {
+            try storage?()
             if database().dialect.name == "sqlite" {
                 // The trail's own file: WAL without an fsync per batch (a power cut can lose the
                 // last batches, as a crash loses what waits in memory), so it does not compete

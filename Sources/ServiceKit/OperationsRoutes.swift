@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Vapor
 
 import Synchronization
@@ -20,25 +21,44 @@ public final class Readiness: Sendable {
     }
 }
 
-/// A SQLite database file that must stay where and what it was: deleted, replaced or made
-/// read-only (its owner may not write it) means the service can no longer keep what it accepts.
-public struct DatabaseFile: Sendable {
+/// A SQLite database file that must stay where and what it was: deleted, replaced, made
+/// read-only or immutable means the service can no longer keep what it accepts. Its writes check
+/// it before and after each transaction (a write that lands in a file that is gone is answered
+/// 503, never 201), and so does readiness; the first time it fails, one log line says what
+/// happened and what the operator must do.
+public final class DatabaseFile: Sendable {
     public let path: String
     private let inode: UInt64?
+    private let logger: Logger?
+    private let reported = Atomic<Bool>(false)
 
-    public init(path: String) {
+    public init(path: String, logger: Logger? = nil) {
         self.path = path
+        self.logger = logger
         var info = stat()
         inode = stat(path, &info) == 0 ? UInt64(info.st_ino) : nil
     }
 
     public func check() throws {
         var info = stat()
-        guard stat(path, &info) == 0 else { throw AppError.notReady("The database file is gone: \(path).") }
-        guard inode == nil || UInt64(info.st_ino) == inode else {
-            throw AppError.notReady("The database file was replaced under the running service: \(path).")
+        let problem: String?
+        if stat(path, &info) != 0 {
+            problem = "The database file is gone: \(path)."
+        } else if let inode, UInt64(info.st_ino) != inode {
+            problem = "The database file was replaced under the running service: \(path)."
+        } else if info.st_mode & S_IWUSR == 0 || access(path, W_OK) != 0 {
+            // (access also refuses a file made immutable, which its mode does not show.)
+            problem = "The database file is read-only: \(path)."
+        } else {
+            problem = nil
         }
-        guard info.st_mode & S_IWUSR != 0 else { throw AppError.notReady("The database file is read-only: \(path).") }
+        guard let problem else { return }
+        if !reported.exchange(true, ordering: .relaxed) {
+            logger?.critical(
+                "\(problem) Writes are refused (503) from now on. Restart the service once the file is back (restored, or writable again): it reopens the file and catches up from the event log."
+            )
+        }
+        throw AppError.notReady(problem)
     }
 }
 

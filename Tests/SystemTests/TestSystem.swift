@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import Contracts
 import FluentKit
 import FluentPostgresDriver
 import FluentSQLiteDriver
@@ -183,9 +184,11 @@ final class TestSystem: Sendable {
         return try #require(row).decode(column: "n", as: Int.self)
     }
 
-    /// Messages in the local event log.
+    /// Visit events in the local event log (not the audit trails' checkpoints beside them).
     func eventCount() async throws -> Int {
-        try await Self.count("messages", in: dataDirectory.appendingPathComponent("events.sqlite"))
+        try await Self.count(
+            "messages", in: dataDirectory.appendingPathComponent("events.sqlite"),
+            where: "topic = '\(Topics.visitEvents)'")
     }
 
     /// Opens each domain service's own database of a system that is not running (SQLite files

@@ -49,7 +49,8 @@ public struct SignInRoutes: Sendable {
         let credentials = try req.body(Credentials.self)
         guard
             let account = try await signIn.check(
-                username: credentials.username ?? "", password: credentials.password ?? "", logger: req.logger)
+                username: credentials.username ?? "", password: credentials.password ?? "",
+                client: req.clientAddress ?? "unknown", logger: req.logger)
         else { throw AppError.unauthenticated }
         return TokenResponse(
             accessToken: try await signIn.token(username: account.username, role: account.role), tokenType: "Bearer",

@@ -1,6 +1,7 @@
 import Foundation
 import NIOPosix
 import SQLKit
+import Synchronization
 import Vapor
 
 /// A local account (the embedded default; off when an external identity provider signs people in).
@@ -40,6 +41,8 @@ public struct AccountStore: Sendable {
     }
 
     public static let table = "accounts"
+    /// Failed sign-ins by name and client address, and the locks they led to.
+    static let failures = "sign_in_failures"
     let database: any SQLDatabase
     let settings: Settings
 
@@ -59,6 +62,14 @@ public struct AccountStore: Sendable {
             .column("locked_until", type: .real)
             .column("created_at", type: .real, .notNull)
             .column("password_changed_at", type: .real, .notNull)
+            .run()
+        try await database.create(table: Self.failures).ifNotExists()
+            .column("username", type: .text, .notNull)
+            .column("client", type: .text, .notNull)
+            .column("failures", type: .int, .notNull)
+            .column("locked_until", type: .real)
+            .column("last_at", type: .real, .notNull)
+            .primaryKey("username", "client")
             .run()
     }
 
@@ -90,9 +101,13 @@ public struct AccountStore: Sendable {
             .run()
     }
 
-    public func list() async throws -> [Account] {
-        try await database.select().columns("username", "role", "disabled", "locked_until", "created_at")
+    public func list(now: Date = Date()) async throws -> [Account] {
+        var accounts = try await database.select().columns("username", "role", "disabled", "locked_until", "created_at")
             .from(Self.table).orderBy("username").all().map(account)
+        for index in accounts.indices {
+            accounts[index].lockedUntil = try await lockedUntil(accounts[index].username, now: now)
+        }
+        return accounts
     }
 
     public func disable(_ username: String) async throws {
@@ -109,44 +124,92 @@ public struct AccountStore: Sendable {
             .set("password_hash", to: SQLBind(hash)).set("failed_attempts", to: SQLBind(0))
             .set("locked_until", to: SQLLiteral.null).set("password_changed_at", to: SQLBind(now.timeIntervalSince1970))
             .where("username", .equal, username).run()
+        try await database.delete(from: Self.failures).where("username", .equal, username).run()
     }
 
-    /// Checks a name and password. A wrong password counts a failure; `maxFailures` in a row lock
-    /// the account for `lockDuration`. An unknown name costs the same time as a known one.
-    public func signIn(username: String, password: String, now: Date = Date()) async throws -> SignInOutcome {
+    /// Checks a name and password from `client` (the caller's address).
+    ///
+    /// Every refusal costs the same: one bcrypt check at the configured cost (against the
+    /// account's hash, or a decoy's for an unknown name), one read and one write, whether the
+    /// name is unknown, the password wrong, the account disabled or locked. Failures are counted
+    /// per name *and* client address, for unknown names as for known ones: `maxFailures` in a row
+    /// from one address lock that address out of that name for `lockDuration`, while the account
+    /// still signs in from anywhere else, so a stranger cannot lock staff out of their own
+    /// account, and whether a name exists shows neither in the time nor in a lock (ASVS 5.0
+    /// V6.1.1, V6.3.1; the gateway also limits sign-in attempts per address).
+    public func signIn(username: String, password: String, client: String = "local", now: Date = Date())
+        async throws -> SignInOutcome
+    {
         let row = try await database.select()
             .columns("username", "role", "password_hash", "disabled", "failed_attempts", "locked_until", "created_at")
             .from(Self.table).where("username", .equal, username).first()
-        guard let row, let account = try? account(row) else {
-            _ = try await verify(password, Self.decoyHash)
-            return .refused
+        let account = row.flatMap { try? self.account($0) }
+        let hash = try row?.decode(column: "password_hash", as: String.self)
+        let failure = try await database.select().columns("failures", "locked_until").from(Self.failures)
+            .where("username", .equal, username).where("client", .equal, client).first()
+        let against: String
+        if let hash { against = hash } else { against = try await decoyHash() }
+        let matches = try await verify(password, against)
+        if let until = try failure?.decode(column: "locked_until", as: Double?.self).map(Date.init(timeIntervalSince1970:)),
+            until > now
+        {
+            try await recordAttempt(username: username, client: client, failures: 0, lockedUntil: until, now: now)
+            return .locked(until: until)
         }
-        if let until = account.lockedUntil, until > now { return .locked(until: until) }
-        let hash = try row.decode(column: "password_hash", as: String.self)
-        guard try await verify(password, hash), !account.disabled else {
-            let failures = try row.decode(column: "failed_attempts", as: Int.self) + 1
+        guard matches, let account, !account.disabled else {
+            let failures = (try failure?.decode(column: "failures", as: Int.self) ?? 0) + 1
             let locks = failures >= settings.maxFailures
-            try await database.update(Self.table)
-                .set("failed_attempts", to: SQLBind(locks ? 0 : failures))
-                .set(
-                    "locked_until",
-                    to: locks
-                        ? SQLBind(now.addingTimeInterval(settings.lockDuration).timeIntervalSince1970)
-                        : SQLBind(Optional<Double>.none)
-                )
-                .where("username", .equal, username).run()
-            return locks ? .locked(until: now.addingTimeInterval(settings.lockDuration)) : .refused
+            let until = locks ? now.addingTimeInterval(settings.lockDuration) : nil
+            try await recordAttempt(username: username, client: client, failures: locks ? 0 : failures, lockedUntil: until, now: now)
+            return until.map { .locked(until: $0) } ?? .refused
         }
-        try await database.update(Self.table)
-            .set("failed_attempts", to: SQLBind(0)).set("locked_until", to: SQLBind(Optional<Double>.none))
-            .where("username", .equal, username).run()
+        try await database.delete(from: Self.failures).where("username", .equal, username)
+            .where("client", .equal, client).run()
         return .signedIn(account)
+    }
+
+    /// Counts a failed attempt of `username` from `client` (or keeps its lock), and forgets
+    /// attempts nobody made for a day.
+    private func recordAttempt(username: String, client: String, failures: Int, lockedUntil: Date?, now: Date)
+        async throws
+    {
+        try await database.delete(from: Self.failures).where("last_at", .lessThan, now.timeIntervalSince1970 - 86_400)
+            .run()
+        try await database.insert(into: Self.failures)
+            .columns("username", "client", "failures", "locked_until", "last_at")
+            .values(
+                SQLBind(username), SQLBind(client), SQLBind(failures),
+                SQLBind(lockedUntil?.timeIntervalSince1970), SQLBind(now.timeIntervalSince1970)
+            )
+            .onConflict(with: ["username", "client"]) {
+                $0.set(excludedValueOf: "failures").set(excludedValueOf: "locked_until").set(excludedValueOf: "last_at")
+            }
+            .run()
+    }
+
+    /// When an account is locked out from any address (for `hospital users list`).
+    private func lockedUntil(_ username: String, now: Date) async throws -> Date? {
+        let row = try await database.select().column(SQLFunction("MAX", args: SQLColumn("locked_until")), as: "until")
+            .from(Self.failures).where("username", .equal, username)
+            .where("locked_until", .greaterThan, now.timeIntervalSince1970).first()
+        return try row?.decode(column: "until", as: Double?.self).map(Date.init(timeIntervalSince1970:))
     }
 
     // MARK: -
 
-    /// A hash of a password nobody has, checked for unknown names so they take as long.
-    private static let decoyHash = try! Bcrypt.hash("decoy password that matches nothing", cost: 12)
+    /// A hash of a password nobody has, at the configured cost, checked for unknown names so
+    /// they take as long as known ones.
+    private func decoyHash() async throws -> String {
+        if let hash = Self.decoys.withLock({ $0[settings.bcryptCost] }) { return hash }
+        let cost = settings.bcryptCost
+        let hash = try await NIOThreadPool.singleton.runIfActive {
+            try Bcrypt.hash("decoy password that matches nothing", cost: cost)
+        }
+        Self.decoys.withLock { $0[cost] = hash }
+        return hash
+    }
+
+    private static let decoys = Mutex<[Int: String]>([:])
 
     private func requireExists(_ username: String) async throws {
         let existing = try await database.select().column("username").from(Self.table)

@@ -16,7 +16,7 @@ public struct SignIn: Sendable {
     /// The account, if the credentials are right; every failure and every lock is logged (the
     /// name, never the password). Unknown name, wrong password, disabled or locked account all
     /// come back as nil, so a caller tells an attacker nothing.
-    public func check(username: String, password: String, logger: Logger) async throws -> Account? {
+    public func check(username: String, password: String, client: String, logger: Logger) async throws -> Account? {
         guard !username.isEmpty, username.utf8.count <= 64, !password.isEmpty, password.utf8.count <= 1024 else {
             return nil
         }
@@ -24,7 +24,7 @@ public struct SignIn: Sendable {
             logger.notice("sign-in with a password refused: local accounts are off (an OpenID provider signs users in)")
             return nil
         }
-        switch try await accounts.signIn(username: username, password: password) {
+        switch try await accounts.signIn(username: username, password: password, client: client) {
         case .signedIn(let account):
             logger.info("signed in", metadata: ["user": "\(account.username)", "role": "\(account.role.rawValue)"])
             return account
@@ -33,9 +33,10 @@ public struct SignIn: Sendable {
             logger.notice("sign-in refused", metadata: ["user": "\(name)"])
             return nil
         case .locked(let until):
+            let name = AccountStore.validUsername(username) ? username : "(not a user name)"
             logger.warning(
-                "sign-in refused: the account is locked after repeated failures",
-                metadata: ["user": "\(username)", "until": "\(until)"])
+                "sign-in refused: locked out from this address after repeated failures",
+                metadata: ["user": "\(name)", "client": "\(client)", "until": "\(until)"])
             return nil
         }
     }

@@ -100,7 +100,7 @@ public struct WebScreens: Sendable {
         guard
             let account = try await sessions.signIn.check(
                 username: username, password: req.formFields.last { $0.name == "password" }?.value ?? "",
-                logger: req.logger)
+                client: req.clientAddress ?? "unknown", logger: req.logger)
         else {
             return loginPage(req, next: next, username: username, failed: true)
         }

@@ -12,14 +12,14 @@ import Testing
 struct AccountTests {
     /// A store on a fresh in-memory database; bcrypt at its minimum cost to keep the suite quick
     /// (the cost is a setting: 12 in the product).
-    func withStore(_ body: (AccountStore) async throws -> Void) async throws {
+    func withStore(cost: Int = 4, _ body: (AccountStore) async throws -> Void) async throws {
         let source = SQLiteConnectionSource(
             configuration: .init(storage: .memory, enableForeignKeys: true), threadPool: .singleton)
         let connection = try await source.makeConnection(
             logger: Logger(label: "test"), on: MultiThreadedEventLoopGroup.singleton.any()
         ).get()
         var settings = AccountStore.Settings()
-        settings.bcryptCost = 4
+        settings.bcryptCost = cost
         let store = AccountStore(database: connection.sql(), settings: settings)
         try await store.prepare()
         do {
@@ -93,6 +93,71 @@ struct AccountTests {
             let after = try await store.signIn(
                 username: "park", password: "the right password", now: start.addingTimeInterval(906))
             guard case .signedIn = after else { Issue.record("still refused after the lock: \(after)"); return }
+        }
+    }
+
+    @Test("The lock is per name and address: the account still signs in from elsewhere, and an unknown name locks alike")
+    func lockoutIsPerClient() async throws {
+        try await withStore { store in
+            try await store.add(username: "desk1", role: .desk, password: "the right password")
+            for name in ["desk1", "nobody"] {
+                for attempt in 1...4 {
+                    #expect(
+                        try await store.signIn(username: name, password: "wrong \(attempt)", client: "203.0.113.9")
+                            == .refused)
+                }
+                let fifth = try await store.signIn(username: name, password: "wrong 5", client: "203.0.113.9")
+                guard case .locked = fifth else { Issue.record("\(name) not locked: \(fifth)"); return }
+            }
+            // The stranger is locked out of desk1, even with the right password…
+            guard
+                case .locked = try await store.signIn(
+                    username: "desk1", password: "the right password", client: "203.0.113.9")
+            else { Issue.record("the right password let the locked-out address in"); return }
+            // …and the desk's own PC signs in as usual.
+            guard
+                case .signedIn = try await store.signIn(
+                    username: "desk1", password: "the right password", client: "10.1.2.3")
+            else { Issue.record("the stranger locked the account for everyone"); return }
+            #expect(try await store.list().first?.lockedUntil != nil, "the list says it is locked out from somewhere")
+            try await store.setPassword("desk1", "a new long password")
+            #expect(try await store.list().first?.lockedUntil == nil, "a new password lifts every lock")
+        }
+    }
+
+    @Test("Every refusal takes as long: medians of 20 unknown, wrong, locked and disabled within 10 % (bcrypt cost 10)")
+    func refusalsTakeTheSameTime() async throws {
+        try await withStore(cost: 10) { store in
+            try await store.add(username: "kim", role: .desk, password: "the right password")
+            try await store.add(username: "lee", role: .desk, password: "the right password")
+            try await store.add(username: "gone", role: .desk, password: "the right password")
+            try await store.disable("gone")
+            for attempt in 1...5 {
+                _ = try await store.signIn(username: "lee", password: "wrong \(attempt)", client: "locked-out")
+            }
+            // Each kind in turn, so whatever else the machine does falls on all four alike; a
+            // fresh address for the kinds that would otherwise lock.
+            let kinds: [(String, @Sendable (Int) async throws -> SignInOutcome)] = [
+                ("unknown", { n in try await store.signIn(username: "nobody", password: "a password", client: "u\(n)") }),
+                ("wrong", { n in try await store.signIn(username: "kim", password: "a wrong password", client: "w\(n)") }),
+                ("locked", { _ in try await store.signIn(username: "lee", password: "the right password", client: "locked-out") }),
+                ("disabled", { n in try await store.signIn(username: "gone", password: "the right password", client: "d\(n)") }),
+            ]
+            var times: [String: [Duration]] = [:]
+            let clock = ContinuousClock()
+            for round in 0..<21 {
+                for (kind, attempt) in kinds {
+                    let start = clock.now
+                    let outcome = try await attempt(round)
+                    let time = clock.now - start
+                    if case .signedIn = outcome { Issue.record("\(kind) signed in") }
+                    if round > 0 { times[kind, default: []].append(time) }  // the first warms up
+                }
+            }
+            let medians = times.mapValues { $0.sorted()[$0.count / 2] }
+            let (fastest, slowest) = (medians.values.min()!, medians.values.max()!)
+            print("sign-in refusals, median of 20:", medians.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" })
+            #expect(slowest / fastest <= 1.10, "\(medians)")
         }
     }
 

@@ -116,7 +116,7 @@ let package = Package(
         .target(
             name: "Gateway",
             dependencies: [
-                "ServiceKit", "Messaging", "Identity", vapor, .product(name: "JWTKit", package: "jwt-kit"),
+                "ServiceKit", "SharedKernel", "Messaging", "Identity", vapor, .product(name: "JWTKit", package: "jwt-kit"),
             ]),
         // The screens of the desk, the doctor and the examiner, served by the gateway.
         .target(

@@ -2,14 +2,34 @@ import Foundation
 import Identity
 import JWTKit
 import ServiceKit
+import SharedKernel
 import Vapor
 
 /// Signing in for API clients, and the keys that verify the tokens: `POST /auth/token`,
 /// `GET /.well-known/jwks.json`, `GET /.well-known/openid-configuration`.
 public struct SignInRoutes: Sendable {
     let signIn: SignIn
+    let revocations: Revocations
 
-    public init(signIn: SignIn) { self.signIn = signIn }
+    public init(signIn: SignIn, revocations: Revocations) {
+        self.signIn = signIn
+        self.revocations = revocations
+    }
+
+    struct SessionPage: Content {
+        var items: [Identity.Session]
+    }
+
+    struct EndSessions: Content {
+        /// Every session of this user…
+        var user: String?
+        /// …or this one session.
+        var id: String?
+    }
+
+    struct Ended: Content {
+        var ended: Int
+    }
 
     struct Credentials: Decodable {
         var username: String?
@@ -28,8 +48,42 @@ public struct SignInRoutes: Sendable {
         var id_token_signing_alg_values_supported: [String]
     }
 
-    public func register(on routes: any RoutesBuilder) {
+    /// - Parameter admin: the routes behind the access control (the administrator's).
+    public func register(on routes: any RoutesBuilder, admin: any RoutesBuilder) {
         routes.post("auth", "token", use: token)
+        // What every process refuses although signed: ended sessions (by id) and accounts whose
+        // earlier tokens are void (by the SHA-256 of the name). Public: it names nobody.
+        routes.get("auth", "revocations") { _ -> Response in
+            let response = Response(status: .ok)
+            try response.content.encode(revocations.snapshot, as: .json)
+            response.headers.replaceOrAdd(name: .cacheControl, value: "no-store")
+            return response
+        }
+        // The administrator: who is signed in, and ending a user's (or one) session.
+        admin.get("admin", "sessions") { req async throws -> SessionPage in
+            var query = QueryReader(req)
+            let user = query.text("user", maxLength: 64)
+            try query.check()
+            return SessionPage(items: try await signIn.sessions.list(username: user))
+        }
+        admin.post("admin", "sessions", "end") { req async throws -> Ended in
+            let end = try req.body(EndSessions.self)
+            let admin = req.signedIn?.principal.username ?? "admin"
+            switch (end.user, end.id) {
+            case (let user?, nil) where !user.isEmpty && user.utf8.count <= 64:
+                let ended = try await signIn.sessions.endAll(username: user, reason: "ended by \(admin)")
+                req.logger.notice("sessions ended by an administrator", metadata: ["user": "\(user)", "by": "\(admin)"])
+                return Ended(ended: ended)
+            case (nil, let id?) where id.utf8.count == 32 && id.utf8.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) }):
+                let ended = try await signIn.sessions.end(id: id, reason: "ended by \(admin)")
+                req.logger.notice("a session ended by an administrator", metadata: ["session": "\(id)", "by": "\(admin)"])
+                return Ended(ended: ended ? 1 : 0)
+            default:
+                throw ValidationFailure([
+                    .init(field: "user", code: .required, message: "Name a user, or a session's id (32 hex digits), not both.")
+                ])
+            }
+        }
         routes.get(".well-known", "jwks.json") { _ -> Response in
             let response = Response(status: .ok)
             try response.content.encode(signIn.issuer.key.jwks, as: .json)
@@ -52,8 +106,11 @@ public struct SignInRoutes: Sendable {
                 username: credentials.username ?? "", password: credentials.password ?? "",
                 client: req.clientAddress ?? "unknown", logger: req.logger)
         else { throw AppError.unauthenticated }
+        // Each token its own session: a sign-out of the user (or disabling the account) voids it.
+        let (_, session) = try await signIn.sessions.start(
+            username: account.username, role: account.role, kind: "api", client: req.clientAddress ?? "unknown")
         return TokenResponse(
-            accessToken: try await signIn.token(username: account.username, role: account.role), tokenType: "Bearer",
+            accessToken: try await signIn.token(for: session), tokenType: "Bearer",
             expiresIn: Int(signIn.tokenLifetime))
     }
 }

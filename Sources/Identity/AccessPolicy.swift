@@ -56,12 +56,14 @@ public enum AccessPolicy {
         .init(method: "POST", path: "/admin/dead-letters/:id/replay", roles: [.admin]),
         .init(method: "POST", path: "/admin/patientManagements/rebuild", roles: [.admin]),
         .init(method: "GET", path: "/admin/audit", roles: [.admin]),
+        .init(method: "GET", path: "/admin/sessions", roles: [.admin]),
+        .init(method: "POST", path: "/admin/sessions/end", roles: [.admin]),
     ]
 
     /// Operations anyone may call: probes, the API description, signing in and the keys that
     /// verify tokens.
     public static let publicOperations: Set<String> = [
-        "GET /health/live", "GET /health/ready", "GET /openapi.yaml", "POST /auth/token",
+        "GET /health/live", "GET /health/ready", "GET /openapi.yaml", "POST /auth/token", "GET /auth/revocations",
         "GET /.well-known/jwks.json", "GET /.well-known/openid-configuration",
     ]
 

@@ -219,7 +219,8 @@ public struct ProviderSignIn: Sendable {
         self.redirectURL = redirectURL
         idTokens = TokenVerifier(
             settings: .init(
-                issuer: provider.issuer, audience: clientID, roleClaim: roleClaim, usernameClaim: usernameClaim)
+                issuer: provider.issuer, audience: clientID, roleClaim: roleClaim, usernameClaim: usernameClaim,
+                audienceMayBeShared: true)
         ) { try await provider.keys() }
     }
 }

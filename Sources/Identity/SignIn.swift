@@ -7,10 +7,13 @@ public struct SignIn: Sendable {
     public let issuer: TokenIssuer
     /// The local accounts; nil when an external provider signs users in (local sign-in is off).
     public let accounts: AccountStore?
+    /// Every sign-in starts a session: what a sign-out, an administrator or a disabled account ends.
+    public let sessions: SessionStore
 
-    public init(issuer: TokenIssuer, accounts: AccountStore?) {
+    public init(issuer: TokenIssuer, accounts: AccountStore?, sessions: SessionStore) {
         self.issuer = issuer
         self.accounts = accounts
+        self.sessions = sessions
     }
 
     /// The account, if the credentials are right; every failure and every lock is logged (the
@@ -41,9 +44,12 @@ public struct SignIn: Sendable {
         }
     }
 
-    /// A fresh token for a user already signed in.
-    public func token(username: String, role: Role) async throws -> String {
-        try await issuer.issue(username: username, role: role)
+    /// A token of `session`: its user and role, its id as `sid` (so ending the session voids it),
+    /// never valid past the session's end of life.
+    public func token(for session: Session, now: Date = Date()) async throws -> String {
+        let left = session.createdAt.addingTimeInterval(sessions.settings.absolute).timeIntervalSince(now)
+        return try await issuer.issue(
+            username: session.username, role: session.role, sessionId: session.id, lifetime: max(1, left), now: now)
     }
 
     public var tokenLifetime: TimeInterval { issuer.lifetime }

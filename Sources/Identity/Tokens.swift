@@ -9,11 +9,17 @@ public struct Principal: Sendable, Equatable {
     public var username: String
     public var role: Role
     public var expiresAt: Date
+    /// The session the token was issued for (`sid`), if any.
+    public var sessionId: String?
+    /// When it was issued (`iat`), if it says.
+    public var issuedAt: Date?
 
-    public init(username: String, role: Role, expiresAt: Date) {
+    public init(username: String, role: Role, expiresAt: Date, sessionId: String? = nil, issuedAt: Date? = nil) {
         self.username = username
         self.role = role
         self.expiresAt = expiresAt
+        self.sessionId = sessionId
+        self.issuedAt = issuedAt
     }
 }
 
@@ -34,6 +40,10 @@ public enum TokenRejection: Error, Equatable, Sendable {
     case wrongNonce
     /// An opaque token the identity provider did not accept, or could not be asked about.
     case refusedByProvider
+    /// Its session was ended, or its account disabled or given a new password, since it was issued.
+    case revoked
+    /// Valid for longer than this system ever issues tokens for.
+    case lifetimeTooLong
 }
 
 /// The claims of an access token. `role` is this system's own claim; an external provider's
@@ -47,6 +57,7 @@ struct AccessClaims: JWTPayload {
     var iat: IssuedAtClaim?
     var jti: IDClaim?
     var role: String?
+    var sid: String?
 
     func verify(using algorithm: some JWTAlgorithm) async throws {}
 }
@@ -114,13 +125,17 @@ public struct TokenIssuer: Sendable {
         await keys.add(ecdsa: key.privateKey, kid: JWKIdentifier(string: key.kid))
     }
 
-    /// A signed token for `username` in `role`, valid from `now` for `lifetime`.
-    public func issue(username: String, role: Role, now: Date = Date()) async throws -> String {
+    /// A signed token for `username` in `role`, valid from `now` for `lifetime` (or less), for
+    /// the session `sessionId`.
+    public func issue(
+        username: String, role: Role, sessionId: String? = nil, lifetime: TimeInterval? = nil, now: Date = Date()
+    ) async throws -> String {
         let claims = AccessClaims(
             sub: .init(value: username), iss: .init(value: issuer), aud: .init(value: [audience]),
-            exp: .init(value: now.addingTimeInterval(lifetime)), nbf: .init(value: now.addingTimeInterval(-1)),
-            iat: .init(value: now), jti: .init(value: UUID().uuidString), role: role.rawValue)
-        return try await keys.sign(claims, kid: JWKIdentifier(string: key.kid))
+            exp: .init(value: now.addingTimeInterval(min(lifetime ?? self.lifetime, self.lifetime))),
+            nbf: .init(value: now.addingTimeInterval(-1)), iat: .init(value: now),
+            jti: .init(value: UUID().uuidString), role: role.rawValue, sid: sessionId)
+        return LowS.normalized(try await keys.sign(claims, kid: JWKIdentifier(string: key.kid)))
     }
 }
 
@@ -141,10 +156,17 @@ public actor TokenVerifier {
         /// How much clock difference to forgive on `exp` and `nbf`.
         public var leeway: TimeInterval
         public var refreshInterval: Duration
+        /// The longest a token may still be valid for when it is checked (12 hours, the longest
+        /// HOSPITAL_TOKEN_MINUTES allows): a token valid for decades was not issued by a sane issuer.
+        public var maxLifetime: TimeInterval
+        /// Whether `aud` may list other audiences besides this one (an external provider's access
+        /// tokens often do); this system's own tokens name exactly one.
+        public var audienceMayBeShared: Bool
 
         public init(
             issuer: String, audience: String, roleClaim: [String] = ["role"], usernameClaim: [String]? = nil,
-            leeway: TimeInterval = 30, refreshInterval: Duration = .seconds(30)
+            leeway: TimeInterval = 30, refreshInterval: Duration = .seconds(30), maxLifetime: TimeInterval = 12 * 3600,
+            audienceMayBeShared: Bool = false
         ) {
             self.issuer = issuer
             self.audience = audience
@@ -152,6 +174,8 @@ public actor TokenVerifier {
             self.usernameClaim = usernameClaim
             self.leeway = leeway
             self.refreshInterval = refreshInterval
+            self.maxLifetime = maxLifetime
+            self.audienceMayBeShared = audienceMayBeShared
         }
     }
 
@@ -176,6 +200,8 @@ public actor TokenVerifier {
 
     public let settings: Settings
     public let external: External?
+    /// Tokens refused although their signature is good (ended sessions, disabled accounts).
+    public let revocations: Revocations?
     private let fetchKeys: @Sendable () async throws -> JWKS
     private var keys = JWTKeyCollection()
     private var knownKids: Set<String> = []
@@ -191,16 +217,20 @@ public actor TokenVerifier {
 
     /// `fetchKeys` reads the issuer's key set (in process, or over HTTP).
     public init(
-        settings: Settings, external: External? = nil, fetchKeys: @escaping @Sendable () async throws -> JWKS
+        settings: Settings, external: External? = nil, revocations: Revocations? = nil,
+        fetchKeys: @escaping @Sendable () async throws -> JWKS
     ) {
         self.settings = settings
         self.external = external
+        self.revocations = revocations
         self.fetchKeys = fetchKeys
     }
 
-    /// The principal of a token already verified and not expired; nil if it must be verified.
+    /// The principal of a token already verified, not expired and not revoked; nil if it must
+    /// be verified (where a revoked one is refused).
     nonisolated public func known(_ token: String, now: Date = Date()) -> Principal? {
-        guard let known = verified.withLock({ $0[token] }), known.expiresAt.addingTimeInterval(settings.leeway) > now
+        guard let known = verified.withLock({ $0[token] }), known.expiresAt.addingTimeInterval(settings.leeway) > now,
+            revocations?.isRevoked(known) != true
         else { return nil }
         return known
     }
@@ -212,6 +242,8 @@ public actor TokenVerifier {
         if let known = known(token, now: now) { return known }
         // Not known, or known but expired: the full check (which refuses an expired token).
         let principal = try await verifyAnew(token, now: now)
+        // Whether its session or account was ended is asked on every request (a set lookup).
+        if revocations?.isRevoked(principal) == true { throw .revoked }
         verified.withLock { cache in
             if cache.count >= 10_000 { cache.removeAll(keepingCapacity: true) }
             cache[token] = principal
@@ -272,6 +304,11 @@ public actor TokenVerifier {
         guard let alg = header["alg"] as? String, Self.allowedAlgorithms.contains(alg) else {
             throw .algorithmNotAllowed(String(describing: header["alg"] ?? "none"))
         }
+        // ECDSA signatures are malleable: (r, n - s) verifies as (r, s) does. Only the low-S form
+        // is accepted, so a token has exactly one text (and one entry in the verified cache).
+        if alg == "ES256" {
+            guard let signature = Base64URL.decode(parts[2]), LowS.isLow(signature) else { throw .badSignature }
+        }
         let kid = header["kid"] as? String
         if kid.map({ !knownKids.contains($0) }) ?? knownKids.isEmpty { await refreshKeys() }
         if let kid, !knownKids.contains(kid) { throw .unknownKey }
@@ -283,12 +320,22 @@ public actor TokenVerifier {
             throw .badSignature
         }
         guard claims.exp.value.addingTimeInterval(settings.leeway) > now else { throw .expired }
+        guard claims.exp.value.timeIntervalSince(now) <= settings.maxLifetime + settings.leeway else {
+            throw .lifetimeTooLong
+        }
         if let nbf = claims.nbf, nbf.value.addingTimeInterval(-settings.leeway) > now { throw .notYetValid }
         guard Self.sameIssuer(claims.iss.value, settings.issuer) else { throw .wrongIssuer }
-        guard claims.aud.value.contains(settings.audience) else { throw .wrongAudience }
+        guard claims.aud.value.contains(settings.audience),
+            settings.audienceMayBeShared || claims.aud.value.count == 1
+        else { throw .wrongAudience }
         guard let role = Self.role(in: payload, at: settings.roleClaim) else { throw .noRole }
         let username = try Self.username(in: payload, at: settings.usernameClaim, subject: claims.sub.value)
-        return (Principal(username: username, role: role, expiresAt: claims.exp.value), payload)
+        return (
+            Principal(
+                username: username, role: role, expiresAt: claims.exp.value, sessionId: claims.sid,
+                issuedAt: claims.iat?.value),
+            payload
+        )
     }
 
     /// The user's name at `path` (else `sub`): what events and the audit trail name them by, so a
@@ -384,5 +431,53 @@ public enum Base64URL {
         }
         base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
         return Data(base64Encoded: base64)
+    }
+}
+
+/// The low-S form of P-256 ECDSA signatures (r ‖ s, 32 bytes each): s at most half the group order.
+enum LowS {
+    /// The order n of P-256's group, big-endian.
+    static let order: [UInt8] = [
+        0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+        0xBC, 0xE6, 0xFA, 0xAD, 0xA7, 0x17, 0x9E, 0x84, 0xF3, 0xB9, 0xCA, 0xC2, 0xFC, 0x63, 0x25, 0x51,
+    ]
+    /// ⌊n / 2⌋.
+    static let half: [UInt8] = {
+        var result = [UInt8](repeating: 0, count: 32)
+        var carry: UInt8 = 0
+        for (index, byte) in order.enumerated() {
+            result[index] = (byte >> 1) | (carry << 7)
+            carry = byte & 1
+        }
+        return result
+    }()
+
+    static func isLow(_ signature: Data) -> Bool {
+        guard signature.count == 64 else { return false }
+        let s = Array(signature.suffix(32))
+        return s == half || s.lexicographicallyPrecedes(half)
+    }
+
+    /// n - s, big-endian.
+    static func negated(_ s: [UInt8]) -> [UInt8] {
+        var result = [UInt8](repeating: 0, count: 32)
+        var borrow = 0
+        for index in stride(from: 31, through: 0, by: -1) {
+            var value = Int(order[index]) - Int(s[index]) - borrow
+            borrow = value < 0 ? 1 : 0
+            if value < 0 { value += 256 }
+            result[index] = UInt8(value)
+        }
+        return result
+    }
+
+    /// The token with its ES256 signature in low-S form (the same signature, as verifiers see it).
+    static func normalized(_ token: String) -> String {
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3, let signature = Base64URL.decode(parts[2]), signature.count == 64,
+            !isLow(signature)
+        else { return token }
+        let low = Data(signature.prefix(32)) + Data(negated(Array(signature.suffix(32))))
+        return parts[0] + "." + parts[1] + "." + Base64URL.encode(low)
     }
 }

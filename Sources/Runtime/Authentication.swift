@@ -9,36 +9,50 @@ import NIOCore
 import NIOPosix
 import SQLKit
 import SQLiteKit
+import Messaging
 import ServiceKit
+import Synchronization
 
 /// What a process needs to check callers and, where the gateway runs, to sign them in.
 final class Authentication: Sendable {
     /// The token issuer, where the gateway runs (it owns the accounts and the signing key).
     let issuer: TokenIssuer?
     let accounts: AccountStore?
+    /// The sessions, where the gateway runs.
+    let sessions: SessionStore?
     let verifier: TokenVerifier
+    /// What this process refuses although signed (kept fresh by `refresher`).
+    let revocations: Revocations
     /// Signing in on the screens through an external OpenID provider (then no local accounts).
     let providerSignIn: ProviderSignIn?
-    private let accountsConnection: SQLiteConnection?
+    private let store: GatewayStore?
+    private let refresher: Task<Void, Never>
 
     private init(
-        issuer: TokenIssuer?, accounts: AccountStore?, verifier: TokenVerifier, providerSignIn: ProviderSignIn? = nil,
-        accountsConnection: SQLiteConnection?
+        issuer: TokenIssuer?, accounts: AccountStore?, sessions: SessionStore?, verifier: TokenVerifier,
+        revocations: Revocations, providerSignIn: ProviderSignIn? = nil, store: GatewayStore?,
+        refresher: Task<Void, Never>
     ) {
         self.issuer = issuer
         self.accounts = accounts
+        self.sessions = sessions
         self.verifier = verifier
+        self.revocations = revocations
         self.providerSignIn = providerSignIn
-        self.accountsConnection = accountsConnection
+        self.store = store
+        self.refresher = refresher
     }
 
-    /// With the gateway in this process: its signing key and accounts, and a verifier of its own
-    /// keys. Without: a verifier that reads the gateway's key set over HTTP (HOSPITAL_AUTH_JWKS_URL).
+    /// With the gateway in this process: its signing key, accounts and sessions, and a verifier
+    /// of its own keys. Without: a verifier that reads the gateway's key set over HTTP
+    /// (HOSPITAL_AUTH_JWKS_URL). Either way, a list of revoked sessions and accounts, refreshed
+    /// from the sessions (here) or from the gateway's `/auth/revocations` (elsewhere).
     static func make(
         runsGateway: Bool, configuration: HospitalConfiguration, logger: Logger
     ) async throws -> Authentication {
         let auth = configuration.auth
         let settings = TokenVerifier.Settings(issuer: auth.issuer, audience: auth.audience)
+        let revocations = Revocations()
         // With an external provider: its tokens are trusted besides this system's own (which the
         // gateway still signs for the screens' sessions, after the provider signed the user in).
         var external: TokenVerifier.External?
@@ -49,79 +63,132 @@ final class Authentication: Sendable {
                 provider,
                 settings: .init(
                     issuer: provider.issuer, audience: oidc.audience, roleClaim: oidc.rolesClaim,
-                    usernameClaim: oidc.usernameClaim),
+                    usernameClaim: oidc.usernameClaim, audienceMayBeShared: true),
                 askUserinfo: oidc.opaqueTokens == .userinfo)
             providerSignIn = ProviderSignIn(
                 provider: provider, clientID: oidc.clientID, clientSecret: oidc.clientSecret,
                 redirectURL: oidc.redirectURL, roleClaim: oidc.rolesClaim, usernameClaim: oidc.usernameClaim)
         }
-        // Without the gateway here: the signing key, when this process has it (a secret, or the
-        // data directory it shares with the gateway), verifies locally; else the gateway's JWKS.
-        let localKey: SigningKey? =
-            auth.signingKeyPEM != nil || FileManager.default.fileExists(atPath: signingKeyFile(configuration).path)
-            ? try signingKey(configuration) : nil
-        if !runsGateway, let localKey {
-            let verifier = TokenVerifier(settings: settings, external: external) { localKey.jwks }
-            return Authentication(issuer: nil, accounts: nil, verifier: verifier, accountsConnection: nil)
-        }
         guard runsGateway else {
-            let url =
-                auth.jwksURL
-                ?? configuration.upstream(of: .gateway).appendingPathComponent(".well-known/jwks.json")
-            let verifier = TokenVerifier(settings: settings, external: external) {
-                try await fetchKeySet(from: url, logger: logger)
+            // The signing key, when this process has it (a secret, or the data directory it shares
+            // with the gateway), verifies locally; else the gateway's JWKS.
+            let localKey: SigningKey? =
+                auth.signingKeyPEM != nil || FileManager.default.fileExists(atPath: signingKeyFile(configuration).path)
+                ? try signingKey(configuration) : nil
+            let gateway = configuration.upstream(of: .gateway)
+            let url = auth.jwksURL ?? gateway.appendingPathComponent(".well-known/jwks.json")
+            let verifier = TokenVerifier(settings: settings, external: external, revocations: revocations) {
+                if let localKey { return localKey.jwks }
+                return try await fetchKeySet(from: url, logger: logger)
             }
-            return Authentication(issuer: nil, accounts: nil, verifier: verifier, accountsConnection: nil)
+            let revocationsURL = gateway.appendingPathComponent("auth/revocations")
+            let refresher = Task {
+                await refresh(revocations, every: .seconds(2), logger: logger) {
+                    try await fetchRevocations(from: revocationsURL)
+                }
+            }
+            return Authentication(
+                issuer: nil, accounts: nil, sessions: nil, verifier: verifier, revocations: revocations, store: nil,
+                refresher: refresher)
         }
         let key = try signingKey(configuration)
         let issuer = await TokenIssuer(
             key: key, issuer: auth.issuer, audience: auth.audience, lifetime: auth.tokenLifetime)
-        let verifier = TokenVerifier(settings: settings, external: external) { key.jwks }
-        if let providerSignIn {
-            logger.info(
-                "signing in through the identity provider; local accounts are off",
-                metadata: ["issuer": "\(providerSignIn.provider.issuer)"])
+        let verifier = TokenVerifier(settings: settings, external: external, revocations: revocations) { key.jwks }
+        let store = try await GatewayStore.open(configuration, logger: logger)
+        do {
+            let sessions = SessionStore(
+                database: store.database, settings: auth.sessions, localAccounts: providerSignIn == nil)
+            try await sessions.prepare()
+            // A revocation is listed as long as a token it voids can still be valid.
+            let window = auth.tokenLifetime + settings.leeway + 60
+            let refresher = Task {
+                let lastSweep = Mutex(ContinuousClock.now)
+                await refresh(revocations, every: .seconds(1), logger: logger) {
+                    if lastSweep.withLock({ ContinuousClock.now - $0 > .seconds(3600) }) {
+                        lastSweep.withLock { $0 = .now }
+                        try await sessions.sweep()
+                    }
+                    return try await sessions.revoked(since: Date().addingTimeInterval(-window))
+                }
+            }
+            if let providerSignIn {
+                logger.info(
+                    "signing in through the identity provider; local accounts are off",
+                    metadata: ["issuer": "\(providerSignIn.provider.issuer)"])
+                return Authentication(
+                    issuer: issuer, accounts: nil, sessions: sessions, verifier: verifier, revocations: revocations,
+                    providerSignIn: providerSignIn, store: store, refresher: refresher)
+            }
+            let accounts = store.accounts(configuration)
+            if (try? await accounts.list().isEmpty) == true {
+                logger.notice(
+                    "no accounts yet: nobody can sign in. Add one: hospital users add NAME --role desk|doctor|examiner|admin --data-dir \(configuration.dataDirectory.path)"
+                )
+            }
             return Authentication(
-                issuer: issuer, accounts: nil, verifier: verifier, providerSignIn: providerSignIn,
-                accountsConnection: nil)
+                issuer: issuer, accounts: accounts, sessions: sessions, verifier: verifier, revocations: revocations,
+                store: store, refresher: refresher)
+        } catch {
+            await store.close()
+            throw error
         }
-        let (store, connection) = try await openAccounts(configuration, logger: logger)
-        if (try? await store.list().isEmpty) == true {
-            logger.notice(
-                "no accounts yet: nobody can sign in. Add one: hospital users add NAME --role desk|doctor|examiner|admin --data-dir \(configuration.dataDirectory.path)"
-            )
-        }
-        return Authentication(issuer: issuer, accounts: store, verifier: verifier, accountsConnection: connection)
     }
 
     func close() async {
-        try? await accountsConnection?.close().get()
+        refresher.cancel()
+        await refresher.value
+        await store?.close()
     }
 
-    /// The accounts of the data directory (`accounts.sqlite`, mode 0600), for `serve` and for
-    /// `hospital users`.
-    static func openAccounts(
-        _ configuration: HospitalConfiguration, logger: Logger
-    ) async throws -> (AccountStore, SQLiteConnection) {
-        try DataDirectory.prepare(configuration.dataDirectory)
-        let file = configuration.dataDirectory.appendingPathComponent("accounts.sqlite")
-        try DataDirectory.createPrivateFile(file)
-        let source = SQLiteConnectionSource(
-            configuration: .init(storage: .file(path: file.path), enableForeignKeys: true), threadPool: .singleton)
-        let connection = try await source.makeConnection(
-            logger: logger, on: MultiThreadedEventLoopGroup.singleton.any()
-        ).get()
-        var settings = AccountStore.Settings()
-        settings.bcryptCost = configuration.auth.bcryptCost
-        let store = AccountStore(database: connection.sql(), settings: settings)
+    /// Replaces `revocations` with what `read` says, every `interval` until canceled; a failed
+    /// read keeps the last list (and says so once until a read succeeds again).
+    private static func refresh(
+        _ revocations: Revocations, every interval: Duration, logger: Logger,
+        read: @Sendable () async throws -> Revocations.Snapshot
+    ) async {
+        var failing = false
+        while !Task.isCancelled {
+            do {
+                revocations.replace(with: try await read())
+                if failing { logger.notice("the list of revoked sessions is read again") }
+                failing = false
+            } catch {
+                if !failing {
+                    logger.warning(
+                        "the list of revoked sessions could not be read; keeping the last one",
+                        metadata: ["error": "\(loggable(error))"])
+                }
+                failing = true
+            }
+            try? await Task.sleep(for: interval)
+        }
+    }
+
+    private static func fetchRevocations(from url: URL) async throws -> Revocations.Snapshot {
+        var request = HTTPClientRequest(url: url.absoluteString)
+        request.method = .GET
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(2))
+        guard response.status == .ok else {
+            throw ConfigurationError("the revocations at \(url) answered \(response.status.code)")
+        }
+        let body = try await response.body.collect(upTo: 4 << 20)
+        return try JSONDecoder().decode(Revocations.Snapshot.self, from: Data(buffer: body))
+    }
+
+    /// The local accounts of the data directory (or the gateway's database), for `hospital users`.
+    static func withGatewayStore<T: Sendable>(
+        _ configuration: HospitalConfiguration, logger: Logger, _ body: (GatewayStore) async throws -> T
+    ) async throws -> T {
+        let store = try await GatewayStore.open(configuration, logger: logger)
         do {
-            _ = try await connection.sql().raw("PRAGMA journal_mode = WAL").all()
-            try await store.prepare()
+            let result = try await body(store)
+            await store.close()
+            return result
         } catch {
-            try? await connection.close().get()
+            await store.close()
             throw error
         }
-        return (store, connection)
     }
 
     private static func signingKey(_ configuration: HospitalConfiguration) throws -> SigningKey {
@@ -183,19 +250,79 @@ enum DataDirectory {
 }
 
 extension HospitalSystem {
-    /// The local accounts of the data directory, for `hospital users` (safe while the system runs).
+    /// The local accounts of the data directory (or the gateway's database), with the sessions
+    /// they sign in to, for `hospital users` (safe while the system runs).
     public static func withAccounts<T: Sendable>(
-        configuration: HospitalConfiguration, logger: Logger, _ body: (AccountStore) async throws -> T
+        configuration: HospitalConfiguration, logger: Logger, _ body: (AccountStore, SessionStore) async throws -> T
     ) async throws -> T {
-        let (store, connection) = try await Authentication.openAccounts(configuration, logger: logger)
+        try await Authentication.withGatewayStore(configuration, logger: logger) { store in
+            let sessions = SessionStore(
+                database: store.database, settings: configuration.auth.sessions, localAccounts: true)
+            try await sessions.prepare()
+            return try await body(store.accounts(configuration), sessions)
+        }
+    }
+}
+
+/// The gateway's own database: `accounts.sqlite` in the data directory (mode 0600), or
+/// PostgreSQL at HOSPITAL_GATEWAY_DATABASE_URL. Accounts, sign-in failures and sessions.
+final class GatewayStore: Sendable {
+    let database: any SQLDatabase
+    private let sqlite: SQLiteConnection?
+    private let databases: Databases?
+
+    private init(database: any SQLDatabase, sqlite: SQLiteConnection?, databases: Databases?) {
+        self.database = database
+        self.sqlite = sqlite
+        self.databases = databases
+    }
+
+    static func open(_ configuration: HospitalConfiguration, logger: Logger) async throws -> GatewayStore {
+        let store: GatewayStore
+        if let url = configuration.gatewayDatabaseURL {
+            let databases = Databases(threadPool: .singleton, on: MultiThreadedEventLoopGroup.singleton)
+            databases.use(try .postgres(url: url, maxConnectionsPerEventLoop: 2, sqlLogLevel: .trace), as: .psql)
+            var quiet = logger
+            quiet.logLevel = max(logger.logLevel, .info)
+            let db = databases.database(.psql, logger: quiet, on: MultiThreadedEventLoopGroup.singleton.any())!
+            store = GatewayStore(database: db as! any SQLDatabase, sqlite: nil, databases: databases)
+        } else {
+            try DataDirectory.prepare(configuration.dataDirectory)
+            let file = configuration.dataDirectory.appendingPathComponent("accounts.sqlite")
+            try DataDirectory.createPrivateFile(file)
+            let source = SQLiteConnectionSource(
+                configuration: .init(storage: .file(path: file.path), enableForeignKeys: true), threadPool: .singleton)
+            let connection = try await source.makeConnection(
+                logger: logger, on: MultiThreadedEventLoopGroup.singleton.any()
+            ).get()
+            store = GatewayStore(database: connection.sql(), sqlite: connection, databases: nil)
+            do {
+                _ = try await connection.sql().raw("PRAGMA journal_mode = WAL").all()
+                // Replicas of the gateway share the file: a writer waits for another's lock.
+                _ = try await connection.sql().raw("PRAGMA busy_timeout = 5000").all()
+            } catch {
+                await store.close()
+                throw error
+            }
+        }
         do {
-            let result = try await body(store)
-            try? await connection.close().get()
-            return result
+            try await store.accounts(configuration).prepare()
         } catch {
-            try? await connection.close().get()
+            await store.close()
             throw error
         }
+        return store
+    }
+
+    func accounts(_ configuration: HospitalConfiguration) -> AccountStore {
+        var settings = AccountStore.Settings()
+        settings.bcryptCost = configuration.auth.bcryptCost
+        return AccountStore(database: database, settings: settings)
+    }
+
+    func close() async {
+        try? await sqlite?.close().get()
+        await databases?.shutdownAsync()
     }
 }
 

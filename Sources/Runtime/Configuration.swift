@@ -1,4 +1,5 @@
 import Foundation
+import Identity
 import Logging
 import Messaging
 import ServiceKit
@@ -84,6 +85,10 @@ public struct HospitalConfiguration: Sendable, CustomStringConvertible {
     public var databaseURL: URL?
     /// HOSPITAL_<SERVICE>_DATABASE_URL: a service's own PostgreSQL database, when a process runs several.
     public var serviceDatabaseURLs: [ServiceName: URL]
+    /// HOSPITAL_GATEWAY_DATABASE_URL: the gateway's PostgreSQL database (accounts and sessions,
+    /// shared by its replicas). Without it, `accounts.sqlite` in the data directory: replicas of
+    /// the gateway then share the data directory.
+    public var gatewayDatabaseURL: URL?
     /// HOSPITAL_DATABASE_POOL_SIZE: PostgreSQL connections per event loop.
     public var databasePoolSize: Int
     /// HOSPITAL_AUTO_MIGRATE: whether `serve` applies pending migrations (true) or expects
@@ -129,6 +134,7 @@ public struct HospitalConfiguration: Sendable, CustomStringConvertible {
         eventLogRetention = nil
         databaseURL = nil
         serviceDatabaseURLs = [:]
+        gatewayDatabaseURL = nil
         databasePoolSize = 2
         autoMigrate = true
         kafkaBrokers = nil
@@ -219,6 +225,9 @@ public struct HospitalConfiguration: Sendable, CustomStringConvertible {
         for service in ServiceName.allCases where service != .gateway {
             let name = "HOSPITAL_\(service.environmentStem)_DATABASE_URL"
             if let raw = env[name] { config.serviceDatabaseURLs[service] = try postgresURL(raw, name) }
+        }
+        if let raw = env["HOSPITAL_GATEWAY_DATABASE_URL"] {
+            config.gatewayDatabaseURL = try postgresURL(raw, "HOSPITAL_GATEWAY_DATABASE_URL")
         }
         if let raw = env["HOSPITAL_DATABASE_POOL_SIZE"] {
             config.databasePoolSize = try positive(raw, "HOSPITAL_DATABASE_POOL_SIZE")
@@ -343,9 +352,12 @@ public struct AuthConfiguration: Sendable, CustomStringConvertible {
     public var issuer = "hospital"
     /// HOSPITAL_AUTH_AUDIENCE: the `aud` they are issued for (and that every service expects).
     public var audience = "hospital-api"
-    /// HOSPITAL_TOKEN_MINUTES: how long an access token is valid; also the screens' idle timeout
-    /// (every page renews the session), 15 minutes for shared ward PCs.
+    /// HOSPITAL_TOKEN_MINUTES: how long an access token is valid (15): also how long after a
+    /// revocation the list of revoked sessions keeps it.
     public var tokenLifetime: TimeInterval = 15 * 60
+    /// HOSPITAL_SESSION_IDLE_MINUTES (15, for shared ward PCs) and HOSPITAL_SESSION_HOURS (12):
+    /// a screen session ends after this long without a request, and this long after sign-in.
+    public var sessions = SessionSettings()
     /// HOSPITAL_SIGNING_KEY: the ES256 private key (PEM) that signs tokens, from a secret. Without
     /// it, HOSPITAL_SIGNING_KEY_FILE, by default `signing-key.pem` in the data directory, created
     /// on first start with mode 0600.
@@ -405,6 +417,18 @@ public struct AuthConfiguration: Sendable, CustomStringConvertible {
                 throw ConfigurationError("HOSPITAL_TOKEN_MINUTES: a whole number of minutes from 1 to 720, not \(raw)")
             }
             tokenLifetime = TimeInterval(n * 60)
+        }
+        if let raw = env["HOSPITAL_SESSION_IDLE_MINUTES"] {
+            guard let n = Int(raw), (1...720).contains(n) else {
+                throw ConfigurationError("HOSPITAL_SESSION_IDLE_MINUTES: a whole number of minutes from 1 to 720, not \(raw)")
+            }
+            sessions.idle = TimeInterval(n * 60)
+        }
+        if let raw = env["HOSPITAL_SESSION_HOURS"] {
+            guard let n = Int(raw), (1...24).contains(n) else {
+                throw ConfigurationError("HOSPITAL_SESSION_HOURS: a whole number of hours from 1 to 24, not \(raw)")
+            }
+            sessions.absolute = TimeInterval(n * 3600)
         }
         if let raw = env["HOSPITAL_SIGNING_KEY"], !raw.isEmpty { signingKeyPEM = raw }
         if let raw = env["HOSPITAL_SIGNING_KEY_FILE"], !raw.isEmpty { signingKeyFile = URL(fileURLWithPath: raw) }

@@ -36,6 +36,9 @@ public final class HospitalSystem: Sendable {
     /// The local accounts, where the gateway runs in this process.
     public var accounts: AccountStore? { authentication.accounts }
 
+    /// The sessions, where the gateway runs in this process.
+    public var sessions: SessionStore? { authentication.sessions }
+
     /// The services of this process, in start order.
     public var services: [ServiceName] { hosts.map(\.name) }
 

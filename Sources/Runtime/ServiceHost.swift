@@ -198,9 +198,10 @@ final class ServiceHost: Sendable {
         Gateway(routes: routes).registerAudit(on: app, access: access)
         // The screens are served here too: the one entry for people as for programs.
         let upstream = { (prefix: String) in routes.first { $0.prefix == prefix }!.upstream }
-        if let issuer = authentication.issuer {
-            let signIn = SignIn(issuer: issuer, accounts: authentication.accounts)
-            SignInRoutes(signIn: signIn).register(on: app.routes)
+        if let issuer = authentication.issuer, let sessions = authentication.sessions {
+            let signIn = SignIn(issuer: issuer, accounts: authentication.accounts, sessions: sessions)
+            SignInRoutes(signIn: signIn, revocations: authentication.revocations)
+                .register(on: app.routes, admin: app.routes.grouped(access))
             try WebScreens(
                 reception: upstream("receptions"), diagnosis: upstream("diagnoses"),
                 examination: upstream("examinations"), patientManagement: upstream("patientManagements"),

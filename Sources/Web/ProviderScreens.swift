@@ -73,7 +73,6 @@ extension WebScreens {
         req.logger.info(
             "signed in through the identity provider",
             metadata: ["user": "\(principal.username)", "role": "\(principal.role.rawValue)"])
-        let token = try await sessions.signIn.token(username: principal.username, role: principal.role)
         let target = !next.isEmpty && next != "/" ? next : Self.home(of: principal.role) ?? "/"
         // Not a redirect: the session cookie is SameSite=Strict, and a redirect chain that began
         // at the provider's site would not send it with the next request. A page of this site
@@ -89,7 +88,8 @@ extension WebScreens {
                     <meta http-equiv="refresh" content="0;url=\(target)"><title>로그인</title></head>\
                     <body><p><a href="\(target)">계속 / Continue</a></p></body></html>
                     """))
-        sessions.setSession(token, on: response, for: req)
+        try await sessions.start(
+            username: principal.username, role: principal.role, kind: "provider", on: response, for: req)
         response.cookies[Self.providerCookie] = HTTPCookies.Value(
             string: "", expires: Date(timeIntervalSince1970: 0), path: "/login/oidc")
         return response

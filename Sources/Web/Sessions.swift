@@ -1,10 +1,14 @@
 import Foundation
 import Identity
+import Synchronization
 import ServiceKit
 import Vapor
 
-/// Signing in on the screens: a session cookie that holds the user's access token, renewed by
-/// every page (so the token's lifetime is the idle timeout), and a CSRF token in every form.
+/// Signing in on the screens: a server-side session (`SessionStore`, shared by the gateway's
+/// replicas) whose secret is the cookie. It ends on sign-out, after `idle` without a request,
+/// `absolute` after sign-in, or when an administrator, a disabled account or a new password ends
+/// it; the calls a screen makes for the user carry a short token of the session (`sid`), which
+/// every process refuses once the session ended. A CSRF token in every form.
 public struct ScreenSessions: Sendable {
     static let sessionCookie = "hospital_session"
     static let csrfCookie = "hospital_csrf"
@@ -13,6 +17,7 @@ public struct ScreenSessions: Sendable {
     let verifier: TokenVerifier
     /// Set when an external OpenID provider signs users in (the sign-in page sends them there).
     let provider: ProviderSignIn?
+    private let tokens = SessionTokens()
 
     public init(signIn: SignIn, verifier: TokenVerifier, provider: ProviderSignIn? = nil) {
         self.signIn = signIn
@@ -20,19 +25,40 @@ public struct ScreenSessions: Sendable {
         self.provider = provider
     }
 
-    /// The user of the session cookie, if it holds a valid token.
+    /// The user of the session cookie, if it names a live session.
     func user(_ req: Request) async -> SignedInUser? {
-        guard let token = req.cookies[Self.sessionCookie]?.string, !token.isEmpty,
+        guard let secret = req.cookies[Self.sessionCookie]?.string, !secret.isEmpty,
+            let session = try? await signIn.sessions.find(secret: secret),
+            let token = try? await tokens.token(for: session, signIn: signIn),
             let principal = try? await verifier.verify(token)
         else { return nil }
         return SignedInUser(principal: principal, token: token)
     }
 
+    /// Starts a session for a user just signed in; its secret goes into the cookie.
+    func start(username: String, role: Role, kind: String, on response: Response, for req: Request) async throws {
+        let (secret, _) = try await signIn.sessions.start(
+            username: username, role: role, kind: kind, client: req.clientAddress ?? "unknown")
+        setSession(secret, on: response, for: req)
+    }
+
+    /// Ends the session of the cookie (sign-out).
+    func end(_ req: Request) async throws {
+        guard let secret = req.cookies[Self.sessionCookie]?.string, (16...128).contains(secret.utf8.count) else {
+            return
+        }
+        let id = SessionStore.publicId(of: secret)
+        if try await signIn.sessions.end(id: id, reason: "signed out") {
+            req.logger.info("signed out", metadata: ["session": "\(id)"])
+        }
+        tokens.forget(id)
+    }
+
     /// Sets the session cookie: `HttpOnly`, `SameSite=Strict`, `Secure` over TLS (or behind a
     /// proxy that says so), no expiry (gone when the browser closes).
-    func setSession(_ token: String?, on response: Response, for req: Request) {
+    func setSession(_ secret: String?, on response: Response, for req: Request) {
         response.cookies[Self.sessionCookie] = HTTPCookies.Value(
-            string: token ?? "", expires: token == nil ? Date(timeIntervalSince1970: 0) : nil, path: "/",
+            string: secret ?? "", expires: secret == nil ? Date(timeIntervalSince1970: 0) : nil, path: "/",
             isSecure: Self.isSecure(req), isHTTPOnly: true, sameSite: .strict)
     }
 
@@ -96,8 +122,8 @@ struct CSRFCookie: AsyncMiddleware {
     }
 }
 
-/// Guards a role's screens: signed in (else to `/login`), the right role (else 403), and every
-/// form post genuine (else 403). Renews the session on every request.
+/// Guards a role's screens: signed in to a live session (else to `/login`), the right role (else
+/// 403), and every form post genuine (else 403).
 struct ScreenGuard: AsyncMiddleware {
     let sessions: ScreenSessions
     let role: Role
@@ -118,13 +144,28 @@ struct ScreenGuard: AsyncMiddleware {
             return Response(status: .forbidden, body: .init(string: "Forbidden"))
         }
         req.signedIn = user
-        let response = try await next.respond(to: req)
-        // Every page renews the session: idle for the token's lifetime, and it is over.
-        let issuedAt = user.principal.expiresAt.addingTimeInterval(-sessions.signIn.tokenLifetime)
-        if Date().timeIntervalSince(issuedAt) > 30 {
-            let fresh = try await sessions.signIn.token(username: user.principal.username, role: role)
-            sessions.setSession(fresh, on: response, for: req)
-        }
-        return response
+        return try await next.respond(to: req)
     }
+}
+
+/// The token each live session's screens call the API with: minted when first needed, again when
+/// half its life is gone (so a session's calls carry a token of its own `sid`).
+final class SessionTokens: Sendable {
+    private let minted = Mutex<[String: (token: String, expiresAt: Date)]>([:])
+
+    func token(for session: Identity.Session, signIn: SignIn, now: Date = Date()) async throws -> String {
+        let halfLife = signIn.tokenLifetime / 2
+        if let known = minted.withLock({ $0[session.id] }), known.expiresAt.timeIntervalSince(now) > halfLife {
+            return known.token
+        }
+        let token = try await signIn.token(for: session, now: now)
+        let expiresAt = now.addingTimeInterval(signIn.tokenLifetime)
+        minted.withLock { minted in
+            if minted.count >= 10_000 { minted.removeAll(keepingCapacity: true) }
+            minted[session.id] = (token, expiresAt)
+        }
+        return token
+    }
+
+    func forget(_ id: String) { _ = minted.withLock { $0.removeValue(forKey: id) } }
 }

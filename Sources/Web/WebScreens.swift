@@ -104,18 +104,18 @@ public struct WebScreens: Sendable {
         else {
             return loginPage(req, next: next, username: username, failed: true)
         }
-        let token = try await sessions.signIn.token(username: account.username, role: account.role)
         let target = !next.isEmpty && next != "/" ? next : Self.home(of: account.role) ?? "/"
         let response = req.redirect(to: target, redirectType: .normal)
-        sessions.setSession(token, on: response, for: req)
+        try await sessions.start(username: account.username, role: account.role, kind: "screen", on: response, for: req)
         return response
     }
 
-    /// 로그아웃: the session cookie is cleared.
+    /// 로그아웃: the session ends (everywhere, within seconds) and its cookie is cleared.
     @Sendable func logout(_ req: Request) async throws -> Response {
         guard ScreenSessions.isGenuineForm(req) else {
             return Response(status: .forbidden, body: .init(string: "Forbidden"))
         }
+        try await sessions.end(req)
         let response = req.redirect(to: "/login?notice=signedOut", redirectType: .normal)
         sessions.setSession(nil, on: response, for: req)
         return response

@@ -7,7 +7,7 @@ import Runtime
 struct Users: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Manage local accounts (passwords are read from standard input).",
-        subcommands: [Add.self, List.self, Disable.self, SetPassword.self])
+        subcommands: [Add.self, List.self, Disable.self, SetPassword.self, Sessions.self, SignOut.self])
 
     struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -22,7 +22,7 @@ struct Users: AsyncParsableCommand {
             let config = try common.configuration()
             let logger = common.bootstrapLogging(config.logLevel)
             let password = try readNewPassword()
-            try await HospitalSystem.withAccounts(configuration: config, logger: logger) { accounts in
+            try await HospitalSystem.withAccounts(configuration: config, logger: logger) { accounts, _ in
                 try await accounts.add(username: name, role: role, password: password)
             }
             print("added \(name) (\(role.rawValue))")
@@ -36,8 +36,8 @@ struct Users: AsyncParsableCommand {
         func run() async throws {
             let config = try common.configuration()
             let logger = common.bootstrapLogging(config.logLevel)
-            let accounts = try await HospitalSystem.withAccounts(configuration: config, logger: logger) {
-                try await $0.list()
+            let accounts = try await HospitalSystem.withAccounts(configuration: config, logger: logger) { accounts, _ in
+                try await accounts.list()
             }
             let now = Date()
             for account in accounts {
@@ -50,21 +50,27 @@ struct Users: AsyncParsableCommand {
     }
 
     struct Disable: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Disable an account (it can no longer sign in).")
+        static let configuration = CommandConfiguration(
+            abstract: "Disable an account: it can no longer sign in, and its sessions and tokens end within seconds.")
         @Argument var name: String
         @OptionGroup var common: CommonOptions
 
         func run() async throws {
             let config = try common.configuration()
             let logger = common.bootstrapLogging(config.logLevel)
-            try await HospitalSystem.withAccounts(configuration: config, logger: logger) { try await $0.disable(name) }
-            print("disabled \(name)")
+            let ended = try await HospitalSystem.withAccounts(configuration: config, logger: logger) {
+                accounts, sessions in
+                try await accounts.disable(name)
+                return try await sessions.endAll(username: name, reason: "account disabled")
+            }
+            print("disabled \(name); ended \(ended) sessions")
         }
     }
 
     struct SetPassword: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "set-password", abstract: "Set a new password (and unlock the account).",
+            commandName: "set-password",
+            abstract: "Set a new password (and unlock the account); its sessions and tokens end within seconds.",
             discussion: "The password is the first line of standard input, confirmed by a second line.")
         @Argument var name: String
         @OptionGroup var common: CommonOptions
@@ -73,10 +79,47 @@ struct Users: AsyncParsableCommand {
             let config = try common.configuration()
             let logger = common.bootstrapLogging(config.logLevel)
             let password = try readNewPassword()
-            try await HospitalSystem.withAccounts(configuration: config, logger: logger) {
-                try await $0.setPassword(name, password)
+            let ended = try await HospitalSystem.withAccounts(configuration: config, logger: logger) {
+                accounts, sessions in
+                try await accounts.setPassword(name, password)
+                return try await sessions.endAll(username: name, reason: "password changed")
             }
-            print("set the password of \(name)")
+            print("set the password of \(name); ended \(ended) sessions")
+        }
+    }
+
+    struct Sessions: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the live sessions (of one user, or everyone's).")
+        @Argument var name: String?
+        @OptionGroup var common: CommonOptions
+
+        func run() async throws {
+            let config = try common.configuration()
+            let logger = common.bootstrapLogging(config.logLevel)
+            let sessions = try await HospitalSystem.withAccounts(configuration: config, logger: logger) { _, sessions in
+                try await sessions.list(username: name)
+            }
+            for session in sessions {
+                print(
+                    "\(session.id)\t\(session.username)\t\(session.role.rawValue)\t\(session.kind)\t\(session.client)\tsince \(session.createdAt)\tlast \(session.lastSeenAt)"
+                )
+            }
+        }
+    }
+
+    struct SignOut: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "sign-out", abstract: "End every session and token of a user, within seconds, everywhere.")
+        @Argument var name: String
+        @OptionGroup var common: CommonOptions
+
+        func run() async throws {
+            let config = try common.configuration()
+            let logger = common.bootstrapLogging(config.logLevel)
+            let ended = try await HospitalSystem.withAccounts(configuration: config, logger: logger) { _, sessions in
+                try await sessions.endAll(username: name, reason: "signed out by an administrator")
+            }
+            print("ended \(ended) sessions of \(name)")
         }
     }
 }

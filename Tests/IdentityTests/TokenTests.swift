@@ -101,6 +101,41 @@ struct TokenTests {
         #expect(try await verifier.verify(token).role == .desk)
     }
 
+    @Test("Signed by the real key, yet refused: valid for decades, an audience list naming others too, a high-S signature")
+    func realKeyButWrongShape() async throws {
+        let issuer = try await issuer()
+        let verifier = verifier(for: issuer)
+        let decades = await TokenIssuer(
+            key: issuer.key, issuer: Self.issuer, audience: Self.audience, lifetime: 30 * 365 * 86_400)
+        await #expect(throws: TokenRejection.lifetimeTooLong) {
+            try await verifier.verify(try await decades.issue(username: "x", role: .admin))
+        }
+        // An audience array naming us and another: this system's tokens name exactly one.
+        let keys = JWTKeyCollection()
+        await keys.add(ecdsa: issuer.key.privateKey, kid: JWKIdentifier(string: issuer.key.kid))
+        let now = Date()
+        let shared = AccessClaims(
+            sub: .init(value: "x"), iss: .init(value: Self.issuer), aud: .init(value: [Self.audience, "other-api"]),
+            exp: .init(value: now.addingTimeInterval(600)), nbf: nil, iat: .init(value: now), jti: nil,
+            role: "admin", sid: nil)
+        let sharedToken = LowS.normalized(try await keys.sign(shared, kid: JWKIdentifier(string: issuer.key.kid)))
+        await #expect(throws: TokenRejection.wrongAudience) { try await verifier.verify(sharedToken) }
+        // The same signature in its other (high-S) form: valid ECDSA, refused.
+        let token = try await issuer.issue(username: "lee.desk", role: .desk)
+        let parts = token.split(separator: ".").map(String.init)
+        let signature = try #require(Base64URL.decode(parts[2]))
+        #expect(LowS.isLow(signature), "what this system issues is low-S")
+        let high = Data(signature.prefix(32)) + Data(LowS.negated(Array(signature.suffix(32))))
+        #expect(!LowS.isLow(high))
+        let highToken = parts[0] + "." + parts[1] + "." + Base64URL.encode(high)
+        let publicKey = issuer.key.privateKey.publicKey
+        #expect(
+            try await JWTKeyCollection().add(ecdsa: publicKey).verify(highToken, as: AccessClaims.self).sub.value
+                == "lee.desk", "the high-S form is a valid ECDSA signature")
+        await #expect(throws: TokenRejection.badSignature) { try await verifier.verify(highToken) }
+        #expect(try await verifier.verify(token).username == "lee.desk")
+    }
+
     @Test("An unknown key id fetches the key set again (a rotated key), but not more than once per interval")
     func keyRotation() async throws {
         let old = try await issuer()

@@ -43,7 +43,9 @@ struct AuditTests {
             // The desk's screen reads the board as its user.
             let screen = try await HTTPResult.send(
                 .GET, system.url(), "/desk",
-                headers: [("cookie", "hospital_session=\(try await TestKeys.token(.desk, username: "park.desk"))")])
+                headers: [
+                    ("cookie", "hospital_session=\(try await TestSessions.secret(.desk, at: system.url(), username: "park.desk"))")
+                ])
             #expect(screen.status == 200 && screen.text.contains("홍길동"))
 
             let lee = try await eventually("five reads by lee.doctor") {

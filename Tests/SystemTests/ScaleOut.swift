@@ -32,6 +32,8 @@ final class ScaleOut: @unchecked Sendable {
     private var gatewayProcess: HospitalProcess?
     /// Settings every service process gets beyond the defaults.
     private var extraEnvironment: [String: String] = [:]
+    /// One audit key for every replica of a service, as a mounted secret would be.
+    private let auditKey = Data((0..<32).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
 
     private init(kafka: MockKafka, directory: URL) {
         self.kafka = kafka
@@ -77,6 +79,7 @@ final class ScaleOut: @unchecked Sendable {
             "POD_NAME": "\(service.rawValue)-\(replica)",
             // One attachments directory for every examination replica, as a ReadWriteMany volume.
             "HOSPITAL_ATTACHMENTS_DIR": directory.appendingPathComponent("attachments").path,
+            "HOSPITAL_AUDIT_KEY": auditKey,
         ].merging(extraEnvironment) { $1 }
     }
 

@@ -1,6 +1,7 @@
 import Foundation
 import Identity
 import JWTKit
+import Synchronization
 
 /// How a test request signs in.
 enum TestAuth: Sendable {
@@ -38,9 +39,9 @@ enum TestKeys {
         return nil
     }
 
-    /// The headers (and form body) that sign `method path` in as `auth` says.
+    /// The headers (and form body) that sign `method path` at `base` in as `auth` says.
     static func credentials(
-        _ auth: TestAuth, method: String, path: String
+        _ auth: TestAuth, method: String, path: String, base: URL
     ) async throws -> (headers: [(String, String)], isScreen: Bool) {
         let bare = String(path.split(separator: "?", maxSplits: 1).first ?? "")
         if let screen = screenRole(bare) {
@@ -50,7 +51,8 @@ enum TestKeys {
             case .role(let r): role = r
             case .automatic: role = screen
             }
-            return ([("cookie", "hospital_session=\(try await token(role)); hospital_csrf=\(csrf)")], true)
+            let secret = try await TestSessions.secret(role, at: base)
+            return ([("cookie", "hospital_session=\(secret); hospital_csrf=\(csrf)")], true)
         }
         let role: Role
         switch auth {
@@ -64,4 +66,40 @@ enum TestKeys {
         }
         return ([("authorization", "Bearer \(try await token(role))")], false)
     }
+}
+
+/// Screen sessions of the test systems running in this process: a test that calls a screen
+/// gets a real session (and, with local accounts, a real account) of the system it calls.
+enum TestSessions {
+    private static let systems = Mutex<[String: (sessions: SessionStore, accounts: AccountStore?)]>([:])
+    private static let secrets = Mutex<[String: String]>([:])
+
+    static func register(_ base: URL, sessions: SessionStore, accounts: AccountStore?) {
+        systems.withLock { $0[base.absoluteString] = (sessions, accounts) }
+    }
+
+    static func unregister(_ base: URL) {
+        _ = systems.withLock { $0.removeValue(forKey: base.absoluteString) }
+        secrets.withLock { $0 = $0.filter { !$0.key.hasPrefix(base.absoluteString + " ") } }
+    }
+
+    /// The session secret of `role`'s screen user (`test-<role>`) at the system at `base`.
+    static func secret(_ role: Role, at base: URL, username: String? = nil) async throws -> String {
+        let name = username ?? "test-\(role.rawValue)"
+        let key = base.absoluteString + " " + name
+        if let known = secrets.withLock({ $0[key] }) { return known }
+        guard let system = systems.withLock({ $0[base.absoluteString] }) else {
+            throw TestSessionError(description: "no test system with screens at \(base)")
+        }
+        if let accounts = system.accounts, try await !accounts.list().contains(where: { $0.username == name }) {
+            try await accounts.add(username: name, role: role, password: UUID().uuidString)
+        }
+        let (secret, _) = try await system.sessions.start(username: name, role: role, kind: "screen", client: "127.0.0.1")
+        secrets.withLock { $0[key] = secret }
+        return secret
+    }
+}
+
+struct TestSessionError: Error, CustomStringConvertible {
+    var description: String
 }

@@ -95,10 +95,17 @@ final class TestSystem: Sendable {
         var logger = Logger(label: "test")
         logger.logLevel = .warning
         let system = try await HospitalSystem.start(wanted, configuration: config, logger: logger)
-        return TestSystem(dataDirectory: dataDirectory, system: system)
+        let test = TestSystem(dataDirectory: dataDirectory, system: system)
+        if let sessions = system.sessions {
+            TestSessions.register(test.url(), sessions: sessions, accounts: system.accounts)
+        }
+        return test
     }
 
-    func shutdown() async { await system.shutdown() }
+    func shutdown() async {
+        TestSessions.unregister(url())
+        await system.shutdown()
+    }
 
     /// The gateway if it runs here, else the service itself.
     func url(_ service: ServiceName = .gateway) -> URL {
@@ -261,6 +268,10 @@ struct TimedOut: Error, CustomStringConvertible {
 
 /// A whole HTTP exchange's answer.
 struct HTTPResult: Sendable {
+    /// A client that hands back a redirect instead of following it.
+    static let noRedirects = HTTPClient(
+        eventLoopGroupProvider: .singleton, configuration: .init(redirectConfiguration: .disallow))
+
     var status: Int
     var headers: HTTPHeaders
     var body: Data
@@ -272,14 +283,15 @@ struct HTTPResult: Sendable {
     /// Signed in as `auth` says (by default, as a role the operation allows): see `TestKeys`.
     static func send(
         _ method: HTTPMethod, _ base: URL, _ path: String, body: Data? = nil, headers: [(String, String)] = [],
-        as auth: TestAuth = .automatic
+        as auth: TestAuth = .automatic, followRedirects: Bool = true
     ) async throws -> HTTPResult {
         var request = HTTPClientRequest(url: base.absoluteString + path)
         request.method = method
         var body = body
         let signsItself = headers.contains { ["authorization", "cookie"].contains($0.0.lowercased()) }
         if !signsItself {
-            let (credentials, isScreen) = try await TestKeys.credentials(auth, method: method.rawValue, path: path)
+            let (credentials, isScreen) = try await TestKeys.credentials(
+                auth, method: method.rawValue, path: path, base: base)
             for (name, value) in credentials { request.headers.add(name: name, value: value) }
             // A screen's form carries the CSRF token, as the page's forms do.
             if isScreen, method == .POST,
@@ -296,7 +308,8 @@ struct HTTPResult: Sendable {
             }
         }
         for (name, value) in headers { request.headers.add(name: name, value: value) }
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+        let response = try await (followRedirects ? HTTPClient.shared : Self.noRedirects).execute(
+            request, timeout: .seconds(30))
         let bytes = try await response.body.collect(upTo: 4 << 20)
         return HTTPResult(status: Int(response.status.code), headers: response.headers, body: Data(buffer: bytes))
     }

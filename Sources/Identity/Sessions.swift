@@ -1,0 +1,268 @@
+import Crypto
+import Foundation
+import SQLKit
+import Synchronization
+
+/// One signed-in session: a browser's (the cookie holds its secret) or an API client's (each
+/// `POST /auth/token` starts one; its tokens name it in `sid`).
+public struct Session: Sendable, Equatable, Codable {
+    /// The public id: the first 32 hex digits of the SHA-256 of the secret. Tokens carry it as
+    /// `sid`; the database keeps only it, so whoever reads the table cannot take over a session.
+    public var id: String
+    public var username: String
+    public var role: Role
+    /// `screen` (local password), `provider` (the OpenID provider signed them in), `api`.
+    public var kind: String
+    public var client: String
+    public var createdAt: Date
+    public var lastSeenAt: Date
+    public var endedAt: Date?
+    public var endReason: String?
+}
+
+/// How long a session lasts: idle (no request) and in all.
+public struct SessionSettings: Sendable {
+    /// HOSPITAL_SESSION_IDLE_MINUTES (15): a screen left alone this long signs out.
+    public var idle: TimeInterval = 15 * 60
+    /// HOSPITAL_SESSION_HOURS (12): a session ends this long after sign-in, however busy (a shift).
+    public var absolute: TimeInterval = 12 * 3600
+
+    public init() {}
+}
+
+/// Sessions in the gateway's database (shared by its replicas): started at sign-in, ended by
+/// sign-out, by an administrator, or for every session of an account when it is disabled or its
+/// password changes. Ended sessions (and those accounts) are what `Revocations` publishes.
+public struct SessionStore: Sendable {
+    public static let table = "sessions"
+    static let userRevocations = "user_revocations"
+    let database: any SQLDatabase
+    public let settings: SessionSettings
+    /// Whether local accounts sign people in (then a `screen` session needs its account enabled
+    /// and in the same role).
+    let localAccounts: Bool
+
+    public init(database: any SQLDatabase, settings: SessionSettings = .init(), localAccounts: Bool) {
+        self.database = database
+        self.settings = settings
+        self.localAccounts = localAccounts
+    }
+
+    public func prepare() async throws {
+        let real = SQLDataType.custom(SQLRaw("DOUBLE PRECISION"))
+        try await database.create(table: Self.table).ifNotExists()
+            .column("id", type: .text, .primaryKey(autoIncrement: false))
+            .column("username", type: .text, .notNull)
+            .column("role", type: .text, .notNull)
+            .column("kind", type: .text, .notNull)
+            .column("client", type: .text, .notNull)
+            .column("created_at", type: real, .notNull)
+            .column("last_seen_at", type: real, .notNull)
+            .column("ended_at", type: real)
+            .column("end_reason", type: .text)
+            .run()
+        try await database.raw("CREATE INDEX IF NOT EXISTS sessions_username ON sessions (username)").run()
+        try await database.raw("CREATE INDEX IF NOT EXISTS sessions_ended ON sessions (ended_at)").run()
+        // Every token of an account issued before `at` is void (disabled, new password).
+        try await database.create(table: Self.userRevocations).ifNotExists()
+            .column("username", type: .text, .primaryKey(autoIncrement: false))
+            .column("at", type: real, .notNull)
+            .run()
+    }
+
+    /// The public id of a session secret.
+    public static func publicId(of secret: String) -> String {
+        String(SHA256.hash(data: Data(secret.utf8)).map { String(format: "%02x", $0) }.joined().prefix(32))
+    }
+
+    static func newSecret() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return Base64URL.encode(Data((0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }))
+    }
+
+    /// Starts a session; returns its secret (for the cookie) and the session.
+    public func start(username: String, role: Role, kind: String, client: String, now: Date = Date()) async throws
+        -> (secret: String, session: Session)
+    {
+        let secret = Self.newSecret()
+        let session = Session(
+            id: Self.publicId(of: secret), username: username, role: role, kind: kind,
+            client: String(client.prefix(64)), createdAt: now, lastSeenAt: now, endedAt: nil, endReason: nil)
+        try await database.insert(into: Self.table)
+            .columns("id", "username", "role", "kind", "client", "created_at", "last_seen_at")
+            .values(
+                SQLBind(session.id), SQLBind(username), SQLBind(role.rawValue), SQLBind(kind), SQLBind(session.client),
+                SQLBind(now.timeIntervalSince1970), SQLBind(now.timeIntervalSince1970)
+            ).run()
+        return (secret, session)
+    }
+
+    /// The live session of `secret`: not ended, not idle past `idle`, not older than
+    /// `absolute`, and (with local accounts) its account still enabled in the same role. A
+    /// session found too old or idle is ended here. Notes the request (at most every 30 s).
+    public func find(secret: String, now: Date = Date()) async throws -> Session? {
+        guard (16...128).contains(secret.utf8.count) else { return nil }
+        let id = Self.publicId(of: secret)
+        guard let session = try await session(id: id) else { return nil }
+        if session.endedAt != nil { return nil }
+        if now.timeIntervalSince(session.lastSeenAt) > settings.idle {
+            try await end(id: id, reason: "idle", now: now)
+            return nil
+        }
+        if now.timeIntervalSince(session.createdAt) > settings.absolute {
+            try await end(id: id, reason: "expired", now: now)
+            return nil
+        }
+        if localAccounts, session.kind != "provider" {
+            let account = try await database.select().columns("role", "disabled").from(AccountStore.table)
+                .where("username", .equal, session.username).first()
+            guard let account, try account.decode(column: "disabled", as: Int.self) == 0,
+                try account.decode(column: "role", as: String.self) == session.role.rawValue
+            else {
+                try await end(id: id, reason: "account changed", now: now)
+                return nil
+            }
+        }
+        if now.timeIntervalSince(session.lastSeenAt) > 30 {
+            try await database.update(Self.table).set("last_seen_at", to: SQLBind(now.timeIntervalSince1970))
+                .where("id", .equal, id).run()
+        }
+        return session
+    }
+
+    public func session(id: String) async throws -> Session? {
+        try await database.select().columns("*").from(Self.table).where("id", .equal, id).first().map(Self.session)
+    }
+
+    /// Ends one session (sign-out, or an administrator); false if there was no live one.
+    @discardableResult
+    public func end(id: String, reason: String, now: Date = Date()) async throws -> Bool {
+        let ended = try await database.update(Self.table)
+            .set("ended_at", to: SQLBind(now.timeIntervalSince1970)).set("end_reason", to: SQLBind(reason))
+            .where("id", .equal, id).where("ended_at", .is, SQLLiteral.null)
+            .returning("id").all()
+        return !ended.isEmpty
+    }
+
+    /// Ends every session of `username`, and voids every token of it issued until now (those
+    /// without a session too). Returns how many sessions were live.
+    @discardableResult
+    public func endAll(username: String, reason: String, now: Date = Date()) async throws -> Int {
+        let ended = try await database.update(Self.table)
+            .set("ended_at", to: SQLBind(now.timeIntervalSince1970)).set("end_reason", to: SQLBind(reason))
+            .where("username", .equal, username).where("ended_at", .is, SQLLiteral.null)
+            .returning("id").all()
+        try await database.insert(into: Self.userRevocations).columns("username", "at")
+            .values(SQLBind(username), SQLBind(now.timeIntervalSince1970))
+            .onConflict(with: ["username"]) { $0.set(excludedValueOf: "at") }
+            .run()
+        return ended.count
+    }
+
+    /// The live sessions (of `username`, or everyone's), newest first.
+    public func list(username: String? = nil, now: Date = Date()) async throws -> [Session] {
+        let query = database.select().columns("*").from(Self.table).where("ended_at", .is, SQLLiteral.null)
+            .where("created_at", .greaterThan, now.timeIntervalSince1970 - settings.absolute)
+            .where("last_seen_at", .greaterThan, now.timeIntervalSince1970 - settings.idle)
+        if let username { query.where("username", .equal, username) }
+        return try await query.orderBy("created_at", .descending).limit(1000).all().map(Self.session)
+    }
+
+    /// What was revoked since `since`: ended sessions, and accounts whose earlier tokens are void.
+    public func revoked(since: Date) async throws -> Revocations.Snapshot {
+        let sessions = try await database.select().column("id").from(Self.table)
+            .where("ended_at", .greaterThan, since.timeIntervalSince1970).all()
+            .map { try $0.decode(column: "id", as: String.self) }
+        let users = try await database.select().columns("username", "at").from(Self.userRevocations)
+            .where("at", .greaterThan, since.timeIntervalSince1970).all()
+            .map {
+                Revocations.UserRevocation(
+                    user: Revocations.userKey(try $0.decode(column: "username", as: String.self)),
+                    notBefore: try $0.decode(column: "at", as: Double.self))
+            }
+        return Revocations.Snapshot(sessions: sessions, users: users)
+    }
+
+    /// Forgets sessions that ended (or lapsed) more than a day ago.
+    public func sweep(now: Date = Date()) async throws {
+        let cutoff = now.timeIntervalSince1970 - 86_400
+        try await database.delete(from: Self.table).where("ended_at", .lessThan, cutoff).run()
+        try await database.delete(from: Self.table).where("last_seen_at", .lessThan, cutoff - settings.absolute)
+            .run()
+        try await database.delete(from: Self.userRevocations).where("at", .lessThan, cutoff).run()
+    }
+
+    static func session(_ row: any SQLRow) throws -> Session {
+        Session(
+            id: try row.decode(column: "id", as: String.self),
+            username: try row.decode(column: "username", as: String.self),
+            role: Role(rawValue: try row.decode(column: "role", as: String.self)) ?? .desk,
+            kind: try row.decode(column: "kind", as: String.self),
+            client: try row.decode(column: "client", as: String.self),
+            createdAt: Date(timeIntervalSince1970: try row.decode(column: "created_at", as: Double.self)),
+            lastSeenAt: Date(timeIntervalSince1970: try row.decode(column: "last_seen_at", as: Double.self)),
+            endedAt: try row.decode(column: "ended_at", as: Double?.self).map(Date.init(timeIntervalSince1970:)),
+            endReason: try row.decode(column: "end_reason", as: String?.self))
+    }
+}
+
+/// What every process refuses although the token's signature is good: tokens of ended sessions,
+/// and tokens of an account issued before it was disabled or its password changed. Kept in
+/// memory (a set lookup per request) and replaced every second or two from the gateway's session
+/// table (in its process) or from the gateway's `GET /auth/revocations` (elsewhere). Entries
+/// older than the longest token lifetime are dropped: their tokens have expired anyway.
+public final class Revocations: Sendable {
+    public struct UserRevocation: Codable, Sendable, Equatable {
+        /// The SHA-256 of the user name (hex): the published list names nobody.
+        public var user: String
+        /// Seconds since 1970: tokens issued before are void.
+        public var notBefore: Double
+    }
+
+    public struct Snapshot: Codable, Sendable, Equatable {
+        public var sessions: [String]
+        public var users: [UserRevocation]
+
+        public init(sessions: [String], users: [UserRevocation]) {
+            self.sessions = sessions
+            self.users = users
+        }
+    }
+
+    private struct State {
+        var sessions: Set<String> = []
+        var users: [String: Double] = [:]
+        var snapshot = Snapshot(sessions: [], users: [])
+    }
+
+    private let state = Mutex(State())
+
+    public init() {}
+
+    public static func userKey(_ username: String) -> String {
+        SHA256.hash(data: Data(username.utf8)).map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// Replaces what is known with `snapshot` (the newest list is the whole list).
+    public func replace(with snapshot: Snapshot) {
+        var users: [String: Double] = [:]
+        for user in snapshot.users { users[user.user] = max(users[user.user] ?? 0, user.notBefore) }
+        state.withLock { $0 = State(sessions: Set(snapshot.sessions), users: users, snapshot: snapshot) }
+    }
+
+    public var snapshot: Snapshot { state.withLock { $0.snapshot } }
+
+    /// Whether a token of `principal` is void.
+    public func isRevoked(_ principal: Principal) -> Bool {
+        state.withLock { state in
+            if state.sessions.isEmpty && state.users.isEmpty { return false }
+            if let sid = principal.sessionId, state.sessions.contains(sid) { return true }
+            guard !state.users.isEmpty, let notBefore = state.users[Self.userKey(principal.username)] else {
+                return false
+            }
+            // `iat` is in whole seconds: a token of the same second as the revocation is kept (its
+            // session, if it has one, was ended with it), one of the second after is the new one.
+            return (principal.issuedAt?.timeIntervalSince1970 ?? 0) < notBefore.rounded(.down)
+        }
+    }
+}

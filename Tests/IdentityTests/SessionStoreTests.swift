@@ -1,0 +1,112 @@
+import Foundation
+import Logging
+import NIOPosix
+import SQLKit
+import SQLiteKit
+import Testing
+
+@testable import Identity
+
+/// Server-side sessions on a real SQLite database, with the clock in the test's hands.
+@Suite("Sessions")
+struct SessionStoreTests {
+    func withStores(_ body: (AccountStore, SessionStore) async throws -> Void) async throws {
+        let source = SQLiteConnectionSource(
+            configuration: .init(storage: .memory, enableForeignKeys: true), threadPool: .singleton)
+        let connection = try await source.makeConnection(
+            logger: Logger(label: "test"), on: MultiThreadedEventLoopGroup.singleton.any()
+        ).get()
+        var settings = AccountStore.Settings()
+        settings.bcryptCost = 4
+        let accounts = AccountStore(database: connection.sql(), settings: settings)
+        try await accounts.prepare()
+        var sessionSettings = SessionSettings()
+        sessionSettings.idle = 900
+        sessionSettings.absolute = 12 * 3600
+        let sessions = SessionStore(database: connection.sql(), settings: sessionSettings, localAccounts: true)
+        try await sessions.prepare()
+        do {
+            try await body(accounts, sessions)
+            try await connection.close().get()
+        } catch {
+            try? await connection.close().get()
+            throw error
+        }
+    }
+
+    @Test("Idle 15 minutes, or 12 hours after sign-in however busy: over; a request in between keeps it")
+    func timeouts() async throws {
+        try await withStores { accounts, sessions in
+            try await accounts.add(username: "kim", role: .desk, password: "long enough password")
+            let start = Date()
+            let (secret, session) = try await sessions.start(username: "kim", role: .desk, kind: "screen", client: "c", now: start)
+            #expect(session.id == SessionStore.publicId(of: secret) && session.id != secret)
+            // Busy: a request every 10 minutes keeps it alive…
+            var now = start
+            for _ in 0..<5 {
+                now = now.addingTimeInterval(600)
+                #expect(try await sessions.find(secret: secret, now: now)?.username == "kim")
+            }
+            // …idle for 15 minutes ends it.
+            #expect(try await sessions.find(secret: secret, now: now.addingTimeInterval(901)) == nil)
+            #expect(try await sessions.session(id: session.id)?.endReason == "idle")
+            // However busy, 12 hours after sign-in it is over.
+            let (busy, _) = try await sessions.start(username: "kim", role: .desk, kind: "screen", client: "c", now: start)
+            now = start
+            while now.timeIntervalSince(start) < 12 * 3600 - 600 {
+                now = now.addingTimeInterval(600)
+                #expect(try await sessions.find(secret: busy, now: now) != nil)
+            }
+            #expect(try await sessions.find(secret: busy, now: start.addingTimeInterval(12 * 3600 + 1)) == nil)
+        }
+    }
+
+    @Test("A session of a disabled account, or of an account given another role, is over; so is one an administrator ended")
+    func accountChanges() async throws {
+        try await withStores { accounts, sessions in
+            try await accounts.add(username: "lee", role: .doctor, password: "long enough password")
+            let (a, _) = try await sessions.start(username: "lee", role: .doctor, kind: "screen", client: "c")
+            let (b, bSession) = try await sessions.start(username: "lee", role: .doctor, kind: "screen", client: "d")
+            #expect(try await sessions.list(username: "lee").count == 2)
+            #expect(try await sessions.end(id: bSession.id, reason: "ended by boss"))
+            #expect(try await sessions.find(secret: b) == nil)
+            #expect(try await sessions.find(secret: a) != nil)
+            try await accounts.disable("lee")
+            #expect(try await sessions.find(secret: a) == nil, "disabled, even before anyone ended it")
+            // A session for a role the account does not have (changed since) is no session.
+            try await accounts.add(username: "park", role: .desk, password: "long enough password")
+            let (c, _) = try await sessions.start(username: "park", role: .admin, kind: "screen", client: "c")
+            #expect(try await sessions.find(secret: c) == nil)
+        }
+    }
+
+    @Test("Revocations: a token of an ended session, or of an account revoked after it was issued, is void; a newer one is not")
+    func revocations() async throws {
+        try await withStores { accounts, sessions in
+            let start = Date(timeIntervalSince1970: 1_800_000_000.5)
+            try await accounts.add(username: "choi", role: .desk, password: "long enough password")
+            let (_, one) = try await sessions.start(username: "choi", role: .desk, kind: "api", client: "c", now: start)
+            let (_, two) = try await sessions.start(username: "choi", role: .desk, kind: "api", client: "c", now: start)
+            try await sessions.end(id: one.id, reason: "signed out", now: start.addingTimeInterval(5))
+            let revocations = Revocations()
+            revocations.replace(with: try await sessions.revoked(since: start))
+            func principal(_ session: Session?, issued: TimeInterval) -> Principal {
+                Principal(
+                    username: "choi", role: .desk, expiresAt: start.addingTimeInterval(900), sessionId: session?.id,
+                    issuedAt: Date(timeIntervalSince1970: (start.timeIntervalSince1970 + issued).rounded(.down)))
+            }
+            #expect(revocations.isRevoked(principal(one, issued: 0)))
+            #expect(!revocations.isRevoked(principal(two, issued: 0)))
+            #expect(!revocations.isRevoked(principal(nil, issued: 0)))
+            // The account: every token issued before now is void, with or without a session.
+            #expect(try await sessions.endAll(username: "choi", reason: "password changed", now: start.addingTimeInterval(60)) == 1)
+            revocations.replace(with: try await sessions.revoked(since: start))
+            #expect(revocations.isRevoked(principal(two, issued: 0)))
+            #expect(revocations.isRevoked(principal(nil, issued: 30)))
+            #expect(!revocations.isRevoked(principal(nil, issued: 61)), "signed in again after the change")
+            // The published list names nobody.
+            let snapshot = revocations.snapshot
+            #expect(!String(decoding: try JSONEncoder().encode(snapshot), as: UTF8.self).contains("choi"))
+        }
+    }
+}

@@ -217,6 +217,11 @@ public final class Revocations: Sendable {
         public var user: String
         /// Seconds since 1970: tokens issued before are void.
         public var notBefore: Double
+
+        public init(user: String, notBefore: Double) {
+            self.user = user
+            self.notBefore = notBefore
+        }
     }
 
     public struct Snapshot: Codable, Sendable, Equatable {

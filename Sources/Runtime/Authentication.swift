@@ -99,7 +99,6 @@ final class Authentication: Sendable {
         do {
             let sessions = SessionStore(
                 database: store.database, settings: auth.sessions, localAccounts: providerSignIn == nil)
-            try await sessions.prepare()
             // A revocation is listed as long as a token it voids can still be valid.
             let window = auth.tokenLifetime + settings.leeway + 60
             let refresher = Task {
@@ -258,7 +257,6 @@ extension HospitalSystem {
         try await Authentication.withGatewayStore(configuration, logger: logger) { store in
             let sessions = SessionStore(
                 database: store.database, settings: configuration.auth.sessions, localAccounts: true)
-            try await sessions.prepare()
             return try await body(store.accounts(configuration), sessions)
         }
     }
@@ -306,12 +304,31 @@ final class GatewayStore: Sendable {
             }
         }
         do {
-            try await store.accounts(configuration).prepare()
+            try await store.prepare(configuration)
         } catch {
             await store.close()
             throw error
         }
         return store
+    }
+
+    /// Creates the tables if they are missing; on PostgreSQL one replica at a time (two
+    /// `CREATE TABLE IF NOT EXISTS` at once can both try to create the table).
+    private func prepare(_ configuration: HospitalConfiguration) async throws {
+        let sessions: @Sendable (any SQLDatabase) -> SessionStore = { [settings = configuration.auth.sessions] db in
+            SessionStore(database: db, settings: settings, localAccounts: true)
+        }
+        guard databases != nil, let fluent = database as? any Database else {
+            try await accounts(configuration).prepare()
+            try await sessions(database).prepare()
+            return
+        }
+        try await fluent.transaction { transaction in
+            let db = transaction as! any SQLDatabase
+            try await db.raw("SELECT pg_advisory_xact_lock(7412002)").run()
+            try await AccountStore(database: db).prepare()
+            try await sessions(db).prepare()
+        }
     }
 
     func accounts(_ configuration: HospitalConfiguration) -> AccountStore {

@@ -23,7 +23,7 @@ def binary() -> str:
     raise RuntimeError("build the hospital binary first (swift build)")
 
 
-def add_accounts(data: str, password: str, roles=("desk", "doctor", "examiner", "admin")):
+def add_accounts(data: str, password: str, roles=("desk", "doctor", "examiner", "admin"), env=None):
     """One account per role, made as an operator would (`hospital users add`, password on stdin)."""
     for role in roles:
         subprocess.run(
@@ -32,7 +32,7 @@ def add_accounts(data: str, password: str, roles=("desk", "doctor", "examiner", 
             text=True,
             check=True,
             capture_output=True,
-            env={**os.environ, "HOSPITAL_BCRYPT_COST": "10"},
+            env={**os.environ, "HOSPITAL_BCRYPT_COST": "10", **(env or {})},
         )
 
 

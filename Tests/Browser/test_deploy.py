@@ -386,13 +386,20 @@ def test_each_service_reads_its_own_cloudnativepg_database():
         assert env["HOSPITAL_DATABASE_URL"]["valueFrom"] == expected
         assert job_env[f"HOSPITAL_{service.upper().replace('-', '_')}_DATABASE_URL"]["valueFrom"] == expected
         assert cluster["spec"]["inheritedMetadata"]["annotations"]["sidecar.istio.io/inject"] == "false"
-    assert "HOSPITAL_DATABASE_URL" not in container_env(deployments["gateway"]["spec"]["template"]["spec"]["containers"][0])
-    assert len(clusters) == len(BACKENDS)
+    gateway_env = container_env(deployments["gateway"]["spec"]["template"]["spec"]["containers"][0])
+    assert "HOSPITAL_DATABASE_URL" not in gateway_env
+    # The gateway's replicas share accounts and sessions in a database of its own.
+    assert gateway_env["HOSPITAL_GATEWAY_DATABASE_URL"]["valueFrom"] == {
+        "secretKeyRef": {"name": "gateway-db-app", "key": "uri"}}
+    assert clusters["gateway-db"]["spec"]["instances"] >= 3
+    assert len(clusters) == len(BACKENDS) + 1
     # Each database is reachable by its own service (and the migration), nobody else of the namespace.
     policies = named(documents, "NetworkPolicy")
     for service in BACKENDS:
         rule = policies[f"{service}-db"]["spec"]["ingress"][0]
         assert rule["from"][0]["podSelector"]["matchExpressions"][0]["values"] == [service, "hospital-migrate"]
+    rule = policies["gateway-db"]["spec"]["ingress"][0]
+    assert rule["from"][0]["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "gateway"}
 
 
 def test_kafka_is_strimzi_in_kraft_mode_with_the_settings_topic():
@@ -447,7 +454,7 @@ def test_keda_scales_consumers_on_their_own_group_lag_without_fighting_the_hpa()
     assert set(groups) == set(BACKENDS), groups
     prefix_override = values.get("HOSPITAL_KAFKA_GROUP_PREFIX")
     (kafka,) = named(documents, "Kafka").values()
-    (topic,) = named(documents, "KafkaTopic").values()
+    topic = named(documents, "KafkaTopic")["hospital-visit-events"]
     hpa_targets = {h["spec"]["scaleTargetRef"]["name"] for h in named(documents, "HorizontalPodAutoscaler").values()}
     assert hpa_targets == {"diagnosis"}  # the seed's
     scaled = named(documents, "ScaledObject")
@@ -527,7 +534,8 @@ def test_istio_enforces_mutual_tls_outlier_detection_and_who_calls_whom():
                     assert account_ns == "istio-system" or (account_ns == ns and account in accounts), p
     gateway = sources("gateway")
     assert (frozenset(["cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"]), frozenset(), ()) in gateway
-    assert (frozenset(principal[s] for s in BACKENDS), frozenset(), (("/.well-known/jwks.json",),)) in gateway
+    # Each service reads the keys that verify tokens and the list of revoked sessions.
+    assert (frozenset(principal[s] for s in BACKENDS), frozenset(), (("/.well-known/jwks.json", "/auth/revocations"),)) in gateway
     for service in BACKENDS:
         assert policies[service]["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": service}
         callers = sources(service)

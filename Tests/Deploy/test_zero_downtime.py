@@ -140,6 +140,7 @@ class Cluster:
         self.slots = {name: [free_port() for _ in range(3)] for name in ("gateway", *SERVICES)}
         self.running: dict[str, dict[int, subprocess.Popen]] = {name: {} for name in self.slots}
         self.generation = 0
+        self.accounts_added = False
         self.haproxy = HAProxy(directory, self.slots)
         self.signing_key = directory / "signing-key.pem"
         self.attachments = directory / "attachments"
@@ -154,7 +155,10 @@ class Cluster:
                "HOSPITAL_GATEWAY_URL": self.haproxy.url("gateway"), "HOSPITAL_ATTACHMENTS_DIR": str(self.attachments)}
         for service in SERVICES:
             env[f"HOSPITAL_{service.upper().replace('-', '_')}_URL"] = self.haproxy.url(service)
-        if name != "gateway":
+        if name == "gateway":
+            # The replicas share accounts and sessions in the gateway's own database.
+            env["HOSPITAL_GATEWAY_DATABASE_URL"] = database_url(f"{self.prefix}_gateway")
+        else:
             env.update({"HOSPITAL_DATABASE_URL": database_url(f"{self.prefix}_{name.replace('-', '_')}"),
                         "HOSPITAL_KAFKA_BROKERS": self.kafka, "HOSPITAL_KAFKA_PROPERTIES": KAFKA_TUNING,
                         "HOSPITAL_KAFKA_DELIVERY_TIMEOUT_MS": "5000",
@@ -168,8 +172,10 @@ class Cluster:
         self.generation += 1
         data = self.directory / f"{name}-{slot}-{self.generation}"
         data.mkdir()
-        if name == "gateway":
-            add_accounts(str(data), PASSWORD, roles=("desk", "doctor", "examiner"))
+        if name == "gateway" and not self.accounts_added:
+            add_accounts(str(data), PASSWORD, roles=("desk", "doctor", "examiner"),
+                         env={"HOSPITAL_GATEWAY_DATABASE_URL": database_url(f"{self.prefix}_gateway")})
+            self.accounts_added = True
         port = self.slots[name][slot]
         log = open(self.directory / f"{name}-{slot}-{self.generation}.log", "w")
         process = subprocess.Popen(
@@ -210,6 +216,7 @@ def kafka():
 def test_every_replica_restarted_under_load_loses_nothing(kafka):
     directory = pathlib.Path(tempfile.mkdtemp(prefix="hospital-rolling-"))
     prefix = "zd" + uuid.uuid4().hex[:8]
+    psql(POSTGRES, f"CREATE DATABASE {prefix}_gateway")
     for service in SERVICES:
         database = f"{prefix}_{service.replace('-', '_')}"
         psql(POSTGRES, f"CREATE DATABASE {database}")

@@ -11,6 +11,9 @@ import ServiceKit
 import Synchronization
 
 extension HospitalSystem {
+    /// The topic the audit trails' checkpoints are published on.
+    public static let auditCheckpointTopic = AuditTrail.checkpointTopic
+
     /// Where `hospital audit verify` found the checkpoints it held the trails against.
     public struct CheckpointSource: Sendable {
         public var checkpoints: [AuditCheckpoint]

@@ -46,9 +46,17 @@ struct Transport: Sendable {
         try await kafka.ensureTopic(
             configuration.kafkaTopic, partitions: configuration.kafkaPartitions,
             replicationFactor: configuration.kafkaReplicationFactor)
-        // The audit trails' checkpoints: few and small, one partition keeps them in order.
-        try await kafka.ensureTopic(
-            AuditTrail.checkpointTopic, partitions: 1, replicationFactor: configuration.kafkaReplicationFactor)
+        // The audit trails' checkpoints: few and small, one partition keeps them in order. Without
+        // the topic (no KafkaTopic, no right to create one) the services still serve; checkpoints
+        // then go to the logs only, and each failed publish says so.
+        do {
+            try await kafka.ensureTopic(
+                AuditTrail.checkpointTopic, partitions: 1, replicationFactor: configuration.kafkaReplicationFactor)
+        } catch {
+            logger.error(
+                "the audit checkpoints' topic \(AuditTrail.checkpointTopic) is missing and could not be created: checkpoints go to the logs only",
+                metadata: ["error": "\(loggable(error))"])
+        }
         let named = NamedTransport(
             inner: kafka, topic: configuration.kafkaTopic, groupPrefix: configuration.kafkaGroupPrefix)
         return Transport(events: named, close: { await kafka.shutdown() })

@@ -488,8 +488,7 @@ public struct AuditMiddleware: Middleware {
         let pathId = (request.parameters.get("id") ?? request.parameters.get("receptionId")).flatMap(
             UUID.init(uuidString:))
         let peer = request.remoteAddress?.ipAddress ?? "?"
-        let claimed = request.headers[.xForwardedFor].joined(separator: ", ")
-        let forwarded = claimed.isEmpty ? "" : " for \(claimed)"
+        let forwarded = Self.forwardedFor(request.headers[.xForwardedFor])
         // The answer is read for the visits it held by the trail's writer, not here: the request
         // does not wait for that.
         trail.record(
@@ -497,6 +496,19 @@ public struct AuditMiddleware: Middleware {
             receptionIds: request.auditVisits, answer: (200..<300).contains(status) ? body : nil, pathId: pathId,
             outcome: status,
             client: peer + forwarded)
+    }
+}
+
+extension AuditMiddleware {
+    /// What the entry says the peer forwarded for: the one address the gateway (or the screens)
+    /// put in `X-Forwarded-For`, its last entry; anything that is not an address (a 30 KB value,
+    /// a name) is recorded as unreadable, never as is. The peer itself is always recorded first,
+    /// so a direct caller of a service port that claims an address is named by its own too.
+    static func forwardedFor(_ values: [String]) -> String {
+        guard !values.isEmpty else { return "" }
+        guard let last = values.last?.split(separator: ",").last, last.utf8.count <= 64 else { return " for ?" }
+        let hop = TrustedProxies.withoutPort(last.trimmingCharacters(in: .whitespaces))
+        return TrustedProxies.bytes(of: hop) != nil ? " for \(hop)" : " for ?"
     }
 }
 

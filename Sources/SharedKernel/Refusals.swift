@@ -94,18 +94,29 @@ public struct FieldValidation: Sendable {
         }
         let refused = text.unicodeScalars.first { scalar in
             if multiline, scalar == "\n" || scalar == "\r" || scalar == "\t" { return false }
-            return scalar.properties.generalCategory == .control || Self.bidiControls.contains(scalar.value)
-                || scalar.properties.isNoncharacterCodePoint
+            let category = scalar.properties.generalCategory
+            return category == .control || category == .lineSeparator || category == .paragraphSeparator
+                || Self.bidiControls.contains(scalar.value) || Self.hidden.contains(scalar.value)
+                || (0xE0000...0xE007F).contains(scalar.value) || scalar.properties.isNoncharacterCodePoint
         }
         if refused != nil {
-            fail(field, .invalidCharacters, "must not contain control characters or text direction overrides")
+            fail(
+                field, .invalidCharacters,
+                "must not contain control characters, line or paragraph separators, byte order marks, tag characters or text direction marks"
+            )
         }
     }
 
-    /// U+202A–U+202E (embeddings, overrides) and U+2066–U+2069 (isolates).
+    /// U+202A–U+202E (embeddings, overrides), U+2066–U+2069 (isolates), and the direction marks
+    /// U+200E, U+200F and U+061C.
     private static let bidiControls: Set<UInt32> = [
-        0x202A, 0x202B, 0x202C, 0x202D, 0x202E, 0x2066, 0x2067, 0x2068, 0x2069,
+        0x202A, 0x202B, 0x202C, 0x202D, 0x202E, 0x2066, 0x2067, 0x2068, 0x2069, 0x200E, 0x200F, 0x061C,
     ]
+
+    /// Characters that change nothing a person sees but what is stored: U+FEFF (the byte order
+    /// mark, or zero-width no-break space) and U+2060 (word joiner). Tag characters
+    /// (U+E0000–U+E007F) and line and paragraph separators (U+2028, U+2029) are refused too.
+    private static let hidden: Set<UInt32> = [0xFEFF, 0x2060]
 
     /// Throws the collected failures, if any.
     public func check() throws(ValidationFailure) {

@@ -81,17 +81,30 @@ public struct ScreenSessions: Sendable {
     /// A form post is ours only if it carries the browser's CSRF token and does not come from
     /// another origin.
     static func isGenuineForm(_ req: Request) -> Bool {
+        // The browser says where the post comes from: another site (or a site of ours that is not
+        // this origin) is refused before anything else is read.
+        if let site = req.headers.first(name: "Sec-Fetch-Site")?.lowercased(), site != "same-origin", site != "none" {
+            return false
+        }
         if let origin = req.headers.first(name: .origin) {
-            guard let host = req.headers.first(name: .host), let url = URL(string: origin), let originHost = url.host
-            else { return false }
-            let originAuthority = originHost + (url.port.map { ":\($0)" } ?? "")
-            guard originAuthority == host || originHost == host else { return false }
+            guard isThisHost(origin, req) else { return false }
+        } else if let referer = req.headers.first(name: .referer), !isThisHost(referer, req) {
+            // No Origin (older browsers, some privacy settings): a Referer of another site is enough.
+            return false
         }
         // A streamed upload has no form to read: its token comes in a header (scripts) or in the
         // form's action (`?csrf=`, the page's own).
         let sent = req.headers.first(name: "X-CSRF-Token") ?? req.query[String.self, at: "csrf"] ?? req.formValue("csrf")
         guard let expected = csrfToken(req), let sent else { return false }
         return constantTimeEqual(expected, sent)
+    }
+
+    /// Whether `address` (an Origin or a Referer) is of the host this request was sent to.
+    static func isThisHost(_ address: String, _ req: Request) -> Bool {
+        guard let host = req.headers.first(name: .host), let url = URL(string: address), let addressHost = url.host
+        else { return false }
+        let authority = addressHost + (url.port.map { ":\($0)" } ?? "")
+        return authority == host || addressHost == host
     }
 
     static func isSecure(_ req: Request) -> Bool {

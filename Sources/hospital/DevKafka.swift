@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Runtime
 import Logging
 import ServiceLifecycle
 
@@ -34,6 +35,8 @@ struct DevKafka: AsyncParsableCommand {
         logger.logLevel = .notice
         let cluster = try KafkaMockCluster(brokers: brokers, logger: logger)
         try cluster.createTopic(topic, partitions: partitions, replicationFactor: min(3, brokers))
+        // The audit trails' checkpoints (a KafkaTopic of its own in production).
+        try cluster.createTopic(HospitalSystem.auditCheckpointTopic, partitions: 1, replicationFactor: min(3, brokers))
         let banner = "mock cluster: \(brokers) brokers, topic \(topic) with \(partitions) partitions; `down`/`up` on stdin"
         let group = ServiceGroup(
             configuration: .init(

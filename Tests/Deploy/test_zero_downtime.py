@@ -237,6 +237,10 @@ def test_every_replica_restarted_under_load_loses_nothing(kafka):
         # heard of yet; that start-up is not what this test is about.
         api.visit("예열")
 
+        # The services ask the gateway for revoked sessions every 2 s from their start, before any
+        # gateway replica ran (HAProxy answered those 503 itself): the count starts from here.
+        before = {row["pxname"]: int(row["hrsp_5xx"] or 0)
+                  for row in cluster.haproxy.stats() if row["svname"] == "BACKEND"}
         summary = directory / "k6-summary.json"
         load = subprocess.Popen(
             ["k6", "run", "--quiet", "--no-usage-report", "--summary-export", str(summary),
@@ -271,9 +275,9 @@ def test_every_replica_restarted_under_load_loses_nothing(kafka):
         print(f"HAProxy: {sum(int(row['hrsp_2xx'] or 0) for row in backends)} responses 2xx across the "
               f"gateway and the services, {retried} connections retried")
         assert restarts == 10
-        # No hop answered 5xx: not the gateway to k6, nor a service to the gateway.
-        assert all(int(row["hrsp_5xx"] or 0) == 0 for row in backends), [
-            (row["pxname"], row["hrsp_5xx"]) for row in backends]
+        # No hop answered 5xx: not the gateway to k6 (or to a service), nor a service to the gateway.
+        assert all(int(row["hrsp_5xx"] or 0) == before[row["pxname"]] for row in backends), [
+            (row["pxname"], row["hrsp_5xx"], before[row["pxname"]]) for row in backends]
         assert metrics["http_req_failed"]["value"] == 0 and metrics["http_req_failed"]["passes"] == 0
         assert started == completed and completed >= during - 1 > 8
         started += 1  # and the first visit, before the load

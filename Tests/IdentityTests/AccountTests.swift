@@ -13,21 +13,12 @@ struct AccountTests {
     /// A store on a fresh in-memory database; bcrypt at its minimum cost to keep the suite quick
     /// (the cost is a setting: 12 in the product).
     func withStore(cost: Int = 4, _ body: (AccountStore) async throws -> Void) async throws {
-        let source = SQLiteConnectionSource(
-            configuration: .init(storage: .memory, enableForeignKeys: true), threadPool: .singleton)
-        let connection = try await source.makeConnection(
-            logger: Logger(label: "test"), on: MultiThreadedEventLoopGroup.singleton.any()
-        ).get()
-        var settings = AccountStore.Settings()
-        settings.bcryptCost = cost
-        let store = AccountStore(database: connection.sql(), settings: settings)
-        try await store.prepare()
-        do {
+        try await withMemoryDatabase { database in
+            var settings = AccountStore.Settings()
+            settings.bcryptCost = cost
+            let store = AccountStore(database: database, settings: settings)
+            try await store.prepare()
             try await body(store)
-            try await connection.close().get()
-        } catch {
-            try? await connection.close().get()
-            throw error
         }
     }
 

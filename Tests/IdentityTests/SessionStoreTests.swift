@@ -11,26 +11,17 @@ import Testing
 @Suite("Sessions")
 struct SessionStoreTests {
     func withStores(_ body: (AccountStore, SessionStore) async throws -> Void) async throws {
-        let source = SQLiteConnectionSource(
-            configuration: .init(storage: .memory, enableForeignKeys: true), threadPool: .singleton)
-        let connection = try await source.makeConnection(
-            logger: Logger(label: "test"), on: MultiThreadedEventLoopGroup.singleton.any()
-        ).get()
-        var settings = AccountStore.Settings()
-        settings.bcryptCost = 4
-        let accounts = AccountStore(database: connection.sql(), settings: settings)
-        try await accounts.prepare()
-        var sessionSettings = SessionSettings()
-        sessionSettings.idle = 900
-        sessionSettings.absolute = 12 * 3600
-        let sessions = SessionStore(database: connection.sql(), settings: sessionSettings, localAccounts: true)
-        try await sessions.prepare()
-        do {
+        try await withMemoryDatabase { database in
+            var settings = AccountStore.Settings()
+            settings.bcryptCost = 4
+            let accounts = AccountStore(database: database, settings: settings)
+            try await accounts.prepare()
+            var sessionSettings = SessionSettings()
+            sessionSettings.idle = 900
+            sessionSettings.absolute = 12 * 3600
+            let sessions = SessionStore(database: database, settings: sessionSettings, localAccounts: true)
+            try await sessions.prepare()
             try await body(accounts, sessions)
-            try await connection.close().get()
-        } catch {
-            try? await connection.close().get()
-            throw error
         }
     }
 

@@ -162,7 +162,7 @@ struct TrailUnderAttack: Sendable {
 
     /// `hospital audit verify` on the data directory (and reception's PostgreSQL database).
     static func verify(_ directory: URL) async throws -> (status: Int32, output: String) {
-        var arguments = ["audit", "verify", "--data-dir", directory.path]
+        let arguments = ["audit", "verify", "--data-dir", directory.path]
         if TestSystem.onPostgres {
             let config = try await TestSystem.configuration(dataDirectory: directory)
             // Each service's database, one at a time: reception's is the one attacked.

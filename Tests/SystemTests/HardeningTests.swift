@@ -45,6 +45,49 @@ struct HardeningTests {
         }
     }
 
+    @Test("A form post another site made is refused: Sec-Fetch-Site other than same-origin, or a foreign Referer without Origin")
+    func crossSiteForms() async throws {
+        try await withTestSystem { system in
+            let own = "http://\(system.url().host!):\(system.url().port!)/desk"
+            let cases: [([(String, String)], Int, String)] = [
+                ([], 200, "the page's own post"),
+                ([("sec-fetch-site", "same-origin")], 200, "same origin"),
+                ([("sec-fetch-site", "cross-site")], 403, "another site"),
+                ([("sec-fetch-site", "same-site")], 403, "a sibling host is another origin"),
+                ([("referer", "http://evil.example/form")], 403, "a foreign Referer without Origin"),
+                ([("referer", own)], 200, "our own Referer"),
+            ]
+            for (extra, expected, what) in cases {
+                let answer = try await system.post(
+                    "/desk/patient", raw: "patientId=P-0001",
+                    headers: [("content-type", "application/x-www-form-urlencoded")] + extra)
+                #expect(answer.status == expected, "\(what)")
+            }
+        }
+    }
+
+    @Test("A service port records the address it was forwarded for only if it is one: a 30 KB header is not stored")
+    func forwardedForIsBounded() async throws {
+        try await withTestSystem { system in
+            let token = try await TestKeys.token(.desk, username: "xff.desk")
+            for claim in [String(repeating: "9", count: 30_000), "not an address", "203.0.113.7"] {
+                let answer = try await HTTPResult.send(
+                    .GET, system.url(.reception), "/receptions",
+                    headers: [("authorization", "Bearer \(token)"), ("x-forwarded-for", claim)])
+                #expect(answer.status == 200)
+            }
+            let admin = try await TestKeys.token(.admin, username: "auditor")
+            let clients = try await eventually("three entries") {
+                let trail = try await HTTPResult.send(
+                    .GET, system.url(.reception), "/admin/audit?user=xff.desk",
+                    headers: [("authorization", "Bearer \(admin)")])
+                let items = trail.json["items"] as? [[String: Any]] ?? []
+                return items.count == 3 ? items.compactMap { $0["client"] as? String } : nil
+            }
+            #expect(clients == ["127.0.0.1 for ?", "127.0.0.1 for ?", "127.0.0.1 for 203.0.113.7"], "\(clients)")
+        }
+    }
+
     @Test("A client over its rate gets 429 with Retry-After; sign-in has a smaller bucket")
     func rateLimits() async throws {
         try await withTestSystem(configure: {

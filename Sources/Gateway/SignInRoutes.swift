@@ -54,6 +54,8 @@ public struct SignInRoutes: Sendable {
         // What every process refuses although signed: ended sessions (by id) and accounts whose
         // earlier tokens are void (by the SHA-256 of the name). Public: it names nobody.
         routes.get("auth", "revocations") { _ -> Response in
+            // Not before this replica read its sessions once: an empty list would say "nothing".
+            guard revocations.isLoaded else { throw AppError.notReady("The revoked sessions are not read yet.") }
             let response = Response(status: .ok)
             try response.content.encode(revocations.snapshot, as: .json)
             response.headers.replaceOrAdd(name: .cacheControl, value: "no-store")

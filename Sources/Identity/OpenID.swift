@@ -220,7 +220,7 @@ public struct ProviderSignIn: Sendable {
         idTokens = TokenVerifier(
             settings: .init(
                 issuer: provider.issuer, audience: clientID, roleClaim: roleClaim, usernameClaim: usernameClaim,
-                audienceMayBeShared: true)
+                audienceMayBeShared: true, requireLowS: false)
         ) { try await provider.keys() }
     }
 }

@@ -238,6 +238,7 @@ public final class Revocations: Sendable {
         var sessions: Set<String> = []
         var users: [String: Double] = [:]
         var snapshot = Snapshot(sessions: [], users: [])
+        var loaded = false
     }
 
     private let state = Mutex(State())
@@ -252,10 +253,13 @@ public final class Revocations: Sendable {
     public func replace(with snapshot: Snapshot) {
         var users: [String: Double] = [:]
         for user in snapshot.users { users[user.user] = max(users[user.user] ?? 0, user.notBefore) }
-        state.withLock { $0 = State(sessions: Set(snapshot.sessions), users: users, snapshot: snapshot) }
+        state.withLock { $0 = State(sessions: Set(snapshot.sessions), users: users, snapshot: snapshot, loaded: true) }
     }
 
     public var snapshot: Snapshot { state.withLock { $0.snapshot } }
+
+    /// Whether a list was ever read (until then this process knows of no revocation at all).
+    public var isLoaded: Bool { state.withLock { $0.loaded } }
 
     /// Whether a token of `principal` is void.
     public func isRevoked(_ principal: Principal) -> Bool {
@@ -265,9 +269,8 @@ public final class Revocations: Sendable {
             guard !state.users.isEmpty, let notBefore = state.users[Self.userKey(principal.username)] else {
                 return false
             }
-            // `iat` is in whole seconds: a token of the same second as the revocation is kept (its
-            // session, if it has one, was ended with it), one of the second after is the new one.
-            return (principal.issuedAt?.timeIntervalSince1970 ?? 0) < notBefore.rounded(.down)
+            // `iat` carries fractions of a second (JWTKit writes seconds since 1970 as a number).
+            return (principal.issuedAt?.timeIntervalSince1970 ?? 0) < notBefore
         }
     }
 }

@@ -162,11 +162,14 @@ public actor TokenVerifier {
         /// Whether `aud` may list other audiences besides this one (an external provider's access
         /// tokens often do); this system's own tokens name exactly one.
         public var audienceMayBeShared: Bool
+        /// Whether an ES256 signature must be in its low-S form: this system issues only that; an
+        /// external provider may not normalize (Java's ECDSA does not).
+        public var requireLowS: Bool
 
         public init(
             issuer: String, audience: String, roleClaim: [String] = ["role"], usernameClaim: [String]? = nil,
             leeway: TimeInterval = 30, refreshInterval: Duration = .seconds(30), maxLifetime: TimeInterval = 12 * 3600,
-            audienceMayBeShared: Bool = false
+            audienceMayBeShared: Bool = false, requireLowS: Bool = true
         ) {
             self.issuer = issuer
             self.audience = audience
@@ -176,6 +179,7 @@ public actor TokenVerifier {
             self.refreshInterval = refreshInterval
             self.maxLifetime = maxLifetime
             self.audienceMayBeShared = audienceMayBeShared
+            self.requireLowS = requireLowS
         }
     }
 
@@ -306,7 +310,7 @@ public actor TokenVerifier {
         }
         // ECDSA signatures are malleable: (r, n - s) verifies as (r, s) does. Only the low-S form
         // is accepted, so a token has exactly one text (and one entry in the verified cache).
-        if alg == "ES256" {
+        if alg == "ES256", settings.requireLowS {
             guard let signature = Base64URL.decode(parts[2]), LowS.isLow(signature) else { throw .badSignature }
         }
         let kid = header["kid"] as? String

@@ -63,7 +63,7 @@ final class Authentication: Sendable {
                 provider,
                 settings: .init(
                     issuer: provider.issuer, audience: oidc.audience, roleClaim: oidc.rolesClaim,
-                    usernameClaim: oidc.usernameClaim, audienceMayBeShared: true),
+                    usernameClaim: oidc.usernameClaim, audienceMayBeShared: true, requireLowS: false),
                 askUserinfo: oidc.opaqueTokens == .userinfo)
             providerSignIn = ProviderSignIn(
                 provider: provider, clientID: oidc.clientID, clientSecret: oidc.clientSecret,
@@ -99,8 +99,9 @@ final class Authentication: Sendable {
         do {
             let sessions = SessionStore(
                 database: store.database, settings: auth.sessions, localAccounts: providerSignIn == nil)
-            // A revocation is listed as long as a token it voids can still be valid.
-            let window = auth.tokenLifetime + settings.leeway + 60
+            // A revocation is listed as long as a token it voids can still be valid: this system's
+            // tokens last `tokenLifetime`, a provider's are accepted with up to `maxLifetime` left.
+            let window = (providerSignIn == nil ? auth.tokenLifetime : settings.maxLifetime) + settings.leeway + 60
             let refresher = Task {
                 let lastSweep = Mutex(ContinuousClock.now)
                 await refresh(revocations, every: .seconds(1), logger: logger) {

@@ -51,9 +51,12 @@ public final class AuditTrail: Sendable {
     /// The topic the checkpoints are published on (keyed by service).
     public static let checkpointTopic = "hospital.audit-checkpoints"
     public static let genesis = String(repeating: "0", count: 64)
+    /// The shortest retention there is (HOSPITAL_AUDIT_RETENTION_DAYS refuses less): a sweep of
+    /// anything younger is not retention's.
+    public static let minimumRetention: Duration = .seconds(730 * 86_400)
     static let columns = [
         "seq", "at", "user_name", "role", "action", "reception_ids", "patient_id", "outcome", "client", "hash",
-        "key_id",
+        "key_id", "chain_start",
     ]
 
     let service: String
@@ -163,18 +166,32 @@ public final class AuditTrail: Sendable {
             // Replicas of a service share the chain: one writer at a time extends it.
             try await db.raw("SELECT pg_advisory_xact_lock(7412001)").run()
         }
-        let last = try await db.select().columns("seq", "hash").from(Self.table)
+        let last = try await db.select().columns("seq", "hash", "key_id").from(Self.table)
             .orderBy("seq", .descending).limit(1).first()
         var seq: Int
         var previous: String
+        // The keyed chain starts (a sealed mark) on an empty trail or after entries written before
+        // the key: an unkeyed oldest entry is then believed only if a start follows it.
+        var starts = false
         if let last {
             seq = try last.decode(column: "seq", as: Int.self)
             previous = try last.decode(column: "hash", as: String.self)
-        } else if case .genuine(let sweep) = try await Self.latestSweep(db, service: service, keys: keys) {
-            // Retention removed every entry: the chain goes on from the last one it removed.
-            (seq, previous) = (sweep.throughSeq, sweep.throughHash)
+            starts = try last.decode(column: "key_id", as: String?.self) == nil
         } else {
-            (seq, previous) = (0, Self.genesis)
+            switch try await Self.latestSweep(db, service: service, keys: keys) {
+            case .genuine(let sweep):
+                // Retention removed every entry: the chain goes on from the last one it removed.
+                (seq, previous) = (sweep.throughSeq, sweep.throughHash)
+            case .none:
+                (seq, previous, starts) = (0, Self.genesis, true)
+            case .forged:
+                // A sweep not sealed by the keys given (a rotated key not in HOSPITAL_AUDIT_OLD_KEYS,
+                // or a forgery): starting the chain again would write entries it says were removed.
+                logger.critical(
+                    "the audit trail's last retention sweep is not sealed by the audit keys given: entries are not written (give the retired key in HOSPITAL_AUDIT_OLD_KEYS, or see `hospital audit verify`)"
+                )
+                throw AuditKeyError("a retention sweep not sealed by the audit keys given")
+            }
         }
         let key = keys.current
         var rows: [[any SQLExpression]] = []
@@ -182,14 +199,16 @@ public final class AuditTrail: Sendable {
             var entry = Self.subjects(of: pending)
             seq += 1
             entry.seq = seq
-            entry.hash = AuditEntry.seal(previous: previous, entry, key: key)
+            entry.hash = AuditEntry.seal(previous: previous, entry, key: key, start: starts)
             previous = entry.hash
             rows.append([
                 SQLBind(entry.seq), SQLBind(entry.at.timeIntervalSince1970), SQLBind(entry.user),
                 SQLBind(entry.role), SQLBind(entry.action),
                 SQLBind(entry.receptionIds.map(\.uuidString).joined(separator: ",")), SQLBind(entry.patientId),
                 SQLBind(entry.outcome), SQLBind(entry.client), SQLBind(entry.hash), SQLBind(key.id),
+                SQLBind(starts ? 1 : 0),
             ])
+            starts = false
         }
         for chunk in stride(from: 0, to: rows.count, by: 200) {
             let insert = db.insert(into: Self.table).columns(Self.columns)
@@ -382,6 +401,7 @@ extension AuditTrail {
         public func prepare(on database: any Database) async throws {
             let sql = database as! any SQLDatabase
             try await sql.alter(table: AuditTrail.table).column("key_id", type: .text).run()
+            try await sql.alter(table: AuditTrail.table).column("chain_start", type: .int).run()
             try await sql.create(table: AuditSweep.table).ifNotExists()
                 .column("through_seq", type: .bigint, .primaryKey(autoIncrement: false))
                 .column("through_hash", type: .text, .notNull)

@@ -99,13 +99,14 @@ extension AuditEntry {
     /// The seal of this entry under `key`, chained to the one before: it covers the service, the
     /// number, every field and the key's id, so a change, a renumbering or a move to another
     /// service's trail breaks it.
-    static func seal(previous: String, _ e: AuditEntry, key: AuditKey) -> String {
-        key.mac(sealedText(previous: previous, e, keyId: key.id))
+    static func seal(previous: String, _ e: AuditEntry, key: AuditKey, start: Bool) -> String {
+        key.mac(sealedText(previous: previous, e, keyId: key.id, start: start))
     }
 
-    static func sealedText(previous: String, _ e: AuditEntry, keyId: String) -> String {
+    /// `start`: the entry begins the keyed chain (on an empty trail, or after unkeyed entries).
+    static func sealedText(previous: String, _ e: AuditEntry, keyId: String, start: Bool) -> String {
         let fields = [
-            "entry", e.service, keyId, String(e.seq), String(format: "%.6f", e.at.timeIntervalSince1970), e.user,
+            start ? "start" : "entry", e.service, keyId, String(e.seq), String(format: "%.6f", e.at.timeIntervalSince1970), e.user,
             e.role, e.action, e.receptionIds.map(\.uuidString).joined(separator: ","), e.patientId ?? "",
             String(e.outcome), e.client,
         ]
@@ -166,7 +167,7 @@ extension AuditTrail {
     ///   that place has the seal the checkpoint saw (a truncation, or a rewrite even by someone
     ///   holding the key, after the checkpoint was published).
     public static func verify(
-        _ db: any SQLDatabase, service: String, keys: AuditKeys, checkpoints: [AuditCheckpoint]
+        _ db: any SQLDatabase, service: String, keys: AuditKeys, checkpoints: [AuditCheckpoint], now: Date = Date()
     ) async throws -> AuditVerification {
         var result = AuditVerification(
             checked: 0, broken: nil, reason: nil, legacy: 0, checkpoint: nil, forgedCheckpoints: 0)
@@ -185,13 +186,41 @@ extension AuditTrail {
         if case .forged = sweep {
             return broken(1, "a retention sweep was not sealed by the audit key")
         }
+        // A sweep removes only what retention allows: entries at least `minimumRetention` old. One
+        // that removed entries a checkpoint saw less than that before it (or one dated ahead of
+        // now) was made by someone holding the key, not by retention.
+        for sweep in try await sweeps(db) {
+            if sweep.at > now.timeIntervalSince1970 + 300 {
+                return broken(sweep.throughSeq, "a retention sweep is dated in the future")
+            }
+            // The newest entry a checkpoint saw among those removed, when it was first seen (a
+            // process that restarts publishes the same head again later): within seconds of its
+            // writing, or at least before the service's next start. 30 days spare a long outage.
+            let days = Double(minimumRetention.components.seconds) / 86_400
+            let covered = genuine.filter { $0.seq <= sweep.throughSeq }
+            if let newest = covered.map(\.seq).max(),
+                let seen = covered.filter({ $0.seq == newest }).map(\.at).min(),
+                sweep.at - seen < (days - 30) * 86_400
+            {
+                return broken(
+                    newest,
+                    "a retention sweep removed entries a checkpoint saw \(Int((sweep.at - seen) / 86_400)) days before it; retention keeps them \(Int(days)) days at least"
+                )
+            }
+        }
         var previous: String?
         var after = 0
         var keyedSeen = false
+        var previousUnkeyed = false
+        var afterSweep = false
         var unkeyedAfterKeyed: [Int] = []
         if case .genuine(let sweep) = sweep {
             previous = sweep.throughHash
             after = sweep.throughSeq
+            // Sweeps are this version's: whatever follows one unkeyed was re-hashed, unless a
+            // checkpoint vouches for it (a replica of the previous version, mid-upgrade).
+            keyedSeen = true
+            afterSweep = true
         }
         var sealsAt: [Int: String] = [:]
         while true {
@@ -215,11 +244,26 @@ extension AuditTrail {
                     guard let key = keys.key(id: keyId) else {
                         return broken(entry.seq, "sealed by a key that was not given (\(keyId))")
                     }
+                    let start = try row.decode(column: "chain_start", as: Int?.self) == 1
                     guard
                         key.verifies(
-                            entry.hash, of: AuditEntry.sealedText(previous: previous ?? genesis, entry, keyId: keyId))
+                            entry.hash,
+                            of: AuditEntry.sealedText(previous: previous ?? genesis, entry, keyId: keyId, start: start))
                     else { return broken(entry.seq, "its seal does not match its content or the entry before it") }
+                    // The first keyed entry after nothing or after unkeyed ones was sealed as the
+                    // chain's start (after a sweep it may or may not be: the sweep's seal decides).
+                    if !afterSweep {
+                        let mustStart = previous == nil || previousUnkeyed
+                        if mustStart != start {
+                            return broken(
+                                entry.seq,
+                                mustStart
+                                    ? "the entries before it were removed or unkeyed: the keyed chain's start is gone"
+                                    : "sealed as the chain's start in the middle of it")
+                        }
+                    }
                     keyedSeen = true
+                    previousUnkeyed = false
                 } else {
                     // Before the key, or from a replica of the previous version during a rolling
                     // upgrade: a plain SHA-256 chain (whose oldest kept entry anchors itself).
@@ -231,7 +275,9 @@ extension AuditTrail {
                     // Anyone can compute that: after keyed entries, only a checkpoint vouches for it.
                     if keyedSeen { unkeyedAfterKeyed.append(entry.seq) }
                     result.legacy += 1
+                    previousUnkeyed = true
                 }
+                afterSweep = false
                 if wanted[entry.seq] != nil { sealsAt[entry.seq] = entry.hash }
                 previous = entry.hash
                 after = entry.seq
@@ -273,19 +319,24 @@ extension AuditTrail {
 
     /// The newest sweep, if any; forged if it (or an older one) was not sealed by the audit key.
     static func latestSweep(_ db: any SQLDatabase, service: String, keys: AuditKeys) async throws -> SweepState {
-        let rows = try await db.select().columns("*").from(AuditSweep.table).orderBy("through_seq").all()
         var latest: AuditSweep?
-        for row in rows {
-            let sweep = AuditSweep(
+        for sweep in try await sweeps(db) {
+            guard sweep.isGenuine(service: service, keys: keys) else { return .forged }
+            latest = sweep
+        }
+        return latest.map(SweepState.genuine) ?? SweepState.none
+    }
+
+    /// Every sweep, oldest first.
+    static func sweeps(_ db: any SQLDatabase) async throws -> [AuditSweep] {
+        try await db.select().columns("*").from(AuditSweep.table).orderBy("through_seq").all().map { row in
+            AuditSweep(
                 throughSeq: try row.decode(column: "through_seq", as: Int.self),
                 throughHash: try row.decode(column: "through_hash", as: String.self),
                 at: try row.decode(column: "at", as: Double.self),
                 keyId: try row.decode(column: "key_id", as: String.self),
                 mac: try row.decode(column: "mac", as: String.self))
-            guard sweep.isGenuine(service: service, keys: keys) else { return .forged }
-            latest = sweep
         }
-        return latest.map(SweepState.genuine) ?? SweepState.none
     }
 
     private static func iso(_ date: Date) -> String {

@@ -7,6 +7,8 @@ import Logging
 import NIOPosix
 import Runtime
 import SQLKit
+import Synchronization
+import Messaging
 @testable import ServiceKit
 import Testing
 
@@ -81,6 +83,14 @@ struct AuditTamperTests {
                 }
             ),
             (
+                "delete the oldest 2 and unkey the new oldest (the database only)",
+                "reception: BROKEN at entry 4: the entries before it were removed or unkeyed",
+                { trail in
+                    try await trail.delete("seq <= 2")
+                    try await trail.db.raw("UPDATE audit_log SET key_id = NULL WHERE seq = 3").run()
+                }
+            ),
+            (
                 "remove one user's entries, renumber and re-hash with the key", "reception: BROKEN",
                 { trail in
                     try await trail.delete("user_name = 'lee.doctor'")
@@ -99,7 +109,7 @@ struct AuditTamperTests {
         #expect(try await TrailUnderAttack.verify(directory).status == 0)
     }
 
-    @Test("The database refuses UPDATE and DELETE (TRUNCATE on PostgreSQL); retention removes entries only through a sealed sweep, after which the chain goes on")
+    @Test("The database refuses UPDATE and DELETE (TRUNCATE on PostgreSQL); a sweep only retention could have made passes, and the chain goes on after it; one made with the key of entries a checkpoint saw lately does not")
     func guardsAndRetention() async throws {
         let directory = TestSystem.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -117,7 +127,8 @@ struct AuditTamperTests {
             if TestSystem.onPostgres {
                 await #expect(throws: (any Error).self) { try await trail.db.raw("TRUNCATE audit_log").run() }
             }
-            // Retention: everything before now goes, through a sweep; new entries chain on.
+            // Someone with the key sweeps everything, entries a checkpoint saw minutes ago; new
+            // entries chain on after the sweep.
             let audit = trail.auditTrail()
             try await audit.sweep(before: Date().addingTimeInterval(1))
             #expect(try await trail.count() == 0)
@@ -129,8 +140,8 @@ struct AuditTamperTests {
             await #expect(throws: (any Error).self) { try await trail.db.raw("DELETE FROM audit_log").run() }
         }
         let swept = try await TrailUnderAttack.verify(directory)
-        #expect(swept.status == 0, "\(swept.output)")
-        #expect(swept.output.contains("reception: ok, 1 entries"), "\(swept.output)")
+        #expect(swept.status == 1, "\(swept.output)")
+        #expect(swept.output.contains("retention keeps them 730 days at least"), "\(swept.output)")
         // A sweep someone added without the key does not excuse a missing beginning.
         try await TrailUnderAttack.withTrail(directory) { trail in
             try await trail.disableGuards()
@@ -140,6 +151,62 @@ struct AuditTamperTests {
         }
         let forged = try await TrailUnderAttack.verify(directory)
         #expect(forged.status == 1 && forged.output.contains("not sealed by the audit key"), "\(forged.output)")
+    }
+
+    @Test("Retention as it runs: entries and their checkpoint 800 days old are swept; the trail checks out and goes on")
+    func retentionSweepChecksOut() async throws {
+        guard !TestSystem.onPostgres else { return }
+        let directory = TestSystem.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let databases = Databases(threadPool: .singleton, on: MultiThreadedEventLoopGroup.singleton)
+        databases.use(.sqlite(.file(directory.appendingPathComponent("audit.sqlite").path), sqlLogLevel: nil), as: .sqlite)
+        defer { Task { await databases.shutdownAsync() } }
+        let db = databases.database(logger: Logger(label: "test"), on: MultiThreadedEventLoopGroup.singleton.any())!
+        try await AuditTrail.Migration().prepare(on: db)
+        try await AuditTrail.KeyedMigration().prepare(on: db)
+        let keys = AuditKeys(current: try AuditKey(AuditKey.random()))
+        let published = PublishedMessages()
+        let trail = AuditTrail(service: "reception", keys: keys, checkpoints: published, logger: Logger(label: "test")) {
+            db
+        }
+        let now = Date()
+        let then = now.addingTimeInterval(-800 * 86_400)
+        for minute in 0..<3 {
+            trail.record(
+                user: "kim.desk", role: "desk", action: "GET /receptions", outcome: 200, client: "127.0.0.1",
+                at: then.addingTimeInterval(Double(minute) * 60))
+        }
+        try await trail.flush()
+        await trail.publishCheckpoint(now: then.addingTimeInterval(300))
+        trail.record(user: "kim.desk", role: "desk", action: "GET /receptions", outcome: 200, client: "127.0.0.1")
+        try await trail.flush()
+        await trail.publishCheckpoint(now: now)
+        try await trail.sweep(before: now.addingTimeInterval(-730 * 86_400), now: now)
+        let sql = db as! any SQLDatabase
+        #expect(try await sql.raw("SELECT seq FROM audit_log").all().map { try $0.decode(column: "seq", as: Int.self) } == [4])
+        let checkpoints = AuditTrail.checkpoints(from: published.messages)
+        #expect(checkpoints.map(\.seq) == [3, 4])
+        let result = try await AuditTrail.verify(sql, service: "reception", keys: keys, checkpoints: checkpoints)
+        #expect(result.broken == nil && result.checked == 1 && result.checkpoint?.seq == 4, "\(result)")
+    }
+}
+
+/// What a trail published: its checkpoints, in order.
+final class PublishedMessages: EventPublisher, Sendable {
+    private let published = Mutex<[IncomingMessage]>([])
+
+    var messages: [IncomingMessage] { published.withLock { $0 } }
+
+    func publish(_ messages: [OutgoingMessage]) async throws {
+        published.withLock { list in
+            for message in messages {
+                list.append(
+                    IncomingMessage(
+                        topic: message.topic, partition: 0, offset: Int64(list.count), key: message.key,
+                        value: message.value))
+            }
+        }
     }
 }
 
@@ -313,7 +380,10 @@ struct TrailUnderAttack: Sendable {
         for row in rows {
             let entry = try AuditTrail.entry(row, service: "reception")
             let hash =
-                key.map { AuditEntry.seal(previous: previous!, entry, key: $0) }
+                key.map {
+                    AuditEntry.seal(
+                        previous: previous!, entry, key: $0, start: (try? row.decode(column: "chain_start", as: Int?.self)) == 1)
+                }
                 ?? AuditEntry.hash(previous: previous!, entry)
             try await db.raw(
                 "UPDATE audit_log SET hash = \(bind: hash), key_id = \(bind: key?.id) WHERE seq = \(bind: entry.seq)"

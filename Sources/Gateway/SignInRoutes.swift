@@ -109,8 +109,10 @@ public struct SignInRoutes: Sendable {
                 client: req.clientAddress ?? "unknown", logger: req.logger)
         else { throw AppError.unauthenticated }
         // Each token its own session: a sign-out of the user (or disabling the account) voids it.
-        let (_, session) = try await signIn.sessions.start(
-            username: account.username, role: account.role, kind: "api", client: req.clientAddress ?? "unknown")
+        guard
+            let (_, session) = try await signIn.startSession(
+                for: account, kind: "api", client: req.clientAddress ?? "unknown")
+        else { throw AppError.unauthenticated }
         return TokenResponse(
             accessToken: try await signIn.token(for: session), tokenType: "Bearer",
             expiresIn: Int(signIn.tokenLifetime))

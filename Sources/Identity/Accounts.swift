@@ -11,6 +11,8 @@ public struct Account: Sendable, Equatable {
     public var disabled: Bool
     public var lockedUntil: Date?
     public var createdAt: Date
+    /// When the password was last set (a sign-in checked against an older one is void).
+    public var passwordChangedAt: Date?
 }
 
 /// What a sign-in with a name and password came to.
@@ -71,6 +73,8 @@ public struct AccountStore: Sendable {
             .column("last_at", type: .custom(SQLRaw("DOUBLE PRECISION")), .notNull)
             .primaryKey("username", "client")
             .run()
+        // The decoy an unknown name is checked against, made now rather than at the first one.
+        _ = try await decoyHash()
     }
 
     /// A user name: 1 to 64 lower-case letters, digits, '.', '_' or '-'.
@@ -102,7 +106,8 @@ public struct AccountStore: Sendable {
     }
 
     public func list(now: Date = Date()) async throws -> [Account] {
-        var accounts = try await database.select().columns("username", "role", "disabled", "locked_until", "created_at")
+        var accounts = try await database.select()
+            .columns("username", "role", "disabled", "locked_until", "created_at", "password_changed_at")
             .from(Self.table).orderBy("username").all().map(account)
         for index in accounts.indices {
             accounts[index].lockedUntil = try await lockedUntil(accounts[index].username, now: now)
@@ -141,50 +146,70 @@ public struct AccountStore: Sendable {
         async throws -> SignInOutcome
     {
         let row = try await database.select()
-            .columns("username", "role", "password_hash", "disabled", "failed_attempts", "locked_until", "created_at")
+            .columns("username", "role", "password_hash", "disabled", "locked_until", "created_at", "password_changed_at")
             .from(Self.table).where("username", .equal, username).first()
         let account = row.flatMap { try? self.account($0) }
         let hash = try row?.decode(column: "password_hash", as: String.self)
-        let failure = try await database.select().columns("failures", "locked_until").from(Self.failures)
-            .where("username", .equal, username).where("client", .equal, client).first()
+        // The attempt is counted before the password is checked, in one statement: guesses sent
+        // at once each see their own number, and none can write back a count (or lift a lock)
+        // another has moved on from.
+        let attempt = try await database.raw(
+            """
+            INSERT INTO \(ident: Self.failures) (username, client, failures, locked_until, last_at)
+            VALUES (\(bind: username), \(bind: client), 1, NULL, \(bind: now.timeIntervalSince1970))
+            ON CONFLICT (username, client) DO UPDATE SET
+                failures = CASE WHEN \(ident: Self.failures).locked_until > \(bind: now.timeIntervalSince1970)
+                    THEN \(ident: Self.failures).failures ELSE \(ident: Self.failures).failures + 1 END,
+                last_at = excluded.last_at
+            RETURNING failures, locked_until
+            """
+        ).first()
+        let failures = try attempt?.decode(column: "failures", as: Int.self) ?? 1
+        let lockedUntil = try attempt?.decode(column: "locked_until", as: Double?.self).map(
+            Date.init(timeIntervalSince1970:))
         let against: String
         if let hash { against = hash } else { against = try await decoyHash() }
         let matches = try await verify(password, against)
-        if let until = try failure?.decode(column: "locked_until", as: Double?.self).map(Date.init(timeIntervalSince1970:)),
-            until > now
-        {
-            try await recordAttempt(username: username, client: client, failures: 0, lockedUntil: until, now: now)
-            return .locked(until: until)
-        }
+        // Attempts nobody made for a day are forgotten (on every path: each costs the same).
+        try await database.delete(from: Self.failures).where("last_at", .lessThan, now.timeIntervalSince1970 - 86_400)
+            .run()
+        if let lockedUntil, lockedUntil > now { return .locked(until: lockedUntil) }
         guard matches, let account, !account.disabled else {
-            let failures = (try failure?.decode(column: "failures", as: Int.self) ?? 0) + 1
-            let locks = failures >= settings.maxFailures
-            let until = locks ? now.addingTimeInterval(settings.lockDuration) : nil
-            try await recordAttempt(username: username, client: client, failures: locks ? 0 : failures, lockedUntil: until, now: now)
-            return until.map { .locked(until: $0) } ?? .refused
+            guard failures >= settings.maxFailures else { return .refused }
+            let until = now.addingTimeInterval(settings.lockDuration)
+            try await database.raw(
+                """
+                UPDATE \(ident: Self.failures) SET failures = 0, locked_until = \(bind: until.timeIntervalSince1970)
+                WHERE username = \(bind: username) AND client = \(bind: client)
+                AND (locked_until IS NULL OR locked_until <= \(bind: now.timeIntervalSince1970))
+                """
+            ).run()
+            return .locked(until: until)
         }
         try await database.delete(from: Self.failures).where("username", .equal, username)
             .where("client", .equal, client).run()
+        if let hash, Self.cost(of: hash) != settings.bcryptCost {
+            // Hashed at another cost (the setting changed since): hashed again at this one, so
+            // every account costs what an unknown name does.
+            let cost = settings.bcryptCost
+            let rehashed = try await NIOThreadPool.singleton.runIfActive { try Bcrypt.hash(password, cost: cost) }
+            try await database.update(Self.table).set("password_hash", to: SQLBind(rehashed))
+                .where("username", .equal, username).where("password_hash", .equal, hash).run()
+        }
         return .signedIn(account)
     }
 
-    /// Counts a failed attempt of `username` from `client` (or keeps its lock), and forgets
-    /// attempts nobody made for a day.
-    private func recordAttempt(username: String, client: String, failures: Int, lockedUntil: Date?, now: Date)
-        async throws
-    {
-        try await database.delete(from: Self.failures).where("last_at", .lessThan, now.timeIntervalSince1970 - 86_400)
-            .run()
-        try await database.insert(into: Self.failures)
-            .columns("username", "client", "failures", "locked_until", "last_at")
-            .values(
-                SQLBind(username), SQLBind(client), SQLBind(failures),
-                SQLBind(lockedUntil?.timeIntervalSince1970), SQLBind(now.timeIntervalSince1970)
-            )
-            .onConflict(with: ["username", "client"]) {
-                $0.set(excludedValueOf: "failures").set(excludedValueOf: "locked_until").set(excludedValueOf: "last_at")
-            }
-            .run()
+    /// The cost a bcrypt hash was made with (`$2b$12$…` → 12).
+    static func cost(of hash: String) -> Int? {
+        let parts = hash.split(separator: "$")
+        return parts.count >= 2 ? Int(parts[1]) : nil
+    }
+
+    /// The account as it is now, for a sign-in to check it did not change while it was checked.
+    public func current(_ username: String) async throws -> Account? {
+        try await database.select()
+            .columns("username", "role", "disabled", "locked_until", "created_at", "password_changed_at")
+            .from(Self.table).where("username", .equal, username).first().map(account)
     }
 
     /// When an account is locked out from any address (for `hospital users list`).
@@ -242,6 +267,8 @@ public struct AccountStore: Sendable {
             disabled: try row.decode(column: "disabled", as: Int.self) != 0,
             lockedUntil: try row.decode(column: "locked_until", as: Double?.self).map(
                 Date.init(timeIntervalSince1970:)),
-            createdAt: Date(timeIntervalSince1970: try row.decode(column: "created_at", as: Double.self)))
+            createdAt: Date(timeIntervalSince1970: try row.decode(column: "created_at", as: Double.self)),
+            passwordChangedAt: (try? row.decode(column: "password_changed_at", as: Double?.self))?.map(
+                Date.init(timeIntervalSince1970:)))
     }
 }

@@ -44,6 +44,25 @@ public struct SignIn: Sendable {
         }
     }
 
+    /// Starts a session for `account`, just checked by `check`; nil if the account was disabled,
+    /// given another role or a new password while it was checked (the bcrypt check takes a
+    /// quarter of a second: `hospital users disable` or `set-password` may have ended every
+    /// session in between, before this one existed).
+    public func startSession(for account: Account, kind: String, client: String) async throws
+        -> (secret: String, session: Session)?
+    {
+        let started = try await sessions.start(username: account.username, role: account.role, kind: kind, client: client)
+        if let accounts {
+            let now = try await accounts.current(account.username)
+            guard let now, !now.disabled, now.role == account.role, now.passwordChangedAt == account.passwordChangedAt
+            else {
+                try await sessions.end(id: started.session.id, reason: "account changed during sign-in")
+                return nil
+            }
+        }
+        return started
+    }
+
     /// A token of `session`: its user and role, its id as `sid` (so ending the session voids it),
     /// never valid past the session's end of life.
     public func token(for session: Session, now: Date = Date()) async throws -> String {

@@ -19,6 +19,9 @@ extension HospitalSystem {
         public var checkpoints: [AuditCheckpoint]
         /// Where they came from, or why none could be read.
         public var description: String
+        /// The event log could not be read (or is not there): the newest entries were held
+        /// against nothing, which `verify` does not pass for a check.
+        public var failed = false
     }
 
     /// Checks the audit trail of each service (the `audit-<service>.sqlite` files of the data
@@ -117,12 +120,14 @@ extension HospitalSystem {
                     checkpoints: checkpoints, description: "\(checkpoints.count) checkpoints on Kafka")
             } catch {
                 return CheckpointSource(
-                    checkpoints: [], description: "the checkpoints on Kafka could not be read: \(loggable(error))")
+                    checkpoints: [], description: "the checkpoints on Kafka could not be read: \(loggable(error))",
+                    failed: true)
             }
         }
         let file = configuration.dataDirectory.appendingPathComponent(LocalEventLog.fileName)
         guard FileManager.default.fileExists(atPath: file.path) else {
-            return CheckpointSource(checkpoints: [], description: "no event log in \(configuration.dataDirectory.path)")
+            return CheckpointSource(
+                checkpoints: [], description: "no event log in \(configuration.dataDirectory.path)", failed: true)
         }
         do {
             let log = try await LocalEventLog.open(directory: configuration.dataDirectory, logger: logger)
@@ -138,7 +143,7 @@ extension HospitalSystem {
                 checkpoints: checkpoints, description: "\(checkpoints.count) checkpoints in \(LocalEventLog.fileName)")
         } catch {
             return CheckpointSource(
-                checkpoints: [], description: "the local event log could not be read: \(loggable(error))")
+                checkpoints: [], description: "the local event log could not be read: \(loggable(error))", failed: true)
         }
     }
 }

@@ -266,6 +266,12 @@ public final class AuditTrail: Sendable {
     /// since the last one this process published. A failure is logged; the next one catches up.
     public func publishCheckpoint(now: Date = Date()) async {
         do {
+            // Only of a trail that is there, and kept: a checkpoint of entries a crash could still
+            // take would later read as tampering.
+            try storage?()
+            if database().dialect.name == "sqlite" {
+                _ = try await database().raw("PRAGMA wal_checkpoint(FULL)").all()
+            }
             guard
                 let last = try await database().select().columns("seq", "hash").from(Self.table)
                     .orderBy("seq", .descending).limit(1).first()

@@ -35,11 +35,21 @@ public struct ScreenSessions: Sendable {
         return SignedInUser(principal: principal, token: token)
     }
 
-    /// Starts a session for a user just signed in; its secret goes into the cookie.
+    /// Starts a session for a user the provider just signed in; its secret goes into the cookie.
     func start(username: String, role: Role, kind: String, on response: Response, for req: Request) async throws {
         let (secret, _) = try await signIn.sessions.start(
             username: username, role: role, kind: kind, client: req.clientAddress ?? "unknown")
         setSession(secret, on: response, for: req)
+    }
+
+    /// Starts a session for a local account just checked; false if it changed meanwhile.
+    func start(_ account: Account, on response: Response, for req: Request) async throws -> Bool {
+        guard
+            let (secret, _) = try await signIn.startSession(
+                for: account, kind: "screen", client: req.clientAddress ?? "unknown")
+        else { return false }
+        setSession(secret, on: response, for: req)
+        return true
     }
 
     /// Ends the session of the cookie (sign-out).

@@ -106,7 +106,9 @@ public struct WebScreens: Sendable {
         }
         let target = !next.isEmpty && next != "/" ? next : Self.home(of: account.role) ?? "/"
         let response = req.redirect(to: target, redirectType: .normal)
-        try await sessions.start(username: account.username, role: account.role, kind: "screen", on: response, for: req)
+        guard try await sessions.start(account, on: response, for: req) else {
+            return loginPage(req, next: next, username: username, failed: true)
+        }
         return response
     }
 

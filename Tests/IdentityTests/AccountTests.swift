@@ -116,6 +116,47 @@ struct AccountTests {
         }
     }
 
+    @Test("Twenty guesses at once from one address: four refused, the rest locked out; none lifts the lock")
+    func concurrentGuesses() async throws {
+        try await withStore { store in
+            try await store.add(username: "kang", role: .desk, password: "the right password")
+            let outcomes = try await withThrowingTaskGroup(of: SignInOutcome.self) { group in
+                for attempt in 0..<20 {
+                    group.addTask {
+                        try await store.signIn(username: "kang", password: "guess \(attempt)", client: "198.51.100.4")
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(outcomes.filter { $0 == .refused }.count == 4, "\(outcomes)")
+            #expect(outcomes.filter { if case .locked = $0 { true } else { false } }.count == 16)
+            guard case .locked = try await store.signIn(username: "kang", password: "the right password", client: "198.51.100.4")
+            else { Issue.record("the lock was lifted by a guess that finished late"); return }
+        }
+    }
+
+    @Test("An account whose password was set at another cost is hashed again at this one when it signs in")
+    func rehashAtTheConfiguredCost() async throws {
+        try await withMemoryDatabase { database in
+            var settings = AccountStore.Settings()
+            settings.bcryptCost = 4
+            let old = AccountStore(database: database, settings: settings)
+            try await old.prepare()
+            try await old.add(username: "yoon", role: .doctor, password: "a long password!")
+            settings.bcryptCost = 5
+            let store = AccountStore(database: database, settings: settings)
+            let hash = { try await database.select().column("password_hash").from("accounts").first()!.decode(column: "password_hash", as: String.self) }
+            #expect(AccountStore.cost(of: try await hash()) == 4)
+            guard case .signedIn = try await store.signIn(username: "yoon", password: "a long password!") else {
+                Issue.record("refused"); return
+            }
+            #expect(AccountStore.cost(of: try await hash()) == 5)
+            guard case .signedIn = try await store.signIn(username: "yoon", password: "a long password!") else {
+                Issue.record("refused after the rehash"); return
+            }
+        }
+    }
+
     @Test("Every refusal takes as long: medians of 40 unknown, wrong, locked and disabled within 10 % (bcrypt cost 10)")
     func refusalsTakeTheSameTime() async throws {
         try await withStore(cost: 10) { store in

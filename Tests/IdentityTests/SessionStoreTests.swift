@@ -1,4 +1,5 @@
 import Foundation
+import JWTKit
 import Logging
 import NIOPosix
 import SQLKit
@@ -68,6 +69,30 @@ struct SessionStoreTests {
             try await accounts.add(username: "park", role: .desk, password: "long enough password")
             let (c, _) = try await sessions.start(username: "park", role: .admin, kind: "screen", client: "c")
             #expect(try await sessions.find(secret: c) == nil)
+        }
+    }
+
+    @Test("A sign-in checked against a password that changed meanwhile gets no session; nor one of an account disabled meanwhile")
+    func signInRacingAChange() async throws {
+        try await withStores { accounts, sessions in
+            let issuer = await TokenIssuer(
+                key: try SigningKey(pem: ES256PrivateKey().pemRepresentation), issuer: "hospital", audience: "hospital-api",
+                lifetime: 900)
+            let signIn = SignIn(issuer: issuer, accounts: accounts, sessions: sessions)
+            try await accounts.add(username: "han", role: .desk, password: "first long password")
+            guard case .signedIn(let checked) = try await accounts.signIn(username: "han", password: "first long password")
+            else { Issue.record("refused"); return }
+            // The administrator sets a new password (ending every session) after the check…
+            try await accounts.setPassword("han", "second long password", now: Date().addingTimeInterval(1))
+            try await sessions.endAll(username: "han", reason: "password changed")
+            // …and the sign-in that checked the old one would start its session only now.
+            #expect(try await signIn.startSession(for: checked, kind: "screen", client: "c") == nil)
+            #expect(try await sessions.list(username: "han").isEmpty)
+            guard case .signedIn(let fresh) = try await accounts.signIn(username: "han", password: "second long password")
+            else { Issue.record("refused"); return }
+            #expect(try await signIn.startSession(for: fresh, kind: "screen", client: "c") != nil)
+            try await accounts.disable("han")
+            #expect(try await signIn.startSession(for: fresh, kind: "api", client: "c") == nil)
         }
     }
 

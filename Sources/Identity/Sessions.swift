@@ -274,3 +274,36 @@ public final class Revocations: Sendable {
         }
     }
 }
+
+/// CSRF tokens the browser cannot choose: a random nonce and an HMAC of it and of the session it
+/// belongs to (the session's public id; nothing before sign-in), under a key derived from the
+/// token signing key (so every gateway replica checks what another issued). A pair injected
+/// into a victim's browser (a cookie set from a sibling host) is another session's, or none.
+public struct CSRFTokens: Sendable {
+    private let key: SymmetricKey
+
+    public init(signingKey: SigningKey) {
+        key = SymmetricKey(
+            data: SHA256.hash(data: Data(("hospital csrf\n" + signingKey.privateKey.pemRepresentation).utf8)))
+    }
+
+    /// A new token for `binding` (a session's public id, or "" before sign-in).
+    public func token(binding: String) -> String {
+        var generator = SystemRandomNumberGenerator()
+        let nonce = Base64URL.encode(Data((0..<16).map { _ in UInt8.random(in: 0...255, using: &generator) }))
+        return nonce + "." + mac(nonce, binding)
+    }
+
+    /// Whether this system issued `token` for `binding`.
+    public func isValid(_ token: String, binding: String) -> Bool {
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 2, parts[0].utf8.count == 22, parts[1].utf8.count == 22 else { return false }
+        let expected = Array(mac(String(parts[0]), binding).utf8)
+        let sent = Array(parts[1].utf8)
+        return zip(expected, sent).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0 && expected.count == sent.count
+    }
+
+    private func mac(_ nonce: String, _ binding: String) -> String {
+        Base64URL.encode(Data(HMAC<SHA256>.authenticationCode(for: Data((nonce + "|" + binding).utf8), using: key).prefix(16)))
+    }
+}

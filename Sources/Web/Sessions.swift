@@ -18,11 +18,14 @@ public struct ScreenSessions: Sendable {
     /// Set when an external OpenID provider signs users in (the sign-in page sends them there).
     let provider: ProviderSignIn?
     private let tokens = SessionTokens()
+    /// The forms' CSRF tokens, signed with a key derived from the token signing key.
+    let csrf: CSRFTokens
 
     public init(signIn: SignIn, verifier: TokenVerifier, provider: ProviderSignIn? = nil) {
         self.signIn = signIn
         self.verifier = verifier
         self.provider = provider
+        csrf = CSRFTokens(signingKey: signIn.issuer.key)
     }
 
     /// The user of the session cookie, if it names a live session.
@@ -40,6 +43,7 @@ public struct ScreenSessions: Sendable {
         let (secret, _) = try await signIn.sessions.start(
             username: username, role: role, kind: kind, client: req.clientAddress ?? "unknown")
         setSession(secret, on: response, for: req)
+        setCSRF(forSession: secret, on: response, for: req)
     }
 
     /// Starts a session for a local account just checked; false if it changed meanwhile.
@@ -49,6 +53,7 @@ public struct ScreenSessions: Sendable {
                 for: account, kind: "screen", client: req.clientAddress ?? "unknown")
         else { return false }
         setSession(secret, on: response, for: req)
+        setCSRF(forSession: secret, on: response, for: req)
         return true
     }
 
@@ -72,20 +77,27 @@ public struct ScreenSessions: Sendable {
             isSecure: Self.isSecure(req), isHTTPOnly: true, sameSite: .strict)
     }
 
-    /// The CSRF token of this browser (double-submit: a cookie, and the same value in every form).
-    static func csrfToken(_ req: Request) -> String? {
-        guard let value = req.cookies[csrfCookie]?.string, value.count == 43 else { return nil }
-        return value
-    }
+    /// The CSRF token of this browser, if it is one this system issued for its session (a
+    /// cookie, and the same value in every form); `CSRFCookie` checked it.
+    static func csrfToken(_ req: Request) -> String? { req.storage[ValidCSRFToken.self] }
 
     /// The token this request's forms carry: the browser's, or a new one `CSRFCookie` sets.
     static func formToken(_ req: Request) -> String {
         csrfToken(req) ?? req.storage[NewCSRFToken.self] ?? ""
     }
 
-    static func newCSRFToken() -> String {
-        var generator = SystemRandomNumberGenerator()
-        return Base64URL.encode(Data((0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }))
+    /// What a CSRF token is bound to: the public id of the session cookie's session, "" without.
+    static func csrfBinding(_ req: Request) -> String {
+        guard let secret = req.cookies[sessionCookie]?.string, (16...128).contains(secret.utf8.count) else { return "" }
+        return SessionStore.publicId(of: secret)
+    }
+
+    /// A fresh CSRF cookie for the session whose secret is `secret` (at sign-in: the one the
+    /// sign-in page had belonged to no session).
+    func setCSRF(forSession secret: String?, on response: Response, for req: Request) {
+        let token = csrf.token(binding: secret.map(SessionStore.publicId(of:)) ?? "")
+        response.cookies[Self.csrfCookie] = HTTPCookies.Value(
+            string: token, path: "/", isSecure: Self.isSecure(req), isHTTPOnly: true, sameSite: .strict)
     }
 
     /// A form post is ours only if it carries the browser's CSRF token and does not come from
@@ -132,11 +144,22 @@ private struct NewCSRFToken: StorageKey {
     typealias Value = String
 }
 
-/// Gives a browser without a CSRF cookie one, on every screen (the sign-in page included).
+private struct ValidCSRFToken: StorageKey {
+    typealias Value = String
+}
+
+/// Checks the browser's CSRF cookie (issued by this system, for this session) and gives a browser
+/// without a good one a new one, on every screen (the sign-in page included).
 struct CSRFCookie: AsyncMiddleware {
+    let tokens: CSRFTokens
+
     func respond(to req: Request, chainingTo next: any AsyncResponder) async throws -> Response {
-        guard ScreenSessions.csrfToken(req) == nil else { return try await next.respond(to: req) }
-        let token = ScreenSessions.newCSRFToken()
+        let binding = ScreenSessions.csrfBinding(req)
+        if let value = req.cookies[ScreenSessions.csrfCookie]?.string, tokens.isValid(value, binding: binding) {
+            req.storage[ValidCSRFToken.self] = value
+            return try await next.respond(to: req)
+        }
+        let token = tokens.token(binding: binding)
         req.storage[NewCSRFToken.self] = token
         let response = try await next.respond(to: req)
         response.cookies[ScreenSessions.csrfCookie] = HTTPCookies.Value(

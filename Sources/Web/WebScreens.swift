@@ -26,7 +26,7 @@ public struct WebScreens: Sendable {
     }
 
     public func register(on routes: any RoutesBuilder) {
-        let screens = routes.grouped(CSRFCookie())
+        let screens = routes.grouped(CSRFCookie(tokens: sessions.csrf))
         screens.get(use: home)
         screens.get("lang", ":language", use: switchLanguage)
         routes.get("assets", ":file", use: asset)

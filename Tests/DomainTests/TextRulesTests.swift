@@ -30,7 +30,7 @@ struct TextRulesTests {
     @Test("Line and paragraph separators, byte order marks, direction marks and tag characters are refused, in multi-line texts too; a doctor emoji's joiner is not")
     func hiddenCharacters() {
         for hostile in [
-            "홍\u{2028}길동", "홍길동\u{2029}", "\u{FEFF}홍길동", "홍\u{200E}길동", "홍\u{200F}길동", "홍\u{061C}길동",
+            "홍\u{2028}길동", "홍길\u{2029}동", "\u{FEFF}홍길동", "홍\u{200E}길동", "홍\u{200F}길동", "홍\u{061C}길동",
             "홍길동\u{E0041}\u{E0042}", "홍\u{2060}길동",
         ] {
             #expect(codes(name: hostile) == ["patientName": "invalidCharacters"], "\(hostile.debugDescription)")

@@ -45,7 +45,7 @@ struct HardeningTests {
         }
     }
 
-    @Test("A form post another site made is refused: Sec-Fetch-Site other than same-origin, or a foreign Referer without Origin")
+    @Test("A form post another site made is refused: Sec-Fetch-Site other than same-origin, a foreign Referer without Origin, a CSRF pair not issued for this session")
     func crossSiteForms() async throws {
         try await withTestSystem { system in
             let own = "http://\(system.url().host!):\(system.url().port!)/desk"
@@ -61,6 +61,25 @@ struct HardeningTests {
                 let answer = try await system.post(
                     "/desk/patient", raw: "patientId=P-0001",
                     headers: [("content-type", "application/x-www-form-urlencoded")] + extra)
+                #expect(answer.status == expected, "\(what)")
+            }
+            // The CSRF pair must be one the gateway issued for this very session: not one the
+            // client chose, not another session's, not the sign-in page's.
+            let session = try await TestSessions.secret(.desk, at: system.url())
+            let other = try await TestSessions.secret(.desk, at: system.url(), username: "other.desk")
+            let pairs: [(String, Int, String)] = [
+                (TestKeys.csrf(session: session), 200, "issued for this session"),
+                (String(repeating: "t", count: 43), 403, "chosen by the client"),
+                (TestKeys.csrf(session: other), 403, "another session's"),
+                (TestKeys.csrf(), 403, "the sign-in page's, before this session"),
+            ]
+            for (token, expected, what) in pairs {
+                let answer = try await system.post(
+                    "/desk/patient", raw: "patientId=P-0001&csrf=\(token)",
+                    headers: [
+                        ("content-type", "application/x-www-form-urlencoded"),
+                        ("cookie", "hospital_session=\(session); hospital_csrf=\(token)"),
+                    ])
                 #expect(answer.status == expected, "\(what)")
             }
         }

@@ -95,7 +95,7 @@ struct SessionTests {
 
     /// Signs in on the screens at `gateway`: the session cookie's value.
     static func signIn(_ gateway: URL, _ user: String, password: String = password) async throws -> String {
-        let csrf = String(repeating: "c", count: 43)
+        let csrf = TestKeys.csrf()
         let answer = try await HTTPResult.send(
             .POST, gateway, "/login", body: Data("username=\(user)&password=\(password)&csrf=\(csrf)".utf8),
             headers: [("content-type", "application/x-www-form-urlencoded"), ("cookie", "hospital_csrf=\(csrf)")],
@@ -142,7 +142,7 @@ struct SessionTests {
         #expect(try await Self.screen(system.gatewayA, "/desk", session: session).status == 200)
         #expect(try await Self.screen(system.gatewayB, "/desk", session: session).status == 200, "the other replica")
         // Signed out at B…
-        let csrf = String(repeating: "c", count: 43)
+        let csrf = TestKeys.csrf(session: session)
         let out = try await HTTPResult.send(
             .POST, system.gatewayB, "/logout", body: Data("csrf=\(csrf)".utf8),
             headers: [

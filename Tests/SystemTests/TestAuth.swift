@@ -28,8 +28,11 @@ enum TestKeys {
         return try await issuer.issue(username: username ?? "test-\(role.rawValue)", role: role)
     }
 
-    /// A fixed CSRF token for screen posts: the cookie and the form field carry the same value.
-    static let csrf = String(repeating: "t", count: 43)
+    /// A CSRF token for screen posts, as the gateway would issue it for the session whose secret
+    /// is `session` (none: the sign-in page's): the cookie and the form field carry it.
+    static func csrf(session: String? = nil) -> String {
+        CSRFTokens(signingKey: try! SigningKey(pem: pem)).token(binding: session.map(SessionStore.publicId(of:)) ?? "")
+    }
 
     /// The role whose screen `path` is, if it is one.
     static func screenRole(_ path: String) -> Role? {
@@ -42,29 +45,32 @@ enum TestKeys {
     /// The headers (and form body) that sign `method path` at `base` in as `auth` says.
     static func credentials(
         _ auth: TestAuth, method: String, path: String, base: URL
-    ) async throws -> (headers: [(String, String)], isScreen: Bool) {
+    ) async throws -> (headers: [(String, String)], isScreen: Bool, csrf: String?) {
         let bare = String(path.split(separator: "?", maxSplits: 1).first ?? "")
         if let screen = screenRole(bare) {
             let role: Role
             switch auth {
-            case .none: return ([("cookie", "hospital_csrf=\(csrf)")], true)
+            case .none:
+                let csrf = csrf()
+                return ([("cookie", "hospital_csrf=\(csrf)")], true, csrf)
             case .role(let r): role = r
             case .automatic: role = screen
             }
             let secret = try await TestSessions.secret(role, at: base)
-            return ([("cookie", "hospital_session=\(secret); hospital_csrf=\(csrf)")], true)
+            let csrf = csrf(session: secret)
+            return ([("cookie", "hospital_session=\(secret); hospital_csrf=\(csrf)")], true, csrf)
         }
         let role: Role
         switch auth {
-        case .none: return ([], false)
+        case .none: return ([], false, nil)
         case .role(let r): role = r
         case .automatic:
             guard case .roles(let roles) = AccessPolicy.decision(method: method, requestPath: bare),
                 let first = roles.min()
-            else { return ([], false) }
+            else { return ([], false, nil) }
             role = first
         }
-        return ([("authorization", "Bearer \(try await token(role))")], false)
+        return ([("authorization", "Bearer \(try await token(role))")], false, nil)
     }
 }
 

@@ -290,7 +290,7 @@ struct HTTPResult: Sendable {
         var body = body
         let signsItself = headers.contains { ["authorization", "cookie"].contains($0.0.lowercased()) }
         if !signsItself {
-            let (credentials, isScreen) = try await TestKeys.credentials(
+            let (credentials, isScreen, csrf) = try await TestKeys.credentials(
                 auth, method: method.rawValue, path: path, base: base)
             for (name, value) in credentials { request.headers.add(name: name, value: value) }
             // A screen's form carries the CSRF token, as the page's forms do.
@@ -298,7 +298,7 @@ struct HTTPResult: Sendable {
                 headers.contains(where: { $0.0.lowercased() == "content-type" && $0.1.contains("form-urlencoded") })
             {
                 let form = body.map { String(decoding: $0, as: UTF8.self) } ?? ""
-                body = Data(((form.isEmpty ? "" : form + "&") + "csrf=\(TestKeys.csrf)").utf8)
+                body = Data(((form.isEmpty ? "" : form + "&") + "csrf=\(csrf ?? "")").utf8)
             }
         }
         if let body {

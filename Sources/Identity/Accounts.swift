@@ -73,8 +73,6 @@ public struct AccountStore: Sendable {
             .column("last_at", type: .custom(SQLRaw("DOUBLE PRECISION")), .notNull)
             .primaryKey("username", "client")
             .run()
-        // The decoy an unknown name is checked against, made now rather than at the first one.
-        _ = try await decoyHash()
     }
 
     /// A user name: 1 to 64 lower-case letters, digits, '.', '_' or '-'.
@@ -222,19 +220,13 @@ public struct AccountStore: Sendable {
 
     // MARK: -
 
-    /// A hash of a password nobody has, at the configured cost, checked for unknown names so
-    /// they take as long as known ones.
+    /// What an unknown name is checked against: a bcrypt hash string at the configured cost
+    /// that no password matches. Checking a password against it costs what checking against a
+    /// real hash of that cost does (the work is the password's, with this salt and cost), and
+    /// nothing is computed to make it: not at start, not at the first unknown name.
     private func decoyHash() async throws -> String {
-        if let hash = Self.decoys.withLock({ $0[settings.bcryptCost] }) { return hash }
-        let cost = settings.bcryptCost
-        let hash = try await NIOThreadPool.singleton.runIfActive {
-            try Bcrypt.hash("decoy password that matches nothing", cost: cost)
-        }
-        Self.decoys.withLock { $0[cost] = hash }
-        return hash
+        String(format: "$2b$%02d$", settings.bcryptCost) + "Gq7vR2mK9xTbL4sW8eNcYu" + "Dh3Fj6Pz1Ak5Mn8Qr2St4Vw7Xy9Bc0E"
     }
-
-    private static let decoys = Mutex<[Int: String]>([:])
 
     private func requireExists(_ username: String) async throws {
         let existing = try await database.select().column("username").from(Self.table)

@@ -169,10 +169,7 @@ public actor OpenIDProvider {
 /// cookie, and its S256 challenge sent to the provider.
 public enum PKCE {
     /// 32 random bytes, base64url: 43 characters.
-    public static func randomToken() -> String {
-        var generator = SystemRandomNumberGenerator()
-        return Base64URL.encode(Data((0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }))
-    }
+    public static func randomToken() -> String { Base64URL.random(bytes: 32) }
 
     public static func challenge(of verifier: String) -> String {
         Base64URL.encode(Data(SHA256.hash(data: Data(verifier.utf8))))

@@ -71,20 +71,13 @@ public struct SessionStore: Sendable {
     }
 
     /// The public id of a session secret.
-    public static func publicId(of secret: String) -> String {
-        String(SHA256.hash(data: Data(secret.utf8)).map { String(format: "%02x", $0) }.joined().prefix(32))
-    }
-
-    static func newSecret() -> String {
-        var generator = SystemRandomNumberGenerator()
-        return Base64URL.encode(Data((0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }))
-    }
+    public static func publicId(of secret: String) -> String { String(sha256Hex(secret).prefix(32)) }
 
     /// Starts a session; returns its secret (for the cookie) and the session.
     public func start(username: String, role: Role, kind: String, client: String, now: Date = Date()) async throws
         -> (secret: String, session: Session)
     {
-        let secret = Self.newSecret()
+        let secret = Base64URL.random(bytes: 32)
         let session = Session(
             id: Self.publicId(of: secret), username: username, role: role, kind: kind,
             client: String(client.prefix(64)), createdAt: now, lastSeenAt: now, endedAt: nil, endReason: nil)
@@ -246,7 +239,7 @@ public final class Revocations: Sendable {
     public init() {}
 
     public static func userKey(_ username: String) -> String {
-        SHA256.hash(data: Data(username.utf8)).map { String(format: "%02x", $0) }.joined()
+        sha256Hex(username)
     }
 
     /// Replaces what is known with `snapshot` (the newest list is the whole list).
@@ -289,8 +282,7 @@ public struct CSRFTokens: Sendable {
 
     /// A new token for `binding` (a session's public id, or "" before sign-in).
     public func token(binding: String) -> String {
-        var generator = SystemRandomNumberGenerator()
-        let nonce = Base64URL.encode(Data((0..<16).map { _ in UInt8.random(in: 0...255, using: &generator) }))
+        let nonce = Base64URL.random(bytes: 16)
         return nonce + "." + mac(nonce, binding)
     }
 
@@ -306,4 +298,9 @@ public struct CSRFTokens: Sendable {
     private func mac(_ nonce: String, _ binding: String) -> String {
         Base64URL.encode(Data(HMAC<SHA256>.authenticationCode(for: Data((nonce + "|" + binding).utf8), using: key).prefix(16)))
     }
+}
+
+/// The SHA-256 of `text`'s UTF-8, in lower-case hex.
+func sha256Hex(_ text: String) -> String {
+    SHA256.hash(data: Data(text.utf8)).map { String(format: "%02x", $0) }.joined()
 }

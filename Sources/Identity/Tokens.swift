@@ -423,6 +423,12 @@ extension Unicode.GeneralCategory {
 
 /// Base64url without padding (RFC 7515, 2).
 public enum Base64URL {
+    /// `count` random bytes, base64url (32 bytes: 43 characters).
+    public static func random(bytes count: Int) -> String {
+        var generator = SystemRandomNumberGenerator()
+        return encode(Data((0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }))
+    }
+
     public static func encode(_ data: Data) -> String {
         data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
             .replacingOccurrences(of: "=", with: "")

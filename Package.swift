@@ -95,6 +95,7 @@ let package = Package(
             name: "ReceptionService",
             dependencies: [
                 "ReceptionDomain", "Contracts", "SharedKernel", "Messaging", "ServiceKit", vapor, fluentKit, sqlKit,
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]),
         .target(
             name: "DiagnosisService",

@@ -34,6 +34,9 @@ public enum AccessPolicy {
         .init(method: "POST", path: "/receptions/search", roles: [.desk]),
         .init(method: "GET", path: "/receptions/:id", roles: [.desk, .doctor]),
         .init(method: "POST", path: "/receptions/:id/cancel", roles: [.desk]),
+        // Minimum necessary: a doctor outside the visit's department states a reason (recorded).
+        .init(method: "POST", path: "/receptions/:id/contact", roles: [.doctor]),
+        .init(method: "GET", path: "/admin/contact-disclosures", roles: [.admin]),
         // diagnosis
         .init(method: "GET", path: "/diagnoses", roles: [.doctor]),
         .init(method: "GET", path: "/diagnoses/:id", roles: [.doctor]),

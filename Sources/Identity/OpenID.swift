@@ -191,7 +191,9 @@ extension TokenVerifier.External {
             guard let role = TokenVerifier.role(in: claims, at: settings.roleClaim) else { throw .noRole }
             let username = try TokenVerifier.username(
                 in: claims, at: settings.usernameClaim, subject: claims["sub"] as? String)
-            return Principal(username: username, role: role, expiresAt: Date().addingTimeInterval(30))
+            return Principal(
+                username: username, role: role, expiresAt: Date().addingTimeInterval(30),
+                departments: TokenVerifier.departments(in: claims, at: settings.departmentsClaim))
         }
     }
 }

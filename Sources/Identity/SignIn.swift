@@ -9,11 +9,14 @@ public struct SignIn: Sendable {
     public let accounts: AccountStore?
     /// Every sign-in starts a session: what a sign-out, an administrator or a disabled account ends.
     public let sessions: SessionStore
+    /// The departments tokens name (none without).
+    public let departments: Departments?
 
-    public init(issuer: TokenIssuer, accounts: AccountStore?, sessions: SessionStore) {
+    public init(issuer: TokenIssuer, accounts: AccountStore?, sessions: SessionStore, departments: Departments? = nil) {
         self.issuer = issuer
         self.accounts = accounts
         self.sessions = sessions
+        self.departments = departments
     }
 
     /// The account, if the credentials are right; every failure and every lock is logged (the
@@ -63,12 +66,14 @@ public struct SignIn: Sendable {
         return started
     }
 
-    /// A token of `session`: its user and role, its id as `sid` (so ending the session voids it),
-    /// never valid past the session's end of life.
+    /// A token of `session`: its user, role and departments, its id as `sid` (so ending the
+    /// session voids it), never valid past the session's end of life.
     public func token(for session: Session, now: Date = Date()) async throws -> String {
         let left = session.createdAt.addingTimeInterval(sessions.settings.absolute).timeIntervalSince(now)
         return try await issuer.issue(
-            username: session.username, role: session.role, sessionId: session.id, lifetime: max(1, left), now: now)
+            username: session.username, role: session.role,
+            departments: try await departments?.of(session.username) ?? [], sessionId: session.id,
+            lifetime: max(1, left), now: now)
     }
 
     public var tokenLifetime: TimeInterval { issuer.lifetime }

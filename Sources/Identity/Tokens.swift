@@ -13,13 +13,20 @@ public struct Principal: Sendable, Equatable {
     public var sessionId: String?
     /// When it was issued (`iat`), if it says.
     public var issuedAt: Date?
+    /// The departments (진료과) the user works in (`departments`): whose patients' contact
+    /// details a doctor may read without stating a reason.
+    public var departments: [String]
 
-    public init(username: String, role: Role, expiresAt: Date, sessionId: String? = nil, issuedAt: Date? = nil) {
+    public init(
+        username: String, role: Role, expiresAt: Date, sessionId: String? = nil, issuedAt: Date? = nil,
+        departments: [String] = []
+    ) {
         self.username = username
         self.role = role
         self.expiresAt = expiresAt
         self.sessionId = sessionId
         self.issuedAt = issuedAt
+        self.departments = departments
     }
 }
 
@@ -58,6 +65,7 @@ struct AccessClaims: JWTPayload {
     var jti: IDClaim?
     var role: String?
     var sid: String?
+    var departments: [String]?
 
     func verify(using algorithm: some JWTAlgorithm) async throws {}
 }
@@ -125,16 +133,18 @@ public struct TokenIssuer: Sendable {
         await keys.add(ecdsa: key.privateKey, kid: JWKIdentifier(string: key.kid))
     }
 
-    /// A signed token for `username` in `role`, valid from `now` for `lifetime` (or less), for
-    /// the session `sessionId`.
+    /// A signed token for `username` in `role` (working in `departments`), valid from `now` for
+    /// `lifetime` (or less), for the session `sessionId`.
     public func issue(
-        username: String, role: Role, sessionId: String? = nil, lifetime: TimeInterval? = nil, now: Date = Date()
+        username: String, role: Role, departments: [String] = [], sessionId: String? = nil,
+        lifetime: TimeInterval? = nil, now: Date = Date()
     ) async throws -> String {
         let claims = AccessClaims(
             sub: .init(value: username), iss: .init(value: issuer), aud: .init(value: [audience]),
             exp: .init(value: now.addingTimeInterval(min(lifetime ?? self.lifetime, self.lifetime))),
             nbf: .init(value: now.addingTimeInterval(-1)), iat: .init(value: now),
-            jti: .init(value: UUID().uuidString), role: role.rawValue, sid: sessionId)
+            jti: .init(value: UUID().uuidString), role: role.rawValue, sid: sessionId,
+            departments: departments.isEmpty ? nil : departments)
         return LowS.normalized(try await keys.sign(claims, kid: JWKIdentifier(string: key.kid)))
     }
 }
@@ -153,6 +163,8 @@ public actor TokenVerifier {
         /// Where the user's name is (`["preferred_username"]` for most providers); `sub` when
         /// nil or absent.
         public var usernameClaim: [String]?
+        /// Where the user's departments are (a string or a list); none when absent.
+        public var departmentsClaim: [String]
         /// How much clock difference to forgive on `exp` and `nbf`.
         public var leeway: TimeInterval
         public var refreshInterval: Duration
@@ -168,13 +180,14 @@ public actor TokenVerifier {
 
         public init(
             issuer: String, audience: String, roleClaim: [String] = ["role"], usernameClaim: [String]? = nil,
-            leeway: TimeInterval = 30, refreshInterval: Duration = .seconds(30), maxLifetime: TimeInterval = 12 * 3600,
+            departmentsClaim: [String] = ["departments"], leeway: TimeInterval = 30, refreshInterval: Duration = .seconds(30), maxLifetime: TimeInterval = 12 * 3600,
             audienceMayBeShared: Bool = false, requireLowS: Bool = true
         ) {
             self.issuer = issuer
             self.audience = audience
             self.roleClaim = roleClaim
             self.usernameClaim = usernameClaim
+            self.departmentsClaim = departmentsClaim
             self.leeway = leeway
             self.refreshInterval = refreshInterval
             self.maxLifetime = maxLifetime
@@ -337,7 +350,7 @@ public actor TokenVerifier {
         return (
             Principal(
                 username: username, role: role, expiresAt: claims.exp.value, sessionId: claims.sid,
-                issuedAt: claims.iat?.value),
+                issuedAt: claims.iat?.value, departments: Self.departments(in: payload, at: settings.departmentsClaim)),
             payload
         )
     }
@@ -355,6 +368,15 @@ public actor TokenVerifier {
             })
         else { throw .badSubject }
         return name
+    }
+
+    /// The departments at `path` in the (verified) payload: a string or a list of them, each a
+    /// plain name (at most 16, of at most 50 characters; anything else is not believed).
+    static func departments(in payload: [String: Any], at path: [String]) -> [String] {
+        var value: Any? = payload
+        for key in path { value = (value as? [String: Any])?[key] }
+        let names = (value as? [String]) ?? (value as? String).map { [$0] } ?? []
+        return names.prefix(16).filter { Departments.isName($0) }
     }
 
     /// The role at `path` in the (verified) payload: a string, or the first known of a list.

@@ -29,6 +29,7 @@ public struct ReceptionService: HospitalService {
             CreateIndexes(
                 name: "R006_IdempotencyAge", [.init("idempotency_keys_created", on: "idempotency_keys", ["created_at"])]),
             ReceptionMigrations.ForgetStoredAnswers(),
+            ContactDisclosures.Create(),
         ]
     }
 
@@ -42,6 +43,9 @@ public struct ReceptionService: HospitalService {
         receptions.get(use: list)
         receptions.post("search", use: search)
         receptions.get(":id", use: show)
+        receptions.post(":id", "contact", use: contact)
+        // The operators' side, on this service's port (as the dead letters).
+        routes.get("admin", "contact-disclosures", use: disclosures)
         receptions.post(":id", "cancel", use: cancel)
     }
 
@@ -141,9 +145,18 @@ public struct ReceptionService: HospitalService {
 
     // MARK: Queries
 
+    /// GET /receptions/{id}: the desk reads it whole; a doctor without the phone number unless
+    /// the visit is in one of their departments (`contactWithheld`; see `ContactDisclosures`).
     @Sendable func show(_ req: Request) async throws -> ReceptionResponse {
         let id = try req.id(of: "reception")
-        return try ReceptionResponse(try await ReceptionModel.require(id, on: context.store.database))
+        var response = try ReceptionResponse(try await ReceptionModel.require(id, on: context.store.database))
+        if !ContactDisclosures.mayRead(
+            role: req.callerRole, departments: req.callerDepartments, visitDepartment: response.department)
+        {
+            response.phone = nil
+            response.contactWithheld = true
+        }
+        return response
     }
 
     /// GET /receptions?status=&date=: newest first.
@@ -261,6 +274,9 @@ public struct ReceptionResponse: Content, Equatable {
     @Nullable public var cancelReason: String?
     /// 주민등록번호, masked: `850315-1******`.
     @Nullable public var residentNumber: String?
+    /// Present (true) when the caller may not read the contact details as is: `phone` is null
+    /// then, whatever the visit holds (POST /receptions/{id}/contact with a reason discloses it).
+    public var contactWithheld: Bool?
 
     init(_ model: ReceptionModel) throws {
         self.init(try model.aggregate(), residentNumber: model.residentNumberMasked)

@@ -25,6 +25,8 @@ final class Authentication: Sendable {
     let revocations: Revocations
     /// Signing in on the screens through an external OpenID provider (then no local accounts).
     let providerSignIn: ProviderSignIn?
+    /// Staff's departments, where the gateway runs (its tokens name them).
+    var departments: Departments? { store.map { Departments(database: $0.database) } }
     private let store: GatewayStore?
     private let refresher: Task<Void, Never>
 
@@ -63,7 +65,8 @@ final class Authentication: Sendable {
                 provider,
                 settings: .init(
                     issuer: provider.issuer, audience: oidc.audience, roleClaim: oidc.rolesClaim,
-                    usernameClaim: oidc.usernameClaim, audienceMayBeShared: true, requireLowS: false),
+                    usernameClaim: oidc.usernameClaim, departmentsClaim: oidc.departmentsClaim,
+                    audienceMayBeShared: true, requireLowS: false),
                 askUserinfo: oidc.opaqueTokens == .userinfo)
             providerSignIn = ProviderSignIn(
                 provider: provider, clientID: oidc.clientID, clientSecret: oidc.clientSecret,
@@ -261,6 +264,15 @@ extension HospitalSystem {
             return try await body(store.accounts(configuration), sessions)
         }
     }
+
+    /// Staff's departments in the gateway's database, for `hospital users departments`.
+    public static func withDepartments<T: Sendable>(
+        configuration: HospitalConfiguration, logger: Logger, _ body: (Departments) async throws -> T
+    ) async throws -> T {
+        try await Authentication.withGatewayStore(configuration, logger: logger) { store in
+            try await body(Departments(database: store.database))
+        }
+    }
 }
 
 /// The gateway's own database: `accounts.sqlite` in the data directory (mode 0600), or
@@ -322,6 +334,7 @@ final class GatewayStore: Sendable {
         guard databases != nil, let fluent = database as? any Database else {
             try await accounts(configuration).prepare()
             try await sessions(database).prepare()
+            try await Departments(database: database).prepare()
             return
         }
         try await fluent.transaction { transaction in
@@ -329,6 +342,7 @@ final class GatewayStore: Sendable {
             try await db.raw("SELECT pg_advisory_xact_lock(7412002)").run()
             try await AccountStore(database: db).prepare()
             try await sessions(db).prepare()
+            try await Departments(database: db).prepare()
         }
     }
 

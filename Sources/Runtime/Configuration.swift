@@ -376,6 +376,11 @@ public struct AuthConfiguration: Sendable, CustomStringConvertible {
     /// network clients are in. Their `X-Forwarded-For` names the client for the rate limits and
     /// the audit trail; by default none is believed, and the client is the socket's peer.
     public var trustedProxies = TrustedProxies.none
+    /// HOSPITAL_GATEWAY_ADDRESSES: where a service believes `X-Forwarded-For` from, as addresses
+    /// or CIDR blocks; by default loopback (the gateway in the same process or pod, the mesh's
+    /// sidecar). From any other peer the header is ignored and the audit trail names the peer.
+    /// Without the mesh, the gateway pods' network.
+    public var gatewayAddresses = TrustedProxies.loopback
     /// HOSPITAL_RATE_LIMIT (1000) and HOSPITAL_SIGN_IN_RATE_LIMIT (2): requests a second per
     /// client address on the gateway (bursts of twice as many; sign-in: 20); 0 turns a limit off.
     public var rateLimit: Double = 1000
@@ -438,12 +443,16 @@ public struct AuthConfiguration: Sendable, CustomStringConvertible {
         if let raw = env["HOSPITAL_ALLOWED_HOSTS"] {
             allowedHosts = Self.commaList(raw)
         }
-        if let raw = env["HOSPITAL_TRUSTED_PROXIES"] {
+        for (name, keyPath) in [
+            ("HOSPITAL_TRUSTED_PROXIES", \AuthConfiguration.trustedProxies),
+            ("HOSPITAL_GATEWAY_ADDRESSES", \.gatewayAddresses),
+        ] {
+            guard let raw = env[name] else { continue }
             switch TrustedProxies.parse(Self.commaList(raw)) {
-            case .success(let proxies): trustedProxies = proxies
+            case .success(let proxies): self[keyPath: keyPath] = proxies
             case .failure(let invalid):
                 throw ConfigurationError(
-                    "HOSPITAL_TRUSTED_PROXIES: the proxies' addresses or CIDR blocks (127.0.0.6/32, 192.0.2.0/28), not \(invalid.entry)")
+                    "\(name): addresses or CIDR blocks (127.0.0.6/32, 192.0.2.0/28), not \(invalid.entry)")
             }
         }
         for (name, keyPath) in [
@@ -496,6 +505,9 @@ public struct AuthConfiguration: Sendable, CustomStringConvertible {
                 oidc.clientSecret = text.trimmingCharacters(in: .whitespacesAndNewlines)
             }
             if let raw = env["HOSPITAL_OIDC_ROLES_CLAIM"] { oidc.rolesClaim = try OIDCSettings.claimPath(raw, "HOSPITAL_OIDC_ROLES_CLAIM") }
+            if let raw = env["HOSPITAL_OIDC_DEPARTMENTS_CLAIM"] {
+                oidc.departmentsClaim = try OIDCSettings.claimPath(raw, "HOSPITAL_OIDC_DEPARTMENTS_CLAIM")
+            }
             if let raw = env["HOSPITAL_OIDC_USERNAME_CLAIM"] {
                 oidc.usernameClaim = try OIDCSettings.claimPath(raw, "HOSPITAL_OIDC_USERNAME_CLAIM")
             }
@@ -544,6 +556,10 @@ public struct OIDCSettings: Sendable, CustomStringConvertible {
     /// HOSPITAL_OIDC_USERNAME_CLAIM: the claim that names the user (`preferred_username`; `sub`
     /// when absent).
     public var usernameClaim = ["preferred_username"]
+    /// HOSPITAL_OIDC_DEPARTMENTS_CLAIM: the claim with the user's departments in an access
+    /// token, dotted (`departments` by default); those of a screen session are the ones an
+    /// administrator assigned (`hospital users departments`).
+    public var departmentsClaim = ["departments"]
     /// HOSPITAL_OIDC_OPAQUE_TOKENS: `refuse` (default) or `userinfo`.
     public var opaqueTokens = OpaqueTokens.refuse
     /// HOSPITAL_OIDC_REDIRECT_URL: the callback registered at the provider; by default

@@ -39,6 +39,9 @@ public final class HospitalSystem: Sendable {
     /// The sessions, where the gateway runs in this process.
     public var sessions: SessionStore? { authentication.sessions }
 
+    /// Staff's departments, where the gateway runs in this process.
+    public var departments: Departments? { authentication.departments }
+
     /// The services of this process, in start order.
     public var services: [ServiceName] { hosts.map(\.name) }
 

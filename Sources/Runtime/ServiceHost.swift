@@ -112,6 +112,7 @@ final class ServiceHost: Sendable {
         ) {
             app.databases.database(auditDatabase, logger: quietLogger, on: app.eventLoopGroup.any())!
         }
+        app.gatewayAddresses = configuration.auth.gatewayAddresses
         app.middleware.use(AuditMiddleware(trail: trail))
         AuditRoutes.register(on: app.routes, trail: trail)
         // SQLite has a single writer: the service serializes its writes. PostgreSQL does not
@@ -199,7 +200,9 @@ final class ServiceHost: Sendable {
         // The screens are served here too: the one entry for people as for programs.
         let upstream = { (prefix: String) in routes.first { $0.prefix == prefix }!.upstream }
         if let issuer = authentication.issuer, let sessions = authentication.sessions {
-            let signIn = SignIn(issuer: issuer, accounts: authentication.accounts, sessions: sessions)
+            let signIn = SignIn(
+                issuer: issuer, accounts: authentication.accounts, sessions: sessions,
+                departments: authentication.departments)
             SignInRoutes(signIn: signIn, revocations: authentication.revocations)
                 .register(on: app.routes, admin: app.routes.grouped(access))
             try WebScreens(
@@ -249,6 +252,7 @@ final class ServiceHost: Sendable {
         app.middleware.use(RouteLoggingMiddleware(logLevel: .debug))
         app.middleware.use(SecurityHeaders())
         app.middleware.use(ProblemMiddleware())
+        app.middleware.use(HeaderLimit())
         // A connection that says nothing for a minute is closed (half-open clients).
         app.http.server.configuration.idleTimeout = .seconds(configuration.idleTimeoutSeconds)
         return (app, metrics)

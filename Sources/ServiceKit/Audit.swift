@@ -514,7 +514,9 @@ public struct AuditMiddleware: Middleware {
         let pathId = (request.parameters.get("id") ?? request.parameters.get("receptionId")).flatMap(
             UUID.init(uuidString:))
         let peer = request.remoteAddress?.ipAddress ?? "?"
-        let forwarded = Self.forwardedFor(request.headers[.xForwardedFor])
+        // Only the gateway's claim is recorded; anyone else's is not even looked at.
+        let forwarded =
+            request.application.gatewayAddresses.trusts(peer) ? Self.forwardedFor(request.headers[.xForwardedFor]) : ""
         // The answer is read for the visits it held by the trail's writer, not here: the request
         // does not wait for that.
         trail.record(
@@ -526,10 +528,10 @@ public struct AuditMiddleware: Middleware {
 }
 
 extension AuditMiddleware {
-    /// What the entry says the peer forwarded for: the one address the gateway (or the screens)
-    /// put in `X-Forwarded-For`, its last entry; anything that is not an address (a 30 KB value,
-    /// a name) is recorded as unreadable, never as is. The peer itself is always recorded first,
-    /// so a direct caller of a service port that claims an address is named by its own too.
+    /// What the entry says the gateway forwarded for: the one address the gateway (or the
+    /// screens) put in `X-Forwarded-For`, its last entry; anything that is not an address (a
+    /// 30 KB value, a name) is recorded as unreadable, never as is. The peer itself is always
+    /// recorded first.
     static func forwardedFor(_ values: [String]) -> String {
         guard !values.isEmpty else { return "" }
         guard let last = values.last?.split(separator: ",").last, last.utf8.count <= 64 else { return " for ?" }

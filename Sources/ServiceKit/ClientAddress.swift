@@ -31,6 +31,10 @@ public struct TrustedProxies: Sendable, Equatable {
     let networks: [Network]
 
     public static let none = TrustedProxies(networks: [])
+    /// 127.0.0.0/8 and ::1.
+    public static let loopback = TrustedProxies(networks: [
+        Network(bytes: [127, 0, 0, 0], prefix: 8), Network(bytes: Array(repeating: 0, count: 15) + [1], prefix: 128),
+    ])
 
     init(networks: [Network]) { self.networks = networks }
 
@@ -106,6 +110,17 @@ extension Application {
     public var trustedProxies: TrustedProxies {
         get { storage[TrustedProxiesKey.self] ?? .none }
         set { storage[TrustedProxiesKey.self] = newValue }
+    }
+
+    private struct GatewayAddressesKey: StorageKey {
+        typealias Value = TrustedProxies
+    }
+
+    /// A service's callers whose `X-Forwarded-For` its audit trail records (the gateway's
+    /// addresses); loopback by default.
+    public var gatewayAddresses: TrustedProxies {
+        get { storage[GatewayAddressesKey.self] ?? .loopback }
+        set { storage[GatewayAddressesKey.self] = newValue }
     }
 }
 

@@ -36,6 +36,12 @@ extension Request {
         signedIn?.principal.username ?? role
     }
 
+    /// The signed-in caller's role (`desk`, `doctor`…), if signed in.
+    public var callerRole: String? { signedIn?.principal.role.rawValue }
+
+    /// The departments the signed-in caller works in (their token's `departments`).
+    public var callerDepartments: [String] { signedIn?.principal.departments ?? [] }
+
     /// The trace this request belongs to: its server span when tracing is on, else the
     /// caller's `traceparent` continued (or a new trace).
     public var trace: TraceParent {

@@ -65,3 +65,30 @@ public struct AllowedHosts: Middleware {
         return String(lower.split(separator: ":", maxSplits: 1).first ?? "")
     }
 }
+
+/// Refuses a request whose header fields are larger than any screen or client of this system
+/// sends (a cookie bomb, a padded token): 431, before anything reads them. The HTTP parser
+/// itself closes the connection beyond 80 KB (Vapor gives the application no say there); in a
+/// cluster the ingress proxy answers 431 before that.
+public struct HeaderLimit: Middleware {
+    /// Names and values of all fields together, as nginx's default buffers (4 × 8 KB).
+    public static let totalBytes = 32 * 1024
+    /// One field's name and value: room for an identity provider's large token.
+    public static let fieldBytes = 16 * 1024
+
+    public init() {}
+
+    public func respond(to request: Request, chainingTo next: any Responder) -> EventLoopFuture<Response> {
+        var total = 0
+        for (name, value) in request.headers {
+            let field = name.utf8.count + value.utf8.count
+            total += field
+            if field > Self.fieldBytes || total > Self.totalBytes {
+                request.logger.notice("request refused: header fields too large")
+                return request.eventLoop.makeFailedFuture(
+                    Abort(.requestHeaderFieldsTooLarge, reason: "Request header fields are too large."))
+            }
+        }
+        return next.respond(to: request)
+    }
+}

@@ -7,7 +7,9 @@ import Runtime
 struct Users: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Manage local accounts (passwords are read from standard input).",
-        subcommands: [Add.self, List.self, Disable.self, SetPassword.self, Sessions.self, SignOut.self])
+        subcommands: [
+            Add.self, List.self, Disable.self, SetPassword.self, Sessions.self, SignOut.self, SetDepartments.self,
+        ])
 
     struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -16,16 +18,26 @@ struct Users: AsyncParsableCommand {
 
         @Argument(help: "The user name: lower-case letters, digits, '.', '_' or '-'.") var name: String
         @Option(help: "desk, doctor, examiner or admin.") var role: Role
+        @Option(name: .customLong("department"), help: "A department (진료과) the user works in; may be repeated.")
+        var departments: [String] = []
         @OptionGroup var common: CommonOptions
 
         func run() async throws {
             let config = try common.configuration()
             let logger = common.bootstrapLogging(config.logLevel)
+            guard departments.allSatisfy(Departments.isName) else {
+                throw ValidationError("A department is 1 to 50 characters without control characters.")
+            }
             let password = try readNewPassword()
             try await HospitalSystem.withAccounts(configuration: config, logger: logger) { accounts, _ in
                 try await accounts.add(username: name, role: role, password: password)
             }
-            print("added \(name) (\(role.rawValue))")
+            if !departments.isEmpty {
+                try await HospitalSystem.withDepartments(configuration: config, logger: logger) {
+                    try await $0.set(name, to: departments)
+                }
+            }
+            print("added \(name) (\(([role.rawValue] + departments).joined(separator: ", ")))")
         }
     }
 
@@ -39,12 +51,16 @@ struct Users: AsyncParsableCommand {
             let accounts = try await HospitalSystem.withAccounts(configuration: config, logger: logger) { accounts, _ in
                 try await accounts.list()
             }
+            let departments = try await HospitalSystem.withDepartments(configuration: config, logger: logger) {
+                try await $0.all()
+            }
             let now = Date()
             for account in accounts {
                 let state =
                     account.disabled
                     ? "disabled" : account.lockedUntil.map { $0 > now ? "locked until \($0)" : "active" } ?? "active"
-                print("\(account.username)\t\(account.role.rawValue)\t\(state)")
+                let works = departments[account.username]?.joined(separator: ",") ?? "-"
+                print("\(account.username)\t\(account.role.rawValue)\t\(works)\t\(state)")
             }
         }
     }
@@ -120,6 +136,29 @@ struct Users: AsyncParsableCommand {
                 try await sessions.endAll(username: name, reason: "signed out by an administrator")
             }
             print("ended \(ended) sessions of \(name)")
+        }
+    }
+
+    struct SetDepartments: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "departments",
+            abstract: "Set the departments (진료과) a user works in: a doctor reads their patients' contact details.",
+            discussion: """
+                Replaces the user's departments (none: takes them all away); for local accounts and for \
+                users an OpenID provider signs in alike. Takes effect with the user's next token.
+                """)
+        @Argument(help: "The user name.") var name: String
+        @Argument(help: "The departments, e.g. 내과 외과.") var departments: [String] = []
+        @OptionGroup var common: CommonOptions
+
+        func run() async throws {
+            let config = try common.configuration()
+            let logger = common.bootstrapLogging(config.logLevel)
+            let now = try await HospitalSystem.withDepartments(configuration: config, logger: logger) { store in
+                try await store.set(name, to: departments)
+                return try await store.of(name)
+            }
+            print("\(name): \(now.isEmpty ? "no department" : now.joined(separator: ", "))")
         }
     }
 }

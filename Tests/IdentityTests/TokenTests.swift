@@ -31,6 +31,23 @@ struct TokenTests {
         #expect(principal.role == .doctor)
     }
 
+    @Test("Departments travel in the token; a provider's claim may be a string or a list, and junk in it is not believed")
+    func departments() async throws {
+        let issuer = try await issuer()
+        let token = try await issuer.issue(username: "kim.doctor", role: .doctor, departments: ["내과", "소아과"])
+        #expect(try await verifier(for: issuer).verify(token).departments == ["내과", "소아과"])
+        let none = try await issuer.issue(username: "new.doctor", role: .doctor)
+        #expect(try await verifier(for: issuer).verify(none).departments == [])
+        let path = ["ext", "departments"]
+        #expect(TokenVerifier.departments(in: ["ext": ["departments": "외과"]], at: path) == ["외과"])
+        #expect(
+            TokenVerifier.departments(
+                in: ["ext": ["departments": ["내과", "", "a\u{202E}b", String(repeating: "x", count: 51), "  "]]], at: path)
+                == ["내과"])
+        #expect(TokenVerifier.departments(in: ["ext": ["departments": 7]], at: path) == [])
+        #expect(TokenVerifier.departments(in: [:], at: path) == [])
+    }
+
     @Test(
         "Forged tokens are refused: changed bytes, alg none, HS256, wrong issuer or audience, expired, early, another key, elevated role"
     )

@@ -29,6 +29,28 @@ struct HardeningTests {
         }
     }
 
+    @Test("Oversized header fields are refused with 431 at the gateway and at a service, and nothing is done")
+    func oversizedHeaders() async throws {
+        try await withTestSystem { system in
+            let visit: [String: Any] = ["patientName": "홍길동", "department": "내과"]
+            let cases: [(ServiceName, [(String, String)], Int, String)] = [
+                (.gateway, [("x-padding", String(repeating: "a", count: 12_000))], 201, "one large field"),
+                (.gateway, [("x-padding", String(repeating: "a", count: 20_000))], 431, "a field over 16 KB"),
+                (.gateway, (1...5).map { ("x-padding-\($0)", String(repeating: "b", count: 8_000)) }, 431,
+                 "fields over 32 KB together"),
+                (.reception, [("x-padding", String(repeating: "c", count: 40_000))], 431, "at a service port"),
+            ]
+            for (service, headers, status, what) in cases {
+                let answer = try await system.post("/receptions", visit, headers: headers, via: service)
+                #expect(answer.status == status, "\(what): \(answer.text)")
+                if status == 431 {
+                    #expect(answer.json["status"] as? Int == 431, "\(what): a problem document")
+                }
+            }
+            #expect(try await system.count("receptions", in: .reception) == 1)
+        }
+    }
+
     @Test("Only configured host names are served (DNS rebinding); probes answer any")
     func allowedHosts() async throws {
         try await withTestSystem(configure: { $0.auth.allowedHosts = ["hospital.example"] }) { system in
@@ -85,11 +107,12 @@ struct HardeningTests {
         }
     }
 
-    @Test("A service port records the address it was forwarded for only if it is one: a 30 KB header is not stored")
+    @Test("A service records the address the gateway forwarded for only if it is one (a 10 KB header is not stored), and nobody else's")
     func forwardedForIsBounded() async throws {
         try await withTestSystem { system in
             let token = try await TestKeys.token(.desk, username: "xff.desk")
-            for claim in [String(repeating: "9", count: 30_000), "not an address", "203.0.113.7"] {
+            // (A 30 KB one does not get in at all: see oversizedHeaders.)
+            for claim in [String(repeating: "9", count: 10_000), "not an address", "203.0.113.7"] {
                 let answer = try await HTTPResult.send(
                     .GET, system.url(.reception), "/receptions",
                     headers: [("authorization", "Bearer \(token)"), ("x-forwarded-for", claim)])
@@ -104,6 +127,24 @@ struct HardeningTests {
                 return items.count == 3 ? items.compactMap { $0["client"] as? String } : nil
             }
             #expect(clients == ["127.0.0.1 for ?", "127.0.0.1 for ?", "127.0.0.1 for 203.0.113.7"], "\(clients)")
+        }
+        // A caller that is not the gateway (here: loopback is not where the gateway is) has its
+        // claim ignored: the entry names the caller alone.
+        let elsewhere = try TrustedProxies.parse(["127.0.0.2/32"]).get()
+        try await withTestSystem(configure: { $0.auth.gatewayAddresses = elsewhere }) { system in
+            let token = try await TestKeys.token(.desk, username: "direct.desk")
+            let answer = try await HTTPResult.send(
+                .GET, system.url(.reception), "/receptions",
+                headers: [("authorization", "Bearer \(token)"), ("x-forwarded-for", "203.0.113.7")])
+            #expect(answer.status == 200)
+            let admin = try await TestKeys.token(.admin, username: "auditor")
+            let client = try await eventually("the direct read's entry") {
+                let trail = try await HTTPResult.send(
+                    .GET, system.url(.reception), "/admin/audit?user=direct.desk",
+                    headers: [("authorization", "Bearer \(admin)")])
+                return (trail.json["items"] as? [[String: Any]])?.first?["client"] as? String
+            }
+            #expect(client == "127.0.0.1")
         }
     }
 

@@ -22,10 +22,10 @@ enum TestKeys {
     static let issuer = "hospital"
     static let audience = "hospital-api"
 
-    static func token(_ role: Role, username: String? = nil) async throws -> String {
+    static func token(_ role: Role, username: String? = nil, departments: [String] = []) async throws -> String {
         let issuer = await TokenIssuer(
             key: try SigningKey(pem: pem), issuer: issuer, audience: audience, lifetime: 3600)
-        return try await issuer.issue(username: username ?? "test-\(role.rawValue)", role: role)
+        return try await issuer.issue(username: username ?? "test-\(role.rawValue)", role: role, departments: departments)
     }
 
     /// A CSRF token for screen posts, as the gateway would issue it for the session whose secret

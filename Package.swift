@@ -54,7 +54,15 @@ let package = Package(
         .target(name: "PatientManagementDomain", dependencies: ["Contracts"]),
 
         // Messaging: outbox, relay, inbox consumer, dead letters, and the transport protocol.
-        .target(name: "Messaging", dependencies: ["Contracts", fluentKit, sqlKit, logging, tracing, instrumentation]),
+        // Storage: SQLite or PostgreSQL, decided once where a database is opened; what differs between them.
+        .target(
+            name: "Storage",
+            dependencies: [
+                fluentKit, sqlKit, .product(name: "FluentSQLiteDriver", package: "fluent-sqlite-driver"),
+                .product(name: "FluentPostgresDriver", package: "fluent-postgres-driver"),
+            ]),
+        .target(
+            name: "Messaging", dependencies: ["Contracts", "Storage", fluentKit, sqlKit, logging, tracing, instrumentation]),
         .target(
             name: "MessagingLocal",
             dependencies: [
@@ -83,7 +91,7 @@ let package = Package(
         .target(
             name: "ServiceKit",
             dependencies: [
-                "Contracts", "SharedKernel", "Messaging", "Identity", vapor, fluentKit, sqlKit, logging,
+                "Contracts", "SharedKernel", "Messaging", "Storage", "Identity", vapor, fluentKit, sqlKit, logging,
                 .product(name: "Crypto", package: "swift-crypto"), .product(name: "Prometheus", package: "swift-prometheus"),
                 tracing, instrumentation, .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -94,16 +102,16 @@ let package = Package(
         .target(
             name: "ReceptionService",
             dependencies: [
-                "ReceptionDomain", "Contracts", "SharedKernel", "Messaging", "ServiceKit", vapor, fluentKit, sqlKit,
+                "ReceptionDomain", "Contracts", "SharedKernel", "Messaging", "Storage", "ServiceKit", vapor, fluentKit, sqlKit,
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]),
         .target(
             name: "DiagnosisService",
-            dependencies: ["DiagnosisDomain", "Contracts", "SharedKernel", "Messaging", "ServiceKit", vapor, fluentKit]),
+            dependencies: ["DiagnosisDomain", "Contracts", "SharedKernel", "Messaging", "Storage", "ServiceKit", vapor, fluentKit]),
         .target(
             name: "ExaminationService",
             dependencies: [
-                "ExaminationDomain", "Contracts", "SharedKernel", "Messaging", "ServiceKit", vapor, fluentKit, sqlKit,
+                "ExaminationDomain", "Contracts", "SharedKernel", "Messaging", "Storage", "ServiceKit", vapor, fluentKit, sqlKit,
                 .product(name: "MultipartKit", package: "multipart-kit"),
                 .product(name: "Crypto", package: "swift-crypto"), .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -111,7 +119,7 @@ let package = Package(
         .target(
             name: "PatientManagementService",
             dependencies: [
-                "PatientManagementDomain", "Contracts", "Messaging", "ServiceKit", vapor, fluentKit, sqlKit,
+                "PatientManagementDomain", "Contracts", "Messaging", "Storage", "ServiceKit", vapor, fluentKit, sqlKit,
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]),
         .target(
@@ -141,7 +149,7 @@ let package = Package(
             dependencies: [
                 "ReceptionService", "DiagnosisService", "ExaminationService", "PatientManagementService", "Gateway",
                 "Web", "Identity",
-                "ServiceKit", "Messaging", "MessagingLocal", vapor, fluentKit, sqlKit, logging,
+                "ServiceKit", "Messaging", "Storage", "MessagingLocal", vapor, fluentKit, sqlKit, logging,
                 .target(name: "MessagingKafka", condition: .when(traits: ["Kafka"])),
                 .product(name: "Fluent", package: "fluent"),
                 .product(name: "FluentSQLiteDriver", package: "fluent-sqlite-driver"),
@@ -175,7 +183,7 @@ let package = Package(
         .testTarget(
             name: "MessagingTests",
             dependencies: [
-                "Messaging", "MessagingLocal", "ServiceKit", "Contracts", fluentKit, sqlKit, logging,
+                "Messaging", "Storage", "MessagingLocal", "ServiceKit", "Contracts", fluentKit, sqlKit, logging,
                 .product(name: "FluentSQLiteDriver", package: "fluent-sqlite-driver"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]),
@@ -189,12 +197,12 @@ let package = Package(
         .testTarget(
             name: "KafkaTests",
             dependencies: [
-                "Messaging", logging, .target(name: "MessagingKafka", condition: .when(traits: ["Kafka"])),
+                "Messaging", "Storage", logging, .target(name: "MessagingKafka", condition: .when(traits: ["Kafka"])),
             ]),
         .testTarget(
             name: "SystemTests",
             dependencies: [
-                "Runtime", "Contracts", "Messaging", "MessagingLocal", "ServiceKit", "ReceptionService",
+                "Runtime", "Contracts", "Messaging", "Storage", "MessagingLocal", "ServiceKit", "ReceptionService",
                 "DiagnosisService", "ExaminationService", "PatientManagementService",
                 "hospital", "Identity", logging, fluentKit, sqlKit, .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "FluentSQLiteDriver", package: "fluent-sqlite-driver"),

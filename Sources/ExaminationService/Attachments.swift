@@ -7,6 +7,7 @@ import NIOCore
 import SQLKit
 import ServiceKit
 import SharedKernel
+import Storage
 import Vapor
 
 /// One attached file as stored: the row points at the file by its SHA-256.
@@ -65,7 +66,7 @@ enum AttachmentMigrations {
                 .field("uploaded_at", .datetime, .required)
                 .field("uploaded_by", .string, .required)
                 .create()
-            let sql = database as! any SQLDatabase
+            let sql = try database.sql
             try await sql.create(index: "attachments_examination").on(AttachmentModel.schema)
                 .column("examination_id").column("uploaded_at").run()
             try await sql.create(index: "attachments_sha256").on(AttachmentModel.schema).column("sha256").run()

@@ -1,6 +1,7 @@
 import FluentKit
 import Foundation
 import SQLKit
+import Storage
 
 /// A consumer's progress through each partition, kept in the consumer's own database and moved
 /// in the same transaction as the effects of the messages it passed. So the service's database
@@ -14,7 +15,7 @@ public enum ConsumerPositions {
         consumer: String, partitions: [TopicPartition], on db: any Database
     ) async throws -> [TopicPartition: Int64] {
         guard !partitions.isEmpty else { return [:] }
-        let rows = try await sql(db).select().columns("topic", "partition_id", "next_offset").from(table)
+        let rows = try await db.sql.select().columns("topic", "partition_id", "next_offset").from(table)
             .where("consumer", .equal, consumer)
             .where("topic", .in, Array(Set(partitions.map(\.topic))))
             .all()
@@ -33,7 +34,7 @@ public enum ConsumerPositions {
 
     /// Every position `consumer` has recorded.
     public static func all(consumer: String, on db: any Database) async throws -> [TopicPartition: Int64] {
-        let rows = try await sql(db).select().columns("topic", "partition_id", "next_offset").from(table)
+        let rows = try await db.sql.select().columns("topic", "partition_id", "next_offset").from(table)
             .where("consumer", .equal, consumer).all()
         var positions: [TopicPartition: Int64] = [:]
         for row in rows {
@@ -51,7 +52,7 @@ public enum ConsumerPositions {
     public static func advance(
         consumer: String, to positions: [TopicPartition: Int64], on db: any Database
     ) async throws {
-        let sql = try sql(db)
+        let sql = try db.sql
         for (partition, next) in positions.sorted(by: { ($0.key.topic, $0.key.partition) < ($1.key.topic, $1.key.partition) }) {
             try await sql.raw(
                 """
@@ -65,18 +66,12 @@ public enum ConsumerPositions {
         }
     }
 
-    private static func sql(_ db: any Database) throws -> any SQLDatabase {
-        guard let sql = db as? any SQLDatabase else {
-            preconditionFailure("the Fluent drivers in use (SQLite, PostgreSQL) are SQL databases")
-        }
-        return sql
-    }
 
     struct CreateTable: AsyncMigration {
         var name: String { "M005_CreateConsumerPositions" }
 
         func prepare(on database: any Database) async throws {
-            try await ConsumerPositions.sql(database).raw(
+            try await database.sql.raw(
                 """
                 CREATE TABLE consumer_positions (
                     consumer TEXT NOT NULL,
@@ -90,7 +85,7 @@ public enum ConsumerPositions {
         }
 
         func revert(on database: any Database) async throws {
-            try await ConsumerPositions.sql(database).raw("DROP TABLE consumer_positions").run()
+            try await database.sql.raw("DROP TABLE consumer_positions").run()
         }
     }
 }

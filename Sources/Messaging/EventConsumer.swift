@@ -2,6 +2,7 @@ import Contracts
 import FluentKit
 import Foundation
 import Logging
+import Storage
 import Synchronization
 import Tracing
 
@@ -249,7 +250,7 @@ public final class EventConsumer: Sendable {
                 let (outcomes, letters) = try await store.write { db in try await self.apply([(message, plan)], on: db) }
                 finished([(message, plan)], outcomes, letters)
                 return outcomes[0]
-            } catch  where ServiceStore.isUniqueViolation(error) {
+            } catch where store.engine.isUniqueViolation(error) {
                 // Another replica recorded the same event id first. If the violation came from the
                 // handler instead, the inbox tells: a handled event is a duplicate, otherwise it is
                 // a real failure.

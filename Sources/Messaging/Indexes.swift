@@ -1,5 +1,6 @@
 import FluentKit
 import SQLKit
+import Storage
 
 /// A migration that creates indexes (and drops them on revert), in SQL both SQLite and
 /// PostgreSQL accept. `where` makes a partial index: only the rows a query looks for.
@@ -27,7 +28,7 @@ public struct CreateIndexes: AsyncMigration {
     }
 
     public func prepare(on database: any Database) async throws {
-        let sql = try Self.sql(database)
+        let sql = try database.sql
         for index in indexes {
             let columns = index.columns.map { "\"\($0)\"" }.joined(separator: ", ")
             let predicate = index.predicate.map { " WHERE \($0)" } ?? ""
@@ -38,16 +39,9 @@ public struct CreateIndexes: AsyncMigration {
     }
 
     public func revert(on database: any Database) async throws {
-        let sql = try Self.sql(database)
+        let sql = try database.sql
         for index in indexes.reversed() {
             try await sql.raw("DROP INDEX IF EXISTS \(ident: index.name)").run()
         }
-    }
-
-    private static func sql(_ db: any Database) throws -> any SQLDatabase {
-        guard let sql = db as? any SQLDatabase else {
-            preconditionFailure("the Fluent drivers in use (SQLite, PostgreSQL) are SQL databases")
-        }
-        return sql
     }
 }

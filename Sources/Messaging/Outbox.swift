@@ -1,6 +1,7 @@
 import Contracts
 import FluentKit
 import Foundation
+import Storage
 import Tracing
 import Logging
 import SQLKit
@@ -85,7 +86,7 @@ public final class OutboxRelay: Sendable {
     public func relayBatch() async throws -> Int {
         // Events of a database that is gone are not published: what they report was not kept.
         try store.checkStorage()
-        if store.serializesWrites {
+        if store.engine.hasSingleWriter {
             return try await relay(reading: store.database) { ids, now in
                 try await self.store.write { db in try await Self.markPublished(ids, at: now, on: db) }
             }
@@ -102,8 +103,7 @@ public final class OutboxRelay: Sendable {
 
     /// PostgreSQL's transaction-scoped advisory lock, released at commit or rollback.
     private static func tryRelayLock(on db: any Database) async throws -> Bool {
-        guard let sql = db as? any SQLDatabase else { return true }
-        let row = try await sql.raw("SELECT pg_try_advisory_xact_lock(\(literal: Self.relayLockKey)) AS locked").first()
+        let row = try await db.sql.raw("SELECT pg_try_advisory_xact_lock(\(literal: Self.relayLockKey)) AS locked").first()
         return try row?.decode(column: "locked", as: Bool.self) ?? false
     }
 

@@ -2,6 +2,7 @@ import FluentKit
 import Foundation
 import Logging
 import SQLKit
+import Storage
 
 /// How long a service keeps the messaging rows it no longer needs for its work: outbox rows
 /// after they were published, inbox entries after their event was handled. Pending outbox rows,
@@ -55,7 +56,7 @@ public enum Retention {
         if let keep = settings.outbox {
             let before = now.addingTimeInterval(-keep.timeInterval)
             report.outbox = try await deleteAll(store) { db in
-                try await sql(db).raw(
+                try await db.sql.raw(
                     """
                     DELETE FROM outbox WHERE sequence IN (SELECT sequence FROM outbox
                     WHERE published_at IS NOT NULL AND published_at < \(bind: before) LIMIT \(literal: batch)) RETURNING sequence
@@ -66,7 +67,7 @@ public enum Retention {
         if let keep = settings.inbox {
             let before = now.addingTimeInterval(-keep.timeInterval)
             report.inbox = try await deleteAll(store) { db in
-                try await sql(db).raw(
+                try await db.sql.raw(
                     """
                     DELETE FROM inbox WHERE event_id IN (SELECT event_id FROM inbox
                     WHERE handled_at < \(bind: before) LIMIT \(literal: batch)) RETURNING event_id
@@ -90,12 +91,6 @@ public enum Retention {
         }
     }
 
-    private static func sql(_ db: any Database) -> any SQLDatabase {
-        guard let sql = db as? any SQLDatabase else {
-            preconditionFailure("the Fluent drivers in use (SQLite, PostgreSQL) are SQL databases")
-        }
-        return sql
-    }
 
     /// Sweeps every `settings.interval` until the task is canceled, the first time one interval
     /// after the start (a start is busy enough); a failed sweep is logged and tried again next time.

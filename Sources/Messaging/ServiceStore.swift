@@ -1,5 +1,6 @@
 import FluentKit
 import Foundation
+import Storage
 import Tracing
 
 /// A service's own database, with the one way to write to it: a transaction.
@@ -7,26 +8,26 @@ public struct ServiceStore: Sendable {
     private let makeDatabase: @Sendable () -> any Database
     private let gate: WriteGate?
     private let storage: (@Sendable () throws -> Void)?
+    /// SQLite or PostgreSQL, as the database was opened.
+    public let engine: DatabaseEngine
 
     /// - Parameters:
-    ///   - serializeWrites: true for SQLite, which has a single writer.
+    ///   - engine: what the database runs on; on SQLite (a single writer) writes take turns.
     ///   - storage: throws when the database can no longer keep a write (its file deleted,
     ///     replaced or read-only): checked before and after every write transaction, and by the
     ///     outbox relay before it publishes.
     public init(
-        serializeWrites: Bool, storage: (@Sendable () throws -> Void)? = nil,
+        engine: DatabaseEngine, storage: (@Sendable () throws -> Void)? = nil,
         database: @escaping @Sendable () -> any Database
     ) {
         self.makeDatabase = database
-        self.gate = serializeWrites ? WriteGate() : nil
+        self.engine = engine
+        self.gate = engine.hasSingleWriter ? WriteGate() : nil
         self.storage = storage
     }
 
     /// Throws if the database can no longer keep what is written to it.
     public func checkStorage() throws { try storage?() }
-
-    /// Whether this store lets one write transaction in at a time (SQLite).
-    public var serializesWrites: Bool { gate != nil }
 
     /// For reads, which need no transaction.
     public var database: any Database { makeDatabase() }
@@ -39,7 +40,7 @@ public struct ServiceStore: Sendable {
         // `process` span).
         guard ServiceContext.current != nil else { return try await transaction(body) }
         return try await withSpan("transaction", ofKind: .client) { span in
-            span.attributes["db.system.name"] = gate == nil ? "postgresql" : "sqlite"
+            span.attributes["db.system.name"] = engine.description
             return try await transaction(body)
         }
     }
@@ -68,17 +69,6 @@ public struct ServiceStore: Sendable {
         let result = try await makeDatabase().transaction(body)
         try checkStorage()
         return result
-    }
-}
-
-extension ServiceStore {
-    /// True if `error` says a unique constraint was violated (SQLite or PostgreSQL).
-    public static func isUniqueViolation(_ error: any Error) -> Bool {
-        // Only a unique violation, told apart by its reason (not NOT NULL or foreign-key failures):
-        // SQLite reports "UNIQUE constraint failed", PostgreSQL SQLSTATE 23505 (unique_violation).
-        guard let error = error as? any DatabaseError, error.isConstraintFailure else { return false }
-        let text = String(reflecting: error)
-        return text.contains("UNIQUE constraint failed") || text.contains("23505")
     }
 }
 

@@ -6,6 +6,7 @@ import PatientManagementDomain
 import Prometheus
 import SQLKit
 import ServiceKit
+import Storage
 import Vapor
 
 /// The desk's board (CQRS read model): every visit's current status and step times, built from
@@ -78,10 +79,10 @@ public struct PatientManagementService: HospitalService {
     public var handledEventTypes: Set<String> { Set(VisitEvent.allTypes) }
 
     public func handle(_ envelope: EventEnvelope, on db: any Database) async throws {
-        if let sql = db as? any SQLDatabase, sql.dialect.name == "postgresql" {
+        if context.store.engine.kind == .postgresql {
             // Two applies to one visit (a dead-letter replay beside the consumer) must not
             // overwrite each other: the second waits for the first's row.
-            try await sql.raw(
+            try await db.sql.raw(
                 "SELECT reception_id FROM patient_managements WHERE reception_id = \(bind: envelope.receptionId) FOR UPDATE"
             ).run()
         }
@@ -124,10 +125,10 @@ public struct PatientManagementService: HospitalService {
             throw AppError.notReady("This service has no event history to rebuild from.")
         }
         let report = try await context.store.write { db in
-            if let sql = db as? any SQLDatabase, sql.dialect.name == "postgresql" {
+            if context.store.engine.kind == .postgresql {
                 // Readers go on; writers (the consumer) wait until the new rows are committed, then
                 // see them. Without it, a consumer's update to a row deleted here would do nothing.
-                try await sql.raw("LOCK TABLE inbox, patient_managements IN EXCLUSIVE MODE").run()
+                try await db.sql.raw("LOCK TABLE inbox, patient_managements IN EXCLUSIVE MODE").run()
             }
             try await PatientManagementModel.query(on: db).delete()
             try await InboxEntry.query(on: db).delete()

@@ -5,6 +5,7 @@ import ReceptionDomain
 import SQLKit
 import ServiceKit
 import SharedKernel
+import Storage
 import Vapor
 
 /// Minimum necessary: a visit's contact details (the phone number) are the desk's to read, and a
@@ -97,8 +98,7 @@ extension ReceptionService {
         let now = context.now()
         let (phone, department) = try await context.command { db -> (String?, String?) in
             let visit = try await ReceptionModel.require(id, on: db)
-            guard let sql = db as? any SQLDatabase else { throw Abort(.internalServerError) }
-            try await sql.insert(into: ContactDisclosures.table)
+            try await db.sql.insert(into: ContactDisclosures.table)
                 .columns(
                     "id", "reception_id", "username", "role", "departments", "visit_department", "reason",
                     "disclosed_at"
@@ -130,8 +130,7 @@ extension ReceptionService {
         let from = query.instant("from")
         let to = query.instant("to")
         try query.check()
-        guard let sql = context.store.database as? any SQLDatabase else { throw Abort(.internalServerError) }
-        var select = sql.select()
+        var select = try context.store.database.sql.select()
             .columns(
                 "id", "reception_id", "username", "role", "departments", "visit_department", "reason", "disclosed_at"
             )

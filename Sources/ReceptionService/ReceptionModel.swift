@@ -3,6 +3,7 @@ import Foundation
 import ReceptionDomain
 import SQLKit
 import ServiceKit
+import Storage
 
 /// A reception as stored: the aggregate's state plus its version for optimistic concurrency.
 final class ReceptionModel: AggregateRecord, @unchecked Sendable {
@@ -103,7 +104,7 @@ enum ReceptionMigrations {
         var name: String { "R007_ForgetStoredAnswers" }
 
         func prepare(on database: any Database) async throws {
-            try await (database as! any SQLDatabase).update(IdempotencyRecord.schema).set("response", to: "").run()
+            try await database.sql.update(IdempotencyRecord.schema).set("response", to: "").run()
         }
 
         func revert(on database: any Database) async throws {}
@@ -118,7 +119,7 @@ enum ReceptionMigrations {
             for column in ["resident_number", "resident_number_index", "resident_number_masked"] {
                 try await database.schema(ReceptionModel.schema).field(.string(column), .string).update()
             }
-            try await (database as! any SQLDatabase).create(index: "receptions_resident_number")
+            try await database.sql.create(index: "receptions_resident_number")
                 .on(ReceptionModel.schema).column("resident_number_index").run()
         }
 

@@ -5,6 +5,7 @@ import Messaging
 import ReceptionDomain
 import ServiceKit
 import SharedKernel
+import Storage
 import Vapor
 
 /// The desk (원무과): registers visits, cancels them, and learns how each consultation ended.
@@ -119,7 +120,7 @@ public struct ReceptionService: HospitalService {
         let (id, response): (UUID, String)
         do {
             (id, response) = try await attempt()
-        } catch  where key != nil && ServiceStore.isUniqueViolation(error) {
+        } catch where key != nil && context.store.engine.isUniqueViolation(error) {
             // A concurrent request with the same key won the race: answer what it answered.
             (id, response) = try await attempt()
         }

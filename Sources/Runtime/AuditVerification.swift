@@ -8,6 +8,7 @@ import NIOPosix
 import SQLKit
 import SQLiteKit
 import ServiceKit
+import Storage
 import Synchronization
 
 extension HospitalSystem {
@@ -65,7 +66,7 @@ extension HospitalSystem {
                 let db = databases.database(.psql, logger: logger, on: MultiThreadedEventLoopGroup.singleton.any())!
                 do {
                     let result = try await AuditTrail.verify(
-                        db as! any SQLDatabase, service: service.rawValue, keys: keys, checkpoints: checkpoints)
+                        try db.sql, service: service.rawValue, keys: keys, checkpoints: checkpoints)
                     results.append((service.rawValue, result))
                     await databases.shutdownAsync()
                 } catch {

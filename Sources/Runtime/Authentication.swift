@@ -11,6 +11,7 @@ import SQLKit
 import SQLiteKit
 import Messaging
 import ServiceKit
+import Storage
 import Synchronization
 
 /// What a process needs to check callers and, where the gateway runs, to sign them in.
@@ -296,7 +297,7 @@ final class GatewayStore: Sendable {
             var quiet = logger
             quiet.logLevel = max(logger.logLevel, .info)
             let db = databases.database(.psql, logger: quiet, on: MultiThreadedEventLoopGroup.singleton.any())!
-            store = GatewayStore(database: db as! any SQLDatabase, sqlite: nil, databases: databases)
+            store = GatewayStore(database: try db.sql, sqlite: nil, databases: databases)
         } else {
             try DataDirectory.prepare(configuration.dataDirectory)
             let file = configuration.dataDirectory.appendingPathComponent("accounts.sqlite")
@@ -338,7 +339,7 @@ final class GatewayStore: Sendable {
             return
         }
         try await fluent.transaction { transaction in
-            let db = transaction as! any SQLDatabase
+            let db = try transaction.sql
             try await db.raw("SELECT pg_advisory_xact_lock(7412002)").run()
             try await AccountStore(database: db).prepare()
             try await sessions(db).prepare()

@@ -11,6 +11,7 @@ import ReceptionService
 import SQLKit
 import ServiceKit
 import ServiceLifecycle
+import Storage
 
 /// The composition root: builds the named services on the embedded default (SQLite files and
 /// the local event log under the data directory), for `hospital serve` and for the tests alike.
@@ -54,7 +55,7 @@ public final class HospitalSystem: Sendable {
 
     /// The database of `service` in this process, for inspection (tests, diagnostics).
     public func database(of service: ServiceName) -> (any SQLDatabase)? {
-        hosts.first { $0.name == service }.map { $0.app.db as! any SQLDatabase }
+        hosts.first { $0.name == service }.flatMap { try? $0.app.db.sql }
     }
 
     /// Starts `services` (all of them if empty): domain services first, the gateway last, so

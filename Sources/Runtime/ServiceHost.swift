@@ -11,6 +11,7 @@ import NIOCore
 import NIOPosix
 import SQLKit
 import ServiceKit
+import Storage
 import Synchronization
 import Vapor
 import Web
@@ -90,11 +91,15 @@ final class ServiceHost: Sendable {
         } else {
             auditDatabase = .psql
         }
+        let engine: DatabaseEngine = database == nil ? .sqlite : .postgresql
+        let auditMigrations: [any Migration] = [
+            AuditTrail.Migration(engine: engine.kind), AuditTrail.KeyedMigration(engine: engine.kind),
+        ]
         if database == nil {
-            app.migrations.add([AuditTrail.Migration(), AuditTrail.KeyedMigration()], to: .audit)
+            app.migrations.add(auditMigrations, to: .audit)
         } else {
             // The default database's migrations, in order.
-            app.migrations.add([AuditTrail.Migration(), AuditTrail.KeyedMigration()])
+            app.migrations.add(auditMigrations)
         }
         // The SQLite files must stay what they were opened as: every write checks them.
         let file = database == nil
@@ -106,7 +111,7 @@ final class ServiceHost: Sendable {
                 path: configuration.dataDirectory.appendingPathComponent("audit-\(S.name).sqlite").path,
                 logger: app.logger) : nil
         let trail = AuditTrail(
-            service: S.name, retention: configuration.auth.auditRetention, keys: try AuditKeyring.keys(configuration),
+            service: S.name, engine: engine.kind, retention: configuration.auth.auditRetention, keys: try AuditKeyring.keys(configuration),
             checkpoints: transport, checkpointInterval: configuration.auth.auditCheckpointInterval,
             storage: { @Sendable in try auditFile?.check() }, logger: app.logger
         ) {
@@ -118,7 +123,7 @@ final class ServiceHost: Sendable {
         // SQLite has a single writer: the service serializes its writes. PostgreSQL does not
         // need that; aggregate versions and the inbox's key guard concurrent writers there.
         let store = ServiceStore(
-            serializeWrites: database == nil,
+            engine: engine,
             storage: { @Sendable in
                 try file?.check()
                 // A command is audited: without its trail's file, nothing is accepted either.
@@ -154,8 +159,8 @@ final class ServiceHost: Sendable {
             try readiness.check()
             try file?.check()
             try auditFile?.check()
-            let sql = app.db as! any SQLDatabase
-            if file == nil {
+            let sql = try app.db.sql
+            if engine.kind == .postgresql {
                 // PostgreSQL: a standby, or a database set read-only, takes no writes.
                 let row = try await sql.raw("SHOW transaction_read_only").first()
                 if (try? row?.decode(column: "transaction_read_only", as: String.self)) == "on" {
@@ -264,8 +269,8 @@ final class ServiceHost: Sendable {
         try await app.autoMigrate()
         if app.databases.ids().contains(.sqlite) {
             // WAL lets the read side (and `hospital rebuild`) read while the service writes.
-            _ = try await (app.db as! any SQLDatabase).raw("PRAGMA journal_mode = WAL").all()
-            _ = try await (app.db(.audit) as! any SQLDatabase).raw("PRAGMA journal_mode = WAL").all()
+            _ = try await app.db.sql.raw("PRAGMA journal_mode = WAL").all()
+            _ = try await app.db(.audit).sql.raw("PRAGMA journal_mode = WAL").all()
         }
     }
 

@@ -3,6 +3,7 @@ import FluentKit
 import Foundation
 import Messaging
 import SQLKit
+import Storage
 
 /// A Fluent model that stores one aggregate, with a version for optimistic concurrency.
 /// A stored record in a state this build does not know: written by a newer version during a
@@ -59,9 +60,6 @@ extension Database {
     /// other is retried against the new state (see `ServiceStore.write`). The same on SQLite
     /// and PostgreSQL.
     public func claimVersion(table: String, id: UUID, expected version: Int) async throws {
-        guard let sql = self as? any SQLDatabase else {
-            preconditionFailure("the Fluent drivers in use (SQLite, PostgreSQL) are SQL databases")
-        }
         let rows = try await sql.update(table)
             .set("version", to: SQLLiteral.numeric("\(version + 1)"))
             .where("id", .equal, SQLBind(id))

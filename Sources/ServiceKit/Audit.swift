@@ -5,6 +5,7 @@ import Identity
 import Logging
 import Messaging
 import SQLKit
+import Storage
 import Synchronization
 import Vapor
 
@@ -60,6 +61,8 @@ public final class AuditTrail: Sendable {
     ]
 
     let service: String
+    /// The engine of the trail's database.
+    let engine: DatabaseEngine.Kind
     let fluent: @Sendable () -> any Database
     let logger: Logger
     let keys: AuditKeys
@@ -80,12 +83,14 @@ public final class AuditTrail: Sendable {
     ///   - checkpointInterval: how often the head is published when it moved: entries written
     ///     since the last checkpoint can be removed from the end without a trace.
     public init(
-        service: String, retention: Duration? = .days(730), keys: AuditKeys, checkpoints: (any EventPublisher)?,
+        service: String, engine: DatabaseEngine.Kind, retention: Duration? = .days(730), keys: AuditKeys,
+        checkpoints: (any EventPublisher)?,
         checkpointInterval: Duration = .seconds(10), storage: (@Sendable () throws -> Void)? = nil, logger: Logger,
         database: @escaping @Sendable () -> any Database
     ) {
         self.storage = storage
         self.service = service
+        self.engine = engine
         self.retention = retention
         self.keys = keys
         self.publisher = checkpoints
@@ -94,7 +99,7 @@ public final class AuditTrail: Sendable {
         self.fluent = database
     }
 
-    private func database() -> any SQLDatabase { fluent() as! any SQLDatabase }
+    private func database() throws -> any SQLDatabase { try fluent().sql }
 
     /// A request's entry before the writer reads its answer for the visits it held.
     struct Pending: Sendable {
@@ -146,14 +151,14 @@ public final class AuditTrail: Sendable {
         guard !batch.isEmpty else { return }
         do {
             try storage?()
-            if database().dialect.name == "sqlite" {
+            if engine == .sqlite {
                 // The trail's own file: WAL without an fsync per batch (a power cut can lose the
                 // last batches, as a crash loses what waits in memory), so it does not compete
                 // with the commands' durable writes for the disk and the database threads.
                 try await database().raw("PRAGMA synchronous = NORMAL").run()
             }
             try await fluent().transaction { transaction in
-                try await self.append(batch, on: transaction as! any SQLDatabase)
+                try await self.append(batch, on: try transaction.sql)
             }
         } catch {
             pending.withLock { $0.insert(contentsOf: batch, at: 0) }
@@ -162,7 +167,7 @@ public final class AuditTrail: Sendable {
     }
 
     private func append(_ batch: [Pending], on db: any SQLDatabase) async throws {
-        if db.dialect.name == "postgresql" {
+        if engine == .postgresql {
             // Replicas of a service share the chain: one writer at a time extends it.
             try await db.raw("SELECT pg_advisory_xact_lock(7412001)").run()
         }
@@ -269,7 +274,7 @@ public final class AuditTrail: Sendable {
             // Only of a trail that is there, and kept: a checkpoint of entries a crash could still
             // take would later read as tampering.
             try storage?()
-            if database().dialect.name == "sqlite" {
+            if engine == .sqlite {
                 _ = try await database().raw("PRAGMA wal_checkpoint(FULL)").all()
             }
             guard
@@ -298,8 +303,8 @@ public final class AuditTrail: Sendable {
     public func sweep(before cutoff: Date, now: Date = Date()) async throws {
         let key = keys.current
         try await fluent().transaction { transaction in
-            let db = transaction as! any SQLDatabase
-            if db.dialect.name == "postgresql" { try await db.raw("SELECT pg_advisory_xact_lock(7412001)").run() }
+            let db = try transaction.sql
+            if self.engine == .postgresql { try await db.raw("SELECT pg_advisory_xact_lock(7412001)").run() }
             guard
                 let last = try await db.select().columns("seq", "hash").from(Self.table)
                     .where("at", .lessThan, cutoff.timeIntervalSince1970).orderBy("seq", .descending).limit(1).first()
@@ -321,7 +326,7 @@ public final class AuditTrail: Sendable {
         receptionId: UUID? = nil, patientId: String? = nil, user: String? = nil, from: Date? = nil, to: Date? = nil,
         limit: Int = 1000
     ) async throws -> [AuditEntry] {
-        let query = database().select().columns("*").from(Self.table)
+        let query = try database().select().columns("*").from(Self.table)
         if let receptionId { query.where("reception_ids", .like, "%\(receptionId.uuidString)%") }
         if let patientId { query.where("patient_id", .equal, patientId) }
         if let user { query.where("user_name", .equal, user) }
@@ -348,10 +353,11 @@ public final class AuditTrail: Sendable {
     /// The audit table and its indexes, in the audit database.
     public struct Migration: AsyncMigration {
         public var name: String { "A001_AuditLog" }
-        public init() {}
+        let engine: DatabaseEngine.Kind
+        public init(engine: DatabaseEngine.Kind) { self.engine = engine }
 
         public func prepare(on database: any Database) async throws {
-            let sql = database as! any SQLDatabase
+            let sql = try database.sql
             try await sql.create(table: AuditTrail.table).ifNotExists()
                 .column("seq", type: .bigint, .primaryKey(autoIncrement: false))
                 .column("at", type: .custom(SQLRaw("DOUBLE PRECISION")), .notNull)
@@ -368,14 +374,15 @@ public final class AuditTrail: Sendable {
             try await sql.create(index: "audit_log_at").on(AuditTrail.table).column("at").run()
             try await sql.create(index: "audit_log_patient").on(AuditTrail.table).column("patient_id").run()
             // Append-only where the database can say so: rows may be added, never changed.
-            if sql.dialect.name == "sqlite" {
+            switch engine {
+            case .sqlite:
                 try await sql.raw(
                     """
                     CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
                     BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END
                     """
                 ).run()
-            } else if sql.dialect.name == "postgresql" {
+            case .postgresql:
                 try await sql.raw(
                     """
                     CREATE OR REPLACE FUNCTION audit_log_append_only() RETURNS trigger AS $$
@@ -392,7 +399,7 @@ public final class AuditTrail: Sendable {
         }
 
         public func revert(on database: any Database) async throws {
-            try await (database as! any SQLDatabase).drop(table: AuditTrail.table).ifExists().run()
+            try await database.sql.drop(table: AuditTrail.table).ifExists().run()
         }
     }
 }
@@ -402,10 +409,11 @@ extension AuditTrail {
     /// guard: rows go only through a sweep, never by a DELETE of someone else's choosing.
     public struct KeyedMigration: AsyncMigration {
         public var name: String { "A002_AuditKeyed" }
-        public init() {}
+        let engine: DatabaseEngine.Kind
+        public init(engine: DatabaseEngine.Kind) { self.engine = engine }
 
         public func prepare(on database: any Database) async throws {
-            let sql = database as! any SQLDatabase
+            let sql = try database.sql
             try await sql.alter(table: AuditTrail.table).column("key_id", type: .text).run()
             try await sql.alter(table: AuditTrail.table).column("chain_start", type: .int).run()
             try await sql.create(table: AuditSweep.table).ifNotExists()
@@ -416,7 +424,8 @@ extension AuditTrail {
                 .column("mac", type: .text, .notNull)
                 .run()
             let refused = "the audit trail is append-only: entries go only through a retention sweep"
-            if sql.dialect.name == "sqlite" {
+            switch engine {
+            case .sqlite:
                 try await sql.raw(
                     """
                     CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
@@ -432,7 +441,7 @@ extension AuditTrail {
                         """
                     ).run()
                 }
-            } else if sql.dialect.name == "postgresql" {
+            case .postgresql:
                 try await sql.raw(
                     """
                     CREATE OR REPLACE FUNCTION audit_log_delete_guard() RETURNS trigger AS $$
@@ -471,7 +480,7 @@ extension AuditTrail {
         }
 
         public func revert(on database: any Database) async throws {
-            try await (database as! any SQLDatabase).drop(table: AuditSweep.table).ifExists().run()
+            try await database.sql.drop(table: AuditSweep.table).ifExists().run()
         }
     }
 }

@@ -5,6 +5,7 @@ import Foundation
 import Logging
 import Messaging
 import NIOPosix
+import Storage
 import Synchronization
 
 /// A service database on a real SQLite file, with the messaging tables and one entity table.
@@ -20,7 +21,7 @@ final class TestDatabase: Sendable {
         databases.use(.sqlite(.file(directory.appendingPathComponent("service.sqlite").path)), as: .sqlite)
         self.databases = databases
         let logger = Logger(label: "test")
-        store = ServiceStore(serializeWrites: true) {
+        store = ServiceStore(engine: .sqlite) {
             databases.database(.sqlite, logger: logger, on: MultiThreadedEventLoopGroup.singleton.any())!
         }
         for migration in MessagingMigrations.all + [CreateNotes()] {

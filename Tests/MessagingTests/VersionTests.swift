@@ -4,6 +4,7 @@ import Logging
 import Messaging
 import SQLKit
 import ServiceKit
+import Storage
 import Synchronization
 import Testing
 
@@ -24,9 +25,9 @@ struct VersionTests {
             try await database.db.claimVersion(table: "versioned", id: id, expected: 0)
         }
 
-        // Without the gate, the store retries a transaction that lost the race: it reloads and
+        // Without the gate (as on PostgreSQL), the store retries a transaction that lost the race: it reloads and
         // decides again, this time from version 1.
-        let ungated = ServiceStore(serializeWrites: false) { database.db }
+        let ungated = ServiceStore(engine: .postgresql) { database.db }
         let seen = Mutex<[Int]>([])
         try await ungated.write { db in
             let rows = try await (db as! any SQLDatabase).raw("SELECT version FROM versioned").all()

@@ -7,6 +7,7 @@ import Logging
 import NIOPosix
 import Runtime
 import SQLKit
+import Storage
 import Synchronization
 import Messaging
 @testable import ServiceKit
@@ -163,11 +164,11 @@ struct AuditTamperTests {
         databases.use(.sqlite(.file(directory.appendingPathComponent("audit.sqlite").path), sqlLogLevel: nil), as: .sqlite)
         defer { Task { await databases.shutdownAsync() } }
         let db = databases.database(logger: Logger(label: "test"), on: MultiThreadedEventLoopGroup.singleton.any())!
-        try await AuditTrail.Migration().prepare(on: db)
-        try await AuditTrail.KeyedMigration().prepare(on: db)
+        try await AuditTrail.Migration(engine: .sqlite).prepare(on: db)
+        try await AuditTrail.KeyedMigration(engine: .sqlite).prepare(on: db)
         let keys = AuditKeys(current: try AuditKey(AuditKey.random()))
         let published = PublishedMessages()
-        let trail = AuditTrail(service: "reception", keys: keys, checkpoints: published, logger: Logger(label: "test")) {
+        let trail = AuditTrail(service: "reception", engine: .sqlite, keys: keys, checkpoints: published, logger: Logger(label: "test")) {
             db
         }
         let now = Date()
@@ -318,7 +319,8 @@ struct TrailUnderAttack: Sendable {
     func auditTrail() -> AuditTrail {
         let fluent = db as! any Database
         return AuditTrail(
-            service: "reception", keys: AuditKeys(current: key), checkpoints: nil, logger: Logger(label: "test")
+            service: "reception", engine: postgres ? .postgresql : .sqlite, keys: AuditKeys(current: key),
+            checkpoints: nil, logger: Logger(label: "test")
         ) { fluent }
     }
 

@@ -7,6 +7,7 @@ import Messaging
 import NIOPosix
 import SQLKit
 import ServiceKit
+import Storage
 
 /// One service on a real SQLite file, without HTTP or transport: for testing its event handlers
 /// and its rebuild directly.
@@ -27,7 +28,7 @@ final class ServiceFixture<Service: HospitalService>: Sendable {
             as: .sqlite)
         self.databases = databases
         let logger = Logger(label: "test")
-        store = ServiceStore(serializeWrites: true) {
+        store = ServiceStore(engine: .sqlite) {
             databases.database(.sqlite, logger: logger, on: MultiThreadedEventLoopGroup.singleton.any())!
         }
         for migration in Service.migrations { try await migration.prepare(on: store.database).get() }

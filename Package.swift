@@ -180,9 +180,12 @@ let package = Package(
                 "Contracts", "SharedKernel", "ReceptionDomain", "DiagnosisDomain", "ExaminationDomain",
                 "PatientManagementDomain",
             ]),
+        // What every test target shares: the one way to wait for a condition.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(
             name: "MessagingTests",
             dependencies: [
+                "TestSupport",
                 "Messaging", "Storage", "MessagingLocal", "ServiceKit", "Contracts", fluentKit, sqlKit, logging,
                 .product(name: "FluentSQLiteDriver", package: "fluent-sqlite-driver"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -197,11 +200,13 @@ let package = Package(
         .testTarget(
             name: "KafkaTests",
             dependencies: [
+                "TestSupport",
                 "Messaging", "Storage", logging, .target(name: "MessagingKafka", condition: .when(traits: ["Kafka"])),
             ]),
         .testTarget(
             name: "SystemTests",
             dependencies: [
+                "TestSupport",
                 "Runtime", "Contracts", "Messaging", "Storage", "MessagingLocal", "ServiceKit", "ReceptionService",
                 "DiagnosisService", "ExaminationService", "PatientManagementService",
                 "hospital", "Identity", logging, fluentKit, sqlKit, .product(name: "JWTKit", package: "jwt-kit"),

@@ -4,6 +4,7 @@ import Foundation
 import Messaging
 @testable import MessagingKafka
 import Synchronization
+import TestSupport
 import Testing
 
 /// The Kafka transport against librdkafka's mock cluster (real protocol, loopback TCP).

@@ -5,6 +5,7 @@ import Logging
 import Messaging
 import MessagingKafka
 import Synchronization
+import TestSupport
 import Testing
 
 /// librdkafka's log level in tests: quiet unless KAFKA_TEST_LOG_LEVEL says otherwise (brokers
@@ -80,22 +81,6 @@ final class Assignment: Sendable {
         }
     }
     var partitions: Set<KafkaTopicPartition> { owned.withLock { $0 } }
-}
-
-struct TimedOut: Error, CustomStringConvertible {
-    let what: String
-    var description: String { "timed out waiting until \(what)" }
-}
-
-/// Waits until `condition` holds, checking every 10 ms, failing after `timeout`.
-func waitUntil(
-    _ what: String, timeout: Duration = .seconds(30), _ condition: @Sendable () async throws -> Bool
-) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while try await !condition() {
-        guard ContinuousClock.now < deadline else { throw TimedOut(what: what) }
-        try await Task.sleep(for: .milliseconds(10))
-    }
 }
 
 /// Runs `consume` in the background until `stop` is called.

@@ -5,6 +5,7 @@ import Logging
 import Messaging
 import MessagingLocal
 import Synchronization
+import TestSupport
 import Testing
 
 /// A transport that refuses while `down` is set: the broker being away.
@@ -117,20 +118,12 @@ struct RelayAndLogTests {
         }
         // Once the first message is in, the consumer has read the log and found nothing more to do.
         try await log.publish([OutgoingMessage(topic: "t", key: "k", value: Data("x".utf8))])
-        _ = try await eventuallyTrue(timeout: .seconds(5)) { received.withLock { $0 } == 1 }
+        try await waitUntil("the first message", timeout: .seconds(5)) { received.withLock { $0 } == 1 }
         try await log.publish([OutgoingMessage(topic: "t", key: "k", value: Data("y".utf8))])
-        _ = try await eventuallyTrue(timeout: .seconds(5)) { received.withLock { $0 } == 2 }
+        try await waitUntil("the second message", timeout: .seconds(5)) { received.withLock { $0 } == 2 }
         consumer.cancel()
         _ = await consumer.result
         await log.close()
     }
 }
 
-func eventuallyTrue(timeout: Duration = .seconds(10), _ condition: () -> Bool) async throws -> Bool {
-    let deadline = ContinuousClock.now + timeout
-    while !condition() {
-        guard ContinuousClock.now < deadline else { throw CancellationError() }
-        try await Task.sleep(for: .milliseconds(10))
-    }
-    return true
-}

@@ -5,6 +5,7 @@ import Logging
 import Messaging
 import MessagingLocal
 import Synchronization
+import TestSupport
 import Testing
 
 @Suite("Retention")
@@ -68,7 +69,7 @@ struct RetentionTests {
                 positions: { _ in [TopicPartition(topic: "t", partition: 0): 4] }
             ) { batch in seen.withLock { $0 += batch.map(\.offset) } }
         }
-        _ = try await eventuallyTrue { seen.withLock { $0 } == [4] }
+        try await waitUntil("the fourth event seen", timeout: .seconds(10)) { seen.withLock { $0 } == [4] }
         consumer.cancel()
         _ = await consumer.result
         await log.close()

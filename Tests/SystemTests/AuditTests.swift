@@ -4,6 +4,7 @@ import NIOHTTP1
 import Runtime
 import SQLKit
 import ServiceKit
+import TestSupport
 import Testing
 
 /// The audit trail: every read and change of patient data, by whom, tamper-evident.

@@ -1,5 +1,6 @@
 import Foundation
 import Runtime
+import TestSupport
 import Testing
 
 /// One outcome per visit: commands of different services fired at the same instant.

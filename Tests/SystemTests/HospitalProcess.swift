@@ -1,6 +1,7 @@
 import Foundation
 import Runtime
 import Synchronization
+import TestSupport
 import Testing
 
 /// A real `hospital` process, as an operator would start it.

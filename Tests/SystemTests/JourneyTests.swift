@@ -1,6 +1,7 @@
 import Foundation
 import Runtime
 import SQLKit
+import TestSupport
 import Testing
 
 /// The seed's journey (steps 1–8) and its compensations, through the gateway.

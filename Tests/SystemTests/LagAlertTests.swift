@@ -1,5 +1,6 @@
 import Foundation
 import Runtime
+import TestSupport
 import Testing
 
 /// Observability under a real failure, with the scale-out tests (serialized with them: one

@@ -1,6 +1,7 @@
 import Foundation
 import Runtime
 import SQLiteNIO
+import TestSupport
 import Testing
 
 /// Real `hospital` processes, killed and restarted.

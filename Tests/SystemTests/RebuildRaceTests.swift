@@ -5,6 +5,7 @@ import Messaging
 import PatientManagementService
 import SQLKit
 import Synchronization
+import TestSupport
 import Testing
 
 /// The rebuild of the read model against the consumer that keeps running beside it.

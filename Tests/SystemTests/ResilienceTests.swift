@@ -7,6 +7,7 @@ import Runtime
 import SQLKit
 import SQLiteNIO
 import Synchronization
+import TestSupport
 import Testing
 
 /// The seed's non-functional promises on the embedded default: fault isolation, exactly-once

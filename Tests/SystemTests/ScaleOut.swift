@@ -6,6 +6,7 @@ import NIOPosix
 import Runtime
 import SQLKit
 import Synchronization
+import TestSupport
 import Testing
 
 /// The scale-out path for real: one `hospital` process per service (and replicas), each on its

@@ -1,5 +1,6 @@
 import Foundation
 import Runtime
+import TestSupport
 import Testing
 
 /// Issue 3's must-holds on PostgreSQL and Kafka, one process per service.

@@ -3,6 +3,7 @@ import Identity
 import Logging
 import NIOHTTP1
 import Runtime
+import TestSupport
 import Testing
 
 #if canImport(Glibc)

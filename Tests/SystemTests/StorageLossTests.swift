@@ -1,5 +1,6 @@
 import Foundation
 import SQLiteNIO
+import TestSupport
 import Testing
 
 /// A service whose SQLite file is deleted, replaced, made read-only or immutable under it accepts
@@ -17,9 +18,10 @@ struct StorageLossTests {
         return (answer.status, answer.text)
     }
 
-    @Test("Deleted, then restored from a backup and restarted: the refused registrations were never 201, and no visit is orphaned")
+    @Test(
+        "Deleted, then restored from a backup and restarted: the refused registrations were never 201, and no visit is orphaned",
+        .enabled(if: !TestSystem.onPostgres, "deletes an SQLite file"))
     func deletedFile() async throws {
-        guard !TestSystem.onPostgres else { return }
         let directory = TestSystem.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let backup = TestSystem.temporaryDirectory().appendingPathExtension("sqlite")
@@ -56,9 +58,10 @@ struct StorageLossTests {
         }
     }
 
-    @Test("Replaced, made read-only, made immutable, or its audit trail's file deleted: 503 for commands and readiness; writable again, it takes commands again")
+    @Test(
+        "Replaced, made read-only, made immutable, or its audit trail's file deleted: 503 for commands and readiness; writable again, it takes commands again",
+        .enabled(if: !TestSystem.onPostgres, "replaces and locks SQLite files"))
     func replacedReadOnlyImmutable() async throws {
-        guard !TestSystem.onPostgres else { return }
         let directory = TestSystem.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         try await withTestSystem(dataDirectory: directory) { system in

@@ -12,6 +12,7 @@ import NIOPosix
 import Runtime
 import SQLKit
 import SQLiteNIO
+import TestSupport
 import Testing
 
 /// Real services on temporary storage, driven over HTTP: the one harness of the system tests.
@@ -242,28 +243,6 @@ final class TestSystem: Sendable {
             throw error
         }
     }
-}
-
-/// Waits for `probe` to return a value, polling until `timeout`; fails the test with `what`.
-/// The default deadline is generous: every suite runs at once on CI's two cores, and a wait ends
-/// as soon as its condition holds.
-func eventually<T>(
-    _ what: String, timeout: Duration = .seconds(30), _ probe: () async throws -> T?
-) async throws -> T {
-    let deadline = ContinuousClock.now + timeout
-    while true {
-        if let value = try await probe() { return value }
-        guard ContinuousClock.now < deadline else {
-            throw TimedOut(what: what, timeout: timeout)
-        }
-        try await Task.sleep(for: .milliseconds(25))
-    }
-}
-
-struct TimedOut: Error, CustomStringConvertible {
-    var what: String
-    var timeout: Duration
-    var description: String { "timed out after \(timeout) waiting for \(what)" }
 }
 
 /// A whole HTTP exchange's answer.

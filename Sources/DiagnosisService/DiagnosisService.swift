@@ -10,6 +10,8 @@ import Vapor
 /// The doctor's side (진료): the worklist, exam orders, results, completion and rejection.
 public struct DiagnosisService: HospitalService {
     public static let name = "diagnosis"
+    public static let defaultPort = 8083
+    public static let routePrefixes = ["diagnoses"]
     public static var migrations: [any Migration] {
         MessagingMigrations.all + [
             DiagnosisMigrations.CreateDiagnoses(),

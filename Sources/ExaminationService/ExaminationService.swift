@@ -10,6 +10,13 @@ import Vapor
 /// The examiner's side (검사): the worklist of ordered exams, performing and canceling them.
 public struct ExaminationService: HospitalService {
     public static let name = "examination"
+    public static let defaultPort = 8084
+    public static let routePrefixes = ["examinations"]
+    public static let needs: ServiceNeeds = [.attachmentStore]
+    public static let streamedRoutes = [
+        StreamedRoute(.POST, "examinations/:id/attachments"),
+        StreamedRoute(.GET, "examinations/:id/attachments/:attachmentId"),
+    ]
     public static var migrations: [any Migration] {
         MessagingMigrations.all + [
             ExaminationMigrations.CreateExaminations(),

@@ -13,11 +13,14 @@ public struct Gateway: Sendable {
         public var service: String
         /// Where it listens, e.g. http://127.0.0.1:8082.
         public var upstream: URL
+        /// Its routes under this prefix whose bodies stream through, never collected here.
+        public var streamed: [StreamedRoute]
 
-        public init(prefix: String, service: String, upstream: URL) {
+        public init(prefix: String, service: String, upstream: URL, streamed: [StreamedRoute] = []) {
             self.prefix = prefix
             self.service = service
             self.upstream = upstream
+            self.streamed = streamed
         }
     }
 
@@ -31,12 +34,11 @@ public struct Gateway: Sendable {
         let methods: [HTTPMethod] = [.GET, .POST, .PUT, .PATCH, .DELETE]
         let guarded = app.grouped(access)
         // Result files stream through in both directions, never collected here.
-        if let examinations = routes.first(where: { $0.prefix == "examinations" }) {
-            guarded.on(.POST, "examinations", ":id", "attachments", body: .stream) { req in
-                try await StreamingProxy.forward(req, to: examinations.upstream, service: examinations.service)
-            }
-            guarded.on(.GET, "examinations", ":id", "attachments", ":attachmentId") { req in
-                try await StreamingProxy.forward(req, to: examinations.upstream, service: examinations.service)
+        for route in routes {
+            for streamed in route.streamed {
+                guarded.on(streamed.method, streamed.path.pathComponents, body: .stream) { req in
+                    try await StreamingProxy.forward(req, to: route.upstream, service: route.service)
+                }
             }
         }
         for route in routes {

@@ -13,6 +13,8 @@ import Vapor
 /// the events alone, never from the other services' databases.
 public struct PatientManagementService: HospitalService {
     public static let name = "patient-management"
+    public static let defaultPort = 8085
+    public static let routePrefixes = ["patientManagements"]
     public static var migrations: [any Migration] {
         MessagingMigrations.all + [
             PatientManagementMigrations.CreatePatientManagements(),

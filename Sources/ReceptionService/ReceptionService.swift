@@ -11,6 +11,9 @@ import Vapor
 /// The desk (원무과): registers visits, cancels them, and learns how each consultation ended.
 public struct ReceptionService: HospitalService {
     public static let name = "reception"
+    public static let defaultPort = 8082
+    public static let routePrefixes = ["receptions"]
+    public static let needs: ServiceNeeds = [.residentNumberKeys]
     public static var migrations: [any Migration] {
         MessagingMigrations.all + [
             ReceptionMigrations.CreateReceptions(), ReceptionMigrations.CreateIdempotencyKeys(),

@@ -4,28 +4,6 @@ import Logging
 import Messaging
 import ServiceKit
 
-/// The parts of the system a `hospital` process can run.
-public enum ServiceName: String, CaseIterable, Sendable, Codable {
-    case gateway
-    case reception
-    case diagnosis
-    case examination
-    case patientManagement = "patient-management"
-
-    public var defaultPort: Int {
-        switch self {
-        case .gateway: 8088
-        case .reception: 8082
-        case .diagnosis: 8083
-        case .examination: 8084
-        case .patientManagement: 8085
-        }
-    }
-
-    /// The environment variable's stem, e.g. PATIENT_MANAGEMENT.
-    var environmentStem: String { rawValue.uppercased().replacingOccurrences(of: "-", with: "_") }
-}
-
 /// Every setting of a `hospital` process, with development defaults. Each setting's
 /// environment variable is named next to it; command-line flags override the environment.
 public struct HospitalConfiguration: Sendable, CustomStringConvertible {

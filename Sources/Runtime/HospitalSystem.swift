@@ -171,33 +171,30 @@ public final class HospitalSystem: Sendable {
         _ name: ServiceName, database: URL?, configuration: HospitalConfiguration, transport: any EventTransport,
         verifier: TokenVerifier = .refusingEveryone, readiness: Readiness = Readiness()
     ) async throws -> ServiceHost {
-        let service: any HospitalService.Type =
-            switch name {
-            case .reception: ReceptionService.self
-            case .diagnosis: DiagnosisService.self
-            case .examination: ExaminationService.self
-            case .patientManagement: PatientManagementService.self
-            case .gateway: preconditionFailure("the gateway is built by gatewayRoutes")
-            }
+        guard let service = name.service else {
+            throw ConfigurationError("\(name) is built by gatewayRoutes, not as a domain service")
+        }
         return try await ServiceHost.service(
             service, name: name, database: database, configuration: configuration, transport: transport,
             verifier: verifier, readiness: readiness)
     }
 
+    /// Every prefix of every catalog service, to where that service listens: in this process
+    /// where it actually listens, elsewhere its configured address.
     private static func gatewayRoutes(configuration: HospitalConfiguration, running: [ServiceHost]) -> [Gateway.Route] {
-        let owners: [(String, ServiceName)] = [
-            ("receptions", .reception), ("diagnoses", .diagnosis), ("examinations", .examination),
-            ("patientManagements", .patientManagement),
-        ]
-        return owners.map { prefix, service in
+        ServiceCatalog.domain.flatMap { service in
+            let name = ServiceName(service)
             let upstream: URL
-            // A service in this process is reached where it actually listens.
-            if let local = running.first(where: { $0.name == service }), let port = local.port {
+            if let local = running.first(where: { $0.name == name }), let port = local.port {
                 upstream = URL(string: "http://127.0.0.1:\(port)")!
             } else {
-                upstream = configuration.upstream(of: service)
+                upstream = configuration.upstream(of: name)
             }
-            return Gateway.Route(prefix: prefix, service: service.rawValue, upstream: upstream)
+            return service.routePrefixes.map { prefix in
+                Gateway.Route(
+                    prefix: prefix, service: service.name, upstream: upstream,
+                    streamed: service.streamedRoutes.filter { $0.path.split(separator: "/").first.map(String.init) == prefix })
+            }
         }
     }
 }

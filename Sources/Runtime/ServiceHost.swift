@@ -137,9 +137,9 @@ final class ServiceHost: Sendable {
             settings: .init(pollInterval: configuration.relayPollInterval), logger: app.logger, observer: metrics)
         let context = ServiceContext(
             store: store, nudgeRelay: { relay.nudge() }, timeZone: configuration.timeZone, logger: app.logger,
-            history: transport, pii: S.name == "reception" ? try PIIKeys.protector(configuration) : nil,
+            history: transport, pii: S.needs.contains(.residentNumberKeys) ? try PIIKeys.protector(configuration) : nil,
             metrics: metrics,
-            attachments: S.name == "examination"
+            attachments: S.needs.contains(.attachmentStore)
                 ? AttachmentSettings(
                     directory: configuration.attachmentsDirectory
                         ?? configuration.dataDirectory.appendingPathComponent("attachments", isDirectory: true),
@@ -203,7 +203,6 @@ final class ServiceHost: Sendable {
         Gateway(routes: routes).register(on: app, access: access)
         Gateway(routes: routes).registerAudit(on: app, access: access)
         // The screens are served here too: the one entry for people as for programs.
-        let upstream = { (prefix: String) in routes.first { $0.prefix == prefix }!.upstream }
         if let issuer = authentication.issuer, let sessions = authentication.sessions {
             let signIn = SignIn(
                 issuer: issuer, accounts: authentication.accounts, sessions: sessions,
@@ -211,8 +210,9 @@ final class ServiceHost: Sendable {
             SignInRoutes(signIn: signIn, revocations: authentication.revocations)
                 .register(on: app.routes, admin: app.routes.grouped(access))
             try WebScreens(
-                reception: upstream("receptions"), diagnosis: upstream("diagnoses"),
-                examination: upstream("examinations"), patientManagement: upstream("patientManagements"),
+                upstreams: Dictionary(
+                    routes.map { ($0.prefix, WebScreens.Upstream(service: $0.service, url: $0.upstream)) },
+                    uniquingKeysWith: { first, _ in first }),
                 timeZone: configuration.timeZone,
                 sessions: ScreenSessions(
                     signIn: signIn, verifier: authentication.verifier, provider: authentication.providerSignIn)

@@ -54,11 +54,45 @@ public struct ServiceContext: Sendable {
     }
 }
 
+/// What a service needs from the composition root besides its database and the event log.
+public struct ServiceNeeds: OptionSet, Sendable {
+    public let rawValue: Int
+    public init(rawValue: Int) { self.rawValue = rawValue }
+
+    /// The keys that seal and index resident registration numbers (`ServiceContext.pii`).
+    public static let residentNumberKeys = ServiceNeeds(rawValue: 1 << 0)
+    /// A directory for result files and their size limit (`ServiceContext.attachments`).
+    public static let attachmentStore = ServiceNeeds(rawValue: 1 << 1)
+}
+
+/// A route whose bodies the gateway streams through in both directions instead of collecting
+/// them (result files).
+public struct StreamedRoute: Sendable {
+    public var method: HTTPMethod
+    /// As Vapor writes it: `examinations/:id/attachments`.
+    public var path: String
+
+    public init(_ method: HTTPMethod, _ path: String) {
+        self.method = method
+        self.path = path
+    }
+}
+
 /// One bounded context as a deployable service: its schema, its HTTP API and its reactions to
-/// the events of the others.
+/// the events of the others. The type is its descriptor too: the composition root, the gateway's
+/// routes, the screens' calls, the command line and the settings derive from these.
 public protocol HospitalService: Sendable {
-    /// The service's name: its database file, consumer group and log label.
+    /// The service's name: its database file, consumer group, log label, command-line options
+    /// (`--reception-port`) and settings (`HOSPITAL_RECEPTION_URL`).
     static var name: String { get }
+    /// The port it listens on unless told otherwise.
+    static var defaultPort: Int { get }
+    /// The first path components it owns behind the gateway (`receptions`).
+    static var routePrefixes: [String] { get }
+    /// What it needs from the host; nothing by default.
+    static var needs: ServiceNeeds { get }
+    /// Routes the gateway streams rather than collects (bodies over 64 KB); none by default.
+    static var streamedRoutes: [StreamedRoute] { get }
     /// Its schema, in order.
     static var migrations: [any Migration] { get }
     init(context: ServiceContext)
@@ -73,6 +107,8 @@ public protocol HospitalService: Sendable {
 
 extension HospitalService {
     public func maintain() async {}
+    public static var needs: ServiceNeeds { [] }
+    public static var streamedRoutes: [StreamedRoute] { [] }
 }
 
 /// Where a service keeps files and how big they may be.

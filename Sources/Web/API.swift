@@ -6,39 +6,37 @@ import Vapor
 /// The screens' client of the public API: they know the services only through their HTTP API,
 /// as any other client would.
 struct API: Sendable {
-    enum Service: String, Sendable {
-        case reception, diagnosis, examination
-        case patientManagement = "patient-management"
-    }
-
     /// What went wrong with a call, in terms a screen can phrase.
     enum Failure: Error {
         case problem(WireProblem)
-        case unavailable(Service)
+        /// The service (by name) that owns the path did not answer.
+        case unavailable(String)
     }
 
     let client: any Client
-    let upstreams: [Service: URL]
+    /// Where each path prefix is served (see `WebScreens.Upstream`).
+    let upstreams: [String: WebScreens.Upstream]
     /// The signed-in user's access token, sent with every call.
     let token: String?
     /// The browser's address, for the services' audit trail.
     let clientAddress: String?
 
-    func get<T: Decodable>(_ service: Service, _ path: String, as: T.Type = T.self) async throws -> T {
-        try await send(.GET, service, path, body: nil, headers: [:])
+    func get<T: Decodable>(_ path: String, as: T.Type = T.self) async throws -> T {
+        try await send(.GET, path, body: nil, headers: [:])
     }
 
     func post<T: Decodable>(
-        _ service: Service, _ path: String, _ body: [String: Any], headers: [String: String] = [:],
-        as: T.Type = T.self
+        _ path: String, _ body: [String: Any], headers: [String: String] = [:], as: T.Type = T.self
     ) async throws -> T {
-        try await send(.POST, service, path, body: body, headers: headers)
+        try await send(.POST, path, body: body, headers: headers)
     }
 
     private func send<T: Decodable>(
-        _ method: HTTPMethod, _ service: Service, _ path: String, body: [String: Any]?, headers: [String: String]
+        _ method: HTTPMethod, _ path: String, body: [String: Any]?, headers: [String: String]
     ) async throws -> T {
-        let uri = URI(string: upstreams[service]!.absoluteString + path)
+        let upstream = try WebScreens.upstream(of: path, in: upstreams)
+        let service = upstream.service
+        let uri = URI(string: upstream.url.absoluteString + path)
         var httpHeaders = HTTPHeaders(headers.map { ($0.key, $0.value) })
         if body != nil { httpHeaders.contentType = .json }
         if let token { httpHeaders.bearerAuthorization = BearerAuthorization(token: token) }
@@ -47,7 +45,7 @@ struct API: Sendable {
         Traces.propagate(TracingContext.current, into: &httpHeaders)
         let response: ClientResponse
         do {
-            response = try await Resend.sending(method, httpHeaders, logger: nil, service: service.rawValue) {
+            response = try await Resend.sending(method, httpHeaders, logger: nil, service: service) {
                 try await client.send(method, headers: httpHeaders, to: uri) { request in
                     if let body { request.body = ByteBuffer(data: try JSONSerialization.data(withJSONObject: body)) }
                 }

@@ -13,9 +13,10 @@ extension WebScreens {
         guard let id = req.parameters.get("id").flatMap(UUID.init(uuidString:)) else {
             return req.redirect(to: "/examiner?error=notFound", redirectType: .normal)
         }
+        let path = "/examinations/\(id.uuidString)/attachments"
+        let upstream = try Self.upstream(of: path, in: upstreams)
         let answer = try await StreamingProxy.forward(
-            req, to: upstreams[.examination]!, service: "examination",
-            path: "/examinations/\(id.uuidString)/attachments", token: req.signedIn?.token)
+            req, to: upstream.url, service: upstream.service, path: path, token: req.signedIn?.token)
         // A script reads the answer itself (its own progress and messages).
         if req.headers.first(name: "X-Requested-With") == "fetch" { return answer }
         if answer.status == .created {
@@ -38,15 +39,16 @@ extension WebScreens {
         guard let id = req.parameters.get("id").flatMap(UUID.init(uuidString:)),
             let attachment = req.parameters.get("attachmentId").flatMap(UUID.init(uuidString:))
         else { throw Abort(.notFound) }
+        let path = "/examinations/\(id.uuidString)/attachments/\(attachment.uuidString)"
+        let upstream = try Self.upstream(of: path, in: upstreams)
         return try await StreamingProxy.forward(
-            req, to: upstreams[.examination]!, service: "examination",
-            path: "/examinations/\(id.uuidString)/attachments/\(attachment.uuidString)", token: req.signedIn?.token)
+            req, to: upstream.url, service: upstream.service, path: path, token: req.signedIn?.token)
     }
 
     /// The files of an examination for a page: name, type, size, where to see them.
     func attachmentRows(_ req: Request, examination: UUID, role: String, screen: Screen) async -> [[String: Any]] {
         guard let list: ListOf<AttachmentDTO> = try? await api(req).get(
-            .examination, "/examinations/\(examination.uuidString)/attachments")
+            "/examinations/\(examination.uuidString)/attachments")
         else { return [] }
         return list.items.map { file in
             [

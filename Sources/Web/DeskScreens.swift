@@ -31,7 +31,7 @@ extension WebScreens {
         let key = req.formValue("idempotencyKey").flatMap(UUID.init(uuidString:))?.uuidString ?? UUID().uuidString
         do {
             let _: ReceptionDTO = try await api(req).post(
-                .reception, "/receptions", values, headers: ["Idempotency-Key": "screen-\(key)"])
+                "/receptions", values, headers: ["Idempotency-Key": "screen-\(key)"])
             return req.redirect(to: "/desk?notice=registered", redirectType: .normal)
         } catch API.Failure.problem(let problem) where problem.status == 422 {
             var errors: [String: String] = [:]
@@ -126,7 +126,7 @@ extension WebScreens {
             ] + (query.name.isEmpty ? [] : [URLQueryItem(name: "name", value: query.name)])
             + (query.status.isEmpty ? [] : [URLQueryItem(name: "status", value: query.status)])
         let board: ListOf<VisitDTO> = try await self.api(req).get(
-            .patientManagement, "/patientManagements?" + (api.percentEncodedQuery ?? ""))
+            "/patientManagements?" + (api.percentEncodedQuery ?? ""))
         let rows = board.items.map { visit in
             [
                 "receptionId": visit.receptionId.uuidString, "patientName": visit.patientName ?? "",
@@ -169,7 +169,7 @@ extension WebScreens {
         var status = HTTPStatus.ok
         do {
             let found: ListOf<ReceptionDTO> = try await api(req).post(
-                .reception, "/receptions/search?limit=\(BoardQuery.pageSize)", ["patientId": patientId])
+                "/receptions/search?limit=\(BoardQuery.pageSize)", ["patientId": patientId])
             extra["visits"] = found.items.map { visit in
                 [
                     "receptionId": visit.id.uuidString, "receivedAt": screen.dateTime(visit.receivedAt),
@@ -206,7 +206,7 @@ extension WebScreens {
         }
         do {
             let _: ReceptionDTO = try await api(req).post(
-                .reception, "/receptions/\(id.uuidString)/cancel", ["reason": reason])
+                "/receptions/\(id.uuidString)/cancel", ["reason": reason])
             return req.redirect(to: "/desk?notice=canceled", redirectType: .normal)
         } catch {
             if let refused = refusal(req, error, kind: "reception", page: "/desk", list: "/desk") { return refused }
@@ -226,7 +226,7 @@ extension WebScreens {
         ]
         if let reasonError { extra["reasonError"] = reasonError }
         if let message { extra["error"] = message }
-        if let visit: VisitDTO = try? await api(req).get(.patientManagement, "/patientManagements/\(id.uuidString)") {
+        if let visit: VisitDTO = try? await api(req).get("/patientManagements/\(id.uuidString)") {
             extra["patientName"] = visit.patientName ?? ""
             extra["statusLabel"] = Strings.visitStatus(visit.status, screen.language)
         }

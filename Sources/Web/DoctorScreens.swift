@@ -23,9 +23,9 @@ extension WebScreens {
     /// WAITING and EXAM_DONE first (someone needs the doctor), then EXAM_ORDERED; oldest first.
     private func worklistRows(_ req: Request, _ screen: Screen) async throws -> [[String: Any]] {
         let api = api(req)
-        async let waiting: ListOf<DiagnosisDTO> = api.get(.diagnosis, "/diagnoses?status=WAITING&limit=200")
-        async let done: ListOf<DiagnosisDTO> = api.get(.diagnosis, "/diagnoses?status=EXAM_DONE&limit=200")
-        async let ordered: ListOf<DiagnosisDTO> = api.get(.diagnosis, "/diagnoses?status=EXAM_ORDERED&limit=200")
+        async let waiting: ListOf<DiagnosisDTO> = api.get("/diagnoses?status=WAITING&limit=200")
+        async let done: ListOf<DiagnosisDTO> = api.get("/diagnoses?status=EXAM_DONE&limit=200")
+        async let ordered: ListOf<DiagnosisDTO> = api.get("/diagnoses?status=EXAM_ORDERED&limit=200")
         let first = (try await waiting.items + done.items).sorted { $0.createdAt < $1.createdAt }
         let rows = first + (try await ordered.items)
         return rows.map { d in
@@ -47,7 +47,7 @@ extension WebScreens {
     /// each listing is an audited read of the visit, and the refresh must not fill the trail.
     @Sendable func visitOrders(_ req: Request) async throws -> Response {
         let screen = Screen(req, timeZone: timeZone)
-        let diagnosis: DiagnosisDTO = try await api(req).get(.diagnosis, "/diagnoses/\(try diagnosisId(req))")
+        let diagnosis: DiagnosisDTO = try await api(req).get("/diagnoses/\(try diagnosisId(req))")
         let tag = Self.ordersTag(diagnosis, screen.language)
         if req.headers.first(name: .ifNoneMatch) == tag {
             return Response(status: .notModified, headers: ["ETag": tag])
@@ -77,7 +77,7 @@ extension WebScreens {
     ) async -> Response {
         let diagnosis: DiagnosisDTO
         do {
-            diagnosis = try await api(req).get(.diagnosis, "/diagnoses/\(try diagnosisId(req))")
+            diagnosis = try await api(req).get("/diagnoses/\(try diagnosisId(req))")
         } catch API.Failure.problem(let problem) where problem.status == 404 {
             return req.redirect(to: "/doctor?error=notFound", redirectType: .normal)
         } catch {
@@ -87,7 +87,7 @@ extension WebScreens {
         }
         // The chart number and birth date stay in reception; the doctor's screen asks for them.
         let reception: ReceptionDTO? = try? await api(req).get(
-            .reception, "/receptions/\(diagnosis.receptionId.uuidString)")
+            "/receptions/\(diagnosis.receptionId.uuidString)")
         var extra = await ordersContext(req, diagnosis, screen)
         extra["id"] = diagnosis.id.uuidString
         extra["patientName"] = diagnosis.patientName
@@ -178,7 +178,7 @@ extension WebScreens {
             return req.redirect(to: "/doctor?error=notFound", redirectType: .normal)
         }
         do {
-            let _: DiagnosisDTO = try await api(req).post(.diagnosis, "/diagnoses/\(id)/\(path)", body)
+            let _: DiagnosisDTO = try await api(req).post("/diagnoses/\(id)/\(path)", body)
             let next = stay ? "/doctor/diagnoses/\(id)?notice=\(notice)" : "/doctor?notice=\(notice)"
             return req.redirect(to: next, redirectType: .normal)
         } catch {

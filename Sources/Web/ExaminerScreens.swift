@@ -19,7 +19,7 @@ extension WebScreens {
         ]
         do {
             let waiting: ListOf<ExamDTO> = try await api(req).get(
-                .examination, "/examinations?status=REQUESTED&limit=200")
+                "/examinations?status=REQUESTED&limit=200")
             var exams: [[String: Any]] = []
             for exam in waiting.items {
                 exams.append([
@@ -44,7 +44,7 @@ extension WebScreens {
     @Sendable func examinerChanges(_ req: Request) async throws -> Response {
         let screen = Screen(req, timeZone: timeZone)
         let waiting: ListOf<ExamDTO> = try await api(req).get(
-            .examination, "/examinations?status=REQUESTED&limit=200")
+            "/examinations?status=REQUESTED&limit=200")
         let changed = Self.fingerprint(of: waiting.items.map(\.id)) != req.query[String.self, at: "listed"]
         let tag = "\"\(changed ? "changed" : "same")-\(screen.language.rawValue)\""
         if req.headers.first(name: .ifNoneMatch) == tag {
@@ -90,7 +90,7 @@ extension WebScreens {
         }
         do {
             let _: ExamDTO = try await api(req).post(
-                .examination, "/examinations/\(id.uuidString)/\(path)", [field: text])
+                "/examinations/\(id.uuidString)/\(path)", [field: text])
             return req.redirect(to: "/examiner?notice=\(notice)", redirectType: .normal)
         } catch {
             if let refused = refusal(req, error, kind: "exam", page: "/examiner", list: "/examiner") { return refused }

@@ -7,19 +7,33 @@ import Vapor
 /// The screens of the desk (원무과), the doctor and the examiner: server-rendered HTML, served
 /// through the gateway, driving the same public API as every other client.
 public struct WebScreens: Sendable {
-    let upstreams: [API.Service: URL]
+    /// A service behind the gateway, as the screens call it.
+    public struct Upstream: Sendable {
+        /// Its name, for messages (`service.reception` in the strings).
+        public var service: String
+        public var url: URL
+
+        public init(service: String, url: URL) {
+            self.service = service
+            self.url = url
+        }
+    }
+
+    /// Where each path prefix (`receptions`) is served: the gateway's routes.
+    let upstreams: [String: Upstream]
     let timeZone: TimeZone
     let library: MustacheLibrary
     let sessions: ScreenSessions
 
-    public init(
-        reception: URL, diagnosis: URL, examination: URL, patientManagement: URL, timeZone: TimeZone,
-        sessions: ScreenSessions
-    ) throws {
-        upstreams = [
-            .reception: reception, .diagnosis: diagnosis, .examination: examination,
-            .patientManagement: patientManagement,
-        ]
+    /// The paths the screens call, by their first component: a missing one is a wiring error
+    /// found at start, not on a patient's page.
+    static let calledPrefixes = ["receptions", "diagnoses", "examinations", "patientManagements"]
+
+    public init(upstreams: [String: Upstream], timeZone: TimeZone, sessions: ScreenSessions) throws {
+        if let missing = Self.calledPrefixes.first(where: { upstreams[$0] == nil }) {
+            throw Abort(.internalServerError, reason: "no service serves /\(missing), which the screens call")
+        }
+        self.upstreams = upstreams
         self.timeZone = timeZone
         self.sessions = sessions
         library = try Self.templates()
@@ -166,6 +180,13 @@ public struct WebScreens: Sendable {
 
     // MARK: -
 
+    /// The service that serves `path` (by its first component).
+    static func upstream(of path: String, in upstreams: [String: Upstream]) throws -> Upstream {
+        let prefix = path.split(separator: "/").first.map { String($0.prefix { $0 != "?" }) } ?? ""
+        guard let upstream = upstreams[prefix] else { throw API.Failure.unavailable(prefix) }
+        return upstream
+    }
+
     /// The API, called as the signed-in user (their token, from the session).
     func api(_ req: Request) -> API {
         API(
@@ -276,7 +297,7 @@ struct Screen {
     func sentence(for failure: any Error) -> String {
         switch failure {
         case API.Failure.unavailable(let service):
-            String(format: t("error.unavailable"), t("service.\(service.rawValue)"))
+            String(format: t("error.unavailable"), t("service.\(service)"))
         case API.Failure.problem(let problem) where problem.status == 409:
             String(format: t("error.conflict"), problem.currentState ?? "")
         case API.Failure.problem(let problem) where problem.status == 404:

@@ -10,6 +10,12 @@ struct Hospital: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "The outpatient workflow: reception, diagnosis, examination and the desk's board.",
         subcommands: [Serve.self, Migrate.self, Rebuild.self, Users.self, Audit.self, Bench.self, Dev.self])
+
+    /// Reads the command line with each service's own port option (`--reception-port 8082`)
+    /// spelled as the one option it stands for (`--port reception=8082`).
+    static func main() async {
+        await main(Serve.spellingPortOptions(Array(CommandLine.arguments.dropFirst())))
+    }
 }
 
 /// Options every subcommand shares; each overrides its environment variable.
@@ -61,6 +67,35 @@ struct CommonOptions: ParsableArguments {
 extension ServiceName: ExpressibleByArgument {}
 
 struct Serve: AsyncParsableCommand {
+    /// `--reception-port 8082` and `--reception-port=8082` as `--port reception=8082`, for every
+    /// service of the catalog.
+    static func spellingPortOptions(_ arguments: [String]) -> [String] {
+        var result: [String] = []
+        var index = arguments.startIndex
+        while index < arguments.endIndex {
+            let argument = arguments[index]
+            index += 1
+            let (option, value) =
+                argument.firstIndex(of: "=").map { (String(argument[..<$0]), String(argument[argument.index(after: $0)...])) }
+                ?? (argument, nil)
+            guard option.hasPrefix("--"), option.hasSuffix("-port"),
+                let service = ServiceName(rawValue: String(option.dropFirst(2).dropLast(5)))
+            else {
+                result.append(argument)
+                continue
+            }
+            if let value {
+                result += ["--port", "\(service.rawValue)=\(value)"]
+            } else if index < arguments.endIndex {
+                result += ["--port", "\(service.rawValue)=\(arguments[index])"]
+                index += 1
+            } else {
+                result.append(argument)  // the parser says what is missing
+            }
+        }
+        return result
+    }
+
     static let configuration = CommandConfiguration(
         abstract: "Run services (all of them if none is named).",
         discussion: "Services: \(ServiceName.allCases.map(\.rawValue).joined(separator: ", ")).")
@@ -76,11 +111,12 @@ struct Serve: AsyncParsableCommand {
     @Flag(name: .customLong("no-migrate"), help: "Do not apply pending migrations (HOSPITAL_AUTO_MIGRATE=false).")
     var noMigrate = false
 
-    @Option(name: .customLong("gateway-port")) var gatewayPort: Int?
-    @Option(name: .customLong("reception-port")) var receptionPort: Int?
-    @Option(name: .customLong("diagnosis-port")) var diagnosisPort: Int?
-    @Option(name: .customLong("examination-port")) var examinationPort: Int?
-    @Option(name: .customLong("patient-management-port")) var patientManagementPort: Int?
+    @Option(
+        name: .customLong("port"),
+        help: ArgumentHelp(
+            "Where a service listens, as SERVICE=PORT; may be repeated. Also written --SERVICE-port PORT.",
+            valueName: "service=port"))
+    var ports: [String] = []
 
     @Option(
         name: .customLong("attachments-dir"),
@@ -113,12 +149,13 @@ struct Serve: AsyncParsableCommand {
         if let host { config.host = host }
         if let attachmentsDir { config.attachmentsDirectory = URL(fileURLWithPath: attachmentsDir, isDirectory: true) }
         if noMigrate { config.autoMigrate = false }
-        let ports: [(ServiceName, Int?)] = [
-            (.gateway, gatewayPort), (.reception, receptionPort), (.diagnosis, diagnosisPort),
-            (.examination, examinationPort), (.patientManagement, patientManagementPort),
-        ]
-        for case let (service, port?) in ports {
-            config.ports[service] = try HospitalConfiguration.port(String(port), "--\(service.rawValue)-port")
+        for entry in ports {
+            let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, let service = ServiceName(rawValue: parts[0]) else {
+                throw ValidationError(
+                    "--port takes SERVICE=PORT, a service being one of \(ServiceName.allCases.map(\.rawValue).joined(separator: ", ")); not \(entry)")
+            }
+            config.ports[service] = try HospitalConfiguration.port(parts[1], "--\(service.rawValue)-port")
         }
         let logger = common.bootstrapLogging(config.logLevel)
         let dataDirectory = config.dataDirectory.path

@@ -41,13 +41,8 @@ struct AccessMatrixTests {
     }
 
     static func owner(of path: String) -> ServiceName? {
-        switch path.split(separator: "/").first {
-        case "receptions": .reception
-        case "diagnoses": .diagnosis
-        case "examinations": .examination
-        case "patientManagements": .patientManagement
-        default: nil
-        }
+        let prefix = path.split(separator: "/").first.map(String.init) ?? ""
+        return ServiceCatalog.domain.first { $0.routePrefixes.contains(prefix) }.flatMap { ServiceName(rawValue: $0.name) }
     }
 
     @Test("Every operation × {nobody, desk, doctor, examiner, admin} × {gateway, service port}: as x-roles says")

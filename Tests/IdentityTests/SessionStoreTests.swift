@@ -26,6 +26,23 @@ struct SessionStoreTests {
         }
     }
 
+    @Test("Session ids and the revocation list's user keys are SHA-256 in lower-case hex")
+    func hexDigests() {
+        #expect(sha256Hex("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(sha256Hex("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        let revocations = Revocations()
+        let now = Date()
+        revocations.replace(
+            with: .init(sessions: ["s1"], users: [.init(user: Revocations.userKey("kim"), notBefore: now.timeIntervalSince1970)]))
+        let principal = { (name: String, sid: String?, iat: Date) in
+            Principal(username: name, role: .desk, expiresAt: now + 600, sessionId: sid, issuedAt: iat)
+        }
+        #expect(revocations.isRevoked(principal("lee", "s1", now)))
+        #expect(revocations.isRevoked(principal("kim", "s2", now - 1)))
+        #expect(!revocations.isRevoked(principal("kim", "s2", now + 1)))
+        #expect(!revocations.isRevoked(principal("lee", "s2", now - 1)))
+    }
+
     @Test("Idle 15 minutes, or 12 hours after sign-in however busy: over; a request in between keeps it")
     func timeouts() async throws {
         try await withStores { accounts, sessions in

@@ -63,6 +63,15 @@ let package = Package(
             ]),
         .target(
             name: "Messaging", dependencies: ["Contracts", "Storage", fluentKit, sqlKit, logging, tracing, instrumentation]),
+        // The audit trail: entries chained and sealed under a key kept out of the database,
+        // checkpoints on the event log, sealed retention sweeps, verification.
+        .target(
+            name: "Audit",
+            dependencies: [
+                "Messaging", "Storage", fluentKit, sqlKit, logging, .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+            ]),
         .target(
             name: "MessagingLocal",
             dependencies: [
@@ -91,6 +100,7 @@ let package = Package(
         .target(
             name: "ServiceKit",
             dependencies: [
+                "Audit",
                 "Contracts", "SharedKernel", "Messaging", "Storage", "Identity", vapor, fluentKit, sqlKit, logging,
                 .product(name: "Crypto", package: "swift-crypto"), .product(name: "Prometheus", package: "swift-prometheus"),
                 tracing, instrumentation, .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -125,6 +135,7 @@ let package = Package(
         .target(
             name: "Gateway",
             dependencies: [
+                "Audit",
                 "ServiceKit", "SharedKernel", "Messaging", "Identity", vapor, .product(name: "JWTKit", package: "jwt-kit"),
             ]),
         // The screens of the desk, the doctor and the examiner, served by the gateway.
@@ -147,6 +158,7 @@ let package = Package(
         .target(
             name: "Runtime",
             dependencies: [
+                "Audit",
                 "ReceptionService", "DiagnosisService", "ExaminationService", "PatientManagementService", "Gateway",
                 "Web", "Identity",
                 "ServiceKit", "Messaging", "Storage", "MessagingLocal", vapor, fluentKit, sqlKit, logging,
@@ -165,6 +177,7 @@ let package = Package(
         .executableTarget(
             name: "hospital",
             dependencies: [
+                "Audit",
                 "Runtime", "Identity", logging, .product(name: "JWTKit", package: "jwt-kit"),
                 .target(name: "MessagingKafka", condition: .when(traits: ["Kafka"])),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -206,6 +219,7 @@ let package = Package(
         .testTarget(
             name: "SystemTests",
             dependencies: [
+                "Audit",
                 "TestSupport",
                 "Runtime", "Contracts", "Messaging", "Storage", "MessagingLocal", "ServiceKit", "ReceptionService",
                 "DiagnosisService", "ExaminationService", "PatientManagementService",

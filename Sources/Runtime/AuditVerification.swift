@@ -1,3 +1,4 @@
+import Audit
 import FluentKit
 import FluentPostgresDriver
 import Foundation

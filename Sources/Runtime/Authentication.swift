@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import Audit
 import FluentKit
 import FluentPostgresDriver
 import Foundation

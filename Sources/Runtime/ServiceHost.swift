@@ -1,3 +1,4 @@
+import Audit
 import Fluent
 import FluentPostgresDriver
 import FluentSQLiteDriver

@@ -1,3 +1,4 @@
+@testable import Audit
 import FluentKit
 import FluentPostgresDriver
 import FluentSQLiteDriver

@@ -522,7 +522,7 @@ public struct OIDCSettings: Sendable, CustomStringConvertible {
     public var issuer: String
     /// HOSPITAL_OIDC_CLIENT_ID / --oidc-client-id: this system's client at the provider.
     public var clientID: String
-    /// HOSPITAL_OIDC_CLIENT_SECRET (or _FILE): its secret, from a secret store; none for a public
+    /// HOSPITAL_OIDC_CLIENT_SECRET (or HOSPITAL_OIDC_CLIENT_SECRET_FILE, a file holding it): its secret, from a secret store; none for a public
     /// client (PKCE protects the code either way).
     public var clientSecret: String?
     /// HOSPITAL_OIDC_AUDIENCE / --oidc-audience: the `aud` an access token must carry to call the

@@ -68,6 +68,7 @@ struct Bench: AsyncParsableCommand {
             server = process
             pids = [process.processIdentifier]
         }
+        // HOSPITAL_BENCH_PASSWORD: the password of a running system's desk, doctor and examiner accounts.
         var password = self.password ?? ProcessInfo.processInfo.environment["HOSPITAL_BENCH_PASSWORD"]
         if serve {
             dataDir = directory

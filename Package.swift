@@ -90,6 +90,7 @@ let package = Package(
         .target(
             name: "Identity",
             dependencies: [
+                "SharedKernel",
                 vapor, sqlKit, logging, .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Crypto", package: "swift-crypto"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -1,5 +1,6 @@
 import Foundation
 import SQLKit
+import SharedKernel
 
 /// Which departments (진료과) each member of staff works in, as an administrator assigned them
 /// (`hospital users departments NAME 내과 …`), for local accounts and for users an OpenID
@@ -21,15 +22,17 @@ public struct Departments: Sendable {
             .run()
     }
 
-    /// A department's name as the desk types it: 1 to 50 characters, no control or invisible
-    /// formatting characters, not only spaces.
-    public static func isName(_ name: String) -> Bool {
-        (1...50).contains(name.count) && name.utf8.count <= 200
-            && !name.allSatisfy(\.isWhitespace)
-            && name.unicodeScalars.allSatisfy {
-                !$0.properties.generalCategory.isControlOrFormat && ($0 == " " || !$0.properties.isWhitespace)
-            }
+    /// A department's name under the rules the desk's form applies to a visit's department
+    /// (`FieldValidation`: at most 50 characters, no control, invisible or direction characters),
+    /// trimmed; nil if it breaks them. So an assignment can match a visit's department exactly.
+    public static func validated(_ name: String) -> String? {
+        var validation = FieldValidation()
+        let text = validation.required(name, "department", maxLength: 50)
+        return validation.failures.isEmpty ? text : nil
     }
+
+    /// Whether `name` is a department's name as it is stored (valid and already trimmed).
+    public static func isName(_ name: String) -> Bool { validated(name) == name }
 
     /// The departments of `username`, by name.
     public func of(_ username: String) async throws -> [String] {
@@ -55,9 +58,12 @@ public struct Departments: Sendable {
         guard AccountStore.validUsername(username) else {
             throw AccountError("A user name is 1 to 64 lower-case letters, digits, '.', '_' or '-'.")
         }
-        let wanted = Set(departments.map { $0.trimmingCharacters(in: .whitespaces) })
-        if let bad = wanted.first(where: { !Self.isName($0) }) {
-            throw AccountError("A department is 1 to 50 characters without control characters, not \"\(bad)\".")
+        var wanted: Set<String> = []
+        for name in departments {
+            guard let valid = Self.validated(name) else {
+                throw AccountError("A department is 1 to 50 characters without control characters, not \"\(name)\".")
+            }
+            wanted.insert(valid)
         }
         guard wanted.count <= 16 else { throw AccountError("At most 16 departments.") }
         let current = Set(try await of(username))

@@ -301,17 +301,18 @@ public struct CSRFTokens: Sendable {
     }
 }
 
+private let hexDigits = Array("0123456789abcdef".utf8)
+
 /// The SHA-256 of `text`'s UTF-8, in lower-case hex.
 func sha256Hex(_ text: String) -> String {
     // Written digit by digit: String(format:) per byte cost tens of microseconds a call, and
     // the revocation check runs this on every request.
-    let digits = Array("0123456789abcdef".utf8)
     let digest = SHA256.hash(data: Data(text.utf8))
     return String(unsafeUninitializedCapacity: 64) { buffer in
         var index = 0
         for byte in digest {
-            buffer[index] = digits[Int(byte >> 4)]
-            buffer[index + 1] = digits[Int(byte & 0x0F)]
+            buffer[index] = hexDigits[Int(byte >> 4)]
+            buffer[index + 1] = hexDigits[Int(byte & 0x0F)]
             index += 2
         }
         return index

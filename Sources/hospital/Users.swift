@@ -25,7 +25,7 @@ struct Users: AsyncParsableCommand {
         func run() async throws {
             let config = try common.configuration()
             let logger = common.bootstrapLogging(config.logLevel)
-            guard departments.allSatisfy(Departments.isName) else {
+            guard departments.allSatisfy({ Departments.validated($0) != nil }) else {
                 throw ValidationError("A department is 1 to 50 characters without control characters.")
             }
             let password = try readNewPassword()

@@ -101,43 +101,39 @@ final class Authentication: Sendable {
             key: key, issuer: auth.issuer, audience: auth.audience, lifetime: auth.tokenLifetime)
         let verifier = TokenVerifier(settings: settings, external: external, revocations: revocations) { key.jwks }
         let store = try await GatewayStore.open(configuration, logger: logger)
-        do {
-            let sessions = SessionStore(
-                database: store.database, settings: auth.sessions, localAccounts: providerSignIn == nil)
-            // A revocation is listed as long as a token it voids can still be valid: this system's
-            // tokens last `tokenLifetime`, a provider's are accepted with up to `maxLifetime` left.
-            let window = (providerSignIn == nil ? auth.tokenLifetime : settings.maxLifetime) + settings.leeway + 60
-            let refresher = Task {
-                let lastSweep = Mutex(ContinuousClock.now)
-                await refresh(revocations, every: .seconds(1), logger: logger) {
-                    if lastSweep.withLock({ ContinuousClock.now - $0 > .seconds(3600) }) {
-                        lastSweep.withLock { $0 = .now }
-                        try await sessions.sweep()
-                    }
-                    return try await sessions.revoked(since: Date().addingTimeInterval(-window))
+        // Nothing below throws: the store, once open, belongs to the Authentication returned.
+        let sessions = SessionStore(
+            database: store.database, settings: auth.sessions, localAccounts: providerSignIn == nil)
+        // A revocation is listed as long as a token it voids can still be valid: this system's
+        // tokens last `tokenLifetime`, a provider's are accepted with up to `maxLifetime` left.
+        let window = (providerSignIn == nil ? auth.tokenLifetime : settings.maxLifetime) + settings.leeway + 60
+        let refresher = Task {
+            let lastSweep = Mutex(ContinuousClock.now)
+            await refresh(revocations, every: .seconds(1), logger: logger) {
+                if lastSweep.withLock({ ContinuousClock.now - $0 > .seconds(3600) }) {
+                    lastSweep.withLock { $0 = .now }
+                    try await sessions.sweep()
                 }
+                return try await sessions.revoked(since: Date().addingTimeInterval(-window))
             }
-            if let providerSignIn {
-                logger.info(
-                    "signing in through the identity provider; local accounts are off",
-                    metadata: ["issuer": "\(providerSignIn.provider.issuer)"])
-                return Authentication(
-                    issuer: issuer, accounts: nil, sessions: sessions, verifier: verifier, revocations: revocations,
-                    providerSignIn: providerSignIn, store: store, refresher: refresher)
-            }
-            let accounts = store.accounts(configuration)
-            if (try? await accounts.list().isEmpty) == true {
-                logger.notice(
-                    "no accounts yet: nobody can sign in. Add one: hospital users add NAME --role desk|doctor|examiner|admin --data-dir \(configuration.dataDirectory.path)"
-                )
-            }
-            return Authentication(
-                issuer: issuer, accounts: accounts, sessions: sessions, verifier: verifier, revocations: revocations,
-                store: store, refresher: refresher)
-        } catch {
-            await store.close()
-            throw error
         }
+        if let providerSignIn {
+            logger.info(
+                "signing in through the identity provider; local accounts are off",
+                metadata: ["issuer": "\(providerSignIn.provider.issuer)"])
+            return Authentication(
+                issuer: issuer, accounts: nil, sessions: sessions, verifier: verifier, revocations: revocations,
+                providerSignIn: providerSignIn, store: store, refresher: refresher)
+        }
+        let accounts = store.accounts(configuration)
+        if (try? await accounts.list().isEmpty) == true {
+            logger.notice(
+                "no accounts yet: nobody can sign in. Add one: hospital users add NAME --role desk|doctor|examiner|admin --data-dir \(configuration.dataDirectory.path)"
+            )
+        }
+        return Authentication(
+            issuer: issuer, accounts: accounts, sessions: sessions, verifier: verifier, revocations: revocations,
+            store: store, refresher: refresher)
     }
 
     func close() async {

@@ -222,13 +222,15 @@ public final class AuditTrail: Sendable {
         }
     }
 
-    /// Writes every `interval` until canceled, then once more; publishes a checkpoint when the
-    /// head moved, every `checkpointInterval` and at the end; sweeps entries past retention hourly.
+    /// Writes every `interval` until canceled; publishes a checkpoint when the head moved, every
+    /// `checkpointInterval`; sweeps entries past retention hourly. `finish` writes what is left.
     public func run(interval: Duration = .milliseconds(200)) async {
         var lastSweep = ContinuousClock.now
         var lastCheckpoint = ContinuousClock.now
         while !Task.isCancelled {
             try? await Task.sleep(for: interval)
+            // What is left is `finish`'s, once the requests have ended.
+            if Task.isCancelled { return }
             do {
                 try await flush()
             } catch {
@@ -248,8 +250,12 @@ public final class AuditTrail: Sendable {
                 }
             }
         }
-        // The last entries, and a checkpoint of them: a stop loses nothing that was queued, and
-        // says so when it must.
+    }
+
+    /// At a stop, after `run` and the requests have ended: writes the last entries (three tries)
+    /// and a checkpoint of them. Throws when entries could not be written: a stop that loses
+    /// audited reads says so, and fails.
+    public func finish() async throws {
         for attempt in 1...3 {
             do {
                 try await flush()
@@ -262,6 +268,7 @@ public final class AuditTrail: Sendable {
                         ? "the audit trail could not be written at shutdown: entries lost"
                         : "the audit trail could not be written at shutdown; retrying",
                     metadata: ["entries": "\(left)", "error": "\(loggable(error))"])
+                if attempt == 3 { throw error }
             }
         }
         await publishCheckpoint()

@@ -52,10 +52,12 @@ public struct ExaminationService: HospitalService {
     }
 
     /// Sweeps the attachments directory now and every ten minutes.
-    public func maintain() async {
-        while !Task.isCancelled {
-            await sweepAttachments()
-            try? await Task.sleep(for: .seconds(600))
+    public var maintenance: (@Sendable () async -> Void)? {
+        {
+            while !Task.isCancelled {
+                await sweepAttachments()
+                try? await Task.sleep(for: .seconds(600))
+            }
         }
     }
 

@@ -23,19 +23,20 @@ final class Authentication: Sendable {
     /// The sessions, where the gateway runs.
     let sessions: SessionStore?
     let verifier: TokenVerifier
-    /// What this process refuses although signed (kept fresh by `refresher`).
+    /// What this process refuses although signed (kept fresh by `refresh`).
     let revocations: Revocations
     /// Signing in on the screens through an external OpenID provider (then no local accounts).
     let providerSignIn: ProviderSignIn?
     /// Staff's departments, where the gateway runs (its tokens name them).
     var departments: Departments? { store.map { Departments(database: $0.database) } }
     private let store: GatewayStore?
-    private let refresher: Task<Void, Never>
+    /// Reads the revocations again and again: a loop of the process's service group.
+    let refresh: Loop
 
     private init(
         issuer: TokenIssuer?, accounts: AccountStore?, sessions: SessionStore?, verifier: TokenVerifier,
         revocations: Revocations, providerSignIn: ProviderSignIn? = nil, store: GatewayStore?,
-        refresher: Task<Void, Never>
+        refresh: Loop
     ) {
         self.issuer = issuer
         self.accounts = accounts
@@ -44,7 +45,7 @@ final class Authentication: Sendable {
         self.revocations = revocations
         self.providerSignIn = providerSignIn
         self.store = store
-        self.refresher = refresher
+        self.refresh = refresh
     }
 
     /// With the gateway in this process: its signing key, accounts and sessions, and a verifier
@@ -87,14 +88,14 @@ final class Authentication: Sendable {
                 return try await fetchKeySet(from: url, logger: logger)
             }
             let revocationsURL = gateway.appendingPathComponent("auth/revocations")
-            let refresher = Task {
-                await refresh(revocations, every: .seconds(2), logger: logger) {
+            let refresh = Loop("revocations refresh") {
+                await refreshing(revocations, every: .seconds(2), logger: logger) {
                     try await fetchRevocations(from: revocationsURL)
                 }
             }
             return Authentication(
                 issuer: nil, accounts: nil, sessions: nil, verifier: verifier, revocations: revocations, store: nil,
-                refresher: refresher)
+                refresh: refresh)
         }
         let key = try signingKey(configuration)
         let issuer = await TokenIssuer(
@@ -107,9 +108,9 @@ final class Authentication: Sendable {
         // A revocation is listed as long as a token it voids can still be valid: this system's
         // tokens last `tokenLifetime`, a provider's are accepted with up to `maxLifetime` left.
         let window = (providerSignIn == nil ? auth.tokenLifetime : settings.maxLifetime) + settings.leeway + 60
-        let refresher = Task {
+        let refresh = Loop("revocations refresh and session sweep") {
             let lastSweep = Mutex(ContinuousClock.now)
-            await refresh(revocations, every: .seconds(1), logger: logger) {
+            await refreshing(revocations, every: .seconds(1), logger: logger) {
                 if lastSweep.withLock({ ContinuousClock.now - $0 > .seconds(3600) }) {
                     lastSweep.withLock { $0 = .now }
                     try await sessions.sweep()
@@ -123,7 +124,7 @@ final class Authentication: Sendable {
                 metadata: ["issuer": "\(providerSignIn.provider.issuer)"])
             return Authentication(
                 issuer: issuer, accounts: nil, sessions: sessions, verifier: verifier, revocations: revocations,
-                providerSignIn: providerSignIn, store: store, refresher: refresher)
+                providerSignIn: providerSignIn, store: store, refresh: refresh)
         }
         let accounts = store.accounts(configuration)
         if (try? await accounts.list().isEmpty) == true {
@@ -133,18 +134,17 @@ final class Authentication: Sendable {
         }
         return Authentication(
             issuer: issuer, accounts: accounts, sessions: sessions, verifier: verifier, revocations: revocations,
-            store: store, refresher: refresher)
+            store: store, refresh: refresh)
     }
 
+    /// Closes the gateway's database (after the service group, and with it `refresh`, stopped).
     func close() async {
-        refresher.cancel()
-        await refresher.value
         await store?.close()
     }
 
     /// Replaces `revocations` with what `read` says, every `interval` until canceled; a failed
     /// read keeps the last list (and says so once until a read succeeds again).
-    private static func refresh(
+    private static func refreshing(
         _ revocations: Revocations, every interval: Duration, logger: Logger,
         read: @Sendable () async throws -> Revocations.Snapshot
     ) async {

@@ -12,9 +12,15 @@ import SQLKit
 import ServiceKit
 import ServiceLifecycle
 import Storage
+import Synchronization
 
 /// The composition root: builds the named services on the embedded default (SQLite files and
 /// the local event log under the data directory), for `hospital serve` and for the tests alike.
+///
+/// Its long-running work (relays, consumers, sweeps, the audit writers, the HTTP servers) runs in
+/// one swift-service-lifecycle `ServiceGroup` (`run`), which starts them in order and stops them
+/// in reverse: unready first, then the servers (gateway first) once their requests are answered,
+/// the audit writers' last entries, sweeps, relays, consumers; the databases close after.
 public final class HospitalSystem: Sendable {
     public let configuration: HospitalConfiguration
     private let hosts: [ServiceHost]
@@ -22,18 +28,28 @@ public final class HospitalSystem: Sendable {
     private let authentication: Authentication
     /// Turns every `/health/ready` of this process 503 when it begins to stop.
     let readiness: Readiness
+    private let group: ServiceGroup
+    /// The group's run, when `start` runs it (tests, embedding); `serve` runs it itself.
+    private let running = Mutex<Task<Void, any Error>?>(nil)
 
     private init(
         configuration: HospitalConfiguration, hosts: [ServiceHost], transport: Transport?,
-        authentication: Authentication, readiness: Readiness
+        authentication: Authentication, readiness: Readiness, logger: Logger
     ) {
         self.readiness = readiness
         self.configuration = configuration
         self.hosts = hosts
         self.transport = transport
         self.authentication = authentication
+        let loops = hosts.map(\.loops)
+        let supervised = ((transport?.loops ?? []) + [authentication.refresh] + loops.flatMap(\.consumers)
+            + loops.flatMap(\.relays) + loops.flatMap(\.upkeep) + loops.flatMap(\.audit))
+            .map { SupervisedLoop(loop: $0, readiness: readiness, logger: logger) as any Service }
+        let servers = hosts.map { HTTPServerService(name: $0.name.rawValue, app: $0.app) as any Service }
+        let drain = Draining(readiness: readiness, delay: configuration.shutdownDelay, logger: logger)
+        group = ServiceGroup(
+            configuration: .init(services: (supervised + servers + [drain]).map { .member($0) }, logger: logger))
     }
-
     /// The local accounts, where the gateway runs in this process.
     public var accounts: AccountStore? { authentication.accounts }
 
@@ -58,9 +74,30 @@ public final class HospitalSystem: Sendable {
         hosts.first { $0.name == service }.flatMap { try? $0.app.db.sql }
     }
 
-    /// Starts `services` (all of them if empty): domain services first, the gateway last, so
-    /// the gateway can route to the ports they actually got.
+    /// Starts `services` (all of them if empty) serving and runs their loops until `shutdown`.
     public static func start(
+        _ services: [ServiceName], configuration: HospitalConfiguration, logger: Logger
+    ) async throws
+        -> HospitalSystem
+    {
+        let system = try await open(services, configuration: configuration, logger: logger)
+        system.running.withLock { running in
+            running = Task { try await system.run() }
+        }
+        return system
+    }
+
+    /// Stops what `start` started (see `run`) and waits for it. Throws what made the stop fail
+    /// (audit entries that could not be written).
+    public func shutdown() async throws {
+        await group.triggerGracefulShutdown()
+        try await running.withLock { $0 }?.value
+    }
+
+    /// Builds `services` (all of them if empty) and starts their HTTP servers: domain services
+    /// first, the gateway last, so the gateway can route to the ports they actually got. Their
+    /// loops start with `run`.
+    static func open(
         _ services: [ServiceName], configuration: HospitalConfiguration, logger: Logger
     ) async throws
         -> HospitalSystem
@@ -98,22 +135,34 @@ public final class HospitalSystem: Sendable {
                 try await host.start()
             }
         } catch {
-            for host in hosts.reversed() { await host.stop() }
+            for host in hosts.reversed() {
+                await host.app.server.shutdown()
+                await host.close()
+            }
             await transport?.close()
             await authentication.close()
             throw error
         }
         return HospitalSystem(
             configuration: configuration, hosts: hosts, transport: transport, authentication: authentication,
-            readiness: readiness)
+            readiness: readiness, logger: logger)
     }
 
-    /// Stops in reverse order: the gateway first, so no new work comes in, then each service
-    /// after its in-flight requests finished; the event log closes last.
-    public func shutdown() async {
-        for host in hosts.reversed() { await host.stop() }
+    /// Runs the service group until a graceful shutdown (`shutdown`, or the enclosing group's:
+    /// SIGTERM under `serve`), then closes the databases and the event log. Throws what made the
+    /// stop fail, after closing.
+    func run() async throws {
+        let outcome: Result<Void, any Error>
+        do {
+            try await group.run()
+            outcome = .success(())
+        } catch {
+            outcome = .failure(error)
+        }
+        for host in hosts.reversed() { await host.close() }
         await transport?.close()
         await authentication.close()
+        try outcome.get()
     }
 
     /// Applies pending migrations of `services` (all if empty) and returns.
@@ -220,15 +269,9 @@ public struct ServingSystem: Service, CustomStringConvertible {
     }
 
     public func run() async throws {
-        let system = try await HospitalSystem.start(services, configuration: configuration, logger: logger)
+        let system = try await HospitalSystem.open(services, configuration: configuration, logger: logger)
         onStarted(system)
-        try? await gracefulShutdown()
-        // Unready first, still serving: the load balancer (a Kubernetes Service's endpoints) stops
-        // sending new requests while those in flight finish; then the servers stop.
-        system.readiness.beginStopping()
-        let delay = configuration.shutdownDelay
-        logger.notice("shutting down", metadata: ["unready for": "\(delay)"])
-        if delay > .zero { try? await Task.sleep(for: delay) }
-        await system.shutdown()
+        // The system's own group stops when this one's does (SIGTERM, SIGINT).
+        try await system.run()
     }
 }

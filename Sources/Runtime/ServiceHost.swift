@@ -29,7 +29,6 @@ final class ServiceHost: Sendable {
     private let store: ServiceStore?
     private let retention: RetentionSettings
     private let audit: AuditTrail?
-    private let tasks = Mutex<[Task<Void, Never>]>([])
 
     private init(
         name: ServiceName, app: Application, service: (any HospitalService)?, relay: OutboxRelay?,
@@ -275,56 +274,44 @@ final class ServiceHost: Sendable {
         }
     }
 
-    /// Migrates (unless told not to), starts serving HTTP, relaying the outbox and consuming events.
+    /// Migrates (unless told not to) and starts serving HTTP; the loops (`loops`) run in the
+    /// process's service group.
     func start(migrating: Bool = true) async throws {
         if migrating { try await migrate() }
         try await app.asyncBoot()
         try await app.server.start(address: nil)
-        var started: [Task<Void, Never>] = []
+    }
+
+    /// Its long-running work by kind, each in the order a stop must end it in reverse: consumers,
+    /// relays, sweeps and maintenance, and last the audit writer, whose `finish` writes what the
+    /// requests answered before the stop left queued.
+    var loops: (consumers: [Loop], relays: [Loop], upkeep: [Loop], audit: [Loop]) {
+        let service = name.rawValue
+        var loops: (consumers: [Loop], relays: [Loop], upkeep: [Loop], audit: [Loop]) = ([], [], [], [])
+        if let consumer, let transport {
+            loops.consumers.append(Loop("\(service): event consumer") { try await consumer.run(on: transport) })
+        }
         if let relay {
-            started.append(Task { await relay.run() })
-        }
-        if let audit {
-            started.append(Task { await audit.run() })
-        }
-        if let service {
-            started.append(Task { await service.maintain() })
+            loops.relays.append(Loop("\(service): outbox relay") { await relay.run() })
         }
         if let store {
             let (settings, logger) = (retention, app.logger)
-            started.append(Task { await Retention.run(store, settings: settings, logger: logger) })
-        }
-        if let consumer, let transport {
-            let logger = app.logger
-            started.append(
-                Task {
-                    // The consumer stops only when canceled; anything else restarts it after a pause.
-                    while !Task.isCancelled {
-                        do {
-                            try await consumer.run(on: transport)
-                        } catch is CancellationError {
-                            return
-                        } catch {
-                            logger.error(
-                                "consumer stopped; restarting", metadata: ["error": "\(loggable(error))"])
-                            try? await Task.sleep(for: .seconds(1))
-                        }
-                    }
+            loops.upkeep.append(
+                Loop("\(service): outbox and inbox retention") {
+                    await Retention.run(store, settings: settings, logger: logger)
                 })
         }
-        tasks.withLock { $0 = started }
+        if let service = self.service, let maintain = service.maintenance {
+            loops.upkeep.append(Loop("\(name.rawValue): maintenance", body: maintain))
+        }
+        if let audit {
+            loops.audit.append(Loop("\(service): audit writer", finish: { try await audit.finish() }) { await audit.run() })
+        }
+        return loops
     }
 
-    /// Stops taking requests and lets those in flight finish, stops relay and consumer, closes
-    /// the database.
-    func stop() async {
-        await app.server.shutdown()
-        let running = tasks.withLock { tasks in
-            defer { tasks = [] }
-            return tasks
-        }
-        for task in running { task.cancel() }
-        for task in running { await task.value }
+    /// Closes its databases (after the server and the loops have stopped).
+    func close() async {
         try? await app.asyncShutdown()
     }
 }

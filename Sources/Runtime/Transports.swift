@@ -9,10 +9,12 @@ import ServiceKit
 import MessagingKafka
 #endif
 
-/// The event transport of a process and how to close it.
+/// The event transport of a process, its loops and how to close it.
 struct Transport: Sendable {
     let events: any EventTransport
     let close: @Sendable () async -> Void
+    /// Its long-running work, for the process's service group.
+    var loops: [Loop] = []
 
     /// Kafka when brokers are configured (and this binary was built with the Kafka trait), else
     /// the local event log under the data directory.
@@ -28,14 +30,9 @@ struct Transport: Sendable {
             guard let keep = configuration.eventLogRetention else {
                 return Transport(events: log, close: { await log.close() })
             }
-            let retention = Task { await log.runRetention(keep: keep) }
             return Transport(
-                events: log,
-                close: {
-                    retention.cancel()
-                    await retention.value
-                    await log.close()
-                })
+                events: log, close: { await log.close() },
+                loops: [Loop("event log retention") { await log.runRetention(keep: keep) }])
         }
         #if Kafka
         let kafka = try KafkaTransport(

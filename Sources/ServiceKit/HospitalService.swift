@@ -101,12 +101,13 @@ public protocol HospitalService: Sendable {
     var handledEventTypes: Set<String> { get }
     /// Applies one event inside the consumer's transaction (the inbox is handled around it).
     func handle(_ envelope: EventEnvelope, on db: any Database) async throws
-    /// Housekeeping of its own while it serves (sweeping files, say); returns when canceled.
-    func maintain() async
+    /// Housekeeping of its own while it serves (sweeping files, say): a loop that returns when
+    /// canceled, run under supervision in the process's service group. Nil: none.
+    var maintenance: (@Sendable () async -> Void)? { get }
 }
 
 extension HospitalService {
-    public func maintain() async {}
+    public var maintenance: (@Sendable () async -> Void)? { nil }
     public static var needs: ServiceNeeds { [] }
     public static var streamedRoutes: [StreamedRoute] { [] }
 }

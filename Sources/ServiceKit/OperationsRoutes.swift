@@ -6,8 +6,12 @@ import Synchronization
 
 /// Whether a process still takes traffic: set when it begins to stop, so `/health/ready` turns
 /// 503 while in-flight requests finish and the load balancer moves on.
+///
+/// Also unready while one of the process's long-running loops (a relay, a consumer, …) has ended
+/// unexpectedly and waits to be started again.
 public final class Readiness: Sendable {
     private let stopping = Atomic<Bool>(false)
+    private let stopped = Mutex<[String: String]>([:])
 
     public init() {}
 
@@ -15,9 +19,17 @@ public final class Readiness: Sendable {
 
     public func beginStopping() { stopping.store(true, ordering: .relaxed) }
 
-    /// Throws while stopping.
+    /// `loop` ended by itself (`reason`) and is not running until `loopRunning`.
+    public func loopStopped(_ loop: String, reason: String) { stopped.withLock { $0[loop] = reason } }
+
+    public func loopRunning(_ loop: String) { _ = stopped.withLock { $0.removeValue(forKey: loop) } }
+
+    /// Throws while stopping, or while a loop is down.
     public func check() throws {
         if isStopping { throw AppError.notReady("Shutting down: finishing the requests in flight.") }
+        if let down = stopped.withLock({ $0.min { $0.key < $1.key } }) {
+            throw AppError.notReady("\(down.key) stopped (\(down.value)) and is being started again.")
+        }
     }
 }
 

@@ -28,11 +28,11 @@ func withTestSystem<T: Sendable>(
     let system = try await TestSystem.start(services, dataDirectory: directory, configure: configure)
     do {
         let result = try await body(system)
-        await system.shutdown()
+        try await system.shutdown()
         if dataDirectory == nil { try? FileManager.default.removeItem(at: directory) }
         return result
     } catch {
-        await system.shutdown()
+        try? await system.shutdown()
         throw error
     }
 }
@@ -103,9 +103,10 @@ final class TestSystem: Sendable {
         return test
     }
 
-    func shutdown() async {
+    /// Stops the system; throws when the stop failed (audit entries that could not be written).
+    func shutdown() async throws {
         TestSessions.unregister(url())
-        await system.shutdown()
+        try await system.shutdown()
     }
 
     /// The gateway if it runs here, else the service itself.

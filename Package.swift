@@ -114,7 +114,7 @@ let package = Package(
             name: "ReceptionService",
             dependencies: [
                 "ReceptionDomain", "Contracts", "SharedKernel", "Messaging", "Storage", "ServiceKit", vapor, fluentKit, sqlKit,
-                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Prometheus", package: "swift-prometheus"), .product(name: "Crypto", package: "swift-crypto"),
             ]),
         .target(
             name: "DiagnosisService",
@@ -136,14 +136,22 @@ let package = Package(
         .target(
             name: "Gateway",
             dependencies: [
-                "Audit",
+                "Audit", "HTTPProxy",
                 "ServiceKit", "SharedKernel", "Messaging", "Identity", vapor, .product(name: "JWTKit", package: "jwt-kit"),
+            ]),
+        // Forwarding a request to a service: bodies streamed both ways, one resend when safe
+        // (the gateway's and the screens').
+        .target(
+            name: "HTTPProxy",
+            dependencies: [
+                "ServiceKit", "Messaging", vapor, .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ]),
         // The screens of the desk, the doctor and the examiner, served by the gateway.
         .target(
             name: "Web",
             dependencies: [
-                "ServiceKit", "Identity", vapor, .product(name: "Mustache", package: "swift-mustache"), tracing,
+                "ServiceKit", "HTTPProxy", "Identity", vapor, .product(name: "Mustache", package: "swift-mustache"), tracing,
             ],
             resources: [
                 .embedInCode("Templates/layout.mustache"), .embedInCode("Templates/home.mustache"),

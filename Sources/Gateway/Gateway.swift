@@ -1,5 +1,6 @@
 import Audit
 import Foundation
+import HTTPProxy
 import Messaging
 import ServiceKit
 import Vapor

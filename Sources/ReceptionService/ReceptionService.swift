@@ -38,8 +38,14 @@ public struct ReceptionService: HospitalService {
     }
 
     let context: ServiceContext
+    /// Seals and indexes resident registration numbers (nil without keys: such a number is
+    /// then refused, never stored in clear).
+    let pii: PIIProtector?
 
-    public init(context: ServiceContext) { self.context = context }
+    public init(context: ServiceContext) {
+        self.context = context
+        pii = context.residentNumberKeys.map(PIIProtector.init)
+    }
 
     public func registerRoutes(on routes: any RoutesBuilder) {
         let receptions = routes.grouped("receptions")
@@ -245,7 +251,7 @@ public struct ReceptionService: HospitalService {
     static let idempotencyLifetime: TimeInterval = 24 * 3600
 
     private func requirePII() throws -> PIIProtector {
-        guard let pii = context.pii else { throw AppError.notReady("resident numbers cannot be protected: no key") }
+        guard let pii else { throw AppError.notReady("resident numbers cannot be protected: no key") }
         return pii
     }
 

@@ -358,25 +358,29 @@ final class GatewayStore: Sendable {
 
 /// The keys that protect resident registration numbers (see `AuthConfiguration.piiKey`).
 enum PIIKeys {
-    static func protector(_ configuration: HospitalConfiguration) throws -> PIIProtector {
+    static func keys(_ configuration: HospitalConfiguration) throws -> ResidentNumberKeys {
         let auth = configuration.auth
-        func key(_ base64: String, _ name: String) throws -> PIIProtector.Key {
+        func key(_ base64: String, _ name: String) throws -> (Data, String) {
             guard let data = Data(base64Encoded: base64.trimmingCharacters(in: .whitespacesAndNewlines)) else {
                 throw ConfigurationError("\(name): not base64")
             }
-            return try PIIProtector.Key(data)
+            return (data, name)
         }
-        let current: PIIProtector.Key
+        let current: (Data, String)
         if let raw = auth.piiKey {
             current = try key(raw, "HOSPITAL_PII_KEY")
         } else {
             let file = configuration.dataDirectory.appendingPathComponent("pii-key")
             current = try key(
-                try DataDirectory.secret(file) { PIIProtector.Key.random().base64EncodedString() }, file.path)
+                try DataDirectory.secret(file) { ResidentNumberKeys.random().base64EncodedString() }, file.path)
         }
-        return PIIProtector(
-            current: current, previous: try auth.piiOldKeys.map { try key($0, "HOSPITAL_PII_OLD_KEYS") },
-            indexSecret: try auth.piiIndexKey.map { try key($0, "HOSPITAL_PII_INDEX_KEY") })
+        do {
+            return try ResidentNumberKeys(
+                current: current, previous: try auth.piiOldKeys.map { try key($0, "HOSPITAL_PII_OLD_KEYS") },
+                indexSecret: try auth.piiIndexKey.map { try key($0, "HOSPITAL_PII_INDEX_KEY") })
+        } catch let error as ResidentNumberKeys.KeyError {
+            throw ConfigurationError(error.description)
+        }
     }
 }
 

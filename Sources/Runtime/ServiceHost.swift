@@ -137,7 +137,7 @@ final class ServiceHost: Sendable {
             settings: .init(pollInterval: configuration.relayPollInterval), logger: app.logger, observer: metrics)
         let context = ServiceContext(
             store: store, nudgeRelay: { relay.nudge() }, timeZone: configuration.timeZone, logger: app.logger,
-            history: transport, pii: S.needs.contains(.residentNumberKeys) ? try PIIKeys.protector(configuration) : nil,
+            history: transport, residentNumberKeys: S.needs.contains(.residentNumberKeys) ? try PIIKeys.keys(configuration) : nil,
             metrics: metrics,
             attachments: S.needs.contains(.attachmentStore)
                 ? AttachmentSettings(

@@ -17,8 +17,9 @@ public struct ServiceContext: Sendable {
     /// The event history, for services that can rebuild from it (the read model).
     public var history: (any EventHistory)?
     public var now: @Sendable () -> Date
-    /// Encrypts and indexes the resident registration number (see `PIIProtector`).
-    public var pii: PIIProtector?
+    /// The keys that seal and index resident registration numbers, for a service that
+    /// `needs` them.
+    public var residentNumberKeys: ResidentNumberKeys?
     /// The service's metrics (the visit's own: registrations, outcomes, waits).
     public var metrics: ServiceMetrics?
     /// Where result files go (the examination service).
@@ -27,10 +28,11 @@ public struct ServiceContext: Sendable {
     public init(
         store: ServiceStore, nudgeRelay: @escaping @Sendable () -> Void, timeZone: TimeZone, logger: Logger,
         history: (any EventHistory)?, now: @escaping @Sendable () -> Date = ServiceContext.millisecondNow,
-        pii: PIIProtector? = nil, metrics: ServiceMetrics? = nil, attachments: AttachmentSettings? = nil
+        residentNumberKeys: ResidentNumberKeys? = nil, metrics: ServiceMetrics? = nil,
+        attachments: AttachmentSettings? = nil
     ) {
         self.attachments = attachments
-        self.pii = pii
+        self.residentNumberKeys = residentNumberKeys
         self.metrics = metrics
         self.store = store
         self.nudgeRelay = nudgeRelay
@@ -59,10 +61,36 @@ public struct ServiceNeeds: OptionSet, Sendable {
     public let rawValue: Int
     public init(rawValue: Int) { self.rawValue = rawValue }
 
-    /// The keys that seal and index resident registration numbers (`ServiceContext.pii`).
+    /// The keys that seal and index resident registration numbers (`ServiceContext.residentNumberKeys`).
     public static let residentNumberKeys = ServiceNeeds(rawValue: 1 << 0)
     /// A directory for result files and their size limit (`ServiceContext.attachments`).
     public static let attachmentStore = ServiceNeeds(rawValue: 1 << 1)
+}
+
+/// The secrets that seal resident registration numbers (`HOSPITAL_PII_KEY`, …): 32 bytes each.
+/// `current` seals; `previous` only open what they sealed; `indexSecret`, the first key ever
+/// used, keeps the lookup index stable across rotations (the current key when nil).
+public struct ResidentNumberKeys: Sendable {
+    public let current: Data
+    public let previous: [Data]
+    public let indexSecret: Data?
+
+    /// Refuses a key that is not 32 bytes, naming where it came from.
+    public init(current: (Data, String), previous: [(Data, String)] = [], indexSecret: (Data, String)? = nil) throws {
+        for (key, source) in [current] + previous + [indexSecret].compactMap({ $0 }) where key.count != 32 {
+            throw KeyError(description: "\(source): a resident number key is 32 bytes (base64 of 32 random bytes)")
+        }
+        self.current = current.0
+        self.previous = previous.map(\.0)
+        self.indexSecret = indexSecret?.0
+    }
+
+    /// 32 random bytes: a new key.
+    public static func random() -> Data { Data((0..<32).map { _ in UInt8.random(in: 0...255) }) }
+
+    public struct KeyError: Error, CustomStringConvertible {
+        public var description: String
+    }
 }
 
 /// A route whose bodies the gateway streams through in both directions instead of collecting

@@ -1,4 +1,5 @@
 import Foundation
+import HTTPProxy
 import ServiceKit
 import Tracing
 import Vapor

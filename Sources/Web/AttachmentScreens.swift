@@ -1,4 +1,5 @@
 import Foundation
+import HTTPProxy
 import ServiceKit
 import Vapor
 

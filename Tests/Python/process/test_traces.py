@@ -5,13 +5,12 @@ import os
 import secrets
 import shutil
 import tempfile
-import time
 
 import pytest
 
-from conftest import add_accounts, serve
-from hospital_api import Api
+from hospital_api import Api, add_accounts, serve
 from otlp_receiver import Receiver, attribute
+from waiting import wait_until
 
 PASSWORD = "traces test password"
 
@@ -39,13 +38,6 @@ def traced():
     shutil.rmtree(data, ignore_errors=True)
 
 
-def wait_for(condition, seconds=20):
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "not within the deadline"
-        time.sleep(0.1)
-
-
 def test_a_registration_is_one_trace_across_the_services(traced):
     urls, api, receiver = traced
     trace_id, caller_span = secrets.token_hex(16), secrets.token_hex(8)
@@ -65,7 +57,7 @@ def test_a_registration_is_one_trace_across_the_services(traced):
                 and all(s.parent_span_id.hex() in ids for _, s in spans)
                 and any(s.name.startswith("publish ") for _, s in spans))
 
-    wait_for(settled)
+    wait_until(settled, 20, "every service's spans of the trace, settled", every=0.1)
     spans = receiver.trace(trace_id)
     by_id = {s.span_id.hex(): s for _, s in spans}
     names = {(attribute(s, "hospital.service"), s.name) for _, s in spans}
@@ -126,8 +118,7 @@ def test_the_screens_calls_carry_the_trace_of_the_page(traced):
                    if attribute(s, "hospital.service") == "diagnosis" and s.kind == s.SPAN_KIND_SERVER]
         return (page[0], service[0]) if page and service else None
 
-    wait_for(page_and_service)
-    page_span, service_span = page_and_service()
+    page_span, service_span = wait_until(page_and_service, 20, "the page's span and the service's", every=0.1)
     assert service_span.parent_span_id == page_span.span_id
 
 
@@ -149,7 +140,8 @@ def test_logs_are_json_lines_that_name_the_trace(traced):
         with open(api.log) as log:
             return [json.loads(line) for line in log if line.strip()]
 
-    wait_for(lambda: any(l.get("trace_id") == trace_id for l in lines()))
+    wait_until(lambda: any(l.get("trace_id") == trace_id for l in lines()), 20, "a log line naming the trace",
+               every=0.1)
     entries = lines()
     for entry in entries:  # every line one JSON object with the fields Loki is told about
         assert {"timestamp", "level", "service", "message"} <= set(entry), entry

@@ -1,6 +1,5 @@
 """Health that tells the truth: readiness follows the database file, the upstreams and SIGTERM."""
 
-import os
 import pathlib
 import shutil
 import signal
@@ -9,7 +8,8 @@ import time
 import urllib.error
 import urllib.request
 
-from conftest import serve
+from hospital_api import serve
+from waiting import wait_until
 
 
 def status(url: str) -> int:
@@ -22,12 +22,10 @@ def status(url: str) -> int:
         return 0
 
 
-def within(seconds: float, condition) -> float:
+def within(seconds: float, condition, what: str) -> float:
     """How long `condition` took to hold; fails past `seconds`."""
     start = time.monotonic()
-    while not condition():
-        assert time.monotonic() - start < seconds, "not within the deadline"
-        time.sleep(0.05)
+    wait_until(condition, seconds, what)
     return time.monotonic() - start
 
 
@@ -41,12 +39,12 @@ def test_readiness_follows_the_database_file():
             # Made read-only: the service is no longer ready, within 2 s; and again once writable.
             file = pathlib.Path(data) / "diagnosis.sqlite"
             file.chmod(0o400)
-            print(f"read-only → 503 in {within(2, lambda: status(diagnosis) == 503):.2f} s")
+            print(f"read-only → 503 in {within(2, lambda: status(diagnosis) == 503, 'diagnosis unready'):.2f} s")
             file.chmod(0o600)
-            within(2, lambda: status(diagnosis) == 200)
+            within(2, lambda: status(diagnosis) == 200, "diagnosis ready again")
             # Deleted under the running service: not ready, for good; the others are unaffected.
             (pathlib.Path(data) / "reception.sqlite").unlink()
-            print(f"deleted → 503 in {within(2, lambda: status(reception) == 503):.2f} s")
+            print(f"deleted → 503 in {within(2, lambda: status(reception) == 503, 'reception unready'):.2f} s")
             assert status(diagnosis) == 200
             assert status(urls["gateway"]) == 200  # other services still answer behind it
             with urllib.request.urlopen(reception + "/health/live", timeout=5) as answer:
@@ -65,7 +63,7 @@ def test_sigterm_turns_readiness_off_first_while_requests_are_still_served():
         gateway = urls["gateway"]
         assert status(gateway) == 200
         process.send_signal(signal.SIGTERM)
-        took = within(2, lambda: status(gateway) == 503)
+        took = within(2, lambda: status(gateway) == 503, "the gateway unready after SIGTERM")
         print(f"SIGTERM → 503 in {took:.2f} s")
         # Still serving while unready: a request that arrives now is answered.
         with urllib.request.urlopen(gateway + "/health/live", timeout=5) as answer:

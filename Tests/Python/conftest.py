@@ -1,18 +1,19 @@
-"""Browser tests: a real `hospital serve` process, driven through Debian's chromium by Playwright."""
+"""The Python suites, by kind: browser/ (a real `hospital serve` driven through Debian's chromium by
+Playwright), process/ (its API and its process without a browser), deployment/ (the manifests, the
+image, a rolling restart) and pipelines/. The helper modules beside this file (hospital_api,
+otlp_receiver, waiting) are importable from every folder: pytest puts this file's directory on
+sys.path. Playwright is imported by the fixtures that drive the browser only, so that the other
+suites run without it."""
 
 import os
 import pathlib
-import re
 import shutil
-import subprocess
 import tempfile
-import time
 import uuid
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
 
-from hospital_api import add_accounts, binary
+from hospital_api import add_accounts, serve
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SCREENSHOTS = pathlib.Path(os.environ.get("SCREENSHOT_DIR", ROOT / ".build" / "screenshots"))
@@ -21,40 +22,6 @@ SCREENSHOTS = pathlib.Path(os.environ.get("SCREENSHOT_DIR", ROOT / ".build" / "s
 PASSWORD = "browser test password"
 ROLES = ("desk", "doctor", "examiner", "admin")
 HOME = {"desk": "/desk", "doctor": "/doctor", "examiner": "/examiner"}
-
-# A screen that follows another service's event refreshes every 2 s, after that service has
-# taken the event: on two loaded cores Playwright's default 5 s for an assertion is too short.
-expect.set_options(timeout=15_000)
-
-
-def serve(data: str, *args: str, env: dict | None = None, stderr=None):
-    """Starts `hospital serve` on `data`, every port chosen by the OS; returns the process and
-    the URL of each service by name once it is listening."""
-    ports = []
-    for service in ("gateway", "reception", "diagnosis", "examination", "patient-management"):
-        ports += [f"--{service}-port", "0"]
-    process = subprocess.Popen(
-        [binary(), "serve", "--data-dir", data, "--log-level", os.environ.get("HOSPITAL_TEST_LOG_LEVEL", "warning"), *ports, *args],
-        stdout=subprocess.PIPE,
-        stderr=stderr,
-        text=True,
-        env={**os.environ, "HOSPITAL_RELAY_POLL_MS": "50", "HOSPITAL_LOG_POLL_MS": "50", **(env or {})},
-    )
-    urls = {}
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        match = re.match(r"(\S+) listening on (\S+)", line)
-        if match:
-            urls[match.group(1)] = match.group(2)
-        if line.startswith("data directory:"):
-            break
-    if "gateway" not in urls:
-        process.kill()
-        raise RuntimeError("hospital serve did not start")
-    return process, urls
 
 
 @pytest.fixture(scope="session")
@@ -72,6 +39,11 @@ def base_url():
 
 @pytest.fixture(scope="session")
 def browser():
+    from playwright.sync_api import expect, sync_playwright
+
+    # A screen that follows another service's event refreshes every 2 s, after that service has
+    # taken the event: on two loaded cores Playwright's default 5 s for an assertion is too short.
+    expect.set_options(timeout=15_000)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"), headless=True

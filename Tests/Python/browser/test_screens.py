@@ -1,9 +1,10 @@
 """The desk, the doctor and the examiner, through their screens only."""
 
 import re
-import time
 
 from playwright.sync_api import Page, expect
+
+from waiting import wait_until
 
 
 def register(page: Page, name: str, department: str = "내과", symptom: str = "기침"):
@@ -43,14 +44,12 @@ def examiner_worklist(page: Page, name: str, count: int, seconds: float = 20):
     """The examiner's worklist (it does not refresh itself) opened again until it lists `count`
     exams of `name`: the examination service makes and cancels them as it takes the doctor's
     events, after the doctor's screen has answered."""
-    deadline = time.monotonic() + seconds
-    while True:
+    def listed():
         page.goto("/examiner")
         exams = page.locator("section.exam", has_text=name)
-        if exams.count() == count:
-            return exams
-        assert time.monotonic() < deadline, f"the examiner's worklist never listed {count} exams of {name}"
-        page.wait_for_timeout(200)
+        return exams if exams.count() == count else None
+
+    return wait_until(listed, seconds, f"the examiner's worklist listing {count} exams of {name}", every=0.2)
 
 
 def mark_page(page: Page):

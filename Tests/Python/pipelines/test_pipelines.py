@@ -16,7 +16,7 @@ import sys
 import pytest
 import yaml
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+ROOT = pathlib.Path(__file__).resolve().parents[3]
 AZURE = ROOT / "azure-pipelines.yml"
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.y*ml"))
 CI_CD = ROOT / ".github" / "workflows" / "ci-cd.yml"

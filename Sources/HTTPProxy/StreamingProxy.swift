@@ -1,7 +1,8 @@
 import AsyncHTTPClient
 import Foundation
-import NIOCore
 import Messaging
+import NIOCore
+import ServiceKit
 import Vapor
 
 /// Forwards a request to a service with its body streamed there and the answer's body streamed

@@ -17,8 +17,8 @@ import urllib.request
 
 import pytest
 
-from conftest import add_accounts, serve
-from hospital_api import Api
+from hospital_api import Api, add_accounts, serve
+from waiting import wait_until
 
 PASSWORD = "attachment test password"
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -263,17 +263,14 @@ def test_the_completion_event_names_the_files_and_downloads_are_audited(system):
     assert status == 201
     assert api.call("POST", f"/examinations/{exam}/perform", "examiner", {"result": "정상"})[0] == 200
     # The event in the local event log: references, never bytes.
-    deadline = time.monotonic() + 10
-    while True:
+    def completed():
         with sqlite3.connect(pathlib.Path(data) / "events.sqlite") as db:
             rows = [r[0] for r in db.execute("SELECT value FROM messages")
                     if b"ExaminationCompleted" in (r[0] if isinstance(r[0], bytes) else r[0].encode())]
         events = [json.loads(r) for r in rows]
-        mine = [e for e in events if e.get("payload", {}).get("examinationId", "").upper() == exam.upper()]
-        if mine or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    assert mine, "no ExaminationCompleted for the exam"
+        return [e for e in events if e.get("payload", {}).get("examinationId", "").upper() == exam.upper()]
+
+    mine = wait_until(completed, 10, "an ExaminationCompleted for the exam in the event log", every=0.1)
     refs = mine[0]["payload"]["attachments"]
     assert refs == [{"id": body["id"], "contentType": "image/png", "size": len(content), "sha256": body["sha256"]}]
     # Every download is in the audit trail, naming the user and the visit.
@@ -296,10 +293,8 @@ def test_a_process_killed_mid_upload_leaves_no_row_no_file_and_the_temporary_fil
         connection = start_upload(api, exam, declared=20 * 1024 * 1024)
         connection.send(PNG + os.urandom(4 * 1024 * 1024))
         temporary = attachments_dir(data) / "tmp"
-        deadline = time.monotonic() + 20
-        while not (list(temporary.glob("*.part")) and list(temporary.glob("*.part"))[0].stat().st_size > 1024 * 1024):
-            assert time.monotonic() < deadline, "the upload did not reach the disk"
-            time.sleep(0.05)
+        wait_until(lambda: list(temporary.glob("*.part")) and list(temporary.glob("*.part"))[0].stat().st_size > 1024 * 1024,
+                   20, "the upload reaching the disk")
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
         connection.close()
@@ -311,10 +306,7 @@ def test_a_process_killed_mid_upload_leaves_no_row_no_file_and_the_temporary_fil
             os.utime(part, (time.time() - 60, time.time() - 60))
         process, urls = serve(data, env=env)
         try:
-            deadline = time.monotonic() + 20
-            while list(temporary.glob("*.part")):
-                assert time.monotonic() < deadline, "the restart did not sweep the temporary file"
-                time.sleep(0.05)
+            wait_until(lambda: not list(temporary.glob("*.part")), 20, "the restart sweeping the temporary file")
         finally:
             process.terminate()
             process.wait(timeout=30)

@@ -1,28 +1,27 @@
 import Crypto
 import Foundation
+import ServiceKit
 
 /// Encrypts identifiers a patient must not lose control of (the resident registration number):
 /// AES-256-GCM with a key from a secret, each value with its own nonce and the key's id, and a
 /// keyed hash (HMAC-SHA256, with a key derived from the same secret) to find a record by the
-/// value without storing it in clear. Old keys may be kept to read what they encrypted.
-public struct PIIProtector: Sendable {
-    public struct Key: Sendable {
+/// value without storing it in clear. Old keys may be kept to read what they encrypted. The keys
+/// come from the host (`ResidentNumberKeys`); what is done with them is reception's.
+struct PIIProtector: Sendable {
+    struct Key: Sendable {
         let key: SymmetricKey
         /// The first 8 hex digits of the key's SHA-256: which key sealed a value.
-        public let id: String
+        let id: String
 
-        public init(_ data: Data) throws {
-            guard data.count == 32 else { throw PIIError("a PII key is 32 bytes (base64 of 32 random bytes)") }
+        init(_ data: Data) {
             key = SymmetricKey(data: data)
             id = String(SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined().prefix(8))
         }
-
-        public static func random() -> Data { SymmetricKey(size: .bits256).withUnsafeBytes { Data($0) } }
     }
 
-    public struct PIIError: Error, CustomStringConvertible {
-        public var description: String
-        public init(_ description: String) { self.description = description }
+    struct PIIError: Error, CustomStringConvertible {
+        var description: String
+        init(_ description: String) { self.description = description }
     }
 
     let current: Key
@@ -31,22 +30,22 @@ public struct PIIProtector: Sendable {
 
     /// `current` seals; `previous` only open what they sealed. The index key stays that of the
     /// first key ever used (`indexSecret`), so rotating the encryption key keeps every index.
-    public init(current: Key, previous: [Key] = [], indexSecret: Key? = nil) {
-        self.current = current
-        self.previous = previous
+    init(_ keys: ResidentNumberKeys) {
+        current = Key(keys.current)
+        previous = keys.previous.map(Key.init)
         indexKey = HKDF<SHA256>.deriveKey(
-            inputKeyMaterial: (indexSecret ?? current).key, info: Data("hospital resident number index".utf8),
-            outputByteCount: 32)
+            inputKeyMaterial: SymmetricKey(data: keys.indexSecret ?? keys.current),
+            info: Data("hospital resident number index".utf8), outputByteCount: 32)
     }
 
     /// `v1:<key id>:<base64 of nonce, ciphertext and tag>`.
-    public func seal(_ text: String) throws -> String {
+    func seal(_ text: String) throws -> String {
         let box = try AES.GCM.seal(Data(text.utf8), using: current.key)
         guard let combined = box.combined else { throw PIIError("sealing failed") }
         return "v1:\(current.id):\(combined.base64EncodedString())"
     }
 
-    public func open(_ sealed: String) throws -> String {
+    func open(_ sealed: String) throws -> String {
         let parts = sealed.split(separator: ":", maxSplits: 2).map(String.init)
         guard parts.count == 3, parts[0] == "v1", let data = Data(base64Encoded: parts[2]) else {
             throw PIIError("not a sealed value")
@@ -58,7 +57,7 @@ public struct PIIProtector: Sendable {
     }
 
     /// The keyed hash to look a value up by.
-    public func index(_ text: String) -> String {
+    func index(_ text: String) -> String {
         HMAC<SHA256>.authenticationCode(for: Data(text.utf8), using: indexKey).map { String(format: "%02x", $0) }
             .joined()
     }

@@ -1,13 +1,16 @@
 """A client of the gateway's API for tests that drive whole visits without a browser, and the
-hospital binary's operator commands they need."""
+hospital binary's commands they need: `serve` and the operator's."""
 
 import json
 import os
 import pathlib
+import re
 import subprocess
 import time
 import urllib.error
 import urllib.request
+
+from waiting import wait_until
 
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -35,6 +38,35 @@ def add_accounts(data: str, password: str, roles=("desk", "doctor", "examiner", 
             env={**os.environ, "HOSPITAL_BCRYPT_COST": "10", **(env or {})},
         )
 
+
+def serve(data: str, *args: str, env: dict | None = None, stderr=None):
+    """Starts `hospital serve` on `data`, every port chosen by the OS; returns the process and
+    the URL of each service by name once it is listening."""
+    ports = []
+    for service in ("gateway", "reception", "diagnosis", "examination", "patient-management"):
+        ports += [f"--{service}-port", "0"]
+    process = subprocess.Popen(
+        [binary(), "serve", "--data-dir", data, "--log-level", os.environ.get("HOSPITAL_TEST_LOG_LEVEL", "warning"), *ports, *args],
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+        env={**os.environ, "HOSPITAL_RELAY_POLL_MS": "50", "HOSPITAL_LOG_POLL_MS": "50", **(env or {})},
+    )
+    urls = {}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        match = re.match(r"(\S+) listening on (\S+)", line)
+        if match:
+            urls[match.group(1)] = match.group(2)
+        if line.startswith("data directory:"):
+            break
+    if "gateway" not in urls:
+        process.kill()
+        raise RuntimeError("hospital serve did not start")
+    return process, urls
 
 
 def ready(base: str) -> bool:
@@ -80,14 +112,16 @@ class Api:
 
     def until(self, path: str, role: str, condition, seconds: float = 30):
         """Polls `path` until `condition(body)` holds; fails after `seconds`."""
-        deadline = time.monotonic() + seconds
-        while True:
-            status, body = self.call("GET", path, role)
-            if status == 200 and condition(body):
-                return body
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{path}: condition not met within {seconds} s (last: {status} {body})")
-            time.sleep(0.05)
+        last = None
+
+        def met():
+            nonlocal last
+            last = self.call("GET", path, role)
+            status, body = last
+            return last if status == 200 and condition(body) else None
+
+        _, body = wait_until(met, seconds, lambda: f"{path}: condition not met (last: {last[0]} {last[1]})")
+        return body
 
     def register(self, name: str, headers=None) -> str:
         status, body = self.call("POST", "/receptions", "desk", {"patientName": name, "department": "내과"}, headers)

@@ -2,7 +2,6 @@
 answer, only if sending it twice cannot do anything twice (GET/HEAD, or an Idempotency-Key).
 A stand-in service drops the first connection of each request without answering."""
 
-import os
 import shutil
 import socket
 import tempfile
@@ -11,8 +10,7 @@ import uuid
 
 import pytest
 
-from conftest import add_accounts, serve
-from hospital_api import Api
+from hospital_api import Api, add_accounts, serve
 
 PASSWORD = "resend test password"
 

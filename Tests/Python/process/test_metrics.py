@@ -14,8 +14,8 @@ import urllib.request
 
 import pytest
 
-from conftest import add_accounts, serve
-from hospital_api import Api
+from hospital_api import Api, add_accounts, serve
+from waiting import wait_until
 
 PASSWORD = "metrics test password"
 UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-")
@@ -114,11 +114,11 @@ def test_consumers_report_handled_events_lag_and_dead_letters(system):
     assert value(board, "hospital_events_handled_total", event_type="TreatmentReceived", outcome="handled") == 5
     # Everything is handled in the end: nothing behind (the last cancellation's DiagnosisCanceled
     # may still be on its way when the fixture is done), nothing waiting.
-    deadline = time.monotonic() + 20
-    while value(board, "hospital_consumer_lag_events") != 0:
-        assert time.monotonic() < deadline, "the board's consumer never caught up"
-        time.sleep(0.1)
+    def caught_up():
         board = parse(scrape(urls["patient-management"]))
+        return board if value(board, "hospital_consumer_lag_events") == 0 else None
+
+    board = wait_until(caught_up, 20, "the board's consumer catching up", every=0.1)
     assert value(board, "hospital_dead_letters_waiting") == 0
 
 
@@ -158,7 +158,7 @@ def test_metrics_can_be_moved_or_turned_off():
 
 
 def dashboard_queries():
-    root = pathlib.Path(__file__).resolve().parents[2] / "deploy" / "kubernetes" / "components" / "monitoring" / "dashboards"
+    root = pathlib.Path(__file__).resolve().parents[3] / "deploy" / "kubernetes" / "components" / "monitoring" / "dashboards"
     queries = []
     for path in sorted(root.glob("*.json")):
         for panel in json.loads(path.read_text())["panels"]:
@@ -171,7 +171,7 @@ def test_prometheus_scrapes_every_port_and_every_dashboard_query_has_data(system
     urls, api = system
     port = _free_port()
     targets = [urllib.parse.urlparse(url).netloc for url in urls.values()]
-    rules = pathlib.Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "alerts.yml"
+    rules = pathlib.Path(__file__).resolve().parents[3] / "deploy" / "prometheus" / "alerts.yml"
     (tmp_path / "prometheus.yml").write_text(json.dumps({
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(rules)],
@@ -191,20 +191,15 @@ def test_prometheus_scrapes_every_port_and_every_dashboard_query_has_data(system
         return body["data"]["result"]
 
     try:
-        deadline = time.monotonic() + 60
-        while True:  # every target up, with two scrapes or more (rates need two samples)
-            try:
-                up = query("count_over_time(up[1m]) >= 3 and up == 1")
-                if len(up) == len(targets):
-                    break
-            except (urllib.error.URLError, ConnectionError):
-                pass
-            assert time.monotonic() < deadline, "Prometheus did not scrape every port"
-            time.sleep(0.5)
+        started = time.monotonic()
+        # Every target up, with two scrapes or more (rates need two samples); refused until
+        # Prometheus listens.
+        wait_until(lambda: len(query("count_over_time(up[1m]) >= 3 and up == 1")) == len(targets), 60,
+                   "Prometheus scraping every port", every=0.5, ignoring=(urllib.error.URLError, ConnectionError))
         api.visit("지표추가")  # one more visit while Prometheus watches, until it has seen it
-        while not query('sum(hospital_visits_total{event="completed"}) >= 4'):
-            assert time.monotonic() < deadline + 30, "Prometheus did not see the last visit"
-            time.sleep(0.2)
+        # Until 90 s after the start, the wait above included.
+        wait_until(lambda: query('sum(hospital_visits_total{event="completed"}) >= 4'),
+                   started + 90 - time.monotonic(), "Prometheus seeing the last visit", every=0.2)
         empty = [(title, expr) for title, expr in dashboard_queries() if not query(expr)]
         assert not empty, f"dashboard queries without data: {empty}"
         assert len(dashboard_queries()) >= 20
@@ -220,7 +215,7 @@ def test_prometheus_scrapes_every_port_and_every_dashboard_query_has_data(system
 
 
 def test_the_alert_rules_pass_promtool_and_their_unit_tests():
-    root = pathlib.Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
+    root = pathlib.Path(__file__).resolve().parents[3] / "deploy" / "prometheus"
     check = subprocess.run(["promtool", "check", "rules", str(root / "alerts.yml")], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
     tests = subprocess.run(

@@ -15,16 +15,15 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
-import time
 import uuid
 
 import pytest
 
+from hospital_api import Api, add_accounts, binary, ready
+from waiting import wait_until
+
 HERE = pathlib.Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "Browser"))
-from hospital_api import Api, add_accounts, binary, ready  # noqa: E402
 
 POSTGRES = os.environ.get("HOSPITAL_TEST_POSTGRES_URL")
 pytestmark = pytest.mark.skipif(not POSTGRES, reason="needs HOSPITAL_TEST_POSTGRES_URL (CI starts PostgreSQL)")
@@ -40,14 +39,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_for(condition, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {seconds} s")
-        time.sleep(0.05)
 
 
 def psql(database_url: str, sql: str) -> str:
@@ -182,8 +173,8 @@ class Cluster:
             [binary(), "serve", name, "--no-migrate", "--data-dir", str(data), f"--{name}-port", str(port)],
             stdout=subprocess.DEVNULL, stderr=log, env=self.environment(name))
         self.running[name][slot] = process
-        wait_for(lambda: process.poll() is None and ready(f"http://127.0.0.1:{port}"), 60, f"{name} in slot {slot} ready")
-        wait_for(lambda: self.haproxy.up(name, slot), 10, f"HAProxy routing to {name} slot {slot}")
+        wait_until(lambda: process.poll() is None and ready(f"http://127.0.0.1:{port}"), 60, f"{name} in slot {slot} ready")
+        wait_until(lambda: self.haproxy.up(name, slot), 10, f"HAProxy routing to {name} slot {slot}")
 
     def replace(self, name: str, slot: int):
         """A rolling update's step: a new process in the free slot, then SIGTERM to the old one,
@@ -250,7 +241,7 @@ def test_every_replica_restarted_under_load_loses_nothing(kafka):
             stdout=open(directory / "k6.log", "w"), stderr=subprocess.STDOUT)
 
         reception_db = database_url(f"{prefix}_reception")
-        wait_for(lambda: int(psql(reception_db, "SELECT COUNT(*) FROM receptions")) >= 8, 60, "load under way")
+        wait_until(lambda: int(psql(reception_db, "SELECT COUNT(*) FROM receptions")) >= 8, 60, "load under way")
         # Every replica of every service, one at a time, as `kubectl rollout restart` would.
         restarts = 0
         for name in (*SERVICES, "gateway"):
@@ -292,9 +283,9 @@ def test_every_replica_restarted_under_load_loses_nothing(kafka):
         assert count("diagnosis", "SELECT COUNT(*) FROM diagnoses") == started
         assert count("diagnosis", "SELECT COUNT(DISTINCT reception_id) FROM diagnoses") == started
         assert count("examination", "SELECT COUNT(*) FROM examinations") == started
-        wait_for(lambda: count("patient_management",
-                               "SELECT COUNT(*) FROM patient_managements WHERE status = 'COMPLETED'") == started,
-                 30, "every visit completed on the desk's board")
+        wait_until(lambda: count("patient_management",
+                                 "SELECT COUNT(*) FROM patient_managements WHERE status = 'COMPLETED'") == started,
+                   30, "every visit completed on the desk's board")
         assert count("patient_management", "SELECT COUNT(*) FROM patient_managements") == started
 
         # The audit trail is in each service's database, shared by its replicas: every

@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -16,7 +15,8 @@ import urllib.request
 import pytest
 from playwright.sync_api import expect
 
-from conftest import serve
+from hospital_api import serve
+from waiting import wait_until
 
 CLIENT = "hospital"  # this system's client at the provider; the API's audience too
 
@@ -27,16 +27,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_for(url: str, deadline_seconds: float = 30):
-    deadline = time.monotonic() + deadline_seconds
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError):
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer")
+def _answers(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=2) as answer:
+        return answer.status == 200
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +47,9 @@ def provider():
     )
     issuer = f"http://127.0.0.1:{port}"
     try:
-        _wait_for(issuer + "/.well-known/openid-configuration")
+        # Until it listens and answers: a refused or reset connection, or an error status.
+        wait_until(lambda: _answers(issuer + "/.well-known/openid-configuration"), 30, f"the provider at {issuer}",
+                   every=0.1, ignoring=(urllib.error.URLError, ConnectionError))
         yield issuer
     finally:
         process.terminate()

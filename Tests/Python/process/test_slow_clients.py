@@ -11,7 +11,8 @@ import urllib.request
 
 import pytest
 
-from conftest import serve
+from hospital_api import serve
+from waiting import wait_until
 
 IDLE_SECONDS = 3
 
@@ -60,10 +61,7 @@ def test_200_connections_dribbling_their_headers_do_not_delay_a_normal_request(g
     thread = threading.Thread(target=dribble, daemon=True)
     thread.start()
     try:
-        deadline = time.monotonic() + 10
-        while sent[0] < 3 and time.monotonic() < deadline:  # the dribble is under way
-            time.sleep(0.05)
-        assert sent[0] >= 3
+        wait_until(lambda: sent[0] >= 3, 10, "the dribble under way")
         during = _latencies(url)
     finally:
         stop.set()

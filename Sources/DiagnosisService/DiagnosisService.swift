@@ -12,6 +12,7 @@ public struct DiagnosisService: HospitalService {
     public static let name = "diagnosis"
     public static let defaultPort = 8083
     public static let routePrefixes = ["diagnoses"]
+    public static let visitTables = ["diagnoses"]
     public static var migrations: [any Migration] {
         MessagingMigrations.all + [
             DiagnosisMigrations.CreateDiagnoses(),

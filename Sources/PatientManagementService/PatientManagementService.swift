@@ -15,6 +15,7 @@ public struct PatientManagementService: HospitalService {
     public static let name = "patient-management"
     public static let defaultPort = 8085
     public static let routePrefixes = ["patientManagements"]
+    public static let visitTables = ["patient_managements"]
     public static var migrations: [any Migration] {
         MessagingMigrations.all + [
             PatientManagementMigrations.CreatePatientManagements(),

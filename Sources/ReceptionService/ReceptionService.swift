@@ -13,6 +13,7 @@ public struct ReceptionService: HospitalService {
     public static let name = "reception"
     public static let defaultPort = 8082
     public static let routePrefixes = ["receptions"]
+    public static let visitTables = ["receptions"]
     public static let needs: ServiceNeeds = [.residentNumberKeys]
     public static var migrations: [any Migration] {
         MessagingMigrations.all + [

@@ -127,115 +127,17 @@ public struct HospitalConfiguration: Sendable, CustomStringConvertible {
         auth = AuthConfiguration()
     }
 
-    /// The defaults, overridden by the environment.
+    /// The defaults, overridden by the environment: every row of the settings table
+    /// (`Settings.table`) whose variable is set.
     public static func from(environment env: [String: String]) throws -> HospitalConfiguration {
-        var config = HospitalConfiguration(
-            dataDirectory: URL(fileURLWithPath: env["HOSPITAL_DATA_DIR"] ?? "hospital-data", isDirectory: true))
-        if let host = env["HOSPITAL_HOST"] { config.host = host }
-        for service in ServiceName.allCases {
-            if let raw = env["HOSPITAL_\(service.environmentStem)_PORT"] {
-                config.ports[service] = try port(raw, "HOSPITAL_\(service.environmentStem)_PORT")
-            }
-            if let raw = env["HOSPITAL_\(service.environmentStem)_URL"] {
-                config.upstreams[service] = try url(raw, "HOSPITAL_\(service.environmentStem)_URL")
-            }
+        var config = HospitalConfiguration(dataDirectory: URL(fileURLWithPath: "hospital-data", isDirectory: true))
+        for setting in Settings.table {
+            guard let apply = setting.apply, let raw = env[setting.variable] else { continue }
+            try apply(raw, setting.variable, &config)
         }
-        if let raw = env["HOSPITAL_LOG_LEVEL"] { config.logLevel = try logLevel(raw) }
-        if let raw = env["HOSPITAL_TIME_ZONE"] {
-            guard let zone = TimeZone(identifier: raw) else {
-                throw ConfigurationError("HOSPITAL_TIME_ZONE: unknown time zone \(raw)")
-            }
-            config.timeZone = zone
-        }
-        if let raw = env["HOSPITAL_ATTACHMENTS_DIR"], !raw.isEmpty {
-            config.attachmentsDirectory = URL(fileURLWithPath: raw, isDirectory: true)
-        }
-        if let raw = env["HOSPITAL_ATTACHMENT_MAX_MB"] {
-            config.attachmentMaxBytes = Int64(try positive(raw, "HOSPITAL_ATTACHMENT_MAX_MB")) * 1_048_576
-        }
-        if let raw = env["HOSPITAL_ATTACHMENT_GRACE_SECONDS"] {
-            config.attachmentGrace = TimeInterval(try positive(raw, "HOSPITAL_ATTACHMENT_GRACE_SECONDS"))
-        }
-        if let raw = env["HOSPITAL_SHUTDOWN_DELAY_SECONDS"] {
-            guard let n = Int(raw), (0...120).contains(n) else {
-                throw ConfigurationError("HOSPITAL_SHUTDOWN_DELAY_SECONDS: 0 to 120, not \(raw)")
-            }
-            config.shutdownDelay = .seconds(n)
-        }
-        if let raw = env["HOSPITAL_METRICS_PATH"] {
-            if raw == "off" {
-                config.metricsPath = nil
-            } else {
-                guard raw.hasPrefix("/"), raw.count > 1, raw.count < 100,
-                    raw.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "/-_.".contains($0)) }),
-                    !raw.contains("//")
-                else {
-                    throw ConfigurationError("HOSPITAL_METRICS_PATH: a path such as /metrics, or off, not \(raw)")
-                }
-                config.metricsPath = raw
-            }
-        }
-        if let raw = env["HOSPITAL_IDLE_TIMEOUT_SECONDS"] {
-            config.idleTimeoutSeconds = Int64(try positive(raw, "HOSPITAL_IDLE_TIMEOUT_SECONDS"))
-        }
-        if let raw = env["HOSPITAL_RELAY_POLL_MS"] {
-            config.relayPollInterval = .milliseconds(try positive(raw, "HOSPITAL_RELAY_POLL_MS"))
-        }
-        if let raw = env["HOSPITAL_LOG_POLL_MS"] {
-            config.logPollInterval = .milliseconds(try positive(raw, "HOSPITAL_LOG_POLL_MS"))
-        }
-        if let raw = env["HOSPITAL_CONSUMER_MAX_ATTEMPTS"] {
-            config.consumerMaxAttempts = try positive(raw, "HOSPITAL_CONSUMER_MAX_ATTEMPTS")
-        }
-        if let raw = env["HOSPITAL_CONSUMER_BATCH_SIZE"] {
-            config.consumerBatchSize = try positive(raw, "HOSPITAL_CONSUMER_BATCH_SIZE")
-        }
-        if let raw = env["HOSPITAL_OUTBOX_RETENTION_DAYS"] {
-            config.retention.outbox = try days(raw, "HOSPITAL_OUTBOX_RETENTION_DAYS")
-        }
-        if let raw = env["HOSPITAL_INBOX_RETENTION_DAYS"] {
-            config.retention.inbox = try days(raw, "HOSPITAL_INBOX_RETENTION_DAYS")
-        }
-        if let raw = env["HOSPITAL_EVENT_LOG_RETENTION_DAYS"] {
-            config.eventLogRetention = try days(raw, "HOSPITAL_EVENT_LOG_RETENTION_DAYS")
-        }
-        if let raw = env["HOSPITAL_DATABASE_URL"] { config.databaseURL = try postgresURL(raw, "HOSPITAL_DATABASE_URL") }
-        for service in ServiceName.allCases where service != .gateway {
-            let name = "HOSPITAL_\(service.environmentStem)_DATABASE_URL"
-            if let raw = env[name] { config.serviceDatabaseURLs[service] = try postgresURL(raw, name) }
-        }
-        if let raw = env["HOSPITAL_GATEWAY_DATABASE_URL"] {
-            config.gatewayDatabaseURL = try postgresURL(raw, "HOSPITAL_GATEWAY_DATABASE_URL")
-        }
-        if let raw = env["HOSPITAL_DATABASE_POOL_SIZE"] {
-            config.databasePoolSize = try positive(raw, "HOSPITAL_DATABASE_POOL_SIZE")
-        }
-        if let raw = env["HOSPITAL_KAFKA_BROKERS"], !raw.isEmpty { config.kafkaBrokers = raw }
-        if let raw = env["HOSPITAL_KAFKA_TOPIC"], !raw.isEmpty { config.kafkaTopic = raw }
-        if let raw = env["HOSPITAL_KAFKA_GROUP_PREFIX"] { config.kafkaGroupPrefix = raw }
-        if let raw = env["HOSPITAL_KAFKA_PARTITIONS"] {
-            config.kafkaPartitions = try positive(raw, "HOSPITAL_KAFKA_PARTITIONS")
-        }
-        if let raw = env["HOSPITAL_KAFKA_REPLICATION_FACTOR"] {
-            config.kafkaReplicationFactor = try positive(raw, "HOSPITAL_KAFKA_REPLICATION_FACTOR")
-        }
-        if let raw = env["HOSPITAL_KAFKA_DELIVERY_TIMEOUT_MS"] {
-            config.kafkaDeliveryTimeout = .milliseconds(try positive(raw, "HOSPITAL_KAFKA_DELIVERY_TIMEOUT_MS"))
-        }
-        if let raw = env["HOSPITAL_KAFKA_PROPERTIES"] { config.kafkaProperties = try properties(raw) }
-        if let raw = env["HOSPITAL_KAFKA_SESSION_TIMEOUT_MS"] {
-            config.kafkaSessionTimeout = .milliseconds(try positive(raw, "HOSPITAL_KAFKA_SESSION_TIMEOUT_MS"))
-        }
-        if let raw = env["HOSPITAL_KAFKA_INSTANCE_ID"] ?? env["POD_NAME"], !raw.isEmpty {
-            config.kafkaInstanceId = raw
-        }
-        try config.auth.read(env)
-        if let raw = env["HOSPITAL_AUTO_MIGRATE"] {
-            guard let value = Bool(raw.lowercased()) else {
-                throw ConfigurationError("HOSPITAL_AUTO_MIGRATE: true or false, not \(raw)")
-            }
-            config.autoMigrate = value
-        }
+        // Kubernetes names each replica: its static Kafka membership unless one is given.
+        if config.kafkaInstanceId == nil, let pod = env["POD_NAME"], !pod.isEmpty { config.kafkaInstanceId = pod }
+        try config.auth.settleProvider()
         return config
     }
 
@@ -302,19 +204,6 @@ public struct HospitalConfiguration: Sendable, CustomStringConvertible {
                 "log level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         return level
-    }
-
-    /// A whole number of days; 0 means "keep for good" (nil).
-    private static func days(_ raw: String, _ name: String) throws -> Duration? {
-        guard let n = Int(raw), (0...36_500).contains(n) else {
-            throw ConfigurationError("\(name): a whole number of days from 0 (keep for good) to 36500, not \(raw)")
-        }
-        return n == 0 ? nil : .days(n)
-    }
-
-    private static func positive(_ raw: String, _ name: String) throws -> Int {
-        guard let n = Int(raw), n > 0 else { throw ConfigurationError("\(name): not a positive number: \(raw)") }
-        return n
     }
 }
 
@@ -392,114 +281,33 @@ public struct AuthConfiguration: Sendable, CustomStringConvertible {
         raw.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
     }
 
-    mutating func read(_ env: [String: String]) throws {
-        if let raw = env["HOSPITAL_AUTH_ISSUER"], !raw.isEmpty { issuer = raw }
-        if let raw = env["HOSPITAL_AUTH_AUDIENCE"], !raw.isEmpty { audience = raw }
-        if let raw = env["HOSPITAL_TOKEN_MINUTES"] {
-            guard let n = Int(raw), (1...720).contains(n) else {
-                throw ConfigurationError("HOSPITAL_TOKEN_MINUTES: a whole number of minutes from 1 to 720, not \(raw)")
-            }
-            tokenLifetime = TimeInterval(n * 60)
-        }
-        if let raw = env["HOSPITAL_SESSION_IDLE_MINUTES"] {
-            guard let n = Int(raw), (1...720).contains(n) else {
-                throw ConfigurationError("HOSPITAL_SESSION_IDLE_MINUTES: a whole number of minutes from 1 to 720, not \(raw)")
-            }
-            sessions.idle = TimeInterval(n * 60)
-        }
-        if let raw = env["HOSPITAL_SESSION_HOURS"] {
-            guard let n = Int(raw), (1...24).contains(n) else {
-                throw ConfigurationError("HOSPITAL_SESSION_HOURS: a whole number of hours from 1 to 24, not \(raw)")
-            }
-            sessions.absolute = TimeInterval(n * 3600)
-        }
-        if let raw = env["HOSPITAL_SIGNING_KEY"], !raw.isEmpty { signingKeyPEM = raw }
-        if let raw = env["HOSPITAL_SIGNING_KEY_FILE"], !raw.isEmpty { signingKeyFile = URL(fileURLWithPath: raw) }
-        if let raw = env["HOSPITAL_AUTH_JWKS_URL"] {
-            jwksURL = try HospitalConfiguration.url(raw, "HOSPITAL_AUTH_JWKS_URL")
-        }
-        if let raw = env["HOSPITAL_ALLOWED_HOSTS"] {
-            allowedHosts = Self.commaList(raw)
-        }
-        for (name, keyPath) in [
-            ("HOSPITAL_TRUSTED_PROXIES", \AuthConfiguration.trustedProxies),
-            ("HOSPITAL_GATEWAY_ADDRESSES", \.gatewayAddresses),
-        ] {
-            guard let raw = env[name] else { continue }
-            switch TrustedProxies.parse(Self.commaList(raw)) {
-            case .success(let proxies): self[keyPath: keyPath] = proxies
-            case .failure(let invalid):
-                throw ConfigurationError(
-                    "\(name): addresses or CIDR blocks (127.0.0.6/32, 192.0.2.0/28), not \(invalid.entry)")
-            }
-        }
-        for (name, keyPath) in [
-            ("HOSPITAL_RATE_LIMIT", \AuthConfiguration.rateLimit), ("HOSPITAL_SIGN_IN_RATE_LIMIT", \.signInRateLimit),
-        ] {
-            guard let raw = env[name] else { continue }
-            guard let n = Double(raw), n >= 0, n.isFinite else {
-                throw ConfigurationError("\(name): requests a second, 0 or more, not \(raw)")
-            }
-            self[keyPath: keyPath] = n
-        }
-        if let raw = env["HOSPITAL_PII_KEY"], !raw.isEmpty { piiKey = raw }
-        if let raw = env["HOSPITAL_PII_OLD_KEYS"] { piiOldKeys = raw.split(separator: ",").map(String.init) }
-        if let raw = env["HOSPITAL_PII_INDEX_KEY"], !raw.isEmpty { piiIndexKey = raw }
-        if let raw = env["HOSPITAL_AUDIT_RETENTION_DAYS"] {
-            guard let n = Int(raw), n == 0 || n >= 730, n <= 36_500 else {
-                throw ConfigurationError(
-                    "HOSPITAL_AUDIT_RETENTION_DAYS: at least 730 days (two years), or 0 to keep for good, not \(raw)")
-            }
-            auditRetention = n == 0 ? nil : .days(n)
-        }
-        if let raw = env["HOSPITAL_AUDIT_KEY"], !raw.isEmpty { auditKey = raw }
-        if let raw = env["HOSPITAL_AUDIT_KEY_FILE"], !raw.isEmpty {
-            guard let text = try? String(contentsOfFile: raw, encoding: .utf8) else {
-                throw ConfigurationError("HOSPITAL_AUDIT_KEY_FILE: cannot read \(raw)")
-            }
-            auditKey = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        }
-        if let raw = env["HOSPITAL_AUDIT_OLD_KEYS"] { auditOldKeys = Self.commaList(raw) }
-        if let raw = env["HOSPITAL_AUDIT_CHECKPOINT_SECONDS"] {
-            guard let n = Int(raw), (1...3600).contains(n) else {
-                throw ConfigurationError("HOSPITAL_AUDIT_CHECKPOINT_SECONDS: from 1 to 3600, not \(raw)")
-            }
-            auditCheckpointInterval = .seconds(n)
-        }
-        if let raw = env["HOSPITAL_BCRYPT_COST"] {
-            guard let n = Int(raw), (10...31).contains(n) else {
-                throw ConfigurationError("HOSPITAL_BCRYPT_COST: from 10 to 31, not \(raw)")
-            }
-            bcryptCost = n
-        }
-        if let raw = env["HOSPITAL_OIDC_ISSUER"], !raw.isEmpty {
-            var oidc = try OIDCSettings(
-                issuer: raw, clientID: env["HOSPITAL_OIDC_CLIENT_ID"] ?? "", audience: env["HOSPITAL_OIDC_AUDIENCE"])
-            if let raw = env["HOSPITAL_OIDC_CLIENT_SECRET"], !raw.isEmpty { oidc.clientSecret = raw }
-            if let raw = env["HOSPITAL_OIDC_CLIENT_SECRET_FILE"], !raw.isEmpty {
-                guard let text = try? String(contentsOfFile: raw, encoding: .utf8) else {
-                    throw ConfigurationError("HOSPITAL_OIDC_CLIENT_SECRET_FILE: cannot read \(raw)")
-                }
-                oidc.clientSecret = text.trimmingCharacters(in: .whitespacesAndNewlines)
-            }
-            if let raw = env["HOSPITAL_OIDC_ROLES_CLAIM"] { oidc.rolesClaim = try OIDCSettings.claimPath(raw, "HOSPITAL_OIDC_ROLES_CLAIM") }
-            if let raw = env["HOSPITAL_OIDC_DEPARTMENTS_CLAIM"] {
-                oidc.departmentsClaim = try OIDCSettings.claimPath(raw, "HOSPITAL_OIDC_DEPARTMENTS_CLAIM")
-            }
-            if let raw = env["HOSPITAL_OIDC_USERNAME_CLAIM"] {
-                oidc.usernameClaim = try OIDCSettings.claimPath(raw, "HOSPITAL_OIDC_USERNAME_CLAIM")
-            }
-            if let raw = env["HOSPITAL_OIDC_OPAQUE_TOKENS"] {
-                guard let choice = OIDCSettings.OpaqueTokens(rawValue: raw) else {
-                    throw ConfigurationError("HOSPITAL_OIDC_OPAQUE_TOKENS: refuse or userinfo, not \(raw)")
-                }
-                oidc.opaqueTokens = choice
-            }
-            if let raw = env["HOSPITAL_OIDC_REDIRECT_URL"], !raw.isEmpty {
-                oidc.redirectURL = try HospitalConfiguration.url(raw, "HOSPITAL_OIDC_REDIRECT_URL").absoluteString
-            }
-            self.oidc = oidc
-        }
+    /// The provider's settings as the table read them (`HOSPITAL_OIDC_*`); `settleProvider`
+    /// turns them into `oidc` when an issuer is given.
+    var provider = ProviderSettings()
+
+    struct ProviderSettings: Sendable {
+        var issuer = ""
+        var clientID = ""
+        var clientSecret: String?
+        var audience: String?
+        var rolesClaim: [String]?
+        var usernameClaim: [String]?
+        var departmentsClaim: [String]?
+        var opaqueTokens: OIDCSettings.OpaqueTokens?
+        var redirectURL: String?
+    }
+
+    /// With an issuer: the provider's settings, checked together (an issuer needs a client id).
+    mutating func settleProvider() throws {
+        guard !provider.issuer.isEmpty else { return }
+        var oidc = try OIDCSettings(issuer: provider.issuer, clientID: provider.clientID, audience: provider.audience)
+        oidc.clientSecret = provider.clientSecret
+        if let claim = provider.rolesClaim { oidc.rolesClaim = claim }
+        if let claim = provider.usernameClaim { oidc.usernameClaim = claim }
+        if let claim = provider.departmentsClaim { oidc.departmentsClaim = claim }
+        if let choice = provider.opaqueTokens { oidc.opaqueTokens = choice }
+        oidc.redirectURL = provider.redirectURL
+        self.oidc = oidc
     }
 }
 

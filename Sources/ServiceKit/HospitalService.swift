@@ -123,6 +123,9 @@ public protocol HospitalService: Sendable {
     static var streamedRoutes: [StreamedRoute] { get }
     /// Its schema, in order.
     static var migrations: [any Migration] { get }
+    /// Its tables that hold one row per visit (or per order), the ones a history grows
+    /// (`hospital bench --seed-history`); none by default.
+    static var visitTables: [String] { get }
     init(context: ServiceContext)
     func registerRoutes(on routes: any RoutesBuilder)
     /// The event types it reacts to (none: it runs no consumer).
@@ -138,6 +141,7 @@ extension HospitalService {
     public var maintenance: (@Sendable () async -> Void)? { nil }
     public static var needs: ServiceNeeds { [] }
     public static var streamedRoutes: [StreamedRoute] { [] }
+    public static var visitTables: [String] { [] }
 }
 
 /// Where a service keeps files and how big they may be.

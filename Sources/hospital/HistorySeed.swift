@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Runtime
 import SQLiteNIO
 
 /// Fills a stopped system's SQLite databases with history for `hospital bench --seed-history`:
@@ -8,16 +9,17 @@ import SQLiteNIO
 /// are left as they are: retention keeps only days of them (published outbox rows 7, inbox 30),
 /// whatever the history. So is the event log: new entries there would be consumed as new events.
 enum HistorySeed {
-    /// Each service database and its table of visits.
-    static let tables: [(file: String, table: String)] = [
-        ("reception.sqlite", "receptions"), ("diagnosis.sqlite", "diagnoses"), ("examination.sqlite", "examinations"),
-        ("patient-management.sqlite", "patient_managements"),
-    ]
+    /// Each service database and its tables of visits, as the catalog's services declare them;
+    /// the first (the service where visits begin) counts the visits.
+    static let tables: [(file: String, table: String)] = ServiceCatalog.domain.flatMap { service in
+        service.visitTables.map { ("\(service.name).sqlite", $0) }
+    }
 
     /// Grows every table so that the visit tables hold `visits` rows; returns rows added.
     static func grow(dataDirectory: URL, to visits: Int) async throws -> Int {
         let logger = Logger(label: "bench.seed")
-        let receptions = try await count("receptions", in: dataDirectory.appendingPathComponent("reception.sqlite"))
+        guard let first = tables.first else { return 0 }
+        let receptions = try await count(first.table, in: dataDirectory.appendingPathComponent(first.file))
         guard receptions > 0, visits > receptions else { return 0 }
         let copies = (visits - receptions + receptions - 1) / receptions
         var added = 0

@@ -9,7 +9,9 @@ import ServiceLifecycle
 struct Hospital: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "The outpatient workflow: reception, diagnosis, examination and the desk's board.",
-        subcommands: [Serve.self, Migrate.self, Rebuild.self, Users.self, Audit.self, Bench.self, Dev.self])
+        subcommands: [
+            Serve.self, Migrate.self, Rebuild.self, Users.self, Audit.self, SettingsReference.self, Bench.self, Dev.self,
+        ])
 
     /// Reads the command line with each service's own port option (`--reception-port 8082`)
     /// spelled as the one option it stands for (`--port reception=8082`).
@@ -178,6 +180,16 @@ struct Serve: AsyncParsableCommand {
         let group = ServiceGroup(
             configuration: .init(services: members, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
+    }
+}
+
+struct SettingsReference: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "settings",
+        abstract: "Print every HOSPITAL_* setting: option, default, who reads it, what it means (docs/configuration.md).")
+
+    func run() throws {
+        print(Settings.markdown(), terminator: "")
     }
 }
 

@@ -4,6 +4,7 @@
 
 /// Waits for `probe` to return a value, polling every `interval` until `timeout`; then throws
 /// `TimedOut` naming `what`.
+@discardableResult
 public func eventually<T>(
     _ what: String, timeout: Duration = .seconds(30), every interval: Duration = .milliseconds(25),
     _ probe: () async throws -> T?

@@ -12,7 +12,6 @@ import SQLKit
 import ServiceKit
 import ServiceLifecycle
 import Storage
-import Synchronization
 
 /// The composition root: builds the named services on the embedded default (SQLite files and
 /// the local event log under the data directory), for `hospital serve` and for the tests alike.
@@ -29,8 +28,6 @@ public final class HospitalSystem: Sendable {
     /// Turns every `/health/ready` of this process 503 when it begins to stop.
     let readiness: Readiness
     private let group: ServiceGroup
-    /// The group's run, when `start` runs it (tests, embedding); `serve` runs it itself.
-    private let running = Mutex<Task<Void, any Error>?>(nil)
 
     private init(
         configuration: HospitalConfiguration, hosts: [ServiceHost], transport: Transport?,
@@ -74,30 +71,16 @@ public final class HospitalSystem: Sendable {
         hosts.first { $0.name == service }.flatMap { try? $0.app.db.sql }
     }
 
-    /// Starts `services` (all of them if empty) serving and runs their loops until `shutdown`.
-    public static func start(
-        _ services: [ServiceName], configuration: HospitalConfiguration, logger: Logger
-    ) async throws
-        -> HospitalSystem
-    {
-        let system = try await open(services, configuration: configuration, logger: logger)
-        system.running.withLock { running in
-            running = Task { try await system.run() }
-        }
-        return system
-    }
-
-    /// Stops what `start` started (see `run`) and waits for it. Throws what made the stop fail
-    /// (audit entries that could not be written).
-    public func shutdown() async throws {
+    /// Begins the stop of what `run` runs (the graceful shutdown of its service group); `run`
+    /// returns when everything has stopped.
+    public func stop() async {
         await group.triggerGracefulShutdown()
-        try await running.withLock { $0 }?.value
     }
 
     /// Builds `services` (all of them if empty) and starts their HTTP servers: domain services
     /// first, the gateway last, so the gateway can route to the ports they actually got. Their
     /// loops start with `run`.
-    static func open(
+    public static func open(
         _ services: [ServiceName], configuration: HospitalConfiguration, logger: Logger
     ) async throws
         -> HospitalSystem
@@ -148,10 +131,10 @@ public final class HospitalSystem: Sendable {
             readiness: readiness, logger: logger)
     }
 
-    /// Runs the service group until a graceful shutdown (`shutdown`, or the enclosing group's:
+    /// Runs the service group until a graceful shutdown (`stop`, or the enclosing group's:
     /// SIGTERM under `serve`), then closes the databases and the event log. Throws what made the
-    /// stop fail, after closing.
-    func run() async throws {
+    /// stop fail (audit entries that could not be written), after closing.
+    public func run() async throws {
         let outcome: Result<Void, any Error>
         do {
             try await group.run()

@@ -57,7 +57,7 @@ final class HospitalProcess: Sendable {
         let pipe = Pipe()
         process.standardOutput = pipe
         if let errorLog {
-            FileManager.default.createFile(atPath: errorLog.path, contents: nil)
+            _ = FileManager.default.createFile(atPath: errorLog.path, contents: nil)
             process.standardError = try FileHandle(forWritingTo: errorLog)
         } else {
             process.standardError = FileHandle.standardError

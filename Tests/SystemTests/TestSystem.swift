@@ -25,15 +25,19 @@ func withTestSystem<T: Sendable>(
     _ body: (TestSystem) async throws -> T
 ) async throws -> T {
     let directory = dataDirectory ?? TestSystem.temporaryDirectory()
-    let system = try await TestSystem.start(services, dataDirectory: directory, configure: configure)
-    do {
-        let result = try await body(system)
-        try await system.shutdown()
-        if dataDirectory == nil { try? FileManager.default.removeItem(at: directory) }
-        return result
-    } catch {
-        try? await system.shutdown()
-        throw error
+    let system = try await TestSystem.open(services, dataDirectory: directory, configure: configure)
+    // The system's service group runs beside the test, and a stop waits for it to end.
+    return try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { try await system.system.run() }
+        do {
+            let result = try await body(system)
+            try await system.shutdown { try await group.waitForAll() }
+            if dataDirectory == nil { try? FileManager.default.removeItem(at: directory) }
+            return result
+        } catch {
+            try? await system.shutdown { try await group.waitForAll() }
+            throw error
+        }
     }
 }
 
@@ -85,7 +89,8 @@ final class TestSystem: Sendable {
         return config
     }
 
-    static func start(
+    /// Builds and binds the system; its loops run with `system.run()` (see `withTestSystem`).
+    static func open(
         _ services: [ServiceName], dataDirectory: URL,
         configure: @Sendable (inout HospitalConfiguration) -> Void = { _ in }
     ) async throws -> TestSystem {
@@ -95,7 +100,7 @@ final class TestSystem: Sendable {
         for service in wanted { config.upstreams[service] = nil }
         var logger = Logger(label: "test")
         logger.logLevel = .warning
-        let system = try await HospitalSystem.start(wanted, configuration: config, logger: logger)
+        let system = try await HospitalSystem.open(wanted, configuration: config, logger: logger)
         let test = TestSystem(dataDirectory: dataDirectory, system: system)
         if let sessions = system.sessions {
             TestSessions.register(test.url(), sessions: sessions, accounts: system.accounts)
@@ -103,10 +108,12 @@ final class TestSystem: Sendable {
         return test
     }
 
-    /// Stops the system; throws when the stop failed (audit entries that could not be written).
-    func shutdown() async throws {
+    /// Stops the system and waits for its run (`ended`) to end; throws when the stop failed
+    /// (audit entries that could not be written).
+    func shutdown(_ ended: () async throws -> Void) async throws {
         TestSessions.unregister(url())
-        try await system.shutdown()
+        await system.stop()
+        try await ended()
     }
 
     /// The gateway if it runs here, else the service itself.

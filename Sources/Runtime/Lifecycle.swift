@@ -25,11 +25,13 @@ struct Loop: Sendable {
 }
 
 /// How soon a loop that ended unexpectedly is started again: `initial`, doubled after each end up
-/// to `maximum`, and `initial` again once a run lasted `stable`.
+/// to `maximum`, and `initial` again once a run lasted `stable`. A consumer ends with an error on
+/// some rebalances (a rolling restart makes several in a minute): a run of ten seconds counts as
+/// recovered, so those restarts stay at one second.
 struct Backoff: Sendable {
     var initial: Duration = .seconds(1)
     var maximum: Duration = .seconds(30)
-    var stable: Duration = .seconds(60)
+    var stable: Duration = .seconds(10)
 }
 
 /// A `Loop` under supervision, as a swift-service-lifecycle `Service`. A body that returns or

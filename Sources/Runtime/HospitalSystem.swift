@@ -47,6 +47,7 @@ public final class HospitalSystem: Sendable {
         group = ServiceGroup(
             configuration: .init(services: (supervised + servers + [drain]).map { .member($0) }, logger: logger))
     }
+
     /// The local accounts, where the gateway runs in this process.
     public var accounts: AccountStore? { authentication.accounts }
 

@@ -294,7 +294,8 @@ final class ServiceHost: Sendable {
         if let relay {
             loops.relays.append(Loop("\(service): outbox relay") { await relay.run() })
         }
-        if let store {
+        // Keeping both for good needs no sweep (a loop that returned at once would be restarted).
+        if let store, retention.outbox != nil || retention.inbox != nil {
             let (settings, logger) = (retention, app.logger)
             loops.upkeep.append(
                 Loop("\(service): outbox and inbox retention") {

@@ -87,6 +87,24 @@ struct LifecycleTests {
         #expect(record.names.withLock { $0 } == ["server", "audit finish", "relay"])
     }
 
+    @Test("A service that keeps its outbox and inbox for good runs no sweep, and stays ready")
+    func noRetentionNoLoop() async throws {
+        try await withTestSystem(
+            [.reception],
+            configure: {
+                $0.retention.outbox = nil
+                $0.retention.inbox = nil
+            }
+        ) { system in
+            // A sweep loop that returned at once would be restarted again and again, the service
+            // unready while it waits.
+            for _ in 0..<20 {
+                let ready = try await system.get("/health/ready", via: .reception)
+                #expect(ready.status == 200, "\(ready.text)")
+            }
+        }
+    }
+
     @Test("Reads answered up to SIGTERM are all in the audit trail after the stop", .timeLimit(.minutes(2)))
     func auditedReadsSurviveSigterm() async throws {
         let directory = TestSystem.temporaryDirectory()

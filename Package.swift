@@ -72,6 +72,12 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
             ]),
+        // Backups of SQLite data directories: consistent copies, sealed archives, their checks.
+        .target(
+            name: "Backup",
+            dependencies: [
+                logging, .product(name: "SQLiteNIO", package: "sqlite-nio"), .product(name: "Crypto", package: "swift-crypto"),
+            ]),
         .target(
             name: "MessagingLocal",
             dependencies: [
@@ -167,7 +173,7 @@ let package = Package(
         .target(
             name: "Runtime",
             dependencies: [
-                "Audit",
+                "Audit", "Backup",
                 "ReceptionService", "DiagnosisService", "ExaminationService", "PatientManagementService", "Gateway",
                 "Web", "Identity",
                 "ServiceKit", "Messaging", "Storage", "MessagingLocal", vapor, fluentKit, sqlKit, logging,
@@ -186,7 +192,7 @@ let package = Package(
         .executableTarget(
             name: "hospital",
             dependencies: [
-                "Audit",
+                "Audit", "Backup",
                 "Runtime", "Identity", logging, .product(name: "JWTKit", package: "jwt-kit"),
                 .target(name: "MessagingKafka", condition: .when(traits: ["Kafka"])),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -157,7 +157,7 @@ public final class AuditTrail: Sendable {
                 // with the commands' durable writes for the disk and the database threads.
                 try await database().raw("PRAGMA synchronous = NORMAL").run()
             }
-            try await fluent().transaction { transaction in
+            try await DatabaseEngine.of(engine).writeTransaction(on: fluent()) { transaction in
                 try await self.append(batch, on: try transaction.sql)
             }
         } catch {
@@ -309,7 +309,7 @@ public final class AuditTrail: Sendable {
     /// the database's delete guard lets only those go.
     public func sweep(before cutoff: Date, now: Date = Date()) async throws {
         let key = keys.current
-        try await fluent().transaction { transaction in
+        try await DatabaseEngine.of(engine).writeTransaction(on: fluent()) { transaction in
             let db = try transaction.sql
             if self.engine == .postgresql { try await db.raw("SELECT pg_advisory_xact_lock(7412001)").run() }
             guard

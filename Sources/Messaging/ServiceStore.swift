@@ -66,7 +66,7 @@ public struct ServiceStore: Sendable {
         async throws -> T
     {
         try checkStorage()
-        let result = try await makeDatabase().transaction(body)
+        let result = try await engine.writeTransaction(on: makeDatabase(), body)
         try checkStorage()
         return result
     }

@@ -385,3 +385,19 @@ public enum LocalEventLogError: Error, CustomStringConvertible {
         }
     }
 }
+
+extension LocalEventLog {
+    /// The last position of the log in `file` (nil when it is empty), read without opening the
+    /// log for appends: for a backup's copy.
+    public static func lastPosition(in file: URL, logger: Logger) async throws -> Int64? {
+        let connection = try await SQLiteConnection.open(storage: .file(path: file.path), logger: logger)
+        do {
+            let row = try await connection.query("SELECT max(position) AS last FROM messages", []).first
+            try await connection.close()
+            return row?.column("last")?.integer.map(Int64.init)
+        } catch {
+            try? await connection.close()
+            throw error
+        }
+    }
+}

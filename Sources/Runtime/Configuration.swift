@@ -96,6 +96,8 @@ public struct HospitalConfiguration: Sendable, CustomStringConvertible {
     public var kafkaInstanceId: String?
     /// Sign-in and tokens (HOSPITAL_AUTH_*).
     public var auth: AuthConfiguration
+    /// Backups of the data directory (HOSPITAL_BACKUP_*; docs/backups.md).
+    public var backup = BackupSettings()
 
     public init(dataDirectory: URL) {
         self.dataDirectory = dataDirectory
@@ -385,3 +387,19 @@ extension URL {
         return components.string ?? "(a URL)"
     }
 }
+
+/// Backups of the data directory: the meanings are the settings table's (HOSPITAL_BACKUP_*).
+public struct BackupSettings: Sendable {
+    /// How often `serve` makes one; nil: it makes none.
+    public var every: Duration?
+    /// The directory of backups (each a subdirectory).
+    public var directory: URL?
+    /// How many whole backups a backup leaves in the directory.
+    public var keep = 14
+    /// The backup key, base64 of 32 bytes; or the file holding it.
+    public var key: String?
+    public var keyFile: URL?
+
+    public init() {}
+}
+

@@ -31,6 +31,7 @@ public struct Setting: Sendable {
         case kafka = "every service on Kafka"
         case commands = "every command (`serve`, `migrate`, `users`, `audit`, …)"
         case bench = "`hospital bench`"
+        case backups = "`hospital backup`, `hospital restore`, and `serve` with scheduled backups"
     }
 
     init(
@@ -60,7 +61,7 @@ public enum Settings {
     /// Every setting, in the order they are applied (a file setting after its value's, which it
     /// overrides).
     public static let table: [Setting] = general + perService + storage + messaging + kafka + authentication
-        + keys + provider
+        + keys + provider + backups
 
     /// The reference page (docs/configuration.md).
     public static func markdown() -> String {
@@ -352,6 +353,38 @@ public enum Settings {
             "sign-in attempts a second per client address (a burst of ten times that); 0: no limit",
             apply: { raw, variable, config in config.auth.signInRateLimit = try rate(raw, variable) }),
     ]
+
+    private static let backups: [Setting] = [
+        Setting(
+            "HOSPITAL_BACKUP_EVERY", option: "--backup-every", default: "none: no scheduled backup", .backups,
+            "how often `serve` backs up the data directory (`30m`, `6h`, `1d`; at least `1m`); needs `HOSPITAL_BACKUP_TO`",
+            apply: { raw, variable, config in config.backup.every = try interval(raw, variable) }),
+        Setting(
+            "HOSPITAL_BACKUP_TO", option: "--backup-to", default: "none", .backups,
+            "the directory of backups, each a subdirectory; on another disk than the data directory",
+            apply: { raw, _, config in config.backup.directory = URL(fileURLWithPath: raw, isDirectory: true) }),
+        Setting(
+            "HOSPITAL_BACKUP_KEEP", option: "--keep", default: { "\($0.backup.keep)" }, .backups,
+            "how many whole backups a backup leaves in the directory (the oldest go)",
+            apply: { raw, variable, config in config.backup.keep = try whole(raw, variable, 1...10_000, nil) }),
+        Setting(
+            "HOSPITAL_BACKUP_KEY", default: "none: backups are not encrypted and hold no keys", .backups,
+            "base64 of 32 bytes, from a secret kept apart from the backups (`hospital backup --new-key`): encrypts every backup (AES-256-GCM), which then holds the keys too",
+            apply: { raw, _, config in if !raw.isEmpty { config.backup.key = raw } }),
+        Setting(
+            "HOSPITAL_BACKUP_KEY_FILE", option: "--key-file", default: "none", .backups,
+            "a file holding the backup key (overrides `HOSPITAL_BACKUP_KEY`)",
+            apply: { raw, _, config in config.backup.keyFile = URL(fileURLWithPath: raw) }),
+    ]
+
+    /// `90s`, `30m`, `6h`, `1d`: at least a minute.
+    private static func interval(_ raw: String, _ variable: String) throws -> Duration {
+        let units: [Character: Int64] = ["s": 1, "m": 60, "h": 3600, "d": 86_400]
+        guard let unit = raw.last.flatMap({ units[$0] }), let n = Int64(raw.dropLast()), n > 0,
+            n * unit >= 60, n * unit <= 30 * 86_400
+        else { throw ConfigurationError("\(variable): a number and s, m, h or d, from 1m to 30d, not \(raw)") }
+        return .seconds(n * unit)
+    }
 
     private static let keys: [Setting] = [
         Setting(

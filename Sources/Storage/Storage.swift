@@ -31,6 +31,31 @@ public struct DatabaseEngine: Sendable, CustomStringConvertible {
 
     /// The OpenTelemetry `db.system.name`.
     public var description: String { kind.rawValue }
+
+    /// Runs `body` in one write transaction on `database`.
+    ///
+    /// On SQLite it holds the write lock from its first statement (`BEGIN IMMEDIATE`): a
+    /// transaction that read first and wanted the lock afterwards would be refused at once
+    /// (SQLITE_BUSY, no waiting) whenever another connection held it for a moment, as an online
+    /// backup does while it pins its snapshot. Taken first, the lock is waited for instead.
+    /// `body` must not begin a transaction of its own. On PostgreSQL, an ordinary transaction.
+    public func writeTransaction<T: Sendable>(
+        on database: any Database, _ body: @escaping @Sendable (any Database) async throws -> T
+    ) async throws -> T {
+        guard kind == .sqlite else { return try await database.transaction(body) }
+        return try await database.withConnection { connection in
+            let sql = try connection.sql
+            try await sql.raw("BEGIN IMMEDIATE").run()
+            do {
+                let result = try await body(connection)
+                try await sql.raw("COMMIT").run()
+                return result
+            } catch {
+                try? await sql.raw("ROLLBACK").run()
+                throw error
+            }
+        }
+    }
 }
 
 /// A database that cannot be spoken to in SQL (no driver in use here is one).
@@ -49,6 +74,14 @@ extension Database {
 }
 
 extension DatabaseEngine {
+    /// The engine of that kind.
+    public static func of(_ kind: Kind) -> DatabaseEngine {
+        switch kind {
+        case .sqlite: .sqlite
+        case .postgresql: .postgresql
+        }
+    }
+
     /// SQLite (SQLiteNIO opens with extended result codes): SQLITE_CONSTRAINT_UNIQUE or
     /// SQLITE_CONSTRAINT_PRIMARYKEY.
     public static let sqlite = DatabaseEngine(.sqlite) { error in

@@ -10,7 +10,8 @@ struct Hospital: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "The outpatient workflow: reception, diagnosis, examination and the desk's board.",
         subcommands: [
-            Serve.self, Migrate.self, Rebuild.self, Users.self, Audit.self, SettingsReference.self, Bench.self, Dev.self,
+            Serve.self, Migrate.self, Rebuild.self, Users.self, Audit.self, BackupCommand.self, RestoreCommand.self,
+            SettingsReference.self, Bench.self, Dev.self,
         ])
 
     /// Reads the command line with each service's own port option (`--reception-port 8082`)

@@ -219,6 +219,12 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]),
         .testTarget(
+            name: "BackupTests",
+            dependencies: [
+                "Backup", logging, .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]),
+        .testTarget(
             name: "IdentityTests",
             dependencies: [
                 "Identity", sqlKit, logging, .product(name: "SQLiteKit", package: "sqlite-kit"),

@@ -42,13 +42,17 @@ public enum SQLiteSnapshot {
     ///     and trying again (a writer holding one file while it waits for another must not be
     ///     kept waiting on us).
     ///   - deadline: how long to keep trying before giving up.
+    ///   - pinSpacing: a wait between one snapshot and the next (tests widen the moment with it).
     public static func copy(
-        _ pairs: [Pair], lockWait: Duration = .milliseconds(250), deadline: Duration = .seconds(60), logger: Logger
+        _ pairs: [Pair], lockWait: Duration = .milliseconds(250), deadline: Duration = .seconds(60),
+        pinSpacing: Duration = .zero, logger: Logger
     ) async throws -> Report {
         var copies: [SQLiteConnection] = []
         var locks: [SQLiteConnection] = []
         do {
-            let report = try await copy(pairs, copies: &copies, locks: &locks, lockWait: lockWait, deadline: deadline, logger: logger)
+            let report = try await copy(
+                pairs, copies: &copies, locks: &locks, lockWait: lockWait, deadline: deadline, pinSpacing: pinSpacing,
+                logger: logger)
             for connection in copies + locks { try? await connection.close() }
             return report
         } catch {
@@ -59,7 +63,7 @@ public enum SQLiteSnapshot {
 
     private static func copy(
         _ pairs: [Pair], copies: inout [SQLiteConnection], locks: inout [SQLiteConnection], lockWait: Duration,
-        deadline: Duration, logger: Logger
+        deadline: Duration, pinSpacing: Duration, logger: Logger
     ) async throws -> Report {
         // Open everything first, so the pause holds only the locks and the snapshot reads.
         for pair in pairs {
@@ -97,6 +101,7 @@ public enum SQLiteSnapshot {
                     held.append(lock)
                 }
                 for copy in copies {
+                    if pinSpacing > .zero { try await Task.sleep(for: pinSpacing) }
                     _ = try await copy.query("BEGIN", [])
                     // The first read of `src` starts its read transaction: the snapshot.
                     _ = try await copy.query("SELECT count(*) FROM src.sqlite_schema", [])

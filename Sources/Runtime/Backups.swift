@@ -61,7 +61,7 @@ public enum HospitalBackups {
         let auth = configuration.auth
         for (variable, set) in [
             ("HOSPITAL_PII_KEY", auth.piiKey != nil), ("HOSPITAL_AUDIT_KEY", auth.auditKey != nil),
-            ("HOSPITAL_AUTH_SIGNING_KEY", auth.signingKeyPEM != nil || auth.signingKeyFile != nil),
+            ("HOSPITAL_SIGNING_KEY", auth.signingKeyPEM != nil || auth.signingKeyFile != nil),
         ] where set {
             notIncluded.append("\(variable): given from outside the data directory; keep it apart")
         }

@@ -1,6 +1,7 @@
 """A client of the gateway's API for tests that drive whole visits without a browser, and the
 hospital binary's commands they need: `serve` and the operator's."""
 
+import http.client
 import json
 import os
 import pathlib
@@ -8,6 +9,7 @@ import re
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from waiting import wait_until
@@ -160,3 +162,36 @@ class Api:
         assert status == 200
         self.until(f"/patientManagements/{reception}", "desk", lambda b: b["status"] == "CANCELED")
         return reception
+
+
+def upload(api: Api, exam: str, body, content_type: str | None, name: str | None = "file.png", role="examiner",
+           length: int | None = None):
+    """A raw upload through the gateway; `body` bytes or an iterable of chunks."""
+    url = urllib.parse.urlparse(api.base)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=120)
+    headers = {"Authorization": f"Bearer {api.tokens[role]}"}
+    if content_type:
+        headers["Content-Type"] = content_type
+    if name is not None:
+        headers["Content-Disposition"] = "attachment; filename*=UTF-8''" + urllib.parse.quote(name)
+    if isinstance(body, (bytes, bytearray)):
+        headers["Content-Length"] = str(len(body))
+    elif length is not None:
+        headers["Content-Length"] = str(length)
+    connection.request("POST", f"/examinations/{exam}/attachments", body=body, headers=headers,
+                       encode_chunked=not isinstance(body, (bytes, bytearray)) and length is None)
+    answer = connection.getresponse()
+    raw = answer.read()
+    connection.close()
+    return answer.status, (json.loads(raw) if raw and raw[:1] in b"{[" else raw)
+
+
+def download(api: Api, exam: str, attachment: str, role="doctor", headers=None):
+    request = urllib.request.Request(
+        f"{api.base}/examinations/{exam}/attachments/{attachment}",
+        headers={"Authorization": f"Bearer {api.tokens[role]}", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as answer:
+            return answer.status, answer.headers, answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, error.read()

@@ -17,7 +17,7 @@ import urllib.request
 
 import pytest
 
-from hospital_api import Api, add_accounts, serve
+from hospital_api import Api, add_accounts, download, serve, upload
 from waiting import wait_until
 
 PASSWORD = "attachment test password"
@@ -64,28 +64,6 @@ def new_exam(api: Api, name: str = "첨부환자") -> tuple[str, str]:
     return exams["items"][0]["id"], reception
 
 
-def upload(api: Api, exam: str, body, content_type: str | None, name: str | None = "file.png", role="examiner",
-           length: int | None = None):
-    """A raw upload through the gateway; `body` bytes or an iterable of chunks."""
-    url = urllib.parse.urlparse(api.base)
-    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=120)
-    headers = {"Authorization": f"Bearer {api.tokens[role]}"}
-    if content_type:
-        headers["Content-Type"] = content_type
-    if name is not None:
-        headers["Content-Disposition"] = "attachment; filename*=UTF-8''" + urllib.parse.quote(name)
-    if isinstance(body, (bytes, bytearray)):
-        headers["Content-Length"] = str(len(body))
-    elif length is not None:
-        headers["Content-Length"] = str(length)
-    connection.request("POST", f"/examinations/{exam}/attachments", body=body, headers=headers,
-                       encode_chunked=not isinstance(body, (bytes, bytearray)) and length is None)
-    answer = connection.getresponse()
-    raw = answer.read()
-    connection.close()
-    return answer.status, (json.loads(raw) if raw and raw[:1] in b"{[" else raw)
-
-
 def multipart(api: Api, exam: str, filename: bytes, content: bytes, content_type: str = "image/png"):
     boundary = "----hospital-test-boundary"
     body = (f"--{boundary}\r\n".encode()
@@ -93,17 +71,6 @@ def multipart(api: Api, exam: str, filename: bytes, content: bytes, content_type
             + f"Content-Type: {content_type}\r\n\r\n".encode() + content
             + f"\r\n--{boundary}--\r\n".encode())
     return upload(api, exam, body, f"multipart/form-data; boundary={boundary}", name=None)
-
-
-def download(api: Api, exam: str, attachment: str, role="doctor", headers=None):
-    request = urllib.request.Request(
-        f"{api.base}/examinations/{exam}/attachments/{attachment}",
-        headers={"Authorization": f"Bearer {api.tokens[role]}", **(headers or {})})
-    try:
-        with urllib.request.urlopen(request, timeout=120) as answer:
-            return answer.status, answer.headers, answer.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.headers, error.read()
 
 
 def attachments_dir(data: str) -> pathlib.Path:

@@ -39,8 +39,10 @@ public final class HospitalSystem: Sendable {
         self.transport = transport
         self.authentication = authentication
         let loops = hosts.map(\.loops)
+        // Scheduled backups report on the gateway's port where it runs here, else the first service's.
+        let backups = (hosts.last?.metrics).flatMap { BackupSchedule(configuration, metrics: $0, logger: logger)?.loop }
         let supervised = ((transport?.loops ?? []) + [authentication.refresh] + loops.flatMap(\.consumers)
-            + loops.flatMap(\.relays) + loops.flatMap(\.upkeep) + loops.flatMap(\.audit))
+            + loops.flatMap(\.relays) + loops.flatMap(\.upkeep) + loops.flatMap(\.audit) + [backups].compactMap { $0 })
             .map { SupervisedLoop(loop: $0, readiness: readiness, logger: logger) as any Service }
         let servers = hosts.map { HTTPServerService(name: $0.name.rawValue, app: $0.app) as any Service }
         let drain = Draining(readiness: readiness, delay: configuration.shutdownDelay, logger: logger)
@@ -88,6 +90,12 @@ public final class HospitalSystem: Sendable {
     {
         let wanted = services.isEmpty ? ServiceName.allCases : ServiceName.allCases.filter(services.contains)
         let domain = wanted.filter { $0 != .gateway }
+        if configuration.backup.every != nil {
+            guard configuration.backup.directory != nil else {
+                throw ConfigurationError("HOSPITAL_BACKUP_EVERY (--backup-every) needs HOSPITAL_BACKUP_TO (--backup-to)")
+            }
+            _ = try HospitalBackups.key(configuration)
+        }
         let transport: Transport? =
             domain.isEmpty
             ? nil

@@ -29,13 +29,16 @@ final class ServiceHost: Sendable {
     private let store: ServiceStore?
     private let retention: RetentionSettings
     private let audit: AuditTrail?
+    /// What its port's metrics path serves.
+    let metrics: ServiceMetrics
 
     private init(
-        name: ServiceName, app: Application, service: (any HospitalService)?, relay: OutboxRelay?,
+        name: ServiceName, app: Application, metrics: ServiceMetrics, service: (any HospitalService)?, relay: OutboxRelay?,
         consumer: EventConsumer?, transport: (any EventTransport)?, store: ServiceStore? = nil,
         retention: RetentionSettings = .init(), audit: AuditTrail? = nil
     ) {
         self.audit = audit
+        self.metrics = metrics
         self.name = name
         self.app = app
         self.service = service
@@ -177,7 +180,7 @@ final class ServiceHost: Sendable {
         }
         if let consumer { DeadLetterRoutes.register(on: app.routes, consumer: consumer, store: store) }
         return ServiceHost(
-            name: name, app: app, service: service, relay: relay, consumer: consumer, transport: transport,
+            name: name, app: app, metrics: metrics, service: service, relay: relay, consumer: consumer, transport: transport,
             store: store, retention: configuration.retention, audit: trail)
     }
 
@@ -186,7 +189,7 @@ final class ServiceHost: Sendable {
         routes: [Gateway.Route], configuration: HospitalConfiguration, authentication: Authentication,
         readiness: Readiness = Readiness()
     ) async throws -> ServiceHost {
-        let (app, _) = try await makeApplication(name: .gateway, configuration: configuration)
+        let (app, metrics) = try await makeApplication(name: .gateway, configuration: configuration)
         app.http.client.configuration.timeout = .init(connect: .seconds(2), read: .seconds(30))
         // Idle connections to the services are dropped before the services drop them (their idle
         // timeout is 60 s): reusing one the other side is closing fails (see `Resend`).
@@ -230,7 +233,8 @@ final class ServiceHost: Sendable {
             }
             throw AppError.notReady("No service answers behind the gateway.")
         }
-        return ServiceHost(name: .gateway, app: app, service: nil, relay: nil, consumer: nil, transport: nil)
+        return ServiceHost(
+            name: .gateway, app: app, metrics: metrics, service: nil, relay: nil, consumer: nil, transport: nil)
     }
 
     private static func makeApplication(

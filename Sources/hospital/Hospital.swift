@@ -141,14 +141,22 @@ struct Serve: AsyncParsableCommand {
         help: "The claim with the user's roles, dotted, e.g. realm_access.roles (HOSPITAL_OIDC_ROLES_CLAIM, default roles).")
     var oidcRolesClaim: String?
 
+    @Option(
+        name: .customLong("backup-every"),
+        help: "Back up the data directory this often, e.g. 6h (HOSPITAL_BACKUP_EVERY; needs --backup-to; docs/backups.md).")
+    var backupEvery: String?
+    @Option(name: .customLong("backup-to"), help: "The directory of scheduled backups (HOSPITAL_BACKUP_TO).")
+    var backupTo: String?
+
     func run() async throws {
-        // The OIDC options stand for their variables (the client secret has none: never on a
-        // command line, where ps shows it).
-        let oidc = [
+        // The OIDC and backup options stand for their variables (the client secret has none:
+        // never on a command line, where ps shows it).
+        let overriding = [
             "HOSPITAL_OIDC_ISSUER": oidcIssuer, "HOSPITAL_OIDC_CLIENT_ID": oidcClientID,
             "HOSPITAL_OIDC_AUDIENCE": oidcAudience, "HOSPITAL_OIDC_ROLES_CLAIM": oidcRolesClaim,
+            "HOSPITAL_BACKUP_EVERY": backupEvery, "HOSPITAL_BACKUP_TO": backupTo,
         ].compactMapValues { $0 }
-        var config = try common.configuration(overriding: oidc)
+        var config = try common.configuration(overriding: overriding)
         if let host { config.host = host }
         if let attachmentsDir { config.attachmentsDirectory = URL(fileURLWithPath: attachmentsDir, isDirectory: true) }
         if noMigrate { config.autoMigrate = false }

@@ -14,10 +14,11 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.request
 
 import pytest
 
-from hospital_api import Api, add_accounts, binary, download, serve, upload
+from hospital_api import Api, add_accounts, binary, download, ready, serve, upload
 from waiting import wait_until
 
 PASSWORD = "backup drill password"
@@ -336,3 +337,43 @@ def test_a_restore_refuses_a_damaged_foreign_or_newer_backup_and_a_directory_in_
     assert (target / "pii-key").read_bytes() == (data / "pii-key").read_bytes()
     verified = run("audit", "verify", "--data-dir", str(target))
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def metric(base: str, name: str) -> float | None:
+    with urllib.request.urlopen(base + "/metrics", timeout=5) as answer:
+        for line in answer.read().decode().splitlines():
+            if line.startswith(name + "{") or line.startswith(name + " "):
+                return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_serve_backs_up_on_schedule_reports_it_and_a_failing_schedule_does_not_stop_serving():
+    root = pathlib.Path(tempfile.mkdtemp(prefix="hospital-backup-schedule-"))
+    data, backups = root / "data", root / "backups"
+    add_accounts(str(data), PASSWORD, roles=("desk",))
+    (root / "a-file").write_text("x")
+    process, urls = serve(str(data), "--backup-every", "1h", "--backup-to", str(backups))
+    failing, failing_urls = serve(str(root / "other-data"), "--backup-every", "1h",
+                                  "--backup-to", str(root / "a-file" / "backups"))
+    try:
+        gateway = urls["gateway"]
+        # None in the directory: one at once, reported on the gateway's port.
+        made = wait_until(lambda: whole_backups(backups), 60, "the first scheduled backup")
+        assert len(made) == 1
+        manifest = json.loads((made[0] / "manifest.json").read_text())
+        assert {e["path"] for e in manifest["files"]} >= {"data/reception.sqlite", "data/events.sqlite"}
+        wait_until(lambda: (metric(gateway, "hospital_backup_last_success_timestamp_seconds") or 0) > 0, 30,
+                   "the last success on /metrics")
+        assert metric(gateway, "hospital_backup_interval_seconds") == 3600
+        assert metric(gateway, "hospital_backup_size_bytes") == sum(e["size"] for e in manifest["files"])
+        assert metric(gateway, "hospital_backup_failures_total") == 0
+
+        # A backup that cannot be written is counted and logged; the process stays ready.
+        other = failing_urls["gateway"]
+        wait_until(lambda: (metric(other, "hospital_backup_failures_total") or 0) >= 1, 60, "a counted failure")
+        assert metric(other, "hospital_backup_last_success_timestamp_seconds") == 0
+        assert ready(other)
+    finally:
+        stop(process)
+        stop(failing)
+    shutil.rmtree(root, ignore_errors=True)

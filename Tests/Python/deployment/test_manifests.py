@@ -108,6 +108,8 @@ def _strict(schema):
 
 VENDORED = {
     ("postgresql.cnpg.io/v1", "Cluster"): "postgresql.cnpg.io_cluster_v1.json",
+    ("postgresql.cnpg.io/v1", "ScheduledBackup"): "postgresql.cnpg.io_scheduledbackup_v1.json",
+    ("barmancloud.cnpg.io/v1", "ObjectStore"): "barmancloud.cnpg.io_objectstore_v1.json",
     ("kafka.strimzi.io/v1beta2", "Kafka"): "kafka.strimzi.io_kafka_v1beta2.json",
     ("kafka.strimzi.io/v1beta2", "KafkaNodePool"): "kafka.strimzi.io_kafkanodepool_v1beta2.json",
     ("kafka.strimzi.io/v1beta2", "KafkaTopic"): "kafka.strimzi.io_kafkatopic_v1beta2.json",
@@ -169,7 +171,7 @@ def test_each_overlay_renders_and_validates_strictly(overlay, tmp_path):
 def test_the_production_overlay_has_every_piece():
     documents = render(PRODUCTION)
     kinds = {d["kind"] for d in documents}
-    assert {"Cluster", "Kafka", "KafkaNodePool", "KafkaTopic", "Gateway", "VirtualService", "DestinationRule",
+    assert {"Cluster", "ObjectStore", "ScheduledBackup", "Kafka", "KafkaNodePool", "KafkaTopic", "Gateway", "VirtualService", "DestinationRule",
             "PeerAuthentication", "AuthorizationPolicy", "ScaledObject", "ServiceMonitor", "PrometheusRule"} <= kinds
     claim = named(documents, "PersistentVolumeClaim")["hospital-attachments"]["spec"]
     assert claim["accessModes"] == ["ReadWriteMany"] and claim["storageClassName"]
@@ -400,6 +402,32 @@ def test_each_service_reads_its_own_cloudnativepg_database():
         assert rule["from"][0]["podSelector"]["matchExpressions"][0]["values"] == [service, "hospital-migrate"]
     rule = policies["gateway-db"]["spec"]["ingress"][0]
     assert rule["from"][0]["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "gateway"}
+
+
+def test_every_database_is_backed_up_continuously_and_kept_longer_than_the_events_are_needed():
+    documents = render(PRODUCTION)
+    clusters = named(documents, "Cluster")
+    stores = named(documents, "ObjectStore")
+    schedules = {d["spec"]["cluster"]["name"]: d for d in documents if d["kind"] == "ScheduledBackup"}
+    for name, cluster in clusters.items():
+        # WAL archived as written (point-in-time recovery), through the Barman Cloud plugin, into a store of its own.
+        [plugin] = cluster["spec"]["plugins"]
+        assert plugin["name"] == "barman-cloud.cloudnative-pg.io" and plugin["isWALArchiver"] is True
+        store = stores[plugin["parameters"]["barmanObjectName"]]
+        assert store["metadata"]["name"] == f"{name}-backups"
+        assert re.fullmatch(r"[1-9][0-9]*d", store["spec"]["retentionPolicy"])
+        configuration = store["spec"]["configuration"]
+        assert configuration["destinationPath"].startswith("https://") and configuration["wal"]["compression"]
+        # Credentials from a secret, never inline.
+        assert all(set(ref) == {"name", "key"} for ref in configuration["azureCredentials"].values())
+        # A base backup every night, by the plugin.
+        schedule = schedules[name]["spec"]
+        assert schedule["method"] == "plugin" and schedule["pluginConfiguration"]["name"] == plugin["name"]
+        assert schedule["schedule"].split()[2] == "2" and schedule["backupOwnerReference"] == "self"
+    assert len(stores) == len(clusters) == len(schedules)
+    # A restore to any moment of the backups' retention replays the visit events since: the topic keeps them longer.
+    topic = next(d for d in documents if d["kind"] == "KafkaTopic" and d["spec"]["topicName"] == "hospital.visit-events")
+    assert topic["spec"]["config"]["retention.ms"] == -1
 
 
 def test_kafka_is_strimzi_in_kraft_mode_with_the_settings_topic():

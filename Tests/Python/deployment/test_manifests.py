@@ -295,6 +295,8 @@ MISSPELLINGS = {
     "ServiceMonitor": ("gateway", ["spec", "endpoints", 0, "honorLabels"], "honourLabels"),
     "PrometheusRule": ("hospital", ["spec", "groups", 0, "rules", 0, "record"], "recrod"),
     "Cluster": ("reception-db", ["spec", "storage", "size"], "sise"),
+    "ObjectStore": ("reception-db-backups", ["spec", "configuration", "wal", "compression"], "compresion"),
+    "ScheduledBackup": ("reception-db-nightly", ["spec", "backupOwnerReference"], "backupOwnerRef"),
     "Kafka": ("hospital", ["spec", "kafka", "listeners", 0, "networkPolicyPeers", 0, "podSelector", "matchExpressions"],
               "matchExpression"),
     "KafkaNodePool": ("broker", ["spec", "template", "pod", "metadata", "annotations"], "anotations"),
@@ -326,6 +328,12 @@ def test_a_wrong_value_fails_its_schema():
     mtls = copy.deepcopy(named(documents, "PeerAuthentication")["default"])
     mtls["spec"]["mtls"]["mode"] = "STRICTLY"
     assert schema_errors(mtls)
+    store = copy.deepcopy(named(documents, "ObjectStore")["reception-db-backups"])
+    store["spec"]["retentionPolicy"] = "30 days"
+    assert schema_errors(store)
+    schedule = copy.deepcopy(named(documents, "ScheduledBackup")["reception-db-nightly"])
+    schedule["spec"]["method"] = "dump"
+    assert schema_errors(schedule)
     scaled = copy.deepcopy(named(documents, "ScaledObject")["examination"])
     del scaled["spec"]["scaleTargetRef"]
     assert schema_errors(scaled)

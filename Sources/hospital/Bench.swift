@@ -1,10 +1,12 @@
 import ArgumentParser
 import AsyncHTTPClient
+import Backup
 import Foundation
 import Identity
 import JWTKit
 import NIOCore
 import NIOHTTP1
+import Synchronization
 
 /// `hospital bench`: drives a running system through its gateway as the screens would, and
 /// prints what it took.
@@ -37,6 +39,14 @@ struct Bench: AsyncParsableCommand {
             copied into the past until the databases hold this many visits. Without: registrations through the API.
             """)
     var seedHistory = 0
+    @Option(help: "With --serve: megabytes of result files (10 MB each, each on an exam of its own) before measuring.")
+    var seedAttachmentsMb = 0
+    @Flag(
+        help: """
+            With --serve: measure `hospital backup` (encrypted) of the seeded system instead of visits: its time, \
+            size and writers' pause, and the registration latency before it and while it runs.
+            """)
+    var measureBackup = false
     @Option(help: "Visits run before measuring (connections, caches).") var warmup = 20
     @Option(help: "How often a waiting visit looks again for a step's effect, in milliseconds.") var pollMs = 10
     @Option(
@@ -130,11 +140,27 @@ struct Bench: AsyncParsableCommand {
             try await client.waitUntilBoardHas(atLeast: seedHistory)
             print("seeded \(seedHistory) registered visits in \(started.duration(to: .now).seconds) s")
         }
+        if seedAttachmentsMb > 0, serve {
+            let started = ContinuousClock.now
+            let files = (seedAttachmentsMb + 9) / 10
+            try await Load.run(count: files, concurrency: 2) { i in
+                let size = min(10, seedAttachmentsMb - i * 10) << 20
+                try await client.attachFile(bytes: size)
+            }
+            print(
+                "seeded \(seedAttachmentsMb) MB of result files (\(files) files) in "
+                    + String(format: "%.0f s", started.duration(to: .now).seconds))
+        }
         // Warm-up: connections, caches, the first compilations of queries.
         try await Load.run(count: warmup, concurrency: min(warmup, concurrency)) { _ in
             _ = try await client.visit(registrationOnly: registrationsOnly)
         }
 
+        if measureBackup, serve {
+            try await BackupMeasurement.run(
+                binary: binary, dataDirectory: directory, client: client, concurrency: concurrency, pids: pids)
+            return
+        }
         let history = max(seedHistory, warmup)
         try await client.measureLists(history: history)
         let histories = seedHistory > 1000 && serve ? [1000, history] : [history]
@@ -469,6 +495,37 @@ struct BenchClient: Sendable {
         }
     }
 
+    /// A new exam (registered, ordered) and a result file of `bytes` bytes attached to it.
+    func attachFile(bytes: Int) async throws {
+        let receptionId = try await register()
+        let worklist = try await self.await("registered → worklist", since: .now, "/diagnoses?receptionId=\(receptionId)") {
+            !(($0["items"] as? [[String: Any]]) ?? []).isEmpty
+        }
+        let diagnosisId = ((worklist["items"] as? [[String: Any]])?.first?["id"] as? String) ?? ""
+        let (prescribed, _) = try await send(
+            .POST, "/diagnoses/\(diagnosisId)/prescriptions", ["examinations": [["code": "XR", "name": "흉부 X선"]]])
+        guard prescribed == 200 else { throw BenchFailure(description: "prescription answered \(prescribed)") }
+        let exams = try await self.await("prescribed → exam list", since: .now, "/examinations?diagnosisId=\(diagnosisId)") {
+            !(($0["items"] as? [[String: Any]]) ?? []).isEmpty
+        }
+        let examId = ((exams["items"] as? [[String: Any]])?.first?["id"] as? String) ?? ""
+        // A PNG signature, then bytes of its own (every file a different one).
+        var body = ByteBuffer(bytes: [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A])
+        var generator = SystemRandomNumberGenerator()
+        body.writeBytes((0..<(bytes - 8) / 8).flatMap { _ in withUnsafeBytes(of: generator.next() as UInt64, Array.init) })
+        var request = HTTPClientRequest(url: base.absoluteString + "/examinations/\(examId)/attachments")
+        request.method = .POST
+        request.headers.add(name: "authorization", value: "Bearer \(tokens[.examiner] ?? "")")
+        request.headers.add(name: "content-type", value: "image/png")
+        request.headers.add(name: "content-disposition", value: "attachment; filename=\"bench.png\"")
+        request.body = .bytes(body)
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(300))
+        _ = try await response.body.collect(upTo: 1 << 20)
+        guard response.status.code == 201 else {
+            throw BenchFailure(description: "an upload answered \(response.status.code)")
+        }
+    }
+
     /// One whole visit (or only its registration); returns the reception id.
     func visit(registrationOnly: Bool) async throws -> String {
         let receptionId = try await register()
@@ -505,3 +562,67 @@ struct BenchClient: Sendable {
         return receptionId
     }
 }
+
+/// `hospital bench --serve --measure-backup`: registrations at the bench's concurrency, first
+/// 1,000 alone, then for as long as `hospital backup` (encrypted, in another process) runs on the
+/// served data directory; the backup's own report, and both latencies, side by side.
+enum BackupMeasurement {
+    static func run(binary: URL, dataDirectory: URL, client: BenchClient, concurrency: Int, pids: [Int32]) async throws {
+        let scratch = dataDirectory.deletingLastPathComponent().appendingPathComponent(
+            "\(dataDirectory.lastPathComponent)-backups")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        let keyFile = scratch.appendingPathComponent("key")
+        try Data(BackupKey.random().utf8).write(to: keyFile)
+        let timings = Stats()
+        @Sendable func register(_ name: String) async throws {
+            let started = ContinuousClock.now
+            _ = try await client.register()
+            timings.record(name, started.duration(to: .now))
+        }
+        try await Load.run(count: 1000, concurrency: concurrency) { _ in try await register("before") }
+
+        let backup = Process()
+        backup.executableURL = binary
+        backup.arguments = [
+            "backup", "--data-dir", dataDirectory.path, "--to", scratch.appendingPathComponent("backups").path,
+            "--key-file", keyFile.path,
+        ]
+        let output = Pipe()
+        backup.standardOutput = output
+        let cpuBefore = pids.map(ProcStat.cpuSeconds).reduce(0, +)
+        let started = ContinuousClock.now
+        let running = RunningFlag()
+        backup.terminationHandler = { _ in running.value.store(false, ordering: .relaxed) }
+        try backup.run()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<concurrency {
+                group.addTask {
+                    while running.value.load(ordering: .relaxed) { try await register("during") }
+                }
+            }
+            try await group.waitForAll()
+        }
+        backup.waitUntilExit()
+        let elapsed = started.duration(to: .now).seconds
+        let serverCPU = pids.map(ProcStat.cpuSeconds).reduce(0, +) - cpuBefore
+        let report = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        print(report, terminator: "")
+        guard backup.terminationStatus == 0 else { throw BenchFailure(description: "the backup failed") }
+        print(String(format: "backup ran %.1f s beside the load; the server used %.1f s of CPU meanwhile", elapsed, serverCPU))
+        for phase in ["before", "during"] {
+            print(
+                "registration latency ms \(phase.padding(toLength: 7, withPad: " ", startingAt: 0)) "
+                    + "p50 \(timings.percentile(phase, 50))  p99 \(timings.percentile(phase, 99))  "
+                    + "(\(timings.samples(phase).count) registrations)")
+        }
+        print("errors: \(client.stats.errors) (5xx: \(client.stats.serverErrors))")
+        if client.stats.serverErrors > 0 { throw ExitCode(1) }
+    }
+}
+
+/// Whether the measured backup still runs (its process's termination handler clears it).
+private final class RunningFlag: Sendable {
+    let value = Atomic(true)
+}
+

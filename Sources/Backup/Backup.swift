@@ -7,6 +7,8 @@ import SQLiteNIO
 public struct BackupPlan: Sendable {
     /// SQLite databases, by the name they have in the data directory.
     public var databases: [(name: String, file: URL)]
+    /// PostgreSQL databases, by name (a service's, the gateway's): dumped as of the same moment.
+    public var postgres: [(name: String, url: URL)]
     /// Small files copied as they are (keys, the installation id), by name and kind.
     public var files: [(name: String, kind: String, file: URL)]
     /// The result files' content-addressed directory (`<dir>/sha256/ab/ab…`), if any.
@@ -18,13 +20,18 @@ public struct BackupPlan: Sendable {
     /// Reads what the manifest records of the copied databases (their directory given): the
     /// event log's end and the migrations they have had.
     public var describe: @Sendable (URL) async throws -> (eventLogEnd: Int64?, migrations: [String])
+    /// The migrations a PostgreSQL database has had, read from its snapshot.
+    public var postgresMigrations: @Sendable (PostgresSnapshot) async throws -> [String]
 
     public init(
-        databases: [(name: String, file: URL)], files: [(name: String, kind: String, file: URL)], attachments: URL?,
-        installation: String, notIncluded: [String],
-        describe: @escaping @Sendable (URL) async throws -> (eventLogEnd: Int64?, migrations: [String])
+        databases: [(name: String, file: URL)], postgres: [(name: String, url: URL)] = [],
+        files: [(name: String, kind: String, file: URL)], attachments: URL?, installation: String, notIncluded: [String],
+        describe: @escaping @Sendable (URL) async throws -> (eventLogEnd: Int64?, migrations: [String]),
+        postgresMigrations: @escaping @Sendable (PostgresSnapshot) async throws -> [String] = { _ in [] }
     ) {
         self.databases = databases
+        self.postgres = postgres
+        self.postgresMigrations = postgresMigrations
         self.files = files
         self.attachments = attachments
         self.installation = installation
@@ -89,34 +96,65 @@ public enum Backups {
         try manager.createDirectory(at: work, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
         try manager.createDirectory(at: data, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
         let createdAt = Date()
-        let report = try await SQLiteSnapshot.copy(
-            plan.databases.map { .init(source: $0.file, destination: work.appendingPathComponent($0.name)) },
-            logger: logger)
+        let postgres = plan.postgres.map { PostgresSnapshot(name: $0.name, url: $0.url, logger: logger) }
+        let report: SQLiteSnapshot.Report
+        var postgresMigrations: [String] = []
+        do {
+            for database in postgres { try await database.open() }
+            report = try await SQLiteSnapshot.copy(
+                plan.databases.map { .init(source: $0.file, destination: work.appendingPathComponent($0.name)) },
+                alsoPinning: postgres, logger: logger)
+            for database in postgres {
+                postgresMigrations += try await plan.postgresMigrations(database)
+                try await database.dump(to: work.appendingPathComponent("\(database.name).pgdump"))
+                await database.close()
+            }
+        } catch {
+            for database in postgres { await database.close() }
+            throw error
+        }
         let described = try await plan.describe(work)
-        var entries: [BackupManifest.Entry] = []
-        for database in plan.databases {
-            let copy = work.appendingPathComponent(database.name)
-            entries.append(
-                try BackupFiles.store(
-                    copy, to: data.appendingPathComponent(database.name), path: "data/\(database.name)", kind: "database",
-                    key: key, backupID: backupID))
-            try manager.removeItem(at: copy)
-        }
-        try manager.removeItem(at: work)
-        for file in plan.files {
-            entries.append(
-                try BackupFiles.store(
-                    file.file, to: data.appendingPathComponent(file.name), path: "data/\(file.name)", kind: file.kind,
-                    key: key, backupID: backupID))
-        }
-        if let attachments = plan.attachments {
-            entries += try storeAttachments(attachments, into: directory, key: key, backupID: backupID)
+        // The copying, hashing and sealing run on a thread of their own, not the concurrency
+        // pool's: a scheduled backup must not take a serving thread for minutes.
+        let entries = try await offloaded { () throws -> [BackupManifest.Entry] in
+            var entries: [BackupManifest.Entry] = []
+            for database in plan.databases {
+                let copy = work.appendingPathComponent(database.name)
+                entries.append(
+                    try BackupFiles.store(
+                        copy, to: data.appendingPathComponent(database.name), path: "data/\(database.name)",
+                        kind: "database", key: key, backupID: backupID))
+                try manager.removeItem(at: copy)
+            }
+            if !postgres.isEmpty {
+                let folder = directory.appendingPathComponent("postgres", isDirectory: true)
+                try manager.createDirectory(at: folder, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+                for database in postgres {
+                    let dump = work.appendingPathComponent("\(database.name).pgdump")
+                    entries.append(
+                        try BackupFiles.store(
+                            dump, to: folder.appendingPathComponent("\(database.name).pgdump"),
+                            path: "postgres/\(database.name).pgdump", kind: "postgres", key: key, backupID: backupID))
+                    try manager.removeItem(at: dump)
+                }
+            }
+            try manager.removeItem(at: work)
+            for file in plan.files {
+                entries.append(
+                    try BackupFiles.store(
+                        file.file, to: data.appendingPathComponent(file.name), path: "data/\(file.name)", kind: file.kind,
+                        key: key, backupID: backupID))
+            }
+            if let attachments = plan.attachments {
+                entries += try storeAttachments(attachments, into: directory, key: key, backupID: backupID)
+            }
+            return entries
         }
         var manifest = BackupManifest(
             format: BackupManifest.currentFormat, product: "hospital", backupID: backupID,
             installation: plan.installation, createdAt: isoStamp(createdAt),
             writePauseMilliseconds: report.pause.wholeMilliseconds, eventLogEnd: described.eventLogEnd,
-            migrations: described.migrations.sorted(),
+            migrations: Set(described.migrations + postgresMigrations).sorted(),
             encryption: key.map { .init(cipher: "AES-256-GCM", keyID: $0.id, chunkBytes: BackupFiles.chunkBytes) },
             notIncluded: plan.notIncluded, files: entries, seal: nil)
         if let key { manifest.seal = try key.seal(manifest) }
@@ -234,6 +272,13 @@ public enum Backups {
 
     static func compactStamp(_ iso: String) -> String {
         String(iso.filter { $0.isNumber || $0 == "T" }.prefix(15)) + "Z"
+    }
+}
+
+/// Runs `work` on a thread of its own (blocking file work), not on the concurrency pool's.
+func offloaded<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread.detachNewThread { continuation.resume(with: Result { try work() }) }
     }
 }
 

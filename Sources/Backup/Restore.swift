@@ -73,16 +73,18 @@ public enum BackupReader {
     }
 
     /// Writes the checked backup's files: `data/…` into `dataDirectory`, `attachments/…` into
-    /// `attachments` (both made, mode 0700). A result file whose bytes do not match its name
+    /// `attachments`, the PostgreSQL dumps `postgres/…` into `postgres` (each made, mode 0700). A result file whose bytes do not match its name
     /// once opened is refused.
     public static func extract(
-        _ directory: URL, manifest: BackupManifest, key: BackupKey?, dataDirectory: URL, attachments: URL
+        _ directory: URL, manifest: BackupManifest, key: BackupKey?, dataDirectory: URL, attachments: URL, postgres: URL
     ) throws {
         let manager = FileManager.default
         for entry in manifest.files {
             let destination: URL
             if entry.path.hasPrefix("data/") {
                 destination = dataDirectory.appendingPathComponent(String(entry.path.dropFirst("data/".count)))
+            } else if entry.path.hasPrefix("postgres/") {
+                destination = postgres.appendingPathComponent(String(entry.path.dropFirst("postgres/".count)))
             } else if entry.path.hasPrefix("attachments/") {
                 destination = attachments.appendingPathComponent(String(entry.path.dropFirst("attachments/".count)))
             } else {

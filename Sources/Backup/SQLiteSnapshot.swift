@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOPosix
 import SQLiteNIO
 
 /// Copies SQLite databases as they all were at one moment, while other connections (in this
@@ -43,34 +44,45 @@ public enum SQLiteSnapshot {
     ///     kept waiting on us).
     ///   - deadline: how long to keep trying before giving up.
     ///   - pinSpacing: a wait between one snapshot and the next (tests widen the moment with it).
+    ///   - participants: other databases whose snapshots are taken in the same moment (their
+    ///     copies are theirs to make afterwards).
     public static func copy(
-        _ pairs: [Pair], lockWait: Duration = .milliseconds(250), deadline: Duration = .seconds(60),
-        pinSpacing: Duration = .zero, logger: Logger
+        _ pairs: [Pair], alsoPinning participants: [any CutParticipant] = [], lockWait: Duration = .milliseconds(250),
+        deadline: Duration = .seconds(60), pinSpacing: Duration = .zero, logger: Logger
     ) async throws -> Report {
         var copies: [SQLiteConnection] = []
         var locks: [SQLiteConnection] = []
+        // Threads of its own: writers waiting for the locks wait on theirs (SQLiteNIO's busy
+        // handler retries without end on the shared pool), and letting the locks go must not
+        // queue behind them, or nobody moves again.
+        let pool = NIOThreadPool(numberOfThreads: 2)
+        pool.start()
         do {
             let report = try await copy(
-                pairs, copies: &copies, locks: &locks, lockWait: lockWait, deadline: deadline, pinSpacing: pinSpacing,
-                logger: logger)
+                pairs, participants: participants, pool: pool, copies: &copies, locks: &locks, lockWait: lockWait,
+                deadline: deadline, pinSpacing: pinSpacing, logger: logger)
             for connection in copies + locks { try? await connection.close() }
+            try? await pool.shutdownGracefully()
             return report
         } catch {
             for connection in copies + locks { try? await connection.close() }
+            try? await pool.shutdownGracefully()
             throw error
         }
     }
 
     private static func copy(
-        _ pairs: [Pair], copies: inout [SQLiteConnection], locks: inout [SQLiteConnection], lockWait: Duration,
-        deadline: Duration, pinSpacing: Duration, logger: Logger
+        _ pairs: [Pair], participants: [any CutParticipant], pool: NIOThreadPool, copies: inout [SQLiteConnection],
+        locks: inout [SQLiteConnection], lockWait: Duration, deadline: Duration, pinSpacing: Duration, logger: Logger
     ) async throws -> Report {
         // Open everything first, so the pause holds only the locks and the snapshot reads.
         for pair in pairs {
             guard !FileManager.default.fileExists(atPath: pair.destination.path) else {
                 throw Failure(description: "\(pair.destination.path) exists already")
             }
-            let copy = try await SQLiteConnection.open(storage: .file(path: pair.destination.path), logger: logger)
+            let copy = try await SQLiteConnection.open(
+                storage: .file(path: pair.destination.path), threadPool: pool, logger: logger,
+                on: MultiThreadedEventLoopGroup.singleton.any())
             copies.append(copy)
             _ = try await copy.query("ATTACH DATABASE ? AS src", [.text(pair.source.path)])
             let mode = try await copy.query("PRAGMA src.journal_mode", []).first?.column("journal_mode")?.string
@@ -80,7 +92,9 @@ public enum SQLiteSnapshot {
                     "backup: a database is not in WAL mode; its writers wait for the whole copy",
                     metadata: ["file": "\(pair.source.lastPathComponent)", "journal_mode": "\(mode ?? "?")"])
             }
-            let lock = try await SQLiteConnection.open(storage: .file(path: pair.source.path), logger: logger)
+            let lock = try await SQLiteConnection.open(
+                storage: .file(path: pair.source.path), threadPool: pool, logger: logger,
+                on: MultiThreadedEventLoopGroup.singleton.any())
             locks.append(lock)
             // Replaces SQLiteNIO's busy handler (which waits for ever) with a bounded wait.
             _ = try await lock.query("PRAGMA busy_timeout = \(max(1, lockWait.wholeMilliseconds))", [])
@@ -93,12 +107,22 @@ public enum SQLiteSnapshot {
         pinning: while true {
             attempts += 1
             var held: [SQLiteConnection] = []
-            var started = clock.now
+            var holding: [any CutParticipant] = []
+            // From the first lock taken (waiting for the next ones holds the first ones' writers).
+            let started = clock.now
+            func undo() async {
+                for lock in held { _ = try? await lock.query("ROLLBACK", []) }
+                for copy in copies { _ = try? await copy.query("ROLLBACK", []) }
+                for participant in holding { await participant.abort() }
+            }
             do {
-                for (index, lock) in locks.enumerated() {
+                for lock in locks {
                     _ = try await lock.query("BEGIN IMMEDIATE", [])
-                    if index == 0 { started = clock.now }
                     held.append(lock)
+                }
+                for participant in participants {
+                    holding.append(participant)
+                    try await participant.hold(wait: lockWait)
                 }
                 for copy in copies {
                     if pinSpacing > .zero { try await Task.sleep(for: pinSpacing) }
@@ -106,20 +130,26 @@ public enum SQLiteSnapshot {
                     // The first read of `src` starts its read transaction: the snapshot.
                     _ = try await copy.query("SELECT count(*) FROM src.sqlite_schema", [])
                 }
+                for participant in participants {
+                    if pinSpacing > .zero { try await Task.sleep(for: pinSpacing) }
+                    try await participant.pin()
+                }
+                for participant in participants { await participant.letGo() }
                 for lock in held { _ = try await lock.query("ROLLBACK", []) }
                 pause = clock.now - started
                 break pinning
-            } catch let error as SQLiteError where error.reason == .busy || error.reason == .locked {
-                for lock in held { _ = try? await lock.query("ROLLBACK", []) }
-                for copy in copies { _ = try? await copy.query("ROLLBACK", []) }
+            } catch let error where error is CutBusy
+                || (error as? SQLiteError).map({ $0.reason == .busy || $0.reason == .locked }) == true
+            {
+                await undo()
                 guard clock.now < giveUp else {
                     throw Failure(
                         description:
-                            "could not hold every database's write lock at once within \(deadline) (\(attempts) tries): writers kept them")
+                            "could not hold every database's writers at once within \(deadline) (\(attempts) tries): writers kept them")
                 }
                 try await Task.sleep(for: .milliseconds(Int.random(in: 20...120)))
             } catch {
-                for lock in held { _ = try? await lock.query("ROLLBACK", []) }
+                await undo()
                 throw error
             }
         }

@@ -65,15 +65,10 @@ public enum HospitalBackups {
         ] where set {
             notIncluded.append("\(variable): given from outside the data directory; keep it apart")
         }
-        let onPostgres = ServiceName.allCases.filter {
-            $0 == .gateway ? configuration.gatewayDatabaseURL != nil : configuration.serviceDatabaseURLs[$0] != nil
-        }
-        for service in onPostgres {
-            notIncluded.append("the \(service) database: on PostgreSQL, backed up with the database's own backups")
-        }
+        let postgres = postgresDatabases(configuration)
         let attachments = configuration.attachmentsDirectory ?? data.appendingPathComponent("attachments", isDirectory: true)
         let plan = BackupPlan(
-            databases: databases, files: files,
+            databases: databases, postgres: postgres, files: files,
             attachments: FileManager.default.fileExists(atPath: attachments.path) ? attachments : nil,
             installation: installation, notIncluded: notIncluded
         ) { copies in
@@ -90,10 +85,23 @@ public enum HospitalBackups {
                     "SELECT name FROM _fluent_migrations", in: copy, logger: logger)
             }
             return (end, Array(Set(migrations)))
+        } postgresMigrations: { database in
+            guard try await !database.read("SELECT tablename::text FROM pg_tables WHERE tablename = '_fluent_migrations'").isEmpty
+            else { return [] }
+            return try await database.read("SELECT name FROM _fluent_migrations")
         }
         return try await Backups.make(
             plan, into: directory, lock: data.appendingPathComponent(".backup.lock"), key: key,
             keep: configuration.backup.keep, logger: logger)
+    }
+
+    /// The PostgreSQL databases of the configuration, by the name of what owns them: each
+    /// service's (`HOSPITAL_<SERVICE>_DATABASE_URL`) and the gateway's.
+    static func postgresDatabases(_ configuration: HospitalConfiguration) -> [(name: String, url: URL)] {
+        ServiceName.allCases.compactMap { service in
+            let url = service == .gateway ? configuration.gatewayDatabaseURL : configuration.serviceDatabaseURLs[service]
+            return url.map { (service.rawValue, $0) }
+        }
     }
 
     /// Every migration this build has: a backup whose databases have had another was made by
@@ -146,6 +154,21 @@ public enum HospitalBackups {
                 throw ConfigurationError("no \(required) in \(keysFrom.path)")
             }
         }
+        // Each PostgreSQL database of the backup goes into the configuration's database of its
+        // owner, which must be empty.
+        let configured = Dictionary(postgresDatabases(configuration), uniquingKeysWith: { first, _ in first })
+        var postgres: [(entry: BackupManifest.Entry, name: String, url: URL)] = []
+        for entry in manifest.files where entry.kind == "postgres" {
+            let name = String(entry.path.dropFirst("postgres/".count).dropLast(".pgdump".count))
+            guard let url = configured[name] else {
+                let variable = name == "gateway" ? "HOSPITAL_GATEWAY_DATABASE_URL" : "HOSPITAL_\(name.uppercased().replacingOccurrences(of: "-", with: "_"))_DATABASE_URL"
+                throw ConfigurationError("the backup holds the \(name) database (PostgreSQL): give \(variable), an empty database to restore it into")
+            }
+            guard try await PostgresSnapshot.isEmpty(url, logger: logger) else {
+                throw ConfigurationError("the \(name) database to restore into is not empty: restore into an empty database")
+            }
+            postgres.append((entry, name, url))
+        }
         let target = configuration.dataDirectory.standardizedFileURL
         let customAttachments = configuration.attachmentsDirectory?.standardizedFileURL
         let nonEmpty = [target, customAttachments].compactMap { $0 }.filter {
@@ -168,7 +191,14 @@ public enum HospitalBackups {
             try manager.createDirectory(at: staging, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             try BackupReader.extract(
                 source, manifest: manifest, key: key, dataDirectory: staging,
-                attachments: stagingAttachments ?? staging.appendingPathComponent("attachments", isDirectory: true))
+                attachments: stagingAttachments ?? staging.appendingPathComponent("attachments", isDirectory: true),
+                postgres: staging.appendingPathComponent(".postgres", isDirectory: true))
+            for database in postgres {
+                let dump = staging.appendingPathComponent(".postgres/\(database.name).pgdump")
+                try await PostgresSnapshot.restore(dump, into: database.url, name: database.name)
+                try manager.removeItem(at: dump)
+            }
+            try? manager.removeItem(at: staging.appendingPathComponent(".postgres"))
             if let keysFrom = options.keysFrom {
                 for name in keyFiles where manager.fileExists(atPath: keysFrom.appendingPathComponent(name).path) {
                     let destination = staging.appendingPathComponent(name)
@@ -187,7 +217,9 @@ public enum HospitalBackups {
             // Sessions ended after the backup was made would live again: every session ends.
             var restored = configuration
             restored.dataDirectory = staging
-            let ended = manager.fileExists(atPath: staging.appendingPathComponent("accounts.sqlite").path)
+            let ended =
+                manager.fileExists(atPath: staging.appendingPathComponent("accounts.sqlite").path)
+                    || configuration.gatewayDatabaseURL != nil && postgres.contains { $0.name == "gateway" }
                 ? try await endEverySession(restored, logger: logger) : 0
             var setAside: URL?
             for (from, to) in [(staging, target), (stagingAttachments, customAttachments)] {

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import PostgresNIO
 import SQLiteNIO
 import Synchronization
 import Testing
@@ -169,5 +170,66 @@ struct SealedFileTests {
         #expect(opens(sealed, path: "data/y", with: key)?.contains("does not open") == true)
         #expect(opens(sealed, backup: "b2", with: key)?.contains("does not open") == true)
         #expect(opens(sealed, with: try BackupKey(base64: BackupKey.random(), name: "other"))?.contains("does not open") == true)
+    }
+}
+
+@Suite("Backup: PostgreSQL in the same moment")
+struct PostgresSnapshotTests {
+    static let server = ProcessInfo.processInfo.environment["HOSPITAL_TEST_POSTGRES_URL"].flatMap(URL.init(string:))
+
+    @Test(
+        "Snapshots of four PostgreSQL databases are of one moment, while a writer goes from one to the next",
+        .enabled(if: server != nil, "needs HOSPITAL_TEST_POSTGRES_URL"))
+    func oneMoment() async throws {
+        let server = try #require(Self.server)
+        let admin = try await PostgresConnection.connect(
+            configuration: try PostgresSnapshot.configuration(server), id: 1, logger: logger)
+        let prefix = "snapshot_\(UInt32.random(in: 0...UInt32.max))"
+        var urls: [URL] = []
+        for index in 0..<4 {
+            try await admin.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(prefix)_\(index)"), logger: logger)
+            urls.append(server.deletingLastPathComponent().appendingPathComponent("\(prefix)_\(index)"))
+        }
+        var writers: [PostgresConnection] = []
+        for (index, url) in urls.enumerated() {
+            let connection = try await PostgresConnection.connect(
+                configuration: try PostgresSnapshot.configuration(url), id: 10 + index, logger: logger)
+            try await connection.query("CREATE TABLE counter (n integer NOT NULL)", logger: logger)
+            try await connection.query("INSERT INTO counter VALUES (0)", logger: logger)
+            writers.append(connection)
+        }
+        // Each database in turn, each in its own transaction. (A writer that also wrote a SQLite
+        // file of the cut would wait there: the SQLite side is `oneMoment` of the suite above.)
+        let stop = Atomic(false)
+        let writer = Task { [writers] in
+            while !stop.load(ordering: .relaxed) {
+                for connection in writers { try await connection.query("UPDATE counter SET n = n + 1", logger: logger) }
+            }
+        }
+        var seen: [[Int]] = []
+        for _ in 0..<15 {
+            let snapshots = urls.enumerated().map { PostgresSnapshot(name: "db\($0.offset)", url: $0.element, logger: logger) }
+            for snapshot in snapshots { try await snapshot.open() }
+            // A few milliseconds between one snapshot and the next: the writer would go on in between.
+            _ = try await SQLiteSnapshot.copy([], alsoPinning: snapshots, pinSpacing: .milliseconds(3), logger: logger)
+            var values: [Int] = []
+            for snapshot in snapshots {
+                values.append(Int(try await snapshot.read("SELECT n::text FROM counter").first ?? "") ?? -1)
+                await snapshot.close()
+            }
+            seen.append(values)
+        }
+        stop.store(true, ordering: .relaxed)
+        try await writer.value
+        for connection in writers { try await connection.close() }
+        for index in 0..<4 {
+            try await admin.query(PostgresQuery(unsafeSQL: "DROP DATABASE \(prefix)_\(index) WITH (FORCE)"), logger: logger)
+        }
+        try await admin.close()
+        #expect(Set(seen.map(\.[0])).count > 5, "the snapshots did not happen while the writer ran: \(seen)")
+        let torn = seen.filter { values in
+            values.first! - values.last! > 1 || zip(values, values.dropFirst()).contains { $0 < $1 }
+        }
+        #expect(torn.isEmpty, "snapshots of different moments: \(torn.prefix(5))")
     }
 }

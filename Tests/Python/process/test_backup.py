@@ -97,13 +97,16 @@ def stop(process):
     process.wait(timeout=60)
 
 
-def test_restore_drill_everything_answered_before_the_backup_is_back_once_and_the_services_agree():
+def drill(original: dict, replacement: dict):
+    """The restore drill: a system on `original`'s settings (its databases), backed up while it
+    works, restored into a new data directory and `replacement`'s (empty) databases, started and
+    checked."""
     root = pathlib.Path(tempfile.mkdtemp(prefix="hospital-backup-drill-"))
     data, backups, restored = root / "data", root / "backups", root / "restored"
     key = root / "backup-key"
     key.write_text(run("backup", "--new-key").stdout)
-    add_accounts(str(data), PASSWORD)
-    process, urls = serve(str(data))
+    add_accounts(str(data), PASSWORD, env=original)
+    process, urls = serve(str(data), env=original)
     try:
         api = Api.sign_in(urls["gateway"], PASSWORD)
         # Before: whole visits with files (one of several encryption chunks), a cancel, a visit waiting.
@@ -117,7 +120,7 @@ def test_restore_drill_everything_answered_before_the_backup_is_back_once_and_th
         load.start()
         wait_until(lambda: len(load.answered) >= 20, 30, "registrations under way")
         began = time.monotonic()
-        made = run("backup", "--data-dir", str(data), "--to", str(backups), "--key-file", str(key))
+        made = run("backup", "--data-dir", str(data), "--to", str(backups), "--key-file", str(key), env=original)
         ended = time.monotonic()
         assert made.returncode == 0, made.stdout + made.stderr
         wait_until(lambda: sum(1 for _, at in load.answered if at > ended) >= 20, 30, "registrations after the backup")
@@ -141,11 +144,11 @@ def test_restore_drill_everything_answered_before_the_backup_is_back_once_and_th
         stored = (backup / entry["path"]).read_bytes()
         assert stored.startswith(b"HOSPBAK1") and pii_key not in stored and b"SQLite format 3" not in stored
 
-    done = run("restore", "--from", str(backup), "--data-dir", str(restored), "--key-file", str(key))
+    done = run("restore", "--from", str(backup), "--data-dir", str(restored), "--key-file", str(key), env=replacement)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "sessions ended" in done.stdout
 
-    process, urls = serve(str(restored))
+    process, urls = serve(str(restored), env=replacement)
     try:
         old = api
         api = Api.sign_in(urls["gateway"], PASSWORD)  # the accounts sign in
@@ -184,12 +187,40 @@ def test_restore_drill_everything_answered_before_the_backup_is_back_once_and_th
 
         wait_until(agreed, 60, lambda: f"the restored services did not come to agree: {seen}")
 
-        verified = run("audit", "verify", "--data-dir", str(restored))
+        verified = run("audit", "verify", "--data-dir", str(restored), env=replacement)
         assert verified.returncode == 0, verified.stdout + verified.stderr
         assert "BROKEN" not in verified.stdout
     finally:
         stop(process)
     shutil.rmtree(root, ignore_errors=True)
+    return manifest
+
+
+def test_restore_drill_everything_answered_before_the_backup_is_back_once_and_the_services_agree():
+    manifest = drill({}, {})
+    assert not any(e["kind"] == "postgres" for e in manifest["files"])
+
+
+POSTGRES = os.environ.get("HOSPITAL_TEST_POSTGRES_URL")
+
+
+def databases(prefix: str) -> dict:
+    """An empty PostgreSQL database for each service and the gateway, as the settings that name them."""
+    settings = {}
+    for owner in ("reception", "diagnosis", "examination", "patient-management", "gateway"):
+        name = f"{prefix}_{owner.replace('-', '_')}"
+        subprocess.run(["psql", POSTGRES, "-q", "-c", f"CREATE DATABASE {name}"], check=True, capture_output=True)
+        settings[f"HOSPITAL_{owner.upper().replace('-', '_')}_DATABASE_URL"] = POSTGRES.rsplit("/", 1)[0] + "/" + name
+    return settings
+
+
+@pytest.mark.skipif(not POSTGRES, reason="needs HOSPITAL_TEST_POSTGRES_URL (CI sets it)")
+def test_restore_drill_on_postgresql_every_database_dumped_as_of_the_same_moment():
+    run_id = f"hb{os.getpid()}{int(time.time()) % 100000}"
+    manifest = drill(databases(f"{run_id}_a"), databases(f"{run_id}_b"))
+    dumps = {e["path"] for e in manifest["files"] if e["kind"] == "postgres"}
+    assert dumps == {f"postgres/{owner}.pgdump"
+                     for owner in ("reception", "diagnosis", "examination", "patient-management", "gateway")}
 
 
 @pytest.fixture(scope="module")

@@ -123,7 +123,8 @@ public enum Backups {
                 entries.append(
                     try BackupFiles.store(
                         copy, to: data.appendingPathComponent(database.name), path: "data/\(database.name)",
-                        kind: "database", key: key, backupID: backupID))
+                        kind: "database", key: key, backupID: backupID
+                    ).entry)
                 try manager.removeItem(at: copy)
             }
             if !postgres.isEmpty {
@@ -134,7 +135,8 @@ public enum Backups {
                     entries.append(
                         try BackupFiles.store(
                             dump, to: folder.appendingPathComponent("\(database.name).pgdump"),
-                            path: "postgres/\(database.name).pgdump", kind: "postgres", key: key, backupID: backupID))
+                            path: "postgres/\(database.name).pgdump", kind: "postgres", key: key, backupID: backupID
+                        ).entry)
                     try manager.removeItem(at: dump)
                 }
             }
@@ -143,7 +145,8 @@ public enum Backups {
                 entries.append(
                     try BackupFiles.store(
                         file.file, to: data.appendingPathComponent(file.name), path: "data/\(file.name)", kind: file.kind,
-                        key: key, backupID: backupID))
+                        key: key, backupID: backupID
+                    ).entry)
             }
             if let attachments = plan.attachments {
                 entries += try storeAttachments(attachments, into: directory, key: key, backupID: backupID)
@@ -185,15 +188,14 @@ public enum Backups {
             let target = directory.appendingPathComponent("attachments/sha256/\(prefix)", isDirectory: true)
             try manager.createDirectory(at: target, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             for name in (try manager.contentsOfDirectory(atPath: folder.path)).sorted() {
-                let source = folder.appendingPathComponent(name)
-                guard try sha256(of: source) == name else {
+                let stored = try BackupFiles.store(
+                    folder.appendingPathComponent(name), to: target.appendingPathComponent(name),
+                    path: "attachments/sha256/\(prefix)/\(name)", kind: "attachment", key: key, backupID: backupID)
+                guard stored.sourceSHA256 == name else {
                     throw BackupFiles.Failure(
                         "attachments/sha256/\(prefix)/\(name): its bytes no longer match its name (the file is damaged); restore it from an earlier backup")
                 }
-                entries.append(
-                    try BackupFiles.store(
-                        source, to: target.appendingPathComponent(name), path: "attachments/sha256/\(prefix)/\(name)",
-                        kind: "attachment", key: key, backupID: backupID))
+                entries.append(stored.entry)
             }
         }
         return entries

@@ -131,15 +131,17 @@ public enum BackupFiles {
     }
 
     /// Writes `source` to `destination` (a new file, mode 0600), sealed when `key` is given, and
-    /// returns the entry for the manifest (size and SHA-256 of what was written).
+    /// returns the entry for the manifest (size and SHA-256 of what was written) and the SHA-256
+    /// of what was read (one pass over the file for both).
     static func store(
         _ source: URL, to destination: URL, path: String, kind: String, key: BackupKey?, backupID: String
-    ) throws -> BackupManifest.Entry {
+    ) throws -> (entry: BackupManifest.Entry, sourceSHA256: String) {
         let input = try FileHandle(forReadingFrom: source)
         defer { try? input.close() }
         let output = try createFile(destination)
         defer { try? output.close() }
         var hash = SHA256()
+        var read = SHA256()
         var size: Int64 = 0
         func emit(_ data: Data) throws {
             try output.write(contentsOf: data)
@@ -152,6 +154,7 @@ public enum BackupFiles {
             var index: UInt64 = 0
             var chunk = try input.read(upToCount: chunkBytes) ?? Data()
             while true {
+                read.update(data: chunk)
                 let next = chunk.count < chunkBytes ? Data() : (try input.read(upToCount: chunkBytes) ?? Data())
                 let last = next.isEmpty
                 let box = try AES.GCM.seal(
@@ -164,10 +167,13 @@ public enum BackupFiles {
                 index += 1
             }
         } else {
-            while let data = try input.read(upToCount: chunkBytes), !data.isEmpty { try emit(data) }
+            while let data = try input.read(upToCount: chunkBytes), !data.isEmpty {
+                read.update(data: data)
+                try emit(data)
+            }
         }
         try output.synchronize()
-        return .init(path: path, kind: kind, size: size, sha256: Data(hash.finalize()).hex)
+        return (.init(path: path, kind: kind, size: size, sha256: Data(hash.finalize()).hex), read.finalize().hex)
     }
 
     /// Checks `file` against its entry: size, then SHA-256 of every byte.

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Logging
 import PostgresNIO
@@ -134,7 +135,8 @@ struct SealedFileTests {
         try bytes.write(to: original)
         let key = try BackupKey(base64: BackupKey.random(), name: "test")
         let sealed = directory.appendingPathComponent("sealed")
-        let entry = try BackupFiles.store(original, to: sealed, path: "data/x", kind: "database", key: key, backupID: "b1")
+        let (entry, read) = try BackupFiles.store(original, to: sealed, path: "data/x", kind: "database", key: key, backupID: "b1")
+        #expect(read == SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined())
         try BackupFiles.check(sealed, against: entry)
         let stored = try Data(contentsOf: sealed)
         #expect(size < 64 || stored.range(of: bytes.prefix(64)) == nil, "the plaintext is in the sealed file")

@@ -218,7 +218,7 @@ let package = Package(
                 "TestSupport",
                 "Messaging", "Storage", "MessagingLocal", "ServiceKit", "Contracts", fluentKit, sqlKit, logging,
                 .product(name: "FluentSQLiteDriver", package: "fluent-sqlite-driver"),
-                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"), .product(name: "SQLiteNIO", package: "sqlite-nio"),
             ]),
         .testTarget(
             name: "BackupTests",

@@ -412,6 +412,11 @@ public final class AuditTrail: Sendable {
 }
 
 extension AuditTrail {
+    /// The trail's migrations, in order (a backup's check knows the same list).
+    public static func migrations(engine: DatabaseEngine.Kind) -> [any FluentKit.Migration] {
+        [Migration(engine: engine), KeyedMigration(engine: engine)]
+    }
+
     /// Seals (HMAC under the audit key: `key_id` names it), sealed retention sweeps, and a delete
     /// guard: rows go only through a sweep, never by a DELETE of someone else's choosing.
     public struct KeyedMigration: AsyncMigration {

@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import Logging
 import SQLiteNIO
+import Synchronization
 
 /// What to back up, decided by the caller (which knows the data directory's layout).
 public struct BackupPlan: Sendable {
@@ -22,13 +23,18 @@ public struct BackupPlan: Sendable {
     public var describe: @Sendable (URL) async throws -> (eventLogEnd: Int64?, migrations: [String])
     /// The migrations a PostgreSQL database has had, read from its snapshot.
     public var postgresMigrations: @Sendable (PostgresSnapshot) async throws -> [String]
+    /// The result files (SHA-256) the databases' rows name, read from the copies (their
+    /// directory) and the PostgreSQL snapshots: the backup fails rather than lack one.
+    public var storedFiles: @Sendable (URL, [PostgresSnapshot]) async throws -> Set<String>
 
     public init(
         databases: [(name: String, file: URL)], postgres: [(name: String, url: URL)] = [],
         files: [(name: String, kind: String, file: URL)], attachments: URL?, installation: String, notIncluded: [String],
         describe: @escaping @Sendable (URL) async throws -> (eventLogEnd: Int64?, migrations: [String]),
-        postgresMigrations: @escaping @Sendable (PostgresSnapshot) async throws -> [String] = { _ in [] }
+        postgresMigrations: @escaping @Sendable (PostgresSnapshot) async throws -> [String] = { _ in [] },
+        storedFiles: @escaping @Sendable (URL, [PostgresSnapshot]) async throws -> Set<String> = { _, _ in [] }
     ) {
+        self.storedFiles = storedFiles
         self.databases = databases
         self.postgres = postgres
         self.postgresMigrations = postgresMigrations
@@ -56,8 +62,13 @@ public struct BackupResult: Sendable {
 /// complete, and the next backup removes what it left. One backup of a data directory runs at a
 /// time (a lock file in it): a second is refused.
 public enum Backups {
+    /// - Parameters:
+    ///   - scratch: where the databases' copies are made before they are sealed into the
+    ///     backup: beside the data they copy (the data directory), never on the backup's medium,
+    ///     where an interrupted backup would leave them in clear.
     public static func make(
-        _ plan: BackupPlan, into parent: URL, lock lockFile: URL, key: BackupKey?, keep: Int?, logger: Logger
+        _ plan: BackupPlan, into parent: URL, scratch: URL, lock lockFile: URL, key: BackupKey?, keep: Int?,
+        logger: Logger
     ) async throws -> BackupResult {
         let lock = try BackupLock(lockFile)
         defer { lock.release() }
@@ -69,17 +80,22 @@ public enum Backups {
         } catch {
             throw BackupFiles.Failure("cannot create \(parent.path): \(error.localizedDescription)")
         }
-        removeLeftovers(in: parent, logger: logger)
+        let mine = ".partial-\(plan.installation.prefix(8))-"
+        removeLeftovers(in: parent, prefix: mine, logger: logger)
+        removeLeftovers(in: scratch, prefix: ".backup-work-", logger: logger)
         let backupID = UUID().uuidString.lowercased()
-        let partial = parent.appendingPathComponent(".partial-\(backupID)", isDirectory: true)
+        let partial = parent.appendingPathComponent(mine + backupID, isDirectory: true)
+        let work = scratch.appendingPathComponent(".backup-work-\(backupID)", isDirectory: true)
+        defer { try? manager.removeItem(at: work) }
         do {
             try manager.createDirectory(at: partial, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
-            let result = try await write(plan, to: partial, backupID: backupID, key: key, logger: logger)
+            try manager.createDirectory(at: work, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+            let result = try await write(plan, to: partial, work: work, backupID: backupID, key: key, logger: logger)
             let name = "\(compactStamp(result.createdAt))-\(backupID.prefix(8))"
             let final = parent.appendingPathComponent(name, isDirectory: true)
             try rename(partial, to: final)
             syncDirectory(parent)
-            if let keep { prune(parent, keep: keep, logger: logger) }
+            if let keep { prune(parent, installation: plan.installation, keep: keep, logger: logger) }
             return BackupResult(directory: final, manifest: result, duration: clock.now - started)
         } catch {
             try? manager.removeItem(at: partial)
@@ -88,22 +104,21 @@ public enum Backups {
     }
 
     private static func write(
-        _ plan: BackupPlan, to directory: URL, backupID: String, key: BackupKey?, logger: Logger
+        _ plan: BackupPlan, to directory: URL, work: URL, backupID: String, key: BackupKey?, logger: Logger
     ) async throws -> BackupManifest {
         let manager = FileManager.default
-        let work = directory.appendingPathComponent(".work", isDirectory: true)
         let data = directory.appendingPathComponent("data", isDirectory: true)
-        try manager.createDirectory(at: work, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
         try manager.createDirectory(at: data, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
-        let createdAt = Date()
         let postgres = plan.postgres.map { PostgresSnapshot(name: $0.name, url: $0.url, logger: logger) }
         let report: SQLiteSnapshot.Report
         var postgresMigrations: [String] = []
+        var referenced = Set<String>()
         do {
             for database in postgres { try await database.open() }
             report = try await SQLiteSnapshot.copy(
                 plan.databases.map { .init(source: $0.file, destination: work.appendingPathComponent($0.name)) },
                 alsoPinning: postgres, logger: logger)
+            referenced = try await plan.storedFiles(work, postgres)
             for database in postgres {
                 postgresMigrations += try await plan.postgresMigrations(database)
                 try await database.dump(to: work.appendingPathComponent("\(database.name).pgdump"))
@@ -114,11 +129,16 @@ public enum Backups {
             throw error
         }
         let described = try await plan.describe(work)
+        let named = referenced
         // The copying, hashing and sealing run on a thread of their own, not the concurrency
-        // pool's: a scheduled backup must not take a serving thread for minutes.
-        let entries = try await offloaded { () throws -> [BackupManifest.Entry] in
+        // pool's: a scheduled backup must not take a serving thread for minutes. A stop of the
+        // process cancels it between two files.
+        let stop = StopFlag()
+        let entries = try await withTaskCancellationHandler {
+            try await offloaded { () throws -> [BackupManifest.Entry] in
             var entries: [BackupManifest.Entry] = []
             for database in plan.databases {
+                try stop.check()
                 let copy = work.appendingPathComponent(database.name)
                 entries.append(
                     try BackupFiles.store(
@@ -140,7 +160,6 @@ public enum Backups {
                     try manager.removeItem(at: dump)
                 }
             }
-            try manager.removeItem(at: work)
             for file in plan.files {
                 entries.append(
                     try BackupFiles.store(
@@ -149,13 +168,22 @@ public enum Backups {
                     ).entry)
             }
             if let attachments = plan.attachments {
-                entries += try storeAttachments(attachments, into: directory, key: key, backupID: backupID)
+                entries += try storeAttachments(attachments, into: directory, key: key, backupID: backupID, stop: stop)
+            }
+            let stored = Set(entries.filter { $0.kind == "attachment" }.map { String($0.path.split(separator: "/").last!) })
+            let missing = named.subtracting(stored)
+            guard missing.isEmpty else {
+                throw BackupFiles.Failure(
+                    "\(missing.count) result file(s) named by the database are not in the attachments directory (\(plan.attachments?.path ?? "none")): the backup would not be whole")
             }
             return entries
+            }
+        } onCancel: {
+            stop.set()
         }
         var manifest = BackupManifest(
             format: BackupManifest.currentFormat, product: "hospital", backupID: backupID,
-            installation: plan.installation, createdAt: isoStamp(createdAt),
+            installation: plan.installation, createdAt: isoStamp(report.at),
             writePauseMilliseconds: report.pause.wholeMilliseconds, eventLogEnd: described.eventLogEnd,
             migrations: Set(described.migrations + postgresMigrations).sorted(),
             encryption: key.map { .init(cipher: "AES-256-GCM", keyID: $0.id, chunkBytes: BackupFiles.chunkBytes) },
@@ -166,8 +194,17 @@ public enum Backups {
         try output.write(contentsOf: try manifest.encoded())
         try output.synchronize()
         try output.close()
-        for folder in Set(entries.map { directory.appendingPathComponent($0.path).deletingLastPathComponent() }) {
-            syncDirectory(folder)
+        // Every folder a file was written into, and each folder above it up to the backup's.
+        var folders = Set<String>()
+        for entry in entries {
+            var parts = entry.path.split(separator: "/").dropLast()
+            while !parts.isEmpty {
+                folders.insert(parts.joined(separator: "/"))
+                parts = parts.dropLast()
+            }
+        }
+        for folder in folders.sorted(by: { $0.count > $1.count }) {
+            syncDirectory(directory.appendingPathComponent(folder, isDirectory: true))
         }
         syncDirectory(directory)
         return manifest
@@ -177,17 +214,19 @@ public enum Backups {
     /// whose bytes no longer match its name is damaged, and the backup says so rather than
     /// keeping it. Temporary uploads are not backed up.
     private static func storeAttachments(
-        _ attachments: URL, into directory: URL, key: BackupKey?, backupID: String
+        _ attachments: URL, into directory: URL, key: BackupKey?, backupID: String, stop: StopFlag
     ) throws -> [BackupManifest.Entry] {
         let manager = FileManager.default
         let content = attachments.appendingPathComponent("sha256", isDirectory: true)
-        guard let prefixes = try? manager.contentsOfDirectory(atPath: content.path) else { return [] }
+        guard manager.fileExists(atPath: content.path) else { return [] }
+        let prefixes = try manager.contentsOfDirectory(atPath: content.path)
         var entries: [BackupManifest.Entry] = []
         for prefix in prefixes.sorted() {
             let folder = content.appendingPathComponent(prefix, isDirectory: true)
             let target = directory.appendingPathComponent("attachments/sha256/\(prefix)", isDirectory: true)
             try manager.createDirectory(at: target, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             for name in (try manager.contentsOfDirectory(atPath: folder.path)).sorted() {
+                try stop.check()
                 let stored = try BackupFiles.store(
                     folder.appendingPathComponent(name), to: target.appendingPathComponent(name),
                     path: "attachments/sha256/\(prefix)/\(name)", kind: "attachment", key: key, backupID: backupID)
@@ -201,21 +240,23 @@ public enum Backups {
         return entries
     }
 
-    /// The whole backups in `parent`, oldest first (a directory with a readable manifest).
-    public static func list(_ parent: URL) -> [(directory: URL, manifest: BackupManifest)] {
+    /// The whole backups of `installation` in `parent`, oldest first (a directory with a
+    /// readable manifest; other installations' backups in the same place are not theirs).
+    public static func list(_ parent: URL, installation: String) -> [(directory: URL, manifest: BackupManifest)] {
         let manager = FileManager.default
         guard let names = try? manager.contentsOfDirectory(atPath: parent.path) else { return [] }
         return names.filter { !$0.hasPrefix(".") }.sorted().compactMap { name in
             let directory = parent.appendingPathComponent(name, isDirectory: true)
             guard let data = try? Data(contentsOf: directory.appendingPathComponent(BackupManifest.fileName)),
-                let manifest = try? JSONDecoder().decode(BackupManifest.self, from: data)
+                let manifest = try? JSONDecoder().decode(BackupManifest.self, from: data),
+                manifest.installation == installation
             else { return nil }
             return (directory, manifest)
         }.sorted { $0.manifest.createdAt < $1.manifest.createdAt }
     }
 
-    private static func prune(_ parent: URL, keep: Int, logger: Logger) {
-        let whole = list(parent)
+    private static func prune(_ parent: URL, installation: String, keep: Int, logger: Logger) {
+        let whole = list(parent, installation: installation)
         guard keep > 0, whole.count > keep else { return }
         for old in whole.prefix(whole.count - keep) {
             do {
@@ -228,12 +269,13 @@ public enum Backups {
         }
     }
 
-    /// What failed backups left (the lock is held: none is being written now).
-    private static func removeLeftovers(in parent: URL, logger: Logger) {
+    /// What this installation's failed backups left (its lock is held: none is being written now).
+    private static func removeLeftovers(in parent: URL, prefix: String, logger: Logger) {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: parent.path)) ?? []
-        for name in names where name.hasPrefix(".partial-") {
-            try? FileManager.default.removeItem(at: parent.appendingPathComponent(name))
-            logger.info("backup: removed what an unfinished backup left", metadata: ["directory": "\(name)"])
+        for name in names where name.hasPrefix(prefix) {
+            if (try? FileManager.default.removeItem(at: parent.appendingPathComponent(name))) != nil {
+                logger.info("backup: removed what an unfinished backup left", metadata: ["directory": "\(name)"])
+            }
         }
     }
 
@@ -275,6 +317,13 @@ public enum Backups {
     static func compactStamp(_ iso: String) -> String {
         String(iso.filter { $0.isNumber || $0 == "T" }.prefix(15)) + "Z"
     }
+}
+
+/// Set when the task that waits for offloaded work is canceled; the work checks it between files.
+final class StopFlag: Sendable {
+    private let stopped = Atomic(false)
+    func set() { stopped.store(true, ordering: .relaxed) }
+    func check() throws { if stopped.load(ordering: .relaxed) { throw CancellationError() } }
 }
 
 /// Runs `work` on a thread of its own (blocking file work), not on the concurrency pool's.

@@ -37,12 +37,15 @@ public actor PostgresSnapshot: CutParticipant {
     }
 
     static func configuration(_ url: URL) throws -> PostgresConnection.Configuration {
-        guard let host = url.host, let user = url.user, url.path.count > 1 else {
+        // URLComponents decodes the user and the password (`p%40ss` is `p@ss`), as libpq does.
+        guard let parts = URLComponents(url: url, resolvingAgainstBaseURL: false), let host = parts.host,
+            let user = parts.user, parts.path.count > 1
+        else {
             throw BackupFiles.Failure("not a PostgreSQL URL with a host, a user and a database: \(redacted(url))")
         }
         return .init(
-            host: host, port: url.port ?? 5432, username: user, password: url.password,
-            database: String(url.path.dropFirst()), tls: .disable)
+            host: host, port: parts.port ?? 5432, username: user, password: parts.password,
+            database: String(parts.path.dropFirst()), tls: .disable)
     }
 
     static func redacted(_ url: URL) -> String {
@@ -145,6 +148,20 @@ public actor PostgresSnapshot: CutParticipant {
         }
     }
 
+    /// Removes what a restore put into the database at `url` (its `public` schema, made anew).
+    public static func empty(_ url: URL, logger: Logger) async throws {
+        let connection = try await PostgresConnection.connect(
+            configuration: configuration(url), id: Int.random(in: 1...Int.max), logger: logger)
+        do {
+            try await connection.query("DROP SCHEMA public CASCADE", logger: logger)
+            try await connection.query("CREATE SCHEMA public", logger: logger)
+            try? await connection.close()
+        } catch {
+            try? await connection.close()
+            throw error
+        }
+    }
+
     /// `pg_restore` of `file` into the (empty) database at `url`, in one transaction: all or nothing.
     public static func restore(_ file: URL, into url: URL, name: String) async throws {
         try await PostgresTools.run(
@@ -168,7 +185,10 @@ enum PostgresTools {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: path)
         process.arguments = arguments + ["--dbname=\(parts?.string ?? url.absoluteString)"]
-        var environment = ProcessInfo.processInfo.environment
+        // Only what the client programs read: never the process's keys (HOSPITAL_*_KEY).
+        var environment = ProcessInfo.processInfo.environment.filter { name, _ in
+            name == "PATH" || name == "HOME" || name.hasPrefix("PG") || name.hasPrefix("LC_") || name == "LANG"
+        }
         if let password { environment["PGPASSWORD"] = password }
         process.environment = environment
         let errors = FileManager.default.temporaryDirectory.appendingPathComponent("hospital-\(program)-\(UUID()).err")
@@ -176,16 +196,23 @@ enum PostgresTools {
         defer { try? FileManager.default.removeItem(at: errors) }
         process.standardError = try FileHandle(forWritingTo: errors)
         process.standardOutput = FileHandle.nullDevice
-        // Waited for without holding a thread of the concurrency pool (a dump can take minutes).
-        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
-            process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
-            do {
-                try process.run()
-            } catch {
-                process.terminationHandler = nil
-                continuation.resume(throwing: error)
+        // Waited for without holding a thread of the concurrency pool (a dump can take minutes),
+        // and stopped if the backup is canceled.
+        nonisolated(unsafe) let child = process
+        let status: Int32 = try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                child.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
+                do {
+                    try child.run()
+                } catch {
+                    child.terminationHandler = nil
+                    continuation.resume(throwing: error)
+                }
             }
+        } onCancel: {
+            if child.isRunning { child.terminate() }
         }
+        try Task.checkCancellation()
         guard status == 0 else {
             let said = (try? String(contentsOf: errors, encoding: .utf8)) ?? ""
             let text = said.split(separator: "\n").prefix(3).joined(separator: "; ")

@@ -6,7 +6,7 @@ public enum BackupReader {
     /// reads, sealed by `key` when the backup is encrypted, of the same installation as the
     /// files, and every file there with the size and SHA-256 it was written with. Throws,
     /// naming what is wrong, otherwise.
-    public static func check(_ directory: URL, key: BackupKey?) throws -> BackupManifest {
+    public static func check(_ directory: URL, key: BackupKey?, allowUnencrypted: Bool = false) throws -> BackupManifest {
         let file = directory.appendingPathComponent(BackupManifest.fileName)
         guard let data = try? Data(contentsOf: file) else {
             throw BackupFiles.Failure(
@@ -21,6 +21,24 @@ public enum BackupReader {
         guard manifest.format == BackupManifest.currentFormat else {
             throw BackupFiles.Failure(
                 "the backup is in format \(manifest.format); this build reads format \(BackupManifest.currentFormat)")
+        }
+        // Every path inside the backup, before any is read.
+        for entry in manifest.files {
+            guard !entry.path.split(separator: "/").contains(".."), !entry.path.hasPrefix("/"),
+                ["data/", "attachments/", "postgres/"].contains(where: entry.path.hasPrefix)
+            else { throw BackupFiles.Failure("\(entry.path): a path outside the backup") }
+        }
+        if manifest.encryption == nil {
+            // Unsealed, a manifest can say anything: it never brings keys, and where a backup key
+            // is in use an unencrypted backup is refused unless the operator says it is expected.
+            if manifest.files.contains(where: { $0.kind == "key" }) {
+                throw BackupFiles.Failure(
+                    "the backup is not encrypted but its manifest lists keys: an unencrypted backup never holds keys, so the manifest was changed")
+            }
+            if key != nil, !allowUnencrypted {
+                throw BackupFiles.Failure(
+                    "a backup key was given, but this backup is not encrypted (nor sealed): it may have been replaced; give --unencrypted if it was made without a key")
+            }
         }
         if let encryption = manifest.encryption {
             guard let key else {
@@ -57,16 +75,12 @@ public enum BackupReader {
                 }
                 owner = text
             }
-            let installation = owner.trimmingCharacters(in: .whitespacesAndNewlines)
-            guard installation == manifest.installation else {
+            guard owner.trimmingCharacters(in: .whitespacesAndNewlines) == manifest.installation else {
                 throw BackupFiles.Failure(
-                    "the manifest is of installation \(manifest.installation), the files of installation \(installation): a manifest from another installation")
+                    "the manifest is of installation \(manifest.installation), the files of another: a manifest from another installation")
             }
         }
         for entry in manifest.files {
-            guard !entry.path.split(separator: "/").contains(".."), !entry.path.hasPrefix("/") else {
-                throw BackupFiles.Failure("\(entry.path): a path outside the backup")
-            }
             try BackupFiles.check(directory.appendingPathComponent(entry.path), against: entry)
         }
         return manifest

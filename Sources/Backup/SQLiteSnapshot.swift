@@ -30,6 +30,8 @@ public enum SQLiteSnapshot {
         public var pause: Duration
         /// Tries it took to hold every lock at once.
         public var attempts: Int
+        /// The moment the copies are of (every lock held, every snapshot taken).
+        public var at: Date
     }
 
     public struct Failure: Error, CustomStringConvertible {
@@ -84,6 +86,8 @@ public enum SQLiteSnapshot {
                 storage: .file(path: pair.destination.path), threadPool: pool, logger: logger,
                 on: MultiThreadedEventLoopGroup.singleton.any())
             copies.append(copy)
+            // Bounded too: it never waits for a lock, but should it, it must not spin for ever.
+            _ = try await copy.query("PRAGMA busy_timeout = \(max(1, lockWait.wholeMilliseconds))", [])
             _ = try await copy.query("ATTACH DATABASE ? AS src", [.text(pair.source.path)])
             let mode = try await copy.query("PRAGMA src.journal_mode", []).first?.column("journal_mode")?.string
             if mode?.lowercased() != "wal" {
@@ -104,6 +108,7 @@ public enum SQLiteSnapshot {
         let giveUp = clock.now.advanced(by: deadline)
         var attempts = 0
         var pause = Duration.zero
+        var moment = Date()
         pinning: while true {
             attempts += 1
             var held: [SQLiteConnection] = []
@@ -134,13 +139,12 @@ public enum SQLiteSnapshot {
                     if pinSpacing > .zero { try await Task.sleep(for: pinSpacing) }
                     try await participant.pin()
                 }
+                moment = Date()
                 for participant in participants { await participant.letGo() }
                 for lock in held { _ = try await lock.query("ROLLBACK", []) }
                 pause = clock.now - started
                 break pinning
-            } catch let error where error is CutBusy
-                || (error as? SQLiteError).map({ $0.reason == .busy || $0.reason == .locked }) == true
-            {
+            } catch let error where error is CutBusy || (error as? SQLiteError).map(Self.isBusy) == true {
                 await undo()
                 guard clock.now < giveUp else {
                     throw Failure(
@@ -164,7 +168,7 @@ public enum SQLiteSnapshot {
             }
             _ = try await copy.query("DETACH DATABASE src", [])
         }
-        return Report(pause: pause, attempts: attempts)
+        return Report(pause: pause, attempts: attempts, at: moment)
     }
 
     /// Tables with their rows, then AUTOINCREMENT counters, indexes, views and triggers (after
@@ -193,6 +197,10 @@ public enum SQLiteSnapshot {
         }
         let version = try await copy.query("PRAGMA src.user_version", []).first?.column("user_version")?.integer ?? 0
         _ = try await copy.query("PRAGMA main.user_version = \(version)", [])
+    }
+
+    static func isBusy(_ error: SQLiteError) -> Bool {
+        [.busy, .busyInRecovery, .busyInSnapshot, .busyTimeout, .locked].contains(error.reason)
     }
 
     static func quoted(_ identifier: String) -> String {

@@ -13,6 +13,7 @@ public struct ExaminationService: HospitalService {
     public static let defaultPort = 8084
     public static let routePrefixes = ["examinations"]
     public static let visitTables = ["examinations"]
+    public static let storedFilesQuery: String? = "SELECT DISTINCT sha256 FROM \(AttachmentModel.schema)"
     public static let needs: ServiceNeeds = [.attachmentStore]
     public static let streamedRoutes = [
         StreamedRoute(.POST, "examinations/:id/attachments"),

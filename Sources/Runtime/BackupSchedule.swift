@@ -6,7 +6,7 @@ import ServiceKit
 /// `serve --backup-every 6h --backup-to DIR`: a backup of the data directory whenever the newest
 /// in the directory is that old (at once, if there is none), the newest `keep` kept.
 ///
-/// Metrics (on the gateway's port where it runs in the process): when the newest whole backup
+/// Metrics (on the gateway's port where it runs in the process, else the last service's): when the newest whole backup
 /// was made, the interval, how long the last took, its size and how long it held writers, and
 /// the failures. `HospitalBackupTooOld` fires when the newest is older than two intervals.
 /// A failed backup is logged and counted, and tried again after a fifth of the interval (at most
@@ -41,7 +41,10 @@ struct BackupSchedule {
         let failures = metrics.counter("hospital_backup_failures_total", help: "Backups that failed.")
         let seconds = Double(every.components.seconds)
         interval.set(seconds)
-        var newest = Backups.list(directory).last.flatMap { Backups.date($0.manifest.createdAt) }
+        let installation = try HospitalBackups.installation(configuration)
+        var newest = Backups.list(directory, installation: installation).last.flatMap {
+            Backups.date($0.manifest.createdAt)
+        }
         lastSuccess.set(newest?.timeIntervalSince1970 ?? 0)
         while true {
             let wait = (newest?.addingTimeInterval(seconds) ?? Date()).timeIntervalSinceNow
@@ -60,9 +63,9 @@ struct BackupSchedule {
                         "backup": "\(result.directory.lastPathComponent)", "bytes": "\(result.manifest.totalBytes)",
                         "write_pause_ms": "\(result.manifest.writePauseMilliseconds)",
                     ])
-            } catch is CancellationError {
-                throw CancellationError()
             } catch {
+                // A stop of the process is not a failed backup.
+                if Task.isCancelled || error is CancellationError { throw CancellationError() }
                 failures.increment()
                 logger.error("backup failed; serving goes on", metadata: ["error": "\(error)"])
                 try await Task.sleep(for: .seconds(min(300, max(1, seconds / 5))))

@@ -18,6 +18,35 @@ public enum HospitalBackups {
     /// The data directory's id, created once.
     static let installationFile = "installation-id"
 
+    /// The data directory's id (`installation-id`, made on first use): a backup names it, and a
+    /// directory of backups may hold several installations' backups.
+    static func installation(_ configuration: HospitalConfiguration) throws -> String {
+        try DataDirectory.secret(configuration.dataDirectory.appendingPathComponent(installationFile)) {
+            UUID().uuidString.lowercased()
+        }.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// `serve` holds a shared lock on `.serve.lock` in its data directory for as long as it runs
+    /// (the system lets it go however the process ends); a restore refuses a directory that
+    /// something serves from. Returns the descriptor to close when serving ends.
+    public static func holdServing(_ dataDirectory: URL) throws -> Int32 {
+        try DataDirectory.prepare(dataDirectory)
+        let fd = open(dataDirectory.appendingPathComponent(".serve.lock").path, O_RDWR | O_CREAT, 0o600)
+        guard fd >= 0, flock(fd, LOCK_SH) == 0 else {
+            throw ConfigurationError("cannot lock \(dataDirectory.path)/.serve.lock")
+        }
+        return fd
+    }
+
+    static func isServed(_ dataDirectory: URL) -> Bool {
+        let fd = open(dataDirectory.appendingPathComponent(".serve.lock").path, O_RDWR)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else { return true }
+        flock(fd, LOCK_UN)
+        return false
+    }
+
     /// The backup key the configuration names, if any (a file wins over the variable).
     public static func key(_ configuration: HospitalConfiguration) throws -> BackupKey? {
         if let file = configuration.backup.keyFile {
@@ -42,9 +71,7 @@ public enum HospitalBackups {
         guard !directory.standardizedFileURL.path.hasPrefix(data.standardizedFileURL.path + "/") else {
             throw ConfigurationError("the backups cannot go inside the data directory they back up (\(directory.path))")
         }
-        let installation = try DataDirectory.secret(data.appendingPathComponent(installationFile)) {
-            UUID().uuidString.lowercased()
-        }.trimmingCharacters(in: .whitespacesAndNewlines)
+        let installation = try installation(configuration)
         let names = (try FileManager.default.contentsOfDirectory(atPath: data.path)).sorted()
         let databases = names.filter { $0.hasSuffix(".sqlite") }.map { (name: $0, file: data.appendingPathComponent($0)) }
         var files: [(name: String, kind: String, file: URL)] = [
@@ -67,6 +94,9 @@ public enum HospitalBackups {
         }
         let postgres = postgresDatabases(configuration)
         let attachments = configuration.attachmentsDirectory ?? data.appendingPathComponent("attachments", isDirectory: true)
+        if configuration.attachmentsDirectory != nil, !FileManager.default.fileExists(atPath: attachments.path) {
+            throw ConfigurationError("the attachments directory \(attachments.path) is not there (not mounted?)")
+        }
         let plan = BackupPlan(
             databases: databases, postgres: postgres, files: files,
             attachments: FileManager.default.fileExists(atPath: attachments.path) ? attachments : nil,
@@ -89,9 +119,26 @@ public enum HospitalBackups {
             guard try await !database.read("SELECT tablename::text FROM pg_tables WHERE tablename = '_fluent_migrations'").isEmpty
             else { return [] }
             return try await database.read("SELECT name FROM _fluent_migrations")
+        } storedFiles: { copies, snapshots in
+            // The services that keep files say which rows name them.
+            var names = Set<String>()
+            for service in ServiceCatalog.domain {
+                guard let query = service.storedFilesQuery else { continue }
+                if let snapshot = snapshots.first(where: { $0.name == service.name }) {
+                    names.formUnion(try await snapshot.read(query))
+                    continue
+                }
+                let copy = copies.appendingPathComponent("\(service.name).sqlite")
+                guard FileManager.default.fileExists(atPath: copy.path) else { continue }
+                let table = try await SQLiteSnapshot.strings(
+                    "SELECT name FROM sqlite_schema WHERE type = 'table' AND name = 'attachments'", in: copy, logger: logger)
+                guard !table.isEmpty else { continue }
+                names.formUnion(try await SQLiteSnapshot.strings(query, in: copy, logger: logger))
+            }
+            return names
         }
         return try await Backups.make(
-            plan, into: directory, lock: data.appendingPathComponent(".backup.lock"), key: key,
+            plan, into: directory, scratch: data, lock: data.appendingPathComponent(".backup.lock"), key: key,
             keep: configuration.backup.keep, logger: logger)
     }
 
@@ -108,8 +155,7 @@ public enum HospitalBackups {
     /// a newer build.
     static var knownMigrations: Set<String> {
         var names = Set(ServiceCatalog.domain.flatMap { $0.migrations.map(\.name) })
-        names.insert(AuditTrail.Migration(engine: .sqlite).name)
-        names.insert(AuditTrail.KeyedMigration(engine: .sqlite).name)
+        names.formUnion(AuditTrail.migrations(engine: .sqlite).map(\.name))
         return names
     }
 
@@ -120,6 +166,8 @@ public enum HospitalBackups {
         public var keysFrom: URL?
         /// The keys are given by the environment (`HOSPITAL_PII_KEY`, `HOSPITAL_AUDIT_KEY`).
         public var keysInEnvironment = false
+        /// A backup key is configured, and the backup is one made without it.
+        public var allowUnencrypted = false
         public init() {}
     }
 
@@ -138,7 +186,7 @@ public enum HospitalBackups {
     ) async throws -> RestoreReport {
         let manager = FileManager.default
         let key = try key(configuration)
-        let manifest = try BackupReader.check(source, key: key)
+        let manifest = try BackupReader.check(source, key: key, allowUnencrypted: options.allowUnencrypted)
         let unknown = Set(manifest.migrations).subtracting(knownMigrations)
         guard unknown.isEmpty else {
             throw ConfigurationError(
@@ -170,6 +218,9 @@ public enum HospitalBackups {
             postgres.append((entry, name, url))
         }
         let target = configuration.dataDirectory.standardizedFileURL
+        guard !isServed(target) else {
+            throw ConfigurationError("\(target.path) is being served (hospital serve runs on it): stop it before restoring")
+        }
         let customAttachments = configuration.attachmentsDirectory?.standardizedFileURL
         let nonEmpty = [target, customAttachments].compactMap { $0 }.filter {
             !((try? manager.contentsOfDirectory(atPath: $0.path)) ?? []).isEmpty
@@ -187,18 +238,15 @@ public enum HospitalBackups {
         }
         try? manager.removeItem(at: staging)
         if let stagingAttachments { try? manager.removeItem(at: stagingAttachments) }
+        // What has been written so far, undone if a later step fails: nothing is left half done.
+        var restoredDatabases: [(name: String, url: URL)] = []
+        var moved: [(from: URL, to: URL)] = []
         do {
             try manager.createDirectory(at: staging, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             try BackupReader.extract(
                 source, manifest: manifest, key: key, dataDirectory: staging,
                 attachments: stagingAttachments ?? staging.appendingPathComponent("attachments", isDirectory: true),
                 postgres: staging.appendingPathComponent(".postgres", isDirectory: true))
-            for database in postgres {
-                let dump = staging.appendingPathComponent(".postgres/\(database.name).pgdump")
-                try await PostgresSnapshot.restore(dump, into: database.url, name: database.name)
-                try manager.removeItem(at: dump)
-            }
-            try? manager.removeItem(at: staging.appendingPathComponent(".postgres"))
             if let keysFrom = options.keysFrom {
                 for name in keyFiles where manager.fileExists(atPath: keysFrom.appendingPathComponent(name).path) {
                     let destination = staging.appendingPathComponent(name)
@@ -214,6 +262,14 @@ public enum HospitalBackups {
                     throw ConfigurationError("\(entry.path): the restored database fails SQLite's check: \(check.prefix(3))")
                 }
             }
+            // The PostgreSQL databases last, each in one transaction.
+            for database in postgres {
+                let dump = staging.appendingPathComponent(".postgres/\(database.name).pgdump")
+                restoredDatabases.append((database.name, database.url))
+                try await PostgresSnapshot.restore(dump, into: database.url, name: database.name)
+                try manager.removeItem(at: dump)
+            }
+            try? manager.removeItem(at: staging.appendingPathComponent(".postgres"))
             // Sessions ended after the backup was made would live again: every session ends.
             var restored = configuration
             restored.dataDirectory = staging
@@ -231,13 +287,25 @@ public enum HospitalBackups {
                         let aside = to.deletingLastPathComponent().appendingPathComponent(
                             "\(to.lastPathComponent).before-restore-\(stamp)", isDirectory: true)
                         try manager.moveItem(at: to, to: aside)
+                        moved.append((to, aside))
                         if to == target { setAside = aside }
                     }
                 }
                 try manager.moveItem(at: from, to: to)
+                moved.append((from, to))
             }
             return RestoreReport(manifest: manifest, dataDirectory: target, setAside: setAside, sessionsEnded: ended)
         } catch {
+            for (from, to) in moved.reversed() { try? manager.moveItem(at: to, to: from) }
+            for database in restoredDatabases {
+                do {
+                    try await PostgresSnapshot.empty(database.url, logger: logger)
+                } catch {
+                    logger.error(
+                        "restore: could not empty a database it had begun to restore; empty it before trying again",
+                        metadata: ["database": "\(database.name)", "error": "\(error)"])
+                }
+            }
             try? manager.removeItem(at: staging)
             if let stagingAttachments { try? manager.removeItem(at: stagingAttachments) }
             throw error

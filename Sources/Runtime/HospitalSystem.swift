@@ -39,7 +39,8 @@ public final class HospitalSystem: Sendable {
         self.transport = transport
         self.authentication = authentication
         let loops = hosts.map(\.loops)
-        // Scheduled backups report on the gateway's port where it runs here, else the first service's.
+        // Scheduled backups report on the gateway's port where it runs here (the last host), else
+        // on the last service's.
         let backups = (hosts.last?.metrics).flatMap { BackupSchedule(configuration, metrics: $0, logger: logger)?.loop }
         let supervised = ((transport?.loops ?? []) + [authentication.refresh] + loops.flatMap(\.consumers)
             + loops.flatMap(\.relays) + loops.flatMap(\.upkeep) + loops.flatMap(\.audit) + [backups].compactMap { $0 })

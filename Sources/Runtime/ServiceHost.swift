@@ -95,9 +95,7 @@ final class ServiceHost: Sendable {
             auditDatabase = .psql
         }
         let engine: DatabaseEngine = database == nil ? .sqlite : .postgresql
-        let auditMigrations: [any Migration] = [
-            AuditTrail.Migration(engine: engine.kind), AuditTrail.KeyedMigration(engine: engine.kind),
-        ]
+        let auditMigrations = AuditTrail.migrations(engine: engine.kind)
         if database == nil {
             app.migrations.add(auditMigrations, to: .audit)
         } else {

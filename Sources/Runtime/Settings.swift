@@ -380,7 +380,7 @@ public enum Settings {
     /// `90s`, `30m`, `6h`, `1d`: at least a minute.
     private static func interval(_ raw: String, _ variable: String) throws -> Duration {
         let units: [Character: Int64] = ["s": 1, "m": 60, "h": 3600, "d": 86_400]
-        guard let unit = raw.last.flatMap({ units[$0] }), let n = Int64(raw.dropLast()), n > 0,
+        guard let unit = raw.last.flatMap({ units[$0] }), let n = Int64(raw.dropLast()), n > 0, n <= 30 * 86_400,
             n * unit >= 60, n * unit <= 30 * 86_400
         else { throw ConfigurationError("\(variable): a number and s, m, h or d, from 1m to 30d, not \(raw)") }
         return .seconds(n * unit)

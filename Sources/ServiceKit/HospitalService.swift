@@ -126,6 +126,9 @@ public protocol HospitalService: Sendable {
     /// Its tables that hold one row per visit (or per order), the ones a history grows
     /// (`hospital bench --seed-history`); none by default.
     static var visitTables: [String] { get }
+    /// With `.attachmentStore`: the SQL that lists the SHA-256 of every content file its rows
+    /// name (a backup checks it holds each); nil by default.
+    static var storedFilesQuery: String? { get }
     init(context: ServiceContext)
     func registerRoutes(on routes: any RoutesBuilder)
     /// The event types it reacts to (none: it runs no consumer).
@@ -142,6 +145,7 @@ extension HospitalService {
     public static var needs: ServiceNeeds { [] }
     public static var streamedRoutes: [StreamedRoute] { [] }
     public static var visitTables: [String] { [] }
+    public static var storedFilesQuery: String? { nil }
 }
 
 /// Where a service keeps files and how big they may be.

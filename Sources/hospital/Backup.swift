@@ -100,6 +100,9 @@ struct RestoreCommand: AsyncParsableCommand {
     @Flag(help: "Restore although the data directory is not empty; it is kept, renamed aside.")
     var replace = false
 
+    @Flag(help: "The backup was made without a backup key, though one is configured now.")
+    var unencrypted = false
+
     @Option(
         name: .customLong("attachments-dir"),
         help: "Where the result files go (HOSPITAL_ATTACHMENTS_DIR; default: attachments in the data directory).")
@@ -114,6 +117,7 @@ struct RestoreCommand: AsyncParsableCommand {
         options.replace = replace
         options.keysFrom = keysFrom.map { URL(fileURLWithPath: $0, isDirectory: true) }
         options.keysInEnvironment = keysInEnvironment
+        options.allowUnencrypted = unencrypted
         let report: HospitalBackups.RestoreReport
         do {
             report = try await HospitalBackups.restore(

@@ -170,6 +170,9 @@ struct Serve: AsyncParsableCommand {
         }
         let logger = common.bootstrapLogging(config.logLevel)
         let dataDirectory = config.dataDirectory.path
+        // While it runs, a restore into this data directory is refused.
+        let servingLock = try HospitalBackups.holdServing(config.dataDirectory)
+        defer { close(servingLock) }
         let serving = ServingSystem(services: services, configuration: config, logger: logger) { system in
             var lines = system.services.compactMap { service in
                 system.url(of: service).map { "\(service.rawValue) listening on \($0.absoluteString)" }

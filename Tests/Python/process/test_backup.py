@@ -268,11 +268,27 @@ def test_a_backup_that_cannot_be_written_fails_loudly_leaves_nothing_that_looks_
     assert second.returncode == 1 and "another backup" in second.stdout, second.stdout
     assert whole_backups(root / "second") == []
 
-    # Retention: three backups with --keep 2 leave the newest two.
+    # Retention: three backups with --keep 2 leave the newest two, and another installation's
+    # backup in the same directory alone.
+    neighbour = root / "neighbour-data"
+    add_accounts(str(neighbour), PASSWORD, roles=("desk",))
+    theirs = run("backup", "--data-dir", str(neighbour), "--to", str(root / "kept"))
+    assert theirs.returncode == 0, theirs.stdout
     kept = [run("backup", "--data-dir", str(data), "--to", str(root / "kept"), "--keep", "2") for _ in range(3)]
     assert all(k.returncode == 0 for k in kept)
     names = [k.stdout.split("backup: ", 1)[1].split("\n", 1)[0] for k in kept]
-    assert [str(p) for p in whole_backups(root / "kept")] == sorted(names[1:])
+    neighbours = theirs.stdout.split("backup: ", 1)[1].split("\n", 1)[0]
+    assert [str(p) for p in whole_backups(root / "kept")] == sorted(names[1:] + [neighbours])
+
+    # Result files the database names but the attachments directory lacks: not a whole backup.
+    (root / "empty-attachments").mkdir()
+    lacking = run("backup", "--data-dir", str(data), "--to", str(root / "lacking"),
+                  "--attachments-dir", str(root / "empty-attachments"))
+    assert lacking.returncode == 1 and "not in the attachments directory" in lacking.stdout, lacking.stdout
+    unmounted = run("backup", "--data-dir", str(data), "--to", str(root / "lacking"),
+                    "--attachments-dir", str(root / "not-mounted"))
+    assert unmounted.returncode == 1 and "not there" in unmounted.stdout, unmounted.stdout
+    assert whole_backups(root / "lacking") == []
 
 
 def refused(backup: pathlib.Path, target: pathlib.Path, *args: str) -> str:
@@ -295,6 +311,10 @@ def test_a_restore_refuses_a_damaged_foreign_or_newer_backup_and_a_directory_in_
     target = root / "target"
 
     assert "holds no keys" in refused(clear, target)
+    # Where a backup key is in use, an unencrypted backup may be a replaced one: refused unless expected.
+    key = root / "key-clear"
+    key.write_text(run("backup", "--new-key").stdout)
+    assert "not encrypted" in refused(clear, target, "--key-file", str(key), "--keys-from", str(data))
 
     def damaged(name: str, change) -> pathlib.Path:
         copy = root / name
@@ -332,6 +352,27 @@ def test_a_restore_refuses_a_damaged_foreign_or_newer_backup_and_a_directory_in_
 
     assert "newer build" in refused(damaged("newer", newer), target, "--keys-from", str(data))
     assert "manifest.json" in refused(damaged("no-manifest", lambda c: (c / "manifest.json").unlink()), target)
+
+    def forged_keys(copy):
+        changed = json.loads((copy / "manifest.json").read_text())
+        shutil.copy(data / "pii-key", copy / "data" / "pii-key")
+        changed["files"].append({"path": "data/pii-key", "kind": "key", "size": (data / "pii-key").stat().st_size,
+                                 "sha256": hashlib.sha256((data / "pii-key").read_bytes()).hexdigest()})
+        (copy / "manifest.json").write_text(json.dumps(changed))
+
+    assert "lists keys" in refused(damaged("forged-keys", forged_keys), target, "--keys-from", str(data))
+
+    def outside(copy):
+        changed = json.loads((copy / "manifest.json").read_text())
+        changed["files"][0]["path"] = "data/../../../../etc/os-release"
+        (copy / "manifest.json").write_text(json.dumps(changed))
+
+    said = refused(damaged("outside", outside), target, "--keys-from", str(data))
+    assert "outside the backup" in said and "PRETTY_NAME" not in said
+
+    # A data directory a server runs on is never restored over, even when told to replace it.
+    served_over = run("restore", "--from", str(clear), "--data-dir", str(data), "--keys-from", str(data), "--replace")
+    assert served_over.returncode == 1 and "being served" in served_over.stdout, served_over.stdout
 
     # Encrypted: the wrong key, an edited manifest, a changed byte.
     keys = [root / "key-a", root / "key-b"]

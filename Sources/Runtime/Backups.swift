@@ -68,9 +68,7 @@ public enum HospitalBackups {
         guard FileManager.default.fileExists(atPath: data.path) else {
             throw ConfigurationError("no data directory at \(data.path)")
         }
-        guard !directory.standardizedFileURL.path.hasPrefix(data.standardizedFileURL.path + "/") else {
-            throw ConfigurationError("the backups cannot go inside the data directory they back up (\(directory.path))")
-        }
+        try refuseInside(data, directory)
         let installation = try installation(configuration)
         let names = (try FileManager.default.contentsOfDirectory(atPath: data.path)).sorted()
         let databases = names.filter { $0.hasSuffix(".sqlite") }.map { (name: $0, file: data.appendingPathComponent($0)) }
@@ -148,6 +146,15 @@ public enum HospitalBackups {
         ServiceName.allCases.compactMap { service in
             let url = service == .gateway ? configuration.gatewayDatabaseURL : configuration.serviceDatabaseURLs[service]
             return url.map { (service.rawValue, $0) }
+        }
+    }
+
+    /// Backups inside the data directory they back up would be lost with it (and backed up again).
+    static func refuseInside(_ data: URL, _ directory: URL) throws {
+        let inside = data.standardizedFileURL.path
+        let target = directory.standardizedFileURL.path
+        guard target != inside, !target.hasPrefix(inside + "/") else {
+            throw ConfigurationError("the backups cannot go inside the data directory they back up (\(directory.path))")
         }
     }
 

@@ -92,9 +92,10 @@ public final class HospitalSystem: Sendable {
         let wanted = services.isEmpty ? ServiceName.allCases : ServiceName.allCases.filter(services.contains)
         let domain = wanted.filter { $0 != .gateway }
         if configuration.backup.every != nil {
-            guard configuration.backup.directory != nil else {
+            guard let directory = configuration.backup.directory else {
                 throw ConfigurationError("HOSPITAL_BACKUP_EVERY (--backup-every) needs HOSPITAL_BACKUP_TO (--backup-to)")
             }
+            try HospitalBackups.refuseInside(configuration.dataDirectory, directory)
             _ = try HospitalBackups.key(configuration)
         }
         let transport: Transport? =

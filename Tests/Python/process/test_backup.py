@@ -255,6 +255,12 @@ def test_a_backup_that_cannot_be_written_fails_loudly_leaves_nothing_that_looks_
     assert list(backups.iterdir()) == [], "a failed backup left files behind"
     assert api.call("POST", "/receptions", "desk", {"patientName": "실패후", "department": "내과"})[0] == 201
 
+    # Backups inside the data directory they back up: refused, by a backup and by serve at start.
+    inside = run("backup", "--data-dir", str(data), "--to", str(data / "backups"))
+    assert inside.returncode == 1 and "inside the data directory" in inside.stdout, inside.stdout
+    starting = run("serve", "--data-dir", str(data), "--backup-every", "1h", "--backup-to", str(data / "backups"))
+    assert starting.returncode != 0 and "inside the data directory" in starting.stdout + starting.stderr
+
     # A destination that is not a directory.
     (root / "a-file").write_text("x")
     refused = run("backup", "--data-dir", str(data), "--to", str(root / "a-file" / "backups"))

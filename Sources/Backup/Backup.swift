@@ -112,13 +112,13 @@ public enum Backups {
         let postgres = plan.postgres.map { PostgresSnapshot(name: $0.name, url: $0.url, logger: logger) }
         let report: SQLiteSnapshot.Report
         var postgresMigrations: [String] = []
-        var referenced = Set<String>()
+        let named: Set<String>
         do {
             for database in postgres { try await database.open() }
             report = try await SQLiteSnapshot.copy(
                 plan.databases.map { .init(source: $0.file, destination: work.appendingPathComponent($0.name)) },
                 alsoPinning: postgres, logger: logger)
-            referenced = try await plan.storedFiles(work, postgres)
+            named = try await plan.storedFiles(work, postgres)
             for database in postgres {
                 postgresMigrations += try await plan.postgresMigrations(database)
                 try await database.dump(to: work.appendingPathComponent("\(database.name).pgdump"))
@@ -129,54 +129,15 @@ public enum Backups {
             throw error
         }
         let described = try await plan.describe(work)
-        let named = referenced
         // The copying, hashing and sealing run on a thread of their own, not the concurrency
         // pool's: a scheduled backup must not take a serving thread for minutes. A stop of the
         // process cancels it between two files.
         let stop = StopFlag()
         let entries = try await withTaskCancellationHandler {
-            try await offloaded { () throws -> [BackupManifest.Entry] in
-            var entries: [BackupManifest.Entry] = []
-            for database in plan.databases {
-                try stop.check()
-                let copy = work.appendingPathComponent(database.name)
-                entries.append(
-                    try BackupFiles.store(
-                        copy, to: data.appendingPathComponent(database.name), path: "data/\(database.name)",
-                        kind: "database", key: key, backupID: backupID
-                    ).entry)
-                try manager.removeItem(at: copy)
-            }
-            if !postgres.isEmpty {
-                let folder = directory.appendingPathComponent("postgres", isDirectory: true)
-                try manager.createDirectory(at: folder, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
-                for database in postgres {
-                    let dump = work.appendingPathComponent("\(database.name).pgdump")
-                    entries.append(
-                        try BackupFiles.store(
-                            dump, to: folder.appendingPathComponent("\(database.name).pgdump"),
-                            path: "postgres/\(database.name).pgdump", kind: "postgres", key: key, backupID: backupID
-                        ).entry)
-                    try manager.removeItem(at: dump)
-                }
-            }
-            for file in plan.files {
-                entries.append(
-                    try BackupFiles.store(
-                        file.file, to: data.appendingPathComponent(file.name), path: "data/\(file.name)", kind: file.kind,
-                        key: key, backupID: backupID
-                    ).entry)
-            }
-            if let attachments = plan.attachments {
-                entries += try storeAttachments(attachments, into: directory, key: key, backupID: backupID, stop: stop)
-            }
-            let stored = Set(entries.filter { $0.kind == "attachment" }.map { String($0.path.split(separator: "/").last!) })
-            let missing = named.subtracting(stored)
-            guard missing.isEmpty else {
-                throw BackupFiles.Failure(
-                    "\(missing.count) result file(s) named by the database are not in the attachments directory (\(plan.attachments?.path ?? "none")): the backup would not be whole")
-            }
-            return entries
+            try await offloaded {
+                try storeAll(
+                    plan, into: directory, work: work, postgres: postgres.map(\.name), named: named, key: key,
+                    backupID: backupID, stop: stop)
             }
         } onCancel: {
             stop.set()
@@ -208,6 +169,57 @@ public enum Backups {
         }
         syncDirectory(directory)
         return manifest
+    }
+
+    /// Seals (or copies) everything into the backup's directory, the databases' working copies
+    /// removed as they go; fails if a result file the databases name is not among those stored.
+    private static func storeAll(
+        _ plan: BackupPlan, into directory: URL, work: URL, postgres: [String], named: Set<String>, key: BackupKey?,
+        backupID: String, stop: StopFlag
+    ) throws -> [BackupManifest.Entry] {
+        let manager = FileManager.default
+        let data = directory.appendingPathComponent("data", isDirectory: true)
+        var entries: [BackupManifest.Entry] = []
+        for database in plan.databases {
+            try stop.check()
+            let copy = work.appendingPathComponent(database.name)
+            entries.append(
+                try BackupFiles.store(
+                    copy, to: data.appendingPathComponent(database.name), path: "data/\(database.name)",
+                    kind: "database", key: key, backupID: backupID
+                ).entry)
+            try manager.removeItem(at: copy)
+        }
+        if !postgres.isEmpty {
+            let folder = directory.appendingPathComponent("postgres", isDirectory: true)
+            try manager.createDirectory(at: folder, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+            for name in postgres {
+                let dump = work.appendingPathComponent("\(name).pgdump")
+                entries.append(
+                    try BackupFiles.store(
+                        dump, to: folder.appendingPathComponent("\(name).pgdump"), path: "postgres/\(name).pgdump",
+                        kind: "postgres", key: key, backupID: backupID
+                    ).entry)
+                try manager.removeItem(at: dump)
+            }
+        }
+        for file in plan.files {
+            entries.append(
+                try BackupFiles.store(
+                    file.file, to: data.appendingPathComponent(file.name), path: "data/\(file.name)", kind: file.kind,
+                    key: key, backupID: backupID
+                ).entry)
+        }
+        if let attachments = plan.attachments {
+            entries += try storeAttachments(attachments, into: directory, key: key, backupID: backupID, stop: stop)
+        }
+        let stored = Set(entries.filter { $0.kind == "attachment" }.map { String($0.path.split(separator: "/").last!) })
+        let missing = named.subtracting(stored)
+        guard missing.isEmpty else {
+            throw BackupFiles.Failure(
+                "\(missing.count) result file(s) named by the database are not in the attachments directory (\(plan.attachments?.path ?? "none")): the backup would not be whole")
+        }
+        return entries
     }
 
     /// Every content file (`sha256/ab/ab…`), checked against its name as it is copied: a file
@@ -279,14 +291,6 @@ public enum Backups {
         }
     }
 
-    static func sha256(of file: URL) throws -> String {
-        let input = try FileHandle(forReadingFrom: file)
-        defer { try? input.close() }
-        var hash = SHA256()
-        while let data = try input.read(upToCount: BackupFiles.chunkBytes), !data.isEmpty { hash.update(data: data) }
-        return hash.finalize().hex
-    }
-
     static func rename(_ from: URL, to: URL) throws {
         guard Foundation.rename(from.path, to.path) == 0 else {
             throw BackupFiles.Failure("cannot rename \(from.path) to \(to.path): \(String(cString: strerror(errno)))")
@@ -300,19 +304,18 @@ public enum Backups {
         close(fd)
     }
 
-    static func isoStamp(_ date: Date) -> String {
+    /// A manifest's moments: ISO 8601 in UTC, with milliseconds.
+    private static func isoFormatter() -> ISO8601DateFormatter {
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         formatter.timeZone = TimeZone(identifier: "UTC")
-        return formatter.string(from: date)
+        return formatter
     }
 
+    static func isoStamp(_ date: Date) -> String { isoFormatter().string(from: date) }
+
     /// The moment a manifest's `createdAt` names.
-    public static func date(_ iso: String) -> Date? {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return formatter.date(from: iso)
-    }
+    public static func date(_ iso: String) -> Date? { isoFormatter().date(from: iso) }
 
     static func compactStamp(_ iso: String) -> String {
         String(iso.filter { $0.isNumber || $0 == "T" }.prefix(15)) + "Z"

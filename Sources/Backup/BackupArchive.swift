@@ -195,12 +195,16 @@ public enum BackupFiles {
     }
 
     /// Writes the original of the stored `file` to `destination` (a new file, mode 0600),
-    /// opening it with `key` when the backup is sealed.
-    static func restore(_ file: URL, path: String, to destination: URL, key: BackupKey?, backupID: String) throws {
+    /// opening it with `key` when the backup is sealed; returns the SHA-256 of what it wrote.
+    @discardableResult
+    static func restore(_ file: URL, path: String, to destination: URL, key: BackupKey?, backupID: String) throws
+        -> String
+    {
         let input = try FileHandle(forReadingFrom: file)
         defer { try? input.close() }
         let output = try createFile(destination)
         defer { try? output.close() }
+        var written = SHA256()
         if let key {
             let fileKey = key.fileKey(backupID: backupID, path: path)
             guard try input.read(upToCount: magic.count) == magic else { throw Failure("\(path): not a sealed backup file") }
@@ -228,6 +232,7 @@ public enum BackupFiles {
                         "\(path): chunk \(index) does not open with this key: changed, damaged, or sealed under another key")
                 }
                 try output.write(contentsOf: plain)
+                written.update(data: plain)
                 if last {
                     guard (try input.read(upToCount: 1) ?? Data()).isEmpty else {
                         throw Failure("\(path): bytes after its last chunk")
@@ -237,9 +242,13 @@ public enum BackupFiles {
                 index += 1
             }
         } else {
-            while let data = try input.read(upToCount: chunkBytes), !data.isEmpty { try output.write(contentsOf: data) }
+            while let data = try input.read(upToCount: chunkBytes), !data.isEmpty {
+                try output.write(contentsOf: data)
+                written.update(data: data)
+            }
         }
         try output.synchronize()
+        return written.finalize().hex
     }
 
     static func nonce(_ index: UInt64) throws -> AES.GCM.Nonce {

@@ -134,28 +134,32 @@ public actor PostgresSnapshot: CutParticipant {
 
     /// Whether the database at `url` has no table of its own (a restore goes only into such).
     public static func isEmpty(_ url: URL, logger: Logger) async throws -> Bool {
-        let connection = try await PostgresConnection.connect(
-            configuration: configuration(url), id: Int.random(in: 1...Int.max), logger: logger)
-        do {
-            let tables = try await strings(
+        try await withConnection(url, logger: logger) { connection in
+            try await strings(
                 "SELECT tablename::text FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')",
-                on: connection, logger: logger)
-            try? await connection.close()
-            return tables.isEmpty
-        } catch {
-            try? await connection.close()
-            throw error
+                on: connection, logger: logger
+            ).isEmpty
         }
     }
 
     /// Removes what a restore put into the database at `url` (its `public` schema, made anew).
     public static func empty(_ url: URL, logger: Logger) async throws {
+        try await withConnection(url, logger: logger) { connection in
+            try await connection.query("DROP SCHEMA public CASCADE", logger: logger)
+            try await connection.query("CREATE SCHEMA public", logger: logger)
+        }
+    }
+
+    /// One connection to `url` for `body`, closed after it, however it ends.
+    private static func withConnection<T>(
+        _ url: URL, logger: Logger, _ body: (PostgresConnection) async throws -> T
+    ) async throws -> T {
         let connection = try await PostgresConnection.connect(
             configuration: configuration(url), id: Int.random(in: 1...Int.max), logger: logger)
         do {
-            try await connection.query("DROP SCHEMA public CASCADE", logger: logger)
-            try await connection.query("CREATE SCHEMA public", logger: logger)
+            let result = try await body(connection)
             try? await connection.close()
+            return result
         } catch {
             try? await connection.close()
             throw error

@@ -107,10 +107,10 @@ public enum BackupReader {
             try manager.createDirectory(
                 at: destination.deletingLastPathComponent(), withIntermediateDirectories: true,
                 attributes: [.posixPermissions: 0o700])
-            try BackupFiles.restore(
+            let written = try BackupFiles.restore(
                 directory.appendingPathComponent(entry.path), path: entry.path, to: destination,
                 key: manifest.encryption == nil ? nil : key, backupID: manifest.backupID)
-            if entry.kind == "attachment", try Backups.sha256(of: destination) != destination.lastPathComponent {
+            if entry.kind == "attachment", written != destination.lastPathComponent {
                 throw BackupFiles.Failure("\(entry.path): its bytes do not match its name once restored")
             }
         }

@@ -59,8 +59,9 @@ let package = Package(
         .target(
             name: "Storage",
             dependencies: [
-                fluentKit, sqlKit, .product(name: "FluentSQLiteDriver", package: "fluent-sqlite-driver"),
+                fluentKit, sqlKit, logging, .product(name: "FluentSQLiteDriver", package: "fluent-sqlite-driver"),
                 .product(name: "FluentPostgresDriver", package: "fluent-postgres-driver"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ]),
         .target(
             name: "Messaging", dependencies: ["Contracts", "Storage", fluentKit, sqlKit, logging, tracing, instrumentation]),
@@ -83,8 +84,8 @@ let package = Package(
         .target(
             name: "MessagingLocal",
             dependencies: [
-                "Messaging", logging, .product(name: "SQLiteNIO", package: "sqlite-nio"),
-                .product(name: "NIOCore", package: "swift-nio"),
+                "Messaging", "Storage", logging, .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
             ]),
 
         // The Kafka transport: librdkafka through a system-library target, only with the Kafka trait.
@@ -138,8 +139,9 @@ let package = Package(
         .target(
             name: "PatientManagementService",
             dependencies: [
-                "PatientManagementDomain", "Contracts", "Messaging", "Storage", "ServiceKit", vapor, fluentKit, sqlKit,
-                .product(name: "Prometheus", package: "swift-prometheus"),
+                "PatientManagementDomain", "Contracts", "SharedKernel", "Messaging", "Storage", "ServiceKit", vapor, fluentKit,
+                sqlKit, .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ]),
         .target(
             name: "Gateway",
@@ -159,16 +161,20 @@ let package = Package(
         .target(
             name: "Web",
             dependencies: [
-                "ServiceKit", "HTTPProxy", "Identity", vapor, .product(name: "Mustache", package: "swift-mustache"), tracing,
+                "ServiceKit", "SharedKernel", "HTTPProxy", "Identity", vapor, .product(name: "Mustache", package: "swift-mustache"),
+                tracing, .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             resources: [
                 .embedInCode("Templates/layout.mustache"), .embedInCode("Templates/home.mustache"),
                 .embedInCode("Templates/desk.mustache"), .embedInCode("Templates/boardRows.mustache"),
                 .embedInCode("Templates/cancel.mustache"), .embedInCode("Templates/doctor.mustache"),
-                .embedInCode("Templates/worklistRows.mustache"), .embedInCode("Templates/visit.mustache"),
+                .embedInCode("Templates/worklistRows.mustache"), .embedInCode("Templates/waitsPanel.mustache"), .embedInCode("Templates/visit.mustache"),
                 .embedInCode("Templates/orders.mustache"), .embedInCode("Templates/examiner.mustache"),
                 .embedInCode("Templates/patientVisits.mustache"), .embedInCode("Templates/login.mustache"),
-                .embedInCode("Assets/app.css"), .embedInCode("Assets/app.js"),
+                .embedInCode("Templates/patients.mustache"), .embedInCode("Templates/patient.mustache"),
+                .embedInCode("Templates/display.mustache"),
+                .embedInCode("Assets/app.css"), .embedInCode("Assets/app.js"), .embedInCode("Assets/display.js"),
             ]),
 
         // Composition root: configuration, building and running services together.
@@ -178,7 +184,7 @@ let package = Package(
                 "Audit", "Backup",
                 "ReceptionService", "DiagnosisService", "ExaminationService", "PatientManagementService", "Gateway",
                 "Web", "Identity",
-                "ServiceKit", "Messaging", "Storage", "MessagingLocal", vapor, fluentKit, sqlKit, logging,
+                "ServiceKit", "SharedKernel", "Messaging", "Storage", "MessagingLocal", vapor, fluentKit, sqlKit, logging,
                 .target(name: "MessagingKafka", condition: .when(traits: ["Kafka"])),
                 .product(name: "Fluent", package: "fluent"),
                 .product(name: "FluentSQLiteDriver", package: "fluent-sqlite-driver"),

@@ -19,7 +19,7 @@ public struct AuditEntry: Sendable, Equatable, Codable {
     public var action: String
     /// The visits whose data the answer held (a list: every row it showed).
     public var receptionIds: [UUID]
-    /// The chart number, when the answer or the search named one.
+    /// The chart number the answer or the search named (several, comma-separated, for a search).
     public var patientId: String?
     /// The HTTP status of the answer.
     public var outcome: Int
@@ -135,7 +135,7 @@ public final class AuditTrail: Sendable {
         for row in (json["items"] as? [[String: Any]]) ?? [json] {
             let raw = row["receptionId"] as? String ?? (ownIds ? row["id"] as? String : nil)
             if let id = raw.flatMap(UUID.init(uuidString:)) { ids.insert(id) }
-            if entry.patientId == nil { entry.patientId = row["patientId"] as? String }
+            if entry.patientId == nil { entry.patientId = row["chartNumber"] as? String }
         }
         if !ids.isEmpty { entry.receptionIds = ids.sorted { $0.uuidString < $1.uuidString } }
         return entry
@@ -335,7 +335,15 @@ public final class AuditTrail: Sendable {
     ) async throws -> [AuditEntry] {
         let query = try database().select().columns("*").from(Self.table)
         if let receptionId { query.where("reception_ids", .like, "%\(receptionId.uuidString)%") }
-        if let patientId { query.where("patient_id", .equal, patientId) }
+        if let patientId {
+            // An entry names one chart number, or several (a search) separated by commas.
+            query.where { group in
+                group.where("patient_id", .equal, patientId)
+                    .orWhere("patient_id", .like, "\(patientId),%")
+                    .orWhere("patient_id", .like, "%,\(patientId)")
+                    .orWhere("patient_id", .like, "%,\(patientId),%")
+            }
+        }
         if let user { query.where("user_name", .equal, user) }
         if let from { query.where("at", .greaterThanOrEqual, from.timeIntervalSince1970) }
         if let to { query.where("at", .lessThan, to.timeIntervalSince1970) }

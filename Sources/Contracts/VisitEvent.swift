@@ -18,6 +18,14 @@ public enum VisitEvent: Sendable, Equatable {
     case diagnosisRejected(DiagnosisRejected)
     /// The diagnosis was canceled because its reception was canceled.
     case diagnosisCanceled(DiagnosisCanceled)
+    /// 신환 등록: the registry has a new patient (keyed by the patient's id, not a visit's).
+    case patientRegistered(PatientRegistered)
+    /// 환자 정보 수정: what the screens show of a patient changed (keyed by the patient's id).
+    case patientUpdated(PatientUpdated)
+    /// 환자 병합: a duplicate record was merged into another (keyed by the merged patient's id).
+    case patientMerged(PatientMerged)
+    /// A visit was called, started, marked absent or taken back in its queue (호출).
+    case queueUpdated(QueueUpdated)
 
     public var type: String {
         switch self {
@@ -29,6 +37,19 @@ public enum VisitEvent: Sendable, Equatable {
         case .diagnosisCompleted: DiagnosisCompleted.type
         case .diagnosisRejected: DiagnosisRejected.type
         case .diagnosisCanceled: DiagnosisCanceled.type
+        case .patientRegistered: PatientRegistered.type
+        case .patientUpdated: PatientUpdated.type
+        case .patientMerged: PatientMerged.type
+        case .queueUpdated: QueueUpdated.type
+        }
+    }
+
+    /// Whether it is one of the registry's events: its envelope's `receptionId` holds the
+    /// patient's id (the message key), and no visit is named.
+    public var isRegistryEvent: Bool {
+        switch self {
+        case .patientRegistered, .patientUpdated, .patientMerged: true
+        default: false
         }
     }
 
@@ -38,6 +59,7 @@ public enum VisitEvent: Sendable, Equatable {
     public static let allTypes: [String] = [
         TreatmentReceived.type, TreatmentCanceled.type, Prescribed.type, ExaminationCompleted.type,
         ExaminationCanceled.type, DiagnosisCompleted.type, DiagnosisRejected.type, DiagnosisCanceled.type,
+        PatientRegistered.type, PatientUpdated.type, PatientMerged.type, QueueUpdated.type,
     ]
 
     static func decode(type: String, version: Int, from decoder: any Decoder) throws -> VisitEvent {
@@ -51,6 +73,10 @@ public enum VisitEvent: Sendable, Equatable {
         case DiagnosisCompleted.type: return .diagnosisCompleted(try .init(from: decoder))
         case DiagnosisRejected.type: return .diagnosisRejected(try .init(from: decoder))
         case DiagnosisCanceled.type: return .diagnosisCanceled(try .init(from: decoder))
+        case PatientRegistered.type: return .patientRegistered(try .init(from: decoder))
+        case PatientUpdated.type: return .patientUpdated(try .init(from: decoder))
+        case PatientMerged.type: return .patientMerged(try .init(from: decoder))
+        case QueueUpdated.type: return .queueUpdated(try .init(from: decoder))
         default: throw UnknownEvent(type: type, version: version)
         }
     }
@@ -65,6 +91,10 @@ public enum VisitEvent: Sendable, Equatable {
         case .diagnosisCompleted(let p): try p.encode(to: encoder)
         case .diagnosisRejected(let p): try p.encode(to: encoder)
         case .diagnosisCanceled(let p): try p.encode(to: encoder)
+        case .patientRegistered(let p): try p.encode(to: encoder)
+        case .patientUpdated(let p): try p.encode(to: encoder)
+        case .queueUpdated(let p): try p.encode(to: encoder)
+        case .patientMerged(let p): try p.encode(to: encoder)
         }
     }
 }
@@ -79,20 +109,121 @@ public struct UnknownEvent: Error, Equatable {
 // MARK: - Payloads
 //
 // Events carry identifiers and what their consumers need to do their work, never the patient
-// record: no chart number, resident registration number, birth date or phone number. The
-// patient's name travels because the doctor's worklist, the examiner's worklist and the desk's
-// board must show whom a visit is for.
+// record: no chart number, resident registration number, phone number or address. What every
+// screen shows of a visit's patient travels (the registry's id, name, sex and birth date, for
+// 만 나이), so each service knows whom a visit is for without asking the desk.
+
+/// What the screens show of a patient, as of the registry's `version` of the record: a consumer
+/// keeps the newest version it has seen, whatever order the events reach it in.
+public struct PatientFacts: Codable, Sendable, Equatable {
+    public var patientId: UUID
+    public var name: String
+    /// `M`, `F` or `U`.
+    public var sex: String
+    /// `YYYY-MM-DD`, when known.
+    public var birthDate: String?
+    public var version: Int
+
+    public init(patientId: UUID, name: String, sex: String, birthDate: String?, version: Int) {
+        self.patientId = patientId
+        self.name = name
+        self.sex = sex
+        self.birthDate = birthDate
+        self.version = version
+    }
+}
 
 public struct TreatmentReceived: Codable, Sendable, Equatable {
     public static let type = "TreatmentReceived"
     public var patientName: String
     public var department: String?
     public var symptom: String?
+    /// The registry's patient (absent in events from before the registry).
+    public var patient: PatientFacts?
+    /// 대기 번호, e.g. `A-012`: the department's running number of the day (absent in events
+    /// from before calling).
+    public var queueNumber: String?
+    /// `EMERGENCY`, `CARE` or `NORMAL` (absent: normal).
+    public var priority: String?
 
-    public init(patientName: String, department: String?, symptom: String?) {
+    public init(
+        patientName: String, department: String?, symptom: String?, patient: PatientFacts? = nil,
+        queueNumber: String? = nil, priority: String? = nil
+    ) {
         self.patientName = patientName
         self.department = department
         self.symptom = symptom
+        self.patient = patient
+        self.queueNumber = queueNumber
+        self.priority = priority
+    }
+}
+
+/// A visit's place in a calling queue changed: the doctor (or examiner) called it, called it
+/// again, began, marked it absent, or took the last of these back. Carries what a board or a
+/// waiting-room display shows: never the patient's name (they know it by the visit).
+public struct QueueUpdated: Codable, Sendable, Equatable {
+    public static let type = "QueueUpdated"
+    /// `CALL`, `RECALL`, `START`, `NO_SHOW`, `UNDO`, or `RESET` (sent to exams: waits again
+    /// once they are done).
+    public var transition: String
+    /// The queue's side: `diagnosis` (진료실) for now.
+    public var stage: String
+    /// The diagnosis (or examination) queued.
+    public var entryId: UUID
+    public var department: String?
+    public var queueNumber: String?
+    /// What it is now: `WAITING`, `CALLED`, `IN_CONSULTATION` or `NO_SHOW`.
+    public var state: String
+    /// Where the patient was called to (진료실 2), while called or in consultation.
+    public var room: String?
+    /// How many times it was called since it last waited.
+    public var calls: Int
+
+    public init(
+        transition: String, stage: String, entryId: UUID, department: String?, queueNumber: String?, state: String,
+        room: String?, calls: Int
+    ) {
+        self.transition = transition
+        self.stage = stage
+        self.entryId = entryId
+        self.department = department
+        self.queueNumber = queueNumber
+        self.state = state
+        self.room = room
+        self.calls = calls
+    }
+}
+
+public struct PatientRegistered: Codable, Sendable, Equatable {
+    public static let type = "PatientRegistered"
+    public var patient: PatientFacts
+
+    public init(patient: PatientFacts) { self.patient = patient }
+}
+
+public struct PatientUpdated: Codable, Sendable, Equatable {
+    public static let type = "PatientUpdated"
+    public var patient: PatientFacts
+    /// Which of the shown fields changed (`name`, `sex`, `birthDate`).
+    public var changed: [String]
+
+    public init(patient: PatientFacts, changed: [String]) {
+        self.patient = patient
+        self.changed = changed
+    }
+}
+
+public struct PatientMerged: Codable, Sendable, Equatable {
+    public static let type = "PatientMerged"
+    /// The record merged away.
+    public var patientId: UUID
+    /// The record every one of its visits now belongs to.
+    public var into: UUID
+
+    public init(patientId: UUID, into: UUID) {
+        self.patientId = patientId
+        self.into = into
     }
 }
 
@@ -120,11 +251,14 @@ public struct Prescribed: Codable, Sendable, Equatable {
     public var diagnosisId: UUID
     public var patientName: String
     public var orders: [ExamOrder]
+    /// The registry's patient as the doctor's side knew it (absent before the registry).
+    public var patient: PatientFacts?
 
-    public init(diagnosisId: UUID, patientName: String, orders: [ExamOrder]) {
+    public init(diagnosisId: UUID, patientName: String, orders: [ExamOrder], patient: PatientFacts? = nil) {
         self.diagnosisId = diagnosisId
         self.patientName = patientName
         self.orders = orders
+        self.patient = patient
     }
 }
 

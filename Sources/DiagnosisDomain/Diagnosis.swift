@@ -17,7 +17,7 @@ public struct Diagnosis: Sendable, Equatable {
         case rejected = "REJECTED"
         case canceled = "CANCELED"
 
-        var isClosed: Bool { self == .completed || self == .rejected || self == .canceled }
+        public var isClosed: Bool { self == .completed || self == .rejected || self == .canceled }
     }
 
     public let id: UUID
@@ -31,11 +31,20 @@ public struct Diagnosis: Sendable, Equatable {
     public private(set) var closedAt: Date?
     /// The doctor's note on completion, or the reason of a rejection or cancellation.
     public private(set) var closingNote: String?
+    /// 대기 번호 (`A-012`) and the desk's priority, from the registration.
+    public let queueNumber: String?
+    public let priority: QueuePriority
+    /// Where the visit stands in its department's queue.
+    public internal(set) var calling: Calling
 
     public init(
         id: UUID, receptionId: UUID, patientName: String, department: String?, symptom: String?,
-        status: Status, orders: [Order], createdAt: Date, closedAt: Date?, closingNote: String?
+        status: Status, orders: [Order], createdAt: Date, closedAt: Date?, closingNote: String?,
+        queueNumber: String? = nil, priority: QueuePriority = .normal, calling: Calling = Calling()
     ) {
+        self.queueNumber = queueNumber
+        self.priority = priority
+        self.calling = calling
         self.id = id
         self.receptionId = receptionId
         self.patientName = patientName
@@ -108,7 +117,8 @@ public struct Diagnosis: Sendable, Equatable {
         Diagnosis(
             id: id(of: receptionId), receptionId: receptionId, patientName: event.patientName,
             department: event.department,
-            symptom: event.symptom, status: .waiting, orders: [], createdAt: now, closedAt: nil, closingNote: nil)
+            symptom: event.symptom, status: .waiting, orders: [], createdAt: now, closedAt: nil, closingNote: nil,
+            queueNumber: event.queueNumber, priority: event.priority.flatMap(QueuePriority.init(rawValue:)) ?? .normal)
     }
 
     /// 검사 처방: orders one or more exams, each with its own order id.
@@ -128,10 +138,13 @@ public struct Diagnosis: Sendable, Equatable {
         }
         orders += newOrders
         status = .examOrdered
+        // To the exam rooms: when every exam is done, the patient waits to be called again.
+        let wasPlaced = calling.place != .waiting
+        calling.reset()
         let event = Prescribed(
             diagnosisId: id, patientName: patientName,
             orders: newOrders.map { ExamOrder(orderId: $0.orderId, code: $0.code, name: $0.name) })
-        return [.prescribed(event)]
+        return [.prescribed(event)] + (wasPlaced ? [queueEvent("RESET")] : [])
     }
 
     /// 진료 완료: only when no exam is pending.

@@ -2,6 +2,8 @@ import DiagnosisDomain
 import FluentKit
 import Foundation
 import ServiceKit
+import SharedKernel
+import Storage
 
 /// A diagnosis as stored. Its orders are part of the aggregate and are stored with it, as JSON.
 final class DiagnosisModel: AggregateRecord, @unchecked Sendable {
@@ -19,6 +21,13 @@ final class DiagnosisModel: AggregateRecord, @unchecked Sendable {
     @Field(key: "created_at") var createdAt: Date
     @OptionalField(key: "closed_at") var closedAt: Date?
     @OptionalField(key: "closing_note") var closingNote: String?
+    /// The registry's patient (from the visit's event; nil for visits from before the registry).
+    @OptionalField(key: "patient_id") var patientId: UUID?
+    /// 대기 번호, the desk's priority (and its rank, for the queue's order) and the calling state (JSON).
+    @OptionalField(key: "queue_number") var queueNumber: String?
+    @OptionalField(key: "priority") var priority: String?
+    @OptionalField(key: "priority_rank") var priorityRank: Int?
+    @OptionalField(key: "calling") var calling: String?
 
     init() {}
 
@@ -26,7 +35,7 @@ final class DiagnosisModel: AggregateRecord, @unchecked Sendable {
     var properties: [any AnyProperty] {
         [
             $id, $version, $receptionId, $patientName, $department, $symptom, $status, $orders, $createdAt, $closedAt,
-            $closingNote,
+            $closingNote, $patientId, $queueNumber, $priority, $priorityRank, $calling,
         ]
     }
 
@@ -38,6 +47,9 @@ final class DiagnosisModel: AggregateRecord, @unchecked Sendable {
         department = diagnosis.department
         symptom = diagnosis.symptom
         createdAt = diagnosis.createdAt
+        queueNumber = diagnosis.queueNumber
+        priority = diagnosis.priority.rawValue
+        priorityRank = diagnosis.priority.rank
         try copy(diagnosis)
     }
 
@@ -46,7 +58,9 @@ final class DiagnosisModel: AggregateRecord, @unchecked Sendable {
             id: id!, receptionId: receptionId, patientName: patientName, department: department, symptom: symptom,
             status: try UnknownState.parse(status, as: Diagnosis.Status.self, resource: "diagnosis"),
             orders: try APIJSON.decoder().decode([Diagnosis.Order].self, from: Data(orders.utf8)),
-            createdAt: createdAt, closedAt: closedAt, closingNote: closingNote)
+            createdAt: createdAt, closedAt: closedAt, closingNote: closingNote, queueNumber: queueNumber,
+            priority: priority.flatMap(QueuePriority.init(rawValue:)) ?? .normal,
+            calling: try calling.map { try APIJSON.decoder().decode(Calling.self, from: Data($0.utf8)) } ?? Calling())
     }
 
     func copy(_ diagnosis: Diagnosis) throws {
@@ -54,10 +68,56 @@ final class DiagnosisModel: AggregateRecord, @unchecked Sendable {
         orders = String(decoding: try APIJSON.encoder().encode(diagnosis.orders), as: UTF8.self)
         closedAt = diagnosis.closedAt
         closingNote = diagnosis.closingNote
+        calling =
+            diagnosis.calling == Calling()
+            ? nil : String(decoding: try APIJSON.encoder().encode(diagnosis.calling), as: UTF8.self)
     }
 }
 
 enum DiagnosisMigrations {
+    /// Calling: each consultation's queue number, priority and place in its department's queue.
+    struct AddCalling: AsyncMigration {
+        var name: String { "D005_Calling" }
+
+        func prepare(on database: any Database) async throws {
+            try await DatabaseEngine.of(database).writeTransaction(on: database) { db in
+                for (column, type) in [
+                    ("queue_number", "TEXT"), ("priority", "TEXT"), ("priority_rank", "INTEGER"), ("calling", "TEXT"),
+                ] {
+                    try await db.sql.raw("ALTER TABLE diagnoses ADD COLUMN \(unsafeRaw: column) \(unsafeRaw: type)").run()
+                }
+                // A department's queue: who waits for the doctor, by priority, then arrival.
+                try await db.sql.raw(
+                    "CREATE INDEX diagnoses_queue ON diagnoses (department, status, priority_rank, created_at)"
+                ).run()
+            }
+        }
+
+        func revert(on database: any Database) async throws {
+            try await database.sql.raw("DROP INDEX IF EXISTS diagnoses_queue").run()
+            for column in ["calling", "priority_rank", "priority", "queue_number"] {
+                try await database.sql.raw("ALTER TABLE diagnoses DROP COLUMN \(unsafeRaw: column)").run()
+            }
+        }
+    }
+
+    /// Each diagnosis names the registry's patient; a patient's visits are found by it.
+    struct AddPatient: AsyncMigration {
+        var name: String { "D004_DiagnosisPatient" }
+
+        func prepare(on database: any Database) async throws {
+            try await database.schema(DiagnosisModel.schema).field("patient_id", .uuid).update()
+            try await database.sql.raw(
+                "CREATE INDEX diagnoses_patient ON diagnoses (patient_id, created_at)"
+            ).run()
+        }
+
+        func revert(on database: any Database) async throws {
+            try await database.sql.raw("DROP INDEX IF EXISTS diagnoses_patient").run()
+            try await database.schema(DiagnosisModel.schema).deleteField("patient_id").update()
+        }
+    }
+
     struct CreateDiagnoses: AsyncMigration {
         var name: String { "D001_CreateDiagnoses" }
 

@@ -21,6 +21,8 @@ final class ExaminationModel: AggregateRecord, @unchecked Sendable {
     @OptionalField(key: "cancel_reason") var cancelReason: String?
     @Field(key: "requested_at") var requestedAt: Date
     @OptionalField(key: "resolved_at") var resolvedAt: Date?
+    /// The registry's patient (from the order's event; nil for orders from before the registry).
+    @OptionalField(key: "patient_id") var patientId: UUID?
 
     init() {}
 
@@ -28,7 +30,7 @@ final class ExaminationModel: AggregateRecord, @unchecked Sendable {
     var properties: [any AnyProperty] {
         [
             $id, $version, $orderId, $diagnosisId, $receptionId, $patientName, $code, $name, $status, $result,
-            $cancelReason, $requestedAt, $resolvedAt,
+            $cancelReason, $requestedAt, $resolvedAt, $patientId,
         ]
     }
 
@@ -61,6 +63,19 @@ final class ExaminationModel: AggregateRecord, @unchecked Sendable {
 }
 
 enum ExaminationMigrations {
+    /// Each exam names the registry's patient, for the name, age and sex the examiner sees.
+    struct AddPatient: AsyncMigration {
+        var name: String { "E004_ExaminationPatient" }
+
+        func prepare(on database: any Database) async throws {
+            try await database.schema(ExaminationModel.schema).field("patient_id", .uuid).update()
+        }
+
+        func revert(on database: any Database) async throws {
+            try await database.schema(ExaminationModel.schema).deleteField("patient_id").update()
+        }
+    }
+
     struct CreateExaminations: AsyncMigration {
         var name: String { "E001_CreateExaminations" }
 

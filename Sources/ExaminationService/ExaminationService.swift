@@ -30,6 +30,8 @@ public struct ExaminationService: HospitalService {
                     .init("examinations_status_requested", on: "examinations", ["status", "requested_at", "id"]),
                     .init("examinations_diagnosis", on: "examinations", ["diagnosis_id", "status"]),
                 ]),
+            KnownPatients.Create(name: "E003_KnownPatients"),
+            ExaminationMigrations.AddPatient(),
         ]
     }
 
@@ -103,15 +105,24 @@ public struct ExaminationService: HospitalService {
     private func change(
         _ id: UUID, stamp: EventStamp, _ decide: @escaping @Sendable (inout Examination, Date) throws -> [VisitEvent]
     ) async throws -> ExaminationResponse {
-        ExaminationResponse(
-            try await context.change(ExaminationModel.self, id, stamp: stamp, receptionId: \.receptionId, decide))
+        _ = try await context.change(ExaminationModel.self, id, stamp: stamp, receptionId: \.receptionId, decide)
+        return try await responses([try await ExaminationModel.require(id, on: context.store.database)])[0]
+    }
+
+    /// The answers for `models`, each with its patient's name, age and sex as this service knows them.
+    func responses(_ models: [ExaminationModel]) async throws -> [ExaminationResponse] {
+        let known = try await KnownPatients.current(models.compactMap(\.patientId), on: context.store.database)
+        let today = context.today()
+        return try models.map { model in
+            ExaminationResponse(try model.aggregate(), patient: model.patientId.flatMap { known[$0] }, today: today)
+        }
     }
 
     // MARK: Queries
 
     @Sendable func show(_ req: Request) async throws -> ExaminationResponse {
         let id = try req.id(of: "examination")
-        return ExaminationResponse(try await ExaminationModel.require(id, on: context.store.database).aggregate())
+        return try await responses([try await ExaminationModel.require(id, on: context.store.database)])[0]
     }
 
     /// The examiner's worklist: GET /examinations?status=&diagnosisId=, oldest first.
@@ -127,30 +138,35 @@ public struct ExaminationService: HospitalService {
         if let diagnosisId { q.filter(\.$diagnosisId == diagnosisId) }
         let (models, total, next) = try await q.page(page, sortedBy: \.$requestedAt, descending: false, id: \.$id)
         return ListResponse(
-            items: try models.map { ExaminationResponse(try $0.aggregate()) }, total: total, page: page, next: next)
+            items: try await responses(models), total: total, page: page, next: next)
     }
 
     // MARK: Reactions
 
     public var handledEventTypes: Set<String> {
-        [Prescribed.type, DiagnosisRejected.type, DiagnosisCanceled.type]
+        Set([Prescribed.type, DiagnosisRejected.type, DiagnosisCanceled.type]).union(KnownPatients.eventTypes)
     }
 
     public func handle(_ envelope: EventEnvelope, on db: any Database) async throws {
         switch envelope.event {
         case .prescribed(let prescription):
+            if let facts = prescription.patient { try await KnownPatients.learn(facts, on: db) }
             for order in prescription.orders {
                 let exists = try await ExaminationModel.query(on: db).filter(\.$orderId == order.orderId).first() != nil
                 guard !exists else { continue }
                 let exam = Examination.requested(
                     id: UUID(), order: order, of: prescription, receptionId: envelope.receptionId,
                     at: envelope.occurredAt)
-                try await ExaminationModel(exam).create(on: db)
+                let model = ExaminationModel(exam)
+                model.patientId = prescription.patient?.patientId
+                try await model.create(on: db)
             }
         case .diagnosisRejected(let e):
             try await cancelPending(of: e.diagnosisId, reason: e.reason, causedBy: envelope, on: db)
         case .diagnosisCanceled(let e):
             try await cancelPending(of: e.diagnosisId, reason: e.reason, causedBy: envelope, on: db)
+        case .patientRegistered, .patientUpdated, .patientMerged:
+            try await KnownPatients.apply(envelope, on: db)
         default:
             return
         }
@@ -183,7 +199,13 @@ public struct ExaminationResponse: Content, Equatable {
     public var orderId: UUID
     public var diagnosisId: UUID
     public var receptionId: UUID
+    /// The registry's patient.
+    @Nullable public var patientId: UUID?
+    /// The patient's name as the registry has it now; with the age and sex, all the examiner sees of them.
     public var patientName: String
+    @Nullable public var sex: String?
+    /// 만 나이 today.
+    @Nullable public var age: Int?
     public var code: String
     public var name: String
     public var status: String
@@ -192,12 +214,15 @@ public struct ExaminationResponse: Content, Equatable {
     public var requestedAt: Date
     @Nullable public var resolvedAt: Date?
 
-    init(_ e: Examination) {
+    init(_ e: Examination, patient: KnownPatients.Patient?, today: String) {
         id = e.id
         orderId = e.orderId
         diagnosisId = e.diagnosisId
         receptionId = e.receptionId
-        patientName = e.patientName
+        patientId = patient?.id
+        patientName = (patient?.name).flatMap { $0.isEmpty ? nil : $0 } ?? e.patientName
+        sex = patient?.sex
+        age = patient?.age(on: today)
         code = e.code
         name = e.name
         status = e.status.rawValue

@@ -60,7 +60,9 @@ public struct Gateway: Sendable {
     public func registerAudit(on app: Application, access: AccessControl) {
         app.grouped(access).get("admin", "audit") { req async throws -> Response in
             var entries: [AuditEntry] = []
-            for route in routes {
+            // Each service once, however many path prefixes it owns.
+            var asked: Set<String> = []
+            for route in routes where asked.insert(route.service).inserted {
                 var uri = URI(string: route.upstream.absoluteString)
                 uri.path = "/admin/audit"
                 uri.query = req.url.query.map { $0.replacingOccurrences(of: "format=csv", with: "format=json") }

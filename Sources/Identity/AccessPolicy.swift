@@ -1,6 +1,6 @@
 /// Who works with the system. Every signed-in user has exactly one role.
 public enum Role: String, Sendable, Codable, CaseIterable, Comparable {
-    /// 원무과: registers and cancels visits, reads receptions and the board.
+    /// 원무과: registers patients and visits, cancels visits, reads receptions and the board.
     case desk
     /// 의사: reads the worklist and patients, prescribes, completes, rejects.
     case doctor
@@ -8,6 +8,8 @@ public enum Role: String, Sendable, Codable, CaseIterable, Comparable {
     case examiner
     /// 관리자: accounts, audit trail, dead letters, replay, rebuild.
     case admin
+    /// 대기실 현황판: a waiting-room screen; reads its department's display and nothing else.
+    case display
 
     public static func < (lhs: Role, rhs: Role) -> Bool {
         allCases.firstIndex(of: lhs)! < allCases.firstIndex(of: rhs)!
@@ -37,12 +39,31 @@ public enum AccessPolicy {
         // Minimum necessary: a doctor outside the visit's department states a reason (recorded).
         .init(method: "POST", path: "/receptions/:id/contact", roles: [.doctor]),
         .init(method: "GET", path: "/admin/contact-disclosures", roles: [.admin]),
+        // the patient registry (reception's): the desk registers, searches and corrects; a
+        // doctor reads without contact details, an examiner name, chart number, age and sex.
+        .init(method: "POST", path: "/patients", roles: [.desk]),
+        .init(method: "POST", path: "/patients/search", roles: [.desk]),
+        // The chart numbers beside the names on the board and the worklists.
+        .init(method: "POST", path: "/patients/lookup", roles: [.desk, .doctor, .examiner]),
+        .init(method: "GET", path: "/patients/:id", roles: [.desk, .doctor, .examiner]),
+        .init(method: "PATCH", path: "/patients/:id", roles: [.desk]),
+        .init(method: "POST", path: "/patients/:id/merge", roles: [.admin]),
         // diagnosis
         .init(method: "GET", path: "/diagnoses", roles: [.doctor]),
         .init(method: "GET", path: "/diagnoses/:id", roles: [.doctor]),
+        .init(method: "GET", path: "/diagnoses/:id/history", roles: [.doctor]),
         .init(method: "POST", path: "/diagnoses/:id/prescriptions", roles: [.doctor]),
         .init(method: "POST", path: "/diagnoses/:id/complete", roles: [.doctor]),
         .init(method: "POST", path: "/diagnoses/:id/reject", roles: [.doctor]),
+        .init(method: "GET", path: "/diagnoses/queue", roles: [.doctor]),
+        .init(method: "GET", path: "/diagnoses/queue/live", roles: [.doctor]),
+        // The waiting-room display: masked names and queue numbers only.
+        .init(method: "GET", path: "/displays/:department", roles: [.desk, .display]),
+        .init(method: "GET", path: "/displays/:department/events", roles: [.desk, .display]),
+        .init(method: "POST", path: "/diagnoses/:id/call", roles: [.doctor]),
+        .init(method: "POST", path: "/diagnoses/:id/start", roles: [.doctor]),
+        .init(method: "POST", path: "/diagnoses/:id/no-show", roles: [.doctor]),
+        .init(method: "POST", path: "/diagnoses/:id/undo", roles: [.doctor]),
         // examination
         .init(method: "GET", path: "/examinations", roles: [.examiner]),
         .init(method: "GET", path: "/examinations/:id", roles: [.examiner]),
@@ -53,6 +74,8 @@ public enum AccessPolicy {
         .init(method: "GET", path: "/examinations/:id/attachments/:attachmentId", roles: [.doctor, .examiner]),
         // the desk's board
         .init(method: "GET", path: "/patientManagements", roles: [.desk]),
+        .init(method: "GET", path: "/patientManagements/waits", roles: [.desk]),
+        .init(method: "GET", path: "/patientManagements/live", roles: [.desk]),
         .init(method: "GET", path: "/patientManagements/:receptionId", roles: [.desk, .doctor]),
         // operations
         .init(method: "GET", path: "/admin/dead-letters", roles: [.admin]),

@@ -2,7 +2,9 @@ import Foundation
 import Logging
 import Messaging
 import NIOCore
+import NIOPosix
 import SQLiteNIO
+import Storage
 import Synchronization
 
 /// The embedded default's event transport: an append-only log in one SQLite file under the
@@ -20,6 +22,9 @@ public final class LocalEventLog: EventTransport, EventLogEnds {
     /// they never see the inside of an append that is still in progress.
     private let writer: SQLiteConnection
     private let reader: SQLiteConnection
+    /// The writer's and the reader's threads: an append waiting for another process's lock
+    /// never takes a thread some other part of this process needs (``SQLiteLockWait``).
+    private let threads: NIOThreadPool
     private let logger: Logger
     private let pollInterval: Duration
     private let gate = WriteGate()
@@ -29,9 +34,13 @@ public final class LocalEventLog: EventTransport, EventLogEnds {
 
     public static let fileName = "events.sqlite"
 
-    private init(writer: SQLiteConnection, reader: SQLiteConnection, logger: Logger, pollInterval: Duration) {
+    private init(
+        writer: SQLiteConnection, reader: SQLiteConnection, threads: NIOThreadPool, logger: Logger,
+        pollInterval: Duration
+    ) {
         self.writer = writer
         self.reader = reader
+        self.threads = threads
         self.logger = logger
         self.pollInterval = pollInterval
     }
@@ -42,18 +51,26 @@ public final class LocalEventLog: EventTransport, EventLogEnds {
     ) async throws -> LocalEventLog {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let path = directory.appendingPathComponent(fileName).path
-        let writer = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
-        let log: LocalEventLog
+        let threads = NIOThreadPool(numberOfThreads: 2)
+        threads.start()
+        var opened: [SQLiteConnection] = []
         do {
-            log = LocalEventLog(
-                writer: writer, reader: try await SQLiteConnection.open(storage: .file(path: path), logger: logger),
-                logger: logger, pollInterval: pollInterval)
+            for _ in 0..<2 {
+                let connection = try await SQLiteConnection.open(
+                    storage: .file(path: path), threadPool: threads, logger: logger,
+                    on: MultiThreadedEventLoopGroup.singleton.any())
+                opened.append(connection)
+                _ = try await connection.query(SQLiteLockWait.pragma, [])
+            }
+            let log = LocalEventLog(
+                writer: opened[0], reader: opened[1], threads: threads, logger: logger, pollInterval: pollInterval)
             try await log.migrate()
+            return log
         } catch {
-            try? await writer.close()
+            for connection in opened { try? await connection.close() }
+            try? await threads.shutdownGracefully()
             throw error
         }
-        return log
     }
 
     private func migrate() async throws {
@@ -96,6 +113,7 @@ public final class LocalEventLog: EventTransport, EventLogEnds {
     public func close() async {
         try? await reader.close()
         try? await writer.close()
+        try? await threads.shutdownGracefully()
     }
 
     // MARK: EventPublisher

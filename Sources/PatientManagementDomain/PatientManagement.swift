@@ -31,8 +31,29 @@ public struct PatientManagement: Sendable, Equatable, Codable {
         public var resolvedAt: Date?
     }
 
+    /// Where the visit stands in a calling queue, as the last `QueueUpdated` said.
+    public struct QueuePlace: Sendable, Equatable, Codable {
+        /// `diagnosis` (진료실).
+        public var stage: String
+        /// `WAITING`, `CALLED`, `IN_CONSULTATION` or `NO_SHOW`.
+        public var state: String
+        public var room: String?
+        public var calls: Int
+        /// When it came to this (the event's time).
+        public var since: Date
+    }
+
     public let receptionId: UUID
     public private(set) var patientName: String?
+    /// 대기 번호 (`A-012`) and the desk's priority.
+    public private(set) var queueNumber: String?
+    public private(set) var priority: String?
+    public private(set) var queue: QueuePlace?
+    /// When a doctor first called the patient (or began without a call): the end of the wait
+    /// the clinic measures.
+    public private(set) var firstCalledAt: Date?
+    /// The registry's patient (absent for a visit from before the registry).
+    public private(set) var patientId: UUID?
     public private(set) var department: String?
     public private(set) var diagnosisId: UUID?
     public private(set) var receivedAt: Date?
@@ -104,7 +125,10 @@ public struct PatientManagement: Sendable, Equatable, Codable {
         case .treatmentReceived(let e):
             receivedAt = earliest(receivedAt, at)
             patientName = e.patientName
+            patientId = e.patient?.patientId
             department = e.department
+            queueNumber = e.queueNumber ?? queueNumber
+            priority = e.priority ?? priority
         case .treatmentCanceled(let e):
             recordCancellation(at: at, reason: e.reason)
         case .prescribed(let e):
@@ -140,6 +164,23 @@ public struct PatientManagement: Sendable, Equatable, Codable {
             diagnosisId = e.diagnosisId
             // The doctor's service confirms the desk's cancellation (which happened earlier).
             recordCancellation(at: at, reason: e.reason)
+        case .queueUpdated(let e):
+            if e.stage == "diagnosis" { diagnosisId = e.entryId }
+            queueNumber = queueNumber ?? e.queueNumber
+            // The newest transition stands (on a tie, the one applied last).
+            if queue.map({ $0.since <= at }) ?? true {
+                queue = QueuePlace(stage: e.stage, state: e.state, room: e.room, calls: e.calls, since: at)
+                if e.stage == "diagnosis", e.transition == "UNDO", e.state == "WAITING", e.calls == 0 {
+                    firstCalledAt = nil  // the first call was a wrong click, taken back
+                }
+            }
+            if e.stage == "diagnosis", e.transition == "CALL" || e.transition == "START",
+                firstCalledAt.map({ at < $0 }) ?? true
+            {
+                firstCalledAt = at
+            }
+        case .patientRegistered, .patientUpdated, .patientMerged:
+            break  // the registry's: they name a patient, not a visit
         }
         orders.sort {
             ($0.orderedAt ?? .distantFuture, $0.orderId.uuidString) < (

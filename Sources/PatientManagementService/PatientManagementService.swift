@@ -6,6 +6,7 @@ import PatientManagementDomain
 import Prometheus
 import SQLKit
 import ServiceKit
+import SharedKernel
 import Storage
 import Vapor
 
@@ -14,7 +15,11 @@ import Vapor
 public struct PatientManagementService: HospitalService {
     public static let name = "patient-management"
     public static let defaultPort = 8085
-    public static let routePrefixes = ["patientManagements"]
+    public static let routePrefixes = ["patientManagements", "displays"]
+    /// The waiting-room display's live stream goes through the gateway as it comes.
+    public static let streamedRoutes = [
+        StreamedRoute(.GET, "displays/:department/events"), StreamedRoute(.GET, "patientManagements/live"),
+    ]
     public static let visitTables = ["patient_managements"]
     public static var migrations: [any Migration] {
         MessagingMigrations.all + [
@@ -29,22 +34,40 @@ public struct PatientManagementService: HospitalService {
                         ["status", "received_at", "reception_id"]),
                     .init("patient_managements_name", on: "patient_managements", ["patient_name", "received_at"]),
                 ]),
+            KnownPatients.Create(name: "P004_KnownPatients"),
+            PatientManagementMigrations.AddPatient(),
         ]
     }
 
     let context: ServiceContext
     let visits: VisitMetrics?
+    /// The open waiting-room displays (4 per display account) and live boards (16 per user: a
+    /// desk account may be shared by a few receptionists' screens).
+    let streams = LiveStreams(maxOpen: 200, maxPerUser: 4)
+    let boardStreams = LiveStreams(maxOpen: 200, maxPerUser: 16)
 
     public init(context: ServiceContext) {
         self.context = context
-        visits = context.metrics.map(VisitMetrics.init)
+        visits = context.metrics.map { VisitMetrics($0, layout: context.clinic) }
+        if let metrics = context.metrics {
+            let gauges = WaitGauges(metrics, layout: context.clinic)
+            let board = self
+            metrics.onScrape { _ in
+                guard let (_, open, now) = try? await board.todaysVisits() else { return }
+                gauges.set(open, now: now)
+            }
+        }
     }
 
     public func registerRoutes(on routes: any RoutesBuilder) {
         let board = routes.grouped("patientManagements")
         board.get(use: list)
+        board.get("waits", use: waits)
+        board.get("live", use: live)
         board.get(":receptionId", use: show)
         routes.post("admin", "patientManagements", "rebuild", use: rebuildRoute)
+        routes.get("displays", ":department", use: display)
+        routes.get("displays", ":department", "events", use: displayEvents)
     }
 
     // MARK: Queries
@@ -54,34 +77,90 @@ public struct PatientManagementService: HospitalService {
         guard let model = try await PatientManagementModel.find(id, on: context.store.database) else {
             throw AppError.notFound(resource: "visit", id: id.uuidString)
         }
-        return PatientManagementResponse(try model.visit())
+        return try await responses([model])[0]
+    }
+
+    /// The answers for `models`, each with its patient as this service knows them now.
+    func responses(_ models: [PatientManagementModel]) async throws -> [PatientManagementResponse] {
+        let visits = try models.map { try $0.visit() }
+        let known = try await KnownPatients.current(visits.compactMap(\.patientId), on: context.store.database)
+        let today = context.today()
+        let now = context.now()
+        let layout = context.clinic
+        return visits.map { visit in
+            var response = PatientManagementResponse(visit, patient: visit.patientId.flatMap { known[$0] }, today: today)
+            if let wait = Self.openWait(visit, layout: layout, now: now) {
+                let minutes = max(0, now.timeIntervalSince(wait.since) / 60)
+                response.wait = .init(
+                    stage: wait.stage.rawValue, since: wait.since,
+                    level: layout.waitLevel(wait.stage, department: visit.department, minutes: minutes).rawValue)
+            }
+            return response
+        }
     }
 
     /// The board: GET /patientManagements?status=&date=&name=, newest first; `name` matches the
     /// start of the patient's name (김 finds 김민수).
     @Sendable func list(_ req: Request) async throws -> ListResponse<PatientManagementResponse> {
-        var query = QueryReader(req)
-        let status = query.value("status", as: PatientManagement.Status.self)
-        let day = query.day("date", in: context.timeZone)
-        let name = query.text("name", maxLength: 100)
-        let page = query.page()
-        try query.check()
+        try await boardPage(try BoardFilter(req, timeZone: context.timeZone))
+    }
 
+    /// The board, live: GET /patientManagements/live with the list's parameters, server-sent
+    /// events, a `board` event with the whole page on each change (see `LiveStream`).
+    @Sendable func live(_ req: Request) async throws -> Response {
+        let filter = try BoardFilter(req, timeZone: context.timeZone)
+        return try await LiveStream.response(req, streams: boardStreams, event: "board") {
+            let page = try await self.boardPage(filter)
+            return .init(body: try APIJSON.encoder().encode(page), visits: page.items.map(\.receptionId))
+        }
+    }
+
+    struct BoardFilter: Sendable {
+        var status: PatientManagement.Status?
+        var day: Range<Date>?
+        var name: String?
+        var page: ServiceKit.Page
+
+        init(_ req: Request, timeZone: TimeZone) throws {
+            var query = QueryReader(req)
+            status = query.value("status", as: PatientManagement.Status.self)
+            day = query.day("date", in: timeZone)
+            name = query.text("name", maxLength: 100)
+            page = query.page()
+            try query.check()
+        }
+    }
+
+    func boardPage(_ filter: BoardFilter) async throws -> ListResponse<PatientManagementResponse> {
         let q = PatientManagementModel.query(on: context.store.database)
-        if let status { q.filter(\.$status == status.rawValue) }
-        if let day { q.filter(\.$receivedAt >= day.lowerBound).filter(\.$receivedAt < day.upperBound) }
+        if let status = filter.status { q.filter(\.$status == status.rawValue) }
+        if let day = filter.day { q.filter(\.$receivedAt >= day.lowerBound).filter(\.$receivedAt < day.upperBound) }
         // A prefix as a range, so the index serves it and no character of the input is a wildcard.
-        if let name { q.filter(\.$patientName >= name).filter(\.$patientName < name + "\u{10FFFF}") }
-        let (models, total, next) = try await q.page(page, sortedBy: \.$receivedAt, descending: true, id: \.$id)
+        if let name = filter.name { q.filter(\.$patientName >= name).filter(\.$patientName < name + "\u{10FFFF}") }
+        let (models, total, next) = try await q.page(filter.page, sortedBy: \.$receivedAt, descending: true, id: \.$id)
         return ListResponse(
-            items: try models.map { PatientManagementResponse(try $0.visit()) }, total: total, page: page, next: next)
+            items: try await responses(models), total: total, page: filter.page, next: next)
     }
 
     // MARK: Projection
 
-    public var handledEventTypes: Set<String> { Set(VisitEvent.allTypes) }
+    /// Every visit's event, and the registry's corrections and merges (for the names it shows).
+    public var handledEventTypes: Set<String> { Set(VisitEvent.allTypes).subtracting([PatientRegistered.type]) }
 
     public func handle(_ envelope: EventEnvelope, on db: any Database) async throws {
+        // The registry's events name a patient, not a visit: they update what the board shows.
+        if try await KnownPatients.apply(envelope, on: db) {
+            if case .patientUpdated(let e) = envelope.event {
+                // The name column the desk searches by follows the registry.
+                try await db.sql.raw(
+                    "UPDATE patient_managements SET patient_name = \(bind: e.patient.name) WHERE patient_id = \(bind: e.patient.patientId)"
+                ).run()
+            }
+            return
+        }
+        if case .treatmentReceived(let e) = envelope.event, let facts = e.patient {
+            try await KnownPatients.learn(facts, on: db)
+        }
         if context.store.engine.kind == .postgresql {
             // Two applies to one visit (a dead-letter replay beside the consumer) must not
             // overwrite each other: the second waits for the first's row.
@@ -103,6 +182,8 @@ public struct PatientManagementService: HospitalService {
             visit = new
         }
         visits?.observe(envelope, visit)
+        streams.changedSoon()
+        boardStreams.changedSoon()
     }
 
     // MARK: Rebuild
@@ -167,6 +248,7 @@ private final class StreamingFold: @unchecked Sendable {
 
     // Called serially by the history replay.
     func add(_ envelope: EventEnvelope) async throws {
+        guard !envelope.event.isRegistryEvent else { return }  // a patient's, not a visit's
         chunk.append(envelope)
         if chunk.count >= chunkSize { try await flush() }
     }
@@ -225,7 +307,13 @@ public struct PatientManagementResponse: Content, Equatable {
     }
 
     public var receptionId: UUID
+    /// The registry's patient.
+    @Nullable public var patientId: UUID?
+    /// As the registry has it now.
     @Nullable public var patientName: String?
+    @Nullable public var sex: String?
+    /// 만 나이 today.
+    @Nullable public var age: Int?
     @Nullable public var department: String?
     @Nullable public var diagnosisId: UUID?
     public var status: String
@@ -239,11 +327,38 @@ public struct PatientManagementResponse: Content, Equatable {
     @Nullable public var closingReason: String?
     public var orders: [Order]
     public var updatedAt: Date
+    /// 대기 번호 (`A-012`) and the desk's priority (`EMERGENCY`, `CARE`, `NORMAL`).
+    @Nullable public var queueNumber: String?
+    @Nullable public var priority: String?
+    /// 호출: `WAITING`, `CALLED`, `IN_CONSULTATION` or `NO_SHOW` in the doctor's queue (null
+    /// until a doctor first acts on it), the room, how many calls, and since when.
+    @Nullable public var queueState: String?
+    @Nullable public var room: String?
+    @Nullable public var calls: Int?
+    @Nullable public var queueSince: Date?
+    /// An open visit's wait: its stage, since when, and how that stands against the clinic's
+    /// alerts (`normal`, `amber`, `red`); null once the visit is closed.
+    @Nullable public var wait: Wait?
 
-    init(_ v: PatientManagement) {
+    public struct Wait: Content, Equatable {
+        public var stage: String
+        public var since: Date
+        public var level: String
+    }
+
+    init(_ v: PatientManagement, patient: KnownPatients.Patient?, today: String) {
         receptionId = v.receptionId
-        patientName = v.patientName
+        patientId = v.patientId
+        patientName = (patient?.name).flatMap { $0.isEmpty ? nil : $0 } ?? v.patientName
+        sex = patient?.sex
+        age = patient?.age(on: today)
         department = v.department
+        queueNumber = v.queueNumber
+        priority = v.priority
+        queueState = v.queue?.state
+        room = v.queue?.room
+        calls = v.queue?.calls
+        queueSince = v.queue?.since
         diagnosisId = v.diagnosisId
         status = v.status.rawValue
         statusSince = v.statusSince
@@ -276,8 +391,10 @@ struct VisitMetrics: Sendable {
     let toExam: DurationHistogram
     let examToOutcome: DurationHistogram
     let toOutcome: DurationHistogram
+    /// 접수 to the first call, by department (the clinic's; others are not labelled).
+    let toCall: [String: DurationHistogram]
 
-    init(_ metrics: ServiceMetrics) {
+    init(_ metrics: ServiceMetrics, layout: ClinicLayout) {
         func visits(_ event: String) -> Counter {
             metrics.counter(
                 "hospital_visits_total", help: "Visits by what happened to them: registered, completed, rejected, canceled.",
@@ -296,6 +413,15 @@ struct VisitMetrics: Sendable {
         toExam = wait("prescription_to_exam")
         examToOutcome = wait("exam_to_outcome")
         toOutcome = wait("registration_to_outcome")
+        toCall = Dictionary(
+            uniqueKeysWithValues: layout.departments.map { department in
+                (
+                    department.name,
+                    metrics.histogram(
+                        "hospital_queue_wait_seconds", help: "How long a patient waited from 접수 to the doctor's first call.",
+                        labels: [("department", department.name)])
+                )
+            })
     }
 
     func observe(_ envelope: EventEnvelope, _ visit: PatientManagement) {
@@ -320,7 +446,12 @@ struct VisitMetrics: Sendable {
             record(toOutcome, since: visit.receivedAt)
         case .treatmentCanceled:
             canceled.increment()
-        case .examinationCanceled, .diagnosisCanceled:
+        case .queueUpdated:
+            // The first call (this event set it): the wait the clinic measures.
+            if visit.firstCalledAt == at, let department = visit.department, let histogram = toCall[department] {
+                record(histogram, since: visit.receivedAt)
+            }
+        case .examinationCanceled, .diagnosisCanceled, .patientRegistered, .patientUpdated, .patientMerged:
             break
         }
     }

@@ -37,12 +37,17 @@ public struct Reception: Sendable, Equatable {
     }
 
     /// 접수: registers a visit and announces it to the doctor and the desk's board.
-    public static func register(id: UUID, patient: Patient, at now: Date) -> (Reception, [VisitEvent]) {
+    /// `registryFacts`: what the events carry of the registry's patient (name, sex, birth date).
+    public static func register(
+        id: UUID, patient: Patient, registryFacts: PatientFacts? = nil,
+        queue: (number: String, priority: String)? = nil, at now: Date
+    ) -> (Reception, [VisitEvent]) {
         let reception = Reception(
             id: id, patient: patient, status: .received, receivedAt: now, completedAt: nil,
             canceledAt: nil, cancelReason: nil)
         let event = TreatmentReceived(
-            patientName: patient.name, department: patient.department, symptom: patient.symptom)
+            patientName: patient.name, department: patient.department, symptom: patient.symptom,
+            patient: registryFacts, queueNumber: queue?.number, priority: queue?.priority)
         return (reception, [.treatmentReceived(event)])
     }
 

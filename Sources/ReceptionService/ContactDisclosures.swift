@@ -109,7 +109,9 @@ extension ReceptionService {
                     SQLBind(now)
                 )
                 .run()
-            return (visit.phone, visit.department)
+            // The registry's phone (a visit from before the registry may hold its own).
+            let patient = try await visit.patientRef.asyncFlatMap { try await PatientModel.find($0, on: db) }
+            return (patient?.phone ?? visit.phone, visit.department)
         }
         let within = ContactDisclosures.mayRead(role: role, departments: departments, visitDepartment: department)
         context.metrics?.counter(
@@ -151,5 +153,12 @@ extension ReceptionService {
                     reason: try row.decode(column: "reason", as: String.self),
                     disclosedAt: try row.decode(column: "disclosed_at", as: Date.self))
             })
+    }
+}
+
+extension Optional where Wrapped: Sendable {
+    func asyncFlatMap<T>(_ transform: (Wrapped) async throws -> T?) async rethrows -> T? {
+        guard let self else { return nil }
+        return try await transform(self)
     }
 }

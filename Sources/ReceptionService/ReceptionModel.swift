@@ -29,6 +29,11 @@ final class ReceptionModel: AggregateRecord, @unchecked Sendable {
     @OptionalField(key: "resident_number_index") var residentNumberIndex: String?
     /// As every answer shows it: `850315-1******`.
     @OptionalField(key: "resident_number_masked") var residentNumberMasked: String?
+    /// The registry's patient this visit is for.
+    @OptionalField(key: "patient_ref") var patientRef: UUID?
+    /// 대기 번호 (`A-012`) and the desk's priority (`EMERGENCY`, `CARE`, `NORMAL`).
+    @OptionalField(key: "queue_number") var queueNumber: String?
+    @OptionalField(key: "priority") var priority: String?
 
     init() {}
 
@@ -37,7 +42,7 @@ final class ReceptionModel: AggregateRecord, @unchecked Sendable {
         [
             $id, $version, $status, $patientName, $patientId, $birthDate, $phone, $department, $symptom, $receivedAt,
             $completedAt, $canceledAt, $cancelReason, $residentNumberSealed, $residentNumberIndex,
-            $residentNumberMasked,
+            $residentNumberMasked, $patientRef, $queueNumber, $priority,
         ]
     }
 
@@ -171,6 +176,53 @@ enum ReceptionMigrations {
 
         func revert(on database: any Database) async throws {
             try await database.schema(IdempotencyRecord.schema).delete()
+        }
+    }
+}
+
+/// 대기 번호: each department's running number of the day, issued in the registering
+/// transaction (the row's lock lines up concurrent registrations on PostgreSQL; SQLite's single
+/// writer does on SQLite), so two visits of a department never share a number.
+enum QueueNumbers {
+    static let table = "queue_numbers"
+
+    /// The next number of `department` (nil: visits without one share a queue) on `day`
+    /// (the hospital's date, `yyyy-MM-dd`).
+    static func issue(department: String?, day: String, on db: any Database) async throws -> Int {
+        let row = try await db.sql.raw(
+            """
+            INSERT INTO \(ident: table) (day, department, last_number) VALUES (\(bind: day), \(bind: department ?? ""), 1)
+            ON CONFLICT (day, department) DO UPDATE SET last_number = \(ident: table).last_number + 1
+            RETURNING last_number
+            """
+        ).first()
+        return try row?.decode(column: "last_number", as: Int.self) ?? 1
+    }
+}
+
+extension ReceptionMigrations {
+    /// Day queue numbers per department, and each visit's number and priority.
+    struct AddQueueNumbers: AsyncMigration {
+        var name: String { "R011_QueueNumbers" }
+
+        func prepare(on database: any Database) async throws {
+            try await DatabaseEngine.of(database).writeTransaction(on: database) { db in
+                try await db.sql.raw(
+                    """
+                    CREATE TABLE \(ident: QueueNumbers.table) (
+                        day TEXT NOT NULL, department TEXT NOT NULL, last_number INTEGER NOT NULL,
+                        PRIMARY KEY (day, department))
+                    """
+                ).run()
+                try await db.sql.raw("ALTER TABLE receptions ADD COLUMN queue_number TEXT").run()
+                try await db.sql.raw("ALTER TABLE receptions ADD COLUMN priority TEXT").run()
+            }
+        }
+
+        func revert(on database: any Database) async throws {
+            try await database.sql.raw("ALTER TABLE receptions DROP COLUMN priority").run()
+            try await database.sql.raw("ALTER TABLE receptions DROP COLUMN queue_number").run()
+            try await database.sql.raw("DROP TABLE \(ident: QueueNumbers.table)").run()
         }
     }
 }

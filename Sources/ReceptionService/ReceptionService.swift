@@ -12,7 +12,7 @@ import Vapor
 public struct ReceptionService: HospitalService {
     public static let name = "reception"
     public static let defaultPort = 8082
-    public static let routePrefixes = ["receptions"]
+    public static let routePrefixes = ["receptions", "patients"]
     public static let visitTables = ["receptions"]
     public static let needs: ServiceNeeds = [.residentNumberKeys]
     public static var migrations: [any Migration] {
@@ -35,6 +35,9 @@ public struct ReceptionService: HospitalService {
                 name: "R006_IdempotencyAge", [.init("idempotency_keys_created", on: "idempotency_keys", ["created_at"])]),
             ReceptionMigrations.ForgetStoredAnswers(),
             ContactDisclosures.Create(),
+            PatientMigrations.CreatePatients(),
+            PatientMigrations.MigrateVisits(logger: Logger(label: "hospital.reception")),
+            ReceptionMigrations.AddQueueNumbers(),
         ]
     }
 
@@ -58,44 +61,88 @@ public struct ReceptionService: HospitalService {
         // The operators' side, on this service's port (as the dead letters).
         routes.get("admin", "contact-disclosures", use: disclosures)
         receptions.post(":id", "cancel", use: cancel)
+        registerPatientRoutes(on: routes)
     }
 
     // MARK: Commands
 
     struct RegisterBody: Decodable {
-        var patientName: String?
+        /// The registry's patient (a UUID from POST /patients or a search).
         var patientId: String?
-        var birthDate: String?
-        var phone: String?
         var department: String?
         var symptom: String?
+        // The walk-in shortcut: no patientId, the patient's details instead; the patient is
+        // registered in the same transaction, under the registry's rules.
+        var patientName: String?
+        var birthDate: String?
+        var sex: String?
+        var phone: String?
         var residentNumber: String?
+        var confirmDistinct: Bool?
+        /// `EMERGENCY` (응급), `CARE` (고령/장애 배려) or `NORMAL` (the default).
+        var priority: String?
     }
 
-    /// 접수: POST /receptions. With an Idempotency-Key, a retry answers what the first call did.
+    /// 접수: POST /receptions `{patientId, department, symptom?}`, or a walk-in's details instead
+    /// of `patientId` (see `RegisterBody`). With an Idempotency-Key, a retry answers what the
+    /// first call did.
     @Sendable func register(_ req: Request) async throws -> Response {
         let key = try idempotencyKey(req)
         let body = try req.body(RegisterBody.self)
         let now = context.now()
-        var residentCheck = FieldValidation()
-        let resident = ResidentNumber.validated(body.residentNumber, today: now, into: &residentCheck)
-        let patient: Patient
-        do {
-            patient = try Patient.validated(
-                name: body.patientName, patientId: body.patientId, birthDate: body.birthDate, phone: body.phone,
-                department: body.department, symptom: body.symptom, today: now)
-        } catch {
-            throw ValidationFailure(error.fields + residentCheck.failures)
+        var v = FieldValidation()
+        let department = v.optional(body.department, "department", maxLength: 50)
+        let symptom = v.optional(body.symptom, "symptom", maxLength: 1000, multiline: true)
+        let priority = body.priority.map { QueuePriority(rawValue: $0) } ?? .normal
+        if priority == nil { v.fail("priority", .invalidFormat, "must be EMERGENCY, CARE or NORMAL") }
+        let registered: UUID?
+        var walkIn: (Demographics, ResidentNumber?)?
+        if let raw = body.patientId {
+            registered = UUID(uuidString: raw.trimmingCharacters(in: .whitespaces))
+            if registered == nil {
+                v.fail(
+                    "patientId", .invalidFormat,
+                    "must be a registered patient's id; find a chart number with POST /patients/search")
+            }
+            for (field, value) in [
+                ("patientName", body.patientName), ("birthDate", body.birthDate), ("sex", body.sex),
+                ("phone", body.phone), ("residentNumber", body.residentNumber),
+            ] where value != nil {
+                v.fail(field, .invalidFormat, "must not be sent with patientId: the registry holds the patient's details")
+            }
+        } else {
+            registered = nil
+            do {
+                walkIn = try Demographics.validatedWalkIn(
+                    name: body.patientName, birthDate: body.birthDate, sex: body.sex, phone: body.phone,
+                    residentNumber: body.residentNumber, today: now)
+            } catch {
+                for failure in error.fields { v.fail(failure.field, failure.code, failure.message) }
+            }
         }
-        try residentCheck.check()
-        let pii = try requirePII()
-        // The number goes no further in clear: sealed, indexed by a keyed hash, and masked.
-        let sealed = try resident.map { try pii.seal($0.digits) }
-        let index = resident.map { pii.index($0.digits) }
-        let masked = resident?.masked
+        try v.check()
+        let residentIndex = try walkIn?.1.map { try requirePII().index($0.digits) }
         let stamp = EventStamp(producer: Self.name, actor: req.actor(default: "desk"), trace: req.trace)
-        let fingerprint = Self.fingerprint(patient, residentIndex: index)
+        let fingerprint = Self.fingerprint(
+            [
+                registered?.uuidString, department, symptom, walkIn?.0.name, walkIn?.0.birthDate, walkIn?.0.sex.rawValue,
+                walkIn?.0.phone, residentIndex, (body.confirmDistinct ?? false) ? "1" : nil,
+                priority == .normal ? nil : priority?.rawValue,
+            ])
+        let confirmDistinct = body.confirmDistinct ?? false
+        let newPatient = walkIn
+        let rank = priority ?? .normal
 
+        // 대기 번호. On PostgreSQL in a statement of its own before the registration: its row lock
+        // then lasts one statement, not the whole registration, which would line every 접수 of the
+        // department up behind the slowest (a registration that then fails leaves a gap in the
+        // day's numbers, never a number twice). SQLite writes one at a time anyway: there it is
+        // taken inside the registration, costing no commit of its own.
+        let day = today(now)
+        let earlyNumber: Int? =
+            context.store.engine.kind == .postgresql
+            ? try await QueueNumbers.issue(department: department, day: day, on: context.store.database) : nil
+        let chartNumber = newPatient == nil ? nil : try await preissuedChartNumber()
         let attempt: @Sendable () async throws -> (UUID, String) = {
             try await context.command { db in
                 if let key, let earlier = try await IdempotencyRecord.find(key, on: db) {
@@ -105,17 +152,37 @@ public struct ReceptionService: HospitalService {
                         guard earlier.request == fingerprint else { throw AppError.idempotencyKeyReused }
                         // The record keeps no copy of the patient: the answer is read again.
                         let visit = try await ReceptionModel.require(earlier.receptionId, on: db)
-                        return (earlier.receptionId, try Self.encode(ReceptionResponse(visit)))
+                        return (earlier.receptionId, try Self.encode(try await self.responses([visit], on: db)[0]))
                     }
                 }
-                let (reception, events) = Reception.register(id: UUID(), patient: patient, at: now)
+                let patient: PatientModel
+                if let registered {
+                    patient = try await self.claimPatient(registered, on: db)
+                } else {
+                    let (demographics, resident) = newPatient!
+                    patient = try await self.createPatient(
+                        demographics, resident: resident, confirmDistinct: confirmDistinct, stamp: stamp, at: now,
+                        chartNumber: chartNumber, on: db)
+                }
+                let visitor = Patient(
+                    name: patient.name, patientId: patient.chartNumber, birthDate: patient.birthDate, phone: nil,
+                    department: department, symptom: symptom)
+                let number: Int
+                if let earlyNumber { number = earlyNumber } else {
+                    number = try await QueueNumbers.issue(department: department, day: day, on: db)
+                }
+                let queueNumber = QueueNumber.format(
+                    prefix: self.context.clinic.department(named: department)?.prefix, number: number)
+                let (reception, events) = Reception.register(
+                    id: UUID(), patient: visitor, registryFacts: patient.facts,
+                    queue: (queueNumber, rank.rawValue), at: now)
                 let model = ReceptionModel(reception)
-                model.residentNumberSealed = sealed
-                model.residentNumberIndex = index
-                model.residentNumberMasked = masked
+                model.patientRef = patient.id
+                model.queueNumber = queueNumber
+                model.priority = rank.rawValue
                 try await model.create(on: db)
                 try await Outbox.append(stamp.envelopes(events, receptionId: reception.id, at: now), on: db)
-                let response = try Self.encode(ReceptionResponse(reception, residentNumber: masked))
+                let response = try Self.encode(ReceptionResponse(model: model, patient: patient, today: self.today(now)))
                 if let key {
                     try await IdempotencyRecord(
                         key: key, request: fingerprint, receptionId: reception.id, response: "", createdAt: now
@@ -150,8 +217,9 @@ public struct ReceptionService: HospitalService {
         let reception = try await context.change(ReceptionModel.self, id, stamp: stamp, receptionId: \.id) {
             reception, now in try reception.cancel(reason: reason, at: now)
         }
-        let masked = try await ReceptionModel.find(id, on: context.store.database)?.residentNumberMasked
-        return ReceptionResponse(reception, residentNumber: masked)
+        _ = reception
+        let model = try await ReceptionModel.require(id, on: context.store.database)
+        return try await responses([model], on: context.store.database)[0]
     }
 
     // MARK: Queries
@@ -160,7 +228,8 @@ public struct ReceptionService: HospitalService {
     /// the visit is in one of their departments (`contactWithheld`; see `ContactDisclosures`).
     @Sendable func show(_ req: Request) async throws -> ReceptionResponse {
         let id = try req.id(of: "reception")
-        var response = try ReceptionResponse(try await ReceptionModel.require(id, on: context.store.database))
+        let model = try await ReceptionModel.require(id, on: context.store.database)
+        var response = try await responses([model], on: context.store.database)[0]
         if !ContactDisclosures.mayRead(
             role: req.callerRole, departments: req.callerDepartments, visitDepartment: response.department)
         {
@@ -183,35 +252,51 @@ public struct ReceptionService: HospitalService {
         if let day { q.filter(\.$receivedAt >= day.lowerBound).filter(\.$receivedAt < day.upperBound) }
         let (models, total, next) = try await q.page(page, sortedBy: \.$receivedAt, descending: true, id: \.$id)
         return ListResponse(
-            items: try models.map { try ReceptionResponse($0) }, total: total, page: page, next: next)
+            items: try await responses(models, on: context.store.database), total: total, page: page, next: next)
     }
 
     struct SearchBody: Decodable {
         var patientId: String?
+        var chartNumber: String?
         var residentNumber: String?
     }
 
-    /// POST /receptions/search `{patientId}`: one patient's visits, newest first. The chart
-    /// number travels in the body: a patient identifier never goes into a URL (nor the logs
-    /// that record URLs). Paging (`limit`, `offset`, `after`) stays in the query.
+    /// POST /receptions/search `{patientId | chartNumber | residentNumber}`: one patient's
+    /// visits, newest first (a merged record's visits are the survivor's now). The identifiers
+    /// travel in the body: a patient identifier never goes into a URL (nor the logs that
+    /// record URLs). Paging (`limit`, `offset`, `after`) stays in the query.
     @Sendable func search(_ req: Request) async throws -> ListResponse<ReceptionResponse> {
         var query = QueryReader(req)
         let page = query.page()
         try query.check()
         let body = try req.body(SearchBody.self)
-        let q = ReceptionModel.query(on: context.store.database)
-        // By either, or both (then a visit must match both); a malformed one is refused.
-        if body.patientId != nil || body.residentNumber == nil {
-            q.filter(\.$patientId == (try Patient.validatedChartNumber(body.patientId)))
+        var v = FieldValidation()
+        let patientId = body.patientId.flatMap { UUID(uuidString: $0.trimmingCharacters(in: .whitespaces)) }
+        if body.patientId != nil, patientId == nil {
+            v.fail("patientId", .invalidFormat, "must be a registered patient's id")
         }
-        if body.residentNumber != nil {
-            // Found by the keyed hash of the number, never by the number itself.
-            let number = try ResidentNumber.validated(body.residentNumber, today: context.now())
-            q.filter(\.$residentNumberIndex == (try requirePII()).index(number.digits))
+        let chartNumber = ChartNumber.validated(body.chartNumber, field: "chartNumber", into: &v)
+        let resident = ResidentNumber.validated(body.residentNumber, today: context.now(), into: &v)
+        if body.patientId == nil, chartNumber == nil, body.residentNumber == nil {
+            v.fail("patientId", .required, "give patientId, chartNumber or residentNumber")
+        }
+        try v.check()
+        // The patient first (by any of them; all given must agree), then their visits.
+        let patients = PatientModel.query(on: context.store.database)
+        if let patientId { patients.filter(\.$id == patientId) }
+        if let chartNumber { patients.filter(\.$chartNumber == chartNumber) }
+        if let resident { patients.filter(\.$residentNumberIndex == (try requirePII()).index(resident.digits)) }
+        let found = try await patients.limit(2).all()
+        let q = ReceptionModel.query(on: context.store.database)
+        if let patient = found.first, found.count == 1 {
+            q.filter(\.$patientRef == patient.mergedInto ?? patient.id!)
+            req.auditChartNumbers = [patient.chartNumber]
+        } else {
+            q.filter(\.$id == UUID())  // nobody: an empty page, the same shape
         }
         let (models, total, next) = try await q.page(page, sortedBy: \.$receivedAt, descending: true, id: \.$id)
         return ListResponse(
-            items: try models.map { try ReceptionResponse($0) }, total: total, page: page, next: next)
+            items: try await responses(models, on: context.store.database), total: total, page: page, next: next)
     }
 
     // MARK: Reactions
@@ -251,17 +336,28 @@ public struct ReceptionService: HospitalService {
     /// How long an Idempotency-Key is remembered: a day.
     static let idempotencyLifetime: TimeInterval = 24 * 3600
 
-    private func requirePII() throws -> PIIProtector {
+    func requirePII() throws -> PIIProtector {
         guard let pii else { throw AppError.notReady("resident numbers cannot be protected: no key") }
         return pii
     }
 
     /// A digest of the request as validated, to recognise a retry without keeping a second copy
     /// of the patient's details (the resident number only by its keyed hash).
-    private static func fingerprint(_ p: Patient, residentIndex: String?) -> String {
-        let canonical = [p.name, p.patientId, p.birthDate, p.phone, p.department, p.symptom, residentIndex]
-            .map { $0.map { "\($0.utf8.count):\($0)" } ?? "-" }.joined(separator: "|")
+    private static func fingerprint(_ parts: [String?]) -> String {
+        let canonical = parts.map { $0.map { "\($0.utf8.count):\($0)" } ?? "-" }.joined(separator: "|")
         return SHA256.hash(data: Data(canonical.utf8)).map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// The answers for `models`, each with its patient as the registry has them now (read in one query).
+    func responses(_ models: [ReceptionModel], on db: any Database) async throws -> [ReceptionResponse] {
+        let ids = Set(models.compactMap(\.patientRef))
+        let patients =
+            ids.isEmpty ? [] : try await PatientModel.query(on: db).filter(\.$id ~~ Array(ids)).all()
+        let byId = Dictionary(uniqueKeysWithValues: patients.map { ($0.id!, $0) })
+        let day = today(context.now())
+        return try models.map { model in
+            try ReceptionResponse(model: model, patient: model.patientRef.flatMap { byId[$0] }, today: day)
+        }
     }
 
     private static func encode(_ response: ReceptionResponse) throws -> String {
@@ -269,12 +365,18 @@ public struct ReceptionService: HospitalService {
     }
 }
 
-/// A reception as the API shows it.
+/// A reception as the API shows it, with its patient as the registry has them now.
 public struct ReceptionResponse: Content, Equatable {
     public var id: UUID
     public var status: String
+    /// The registry's patient (null only for a visit the migration could not place).
+    @Nullable public var patientId: UUID?
+    /// 환자번호.
+    @Nullable public var chartNumber: String?
     public var patientName: String
-    @Nullable public var patientId: String?
+    @Nullable public var sex: String?
+    /// 만 나이 today.
+    @Nullable public var age: Int?
     @Nullable public var birthDate: String?
     @Nullable public var phone: String?
     @Nullable public var department: String?
@@ -288,24 +390,31 @@ public struct ReceptionResponse: Content, Equatable {
     /// Present (true) when the caller may not read the contact details as is: `phone` is null
     /// then, whatever the visit holds (POST /receptions/{id}/contact with a reason discloses it).
     public var contactWithheld: Bool?
+    /// 대기 번호 of the day in its department (`A-012`); null for visits from before calling.
+    @Nullable public var queueNumber: String?
+    /// `EMERGENCY`, `CARE` or `NORMAL`.
+    public var priority: String
 
-    init(_ model: ReceptionModel) throws {
-        self.init(try model.aggregate(), residentNumber: model.residentNumberMasked)
-    }
-
-    init(_ r: Reception, residentNumber: String? = nil) {
-        self.residentNumber = residentNumber
+    init(model: ReceptionModel, patient: PatientModel?, today: String) throws {
+        let r = try model.aggregate()
         id = r.id
         status = r.status.rawValue
-        patientName = r.patient.name
-        patientId = r.patient.patientId
-        birthDate = r.patient.birthDate
-        phone = r.patient.phone
+        patientId = patient?.id ?? model.patientRef
+        chartNumber = patient?.chartNumber ?? r.patient.patientId
+        patientName = patient?.name ?? r.patient.name
+        sex = patient?.sex
+        let birthDate = patient.map(\.birthDate) ?? r.patient.birthDate
+        self.birthDate = birthDate
+        age = birthDate.flatMap { Demographics.age(birthDate: $0, on: today) }
+        phone = patient?.phone ?? r.patient.phone
+        residentNumber = patient?.residentNumberMasked ?? model.residentNumberMasked
         department = r.patient.department
         symptom = r.patient.symptom
         receivedAt = r.receivedAt
         completedAt = r.completedAt
         canceledAt = r.canceledAt
         cancelReason = r.cancelReason
+        queueNumber = model.queueNumber
+        priority = model.priority ?? QueuePriority.normal.rawValue
     }
 }

@@ -3,6 +3,7 @@ import Identity
 import Logging
 import Messaging
 import ServiceKit
+import SharedKernel
 
 /// Every setting of a `hospital` process, with development defaults. Each setting's
 /// environment variable is named next to it; command-line flags override the environment.
@@ -98,6 +99,8 @@ public struct HospitalConfiguration: Sendable, CustomStringConvertible {
     public var auth: AuthConfiguration
     /// Backups of the data directory (HOSPITAL_BACKUP_*; docs/backups.md).
     public var backup = BackupSettings()
+    /// HOSPITAL_CLINIC_FILE: departments' queue letters and rooms, and the rules of calling.
+    public var clinic: ClinicLayout = .standard
 
     public init(dataDirectory: URL) {
         self.dataDirectory = dataDirectory

@@ -45,7 +45,10 @@ public final class HospitalSystem: Sendable {
         let supervised = ((transport?.loops ?? []) + [authentication.refresh] + loops.flatMap(\.consumers)
             + loops.flatMap(\.relays) + loops.flatMap(\.upkeep) + loops.flatMap(\.audit) + [backups].compactMap { $0 })
             .map { SupervisedLoop(loop: $0, readiness: readiness, logger: logger) as any Service }
-        let servers = hosts.map { HTTPServerService(name: $0.name.rawValue, app: $0.app) as any Service }
+        let servers = hosts.map { host in
+            HTTPServerService(name: host.name.rawValue, app: host.app, stopping: { await host.service?.serverStopping() })
+                as any Service
+        }
         let drain = Draining(readiness: readiness, delay: configuration.shutdownDelay, logger: logger)
         group = ServiceGroup(
             configuration: .init(services: (supervised + servers + [drain]).map { .member($0) }, logger: logger))
@@ -129,6 +132,8 @@ public final class HospitalSystem: Sendable {
                 try await host.start()
             }
         } catch {
+            // Said here: a server that failed to build may bring the process down as it goes.
+            logger.error("the system did not start", metadata: ["error": "\(loggable(error))"])
             for host in hosts.reversed() {
                 await host.app.server.shutdown()
                 await host.close()

@@ -88,11 +88,14 @@ struct SupervisedLoop: Service, CustomStringConvertible {
 struct HTTPServerService: Service, CustomStringConvertible {
     let name: String
     let app: Application
+    /// Ends what would keep a connection open for ever (live views' streams).
+    let stopping: @Sendable () async -> Void
 
     var description: String { "\(name): HTTP server" }
 
     func run() async throws {
         try? await gracefulShutdown()
+        await stopping()
         await app.server.shutdown()
     }
 }

@@ -70,6 +70,10 @@ final class ServiceHost: Sendable {
                     url: database, maxConnectionsPerEventLoop: configuration.databasePoolSize, sqlLogLevel: .trace),
                 as: .psql)
         } else {
+            // A thread for each SQLite connection (the data and audit files, one connection per
+            // event loop each): a statement waiting for a lock never holds back another connection's.
+            let loops = Array(app.eventLoopGroup.makeIterator()).count
+            app.threadPool = NIOThreadPool(numberOfThreads: 2 * loops)
             let path = configuration.dataDirectory.appendingPathComponent("\(S.name).sqlite").path
             // Patient data: the directory 0700, the file 0600 (SQLite gives its journals the same).
             try DataDirectory.prepare(configuration.dataDirectory)
@@ -120,6 +124,7 @@ final class ServiceHost: Sendable {
         }
         app.gatewayAddresses = configuration.auth.gatewayAddresses
         app.middleware.use(AuditMiddleware(trail: trail))
+        app.auditTrail = trail
         AuditRoutes.register(on: app.routes, trail: trail)
         // SQLite has a single writer: the service serializes its writes. PostgreSQL does not
         // need that; aggregate versions and the inbox's key guard concurrent writers there.
@@ -136,7 +141,7 @@ final class ServiceHost: Sendable {
         let relay = OutboxRelay(
             store: store, publisher: transport,
             settings: .init(pollInterval: configuration.relayPollInterval), logger: app.logger, observer: metrics)
-        let context = ServiceContext(
+        var context = ServiceContext(
             store: store, nudgeRelay: { relay.nudge() }, timeZone: configuration.timeZone, logger: app.logger,
             history: transport, residentNumberKeys: S.needs.contains(.residentNumberKeys) ? try PIIKeys.keys(configuration) : nil,
             metrics: metrics,
@@ -145,6 +150,7 @@ final class ServiceHost: Sendable {
                     directory: configuration.attachmentsDirectory
                         ?? configuration.dataDirectory.appendingPathComponent("attachments", isDirectory: true),
                     maxBytes: configuration.attachmentMaxBytes, grace: configuration.attachmentGrace) : nil)
+        context.clinic = configuration.clinic
         let service = S(context: context)
         service.registerRoutes(on: app.routes)
         let consumer =
@@ -214,7 +220,7 @@ final class ServiceHost: Sendable {
                 upstreams: Dictionary(
                     routes.map { ($0.prefix, WebScreens.Upstream(service: $0.service, url: $0.upstream)) },
                     uniquingKeysWith: { first, _ in first }),
-                timeZone: configuration.timeZone,
+                timeZone: configuration.timeZone, clinic: configuration.clinic,
                 sessions: ScreenSessions(
                     signIn: signIn, verifier: authentication.verifier, provider: authentication.providerSignIn)
             ).register(on: app.routes)
@@ -223,7 +229,8 @@ final class ServiceHost: Sendable {
         let client = app.client
         OperationsRoutes.register(on: app.routes) {
             try readiness.check()
-            for route in routes {
+            var asked: Set<String> = []
+            for route in routes where asked.insert(route.service).inserted {
                 let answer = try? await client.get(URI(string: route.upstream.absoluteString + "/health/live")) {
                     $0.timeout = .seconds(1)
                 }
@@ -265,9 +272,17 @@ final class ServiceHost: Sendable {
         return (app, metrics)
     }
 
+    /// Bounds how long the SQLite files' connections wait for a lock (``SQLiteLockWait``).
+    private func boundLockWaits() async throws {
+        for id in [DatabaseID.sqlite, .audit] where app.databases.ids().contains(id) {
+            try await app.databases.boundSQLiteLockWaits(id, on: app.eventLoopGroup, logger: app.logger)
+        }
+    }
+
     /// Migrates the database (if any) without serving.
     func migrate() async throws {
         guard app.databases.ids().isEmpty == false else { return }
+        try await boundLockWaits()
         try await app.autoMigrate()
         if app.databases.ids().contains(.sqlite) {
             // WAL lets the read side (and `hospital rebuild`) read while the service writes.
@@ -279,7 +294,7 @@ final class ServiceHost: Sendable {
     /// Migrates (unless told not to) and starts serving HTTP; the loops (`loops`) run in the
     /// process's service group.
     func start(migrating: Bool = true) async throws {
-        if migrating { try await migrate() }
+        if migrating { try await migrate() } else { try await boundLockWaits() }
         try await app.asyncBoot()
         try await app.server.start(address: nil)
     }

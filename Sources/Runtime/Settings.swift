@@ -2,6 +2,7 @@ import Foundation
 import Identity
 import Logging
 import ServiceKit
+import SharedKernel
 
 /// One row of the settings table: a `HOSPITAL_*` environment variable, the command-line option
 /// that overrides it, what it means, its default (read from a default configuration, so the
@@ -119,6 +120,19 @@ public enum Settings {
                     throw ConfigurationError("\(variable): unknown time zone \(raw)")
                 }
                 config.timeZone = zone
+            }),
+        Setting(
+            "HOSPITAL_CLINIC_FILE", default: "the standard layout (docs/calling.md)", .services,
+            "a JSON file of the departments (each its queue letter and rooms) and the rules of calling; checked at start",
+            apply: { raw, variable, config in
+                guard let data = FileManager.default.contents(atPath: raw) else {
+                    throw ConfigurationError("\(variable): cannot read \(raw)")
+                }
+                do {
+                    config.clinic = try ClinicLayout.parse(data)
+                } catch {
+                    throw ConfigurationError("\(variable): \(raw): \(error)")
+                }
             }),
         Setting(
             "HOSPITAL_SHUTDOWN_DELAY_SECONDS", default: { "\($0.shutdownDelay.components.seconds)" }, .every,

@@ -12,6 +12,17 @@ extension Request {
         typealias Value = [UUID]
     }
 
+    private struct AuditPatientsKey: StorageKey {
+        typealias Value = [String]
+    }
+
+    /// The chart numbers a handler says this request disclosed (a patient read, a search, a
+    /// merge): the entry names them, whatever the answer holds.
+    public var auditPatients: [String] {
+        get { storage[AuditPatientsKey.self] ?? [] }
+        set { storage[AuditPatientsKey.self] = newValue }
+    }
+
     /// The visits a handler says this request touched, for an answer that does not name them
     /// itself (a file's bytes, a list of a visit's files).
     public var auditVisits: [UUID] {
@@ -52,7 +63,8 @@ public struct AuditMiddleware: Middleware {
         // does not wait for that.
         trail.record(
             user: user.username, role: user.role.rawValue, action: "\(request.method.rawValue) \(template)",
-            receptionIds: request.auditVisits, answer: (200..<300).contains(status) ? body : nil, pathId: pathId,
+            receptionIds: request.auditVisits,
+            patientId: request.auditPatients.isEmpty ? nil : request.auditPatients.joined(separator: ","), answer: (200..<300).contains(status) ? body : nil, pathId: pathId,
             outcome: status,
             client: peer + forwarded)
     }

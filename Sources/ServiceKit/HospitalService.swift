@@ -3,6 +3,7 @@ import FluentKit
 import Foundation
 import Logging
 import Messaging
+import SharedKernel
 import Vapor
 
 /// What a service needs from its surroundings, built by the composition root.
@@ -24,6 +25,8 @@ public struct ServiceContext: Sendable {
     public var metrics: ServiceMetrics?
     /// Where result files go (the examination service).
     public var attachments: AttachmentSettings?
+    /// The departments' queue letters and rooms, and the rules of calling.
+    public var clinic: ClinicLayout = .standard
 
     public init(
         store: ServiceStore, nudgeRelay: @escaping @Sendable () -> Void, timeZone: TimeZone, logger: Logger,
@@ -138,10 +141,14 @@ public protocol HospitalService: Sendable {
     /// Housekeeping of its own while it serves (sweeping files, say): a loop that returns when
     /// canceled, run under supervision in the process's service group. Nil: none.
     var maintenance: (@Sendable () async -> Void)? { get }
+    /// The server is about to stop: end whatever keeps a response open (a live view's stream),
+    /// so the requests in flight can finish. Nothing by default.
+    func serverStopping() async
 }
 
 extension HospitalService {
     public var maintenance: (@Sendable () async -> Void)? { nil }
+    public func serverStopping() async {}
     public static var needs: ServiceNeeds { [] }
     public static var streamedRoutes: [StreamedRoute] { [] }
     public static var visitTables: [String] { [] }

@@ -2,6 +2,7 @@ import Contracts
 import Foundation
 import Messaging
 import SharedKernel
+import Storage
 import Vapor
 
 /// An RFC 9457 problem body: the one shape of every error this API answers.
@@ -14,6 +15,53 @@ public struct Problem: Content, Equatable {
     public var currentState: String?
     /// For validation failures: each offending field.
     public var errors: [ValidationFailure.Field]?
+    /// For a possible duplicate patient (409): the records it matches.
+    public var candidates: [DuplicatePatients.Candidate]?
+
+    public init(
+        type: String, title: String, status: Int, detail: String, currentState: String? = nil,
+        errors: [ValidationFailure.Field]? = nil, candidates: [DuplicatePatients.Candidate]? = nil
+    ) {
+        self.type = type
+        self.title = title
+        self.status = status
+        self.detail = detail
+        self.currentState = currentState
+        self.errors = errors
+        self.candidates = candidates
+    }
+}
+
+/// A new patient (or a resident number) that matches records already registered: 409 with the
+/// candidates, so the desk can pick the existing patient instead of registering a second one.
+public struct DuplicatePatients: Error, Equatable, Sendable {
+    public enum Kind: String, Sendable { case residentNumber, nameAndBirthDate }
+
+    public struct Candidate: Codable, Equatable, Sendable {
+        public var id: UUID
+        public var chartNumber: String
+        public var name: String
+        public var birthDate: String?
+        public var sex: String
+        public var age: Int?
+
+        public init(id: UUID, chartNumber: String, name: String, birthDate: String?, sex: String, age: Int?) {
+            self.id = id
+            self.chartNumber = chartNumber
+            self.name = name
+            self.birthDate = birthDate
+            self.sex = sex
+            self.age = age
+        }
+    }
+
+    public var kind: Kind
+    public var candidates: [Candidate]
+
+    public init(kind: Kind, candidates: [Candidate]) {
+        self.kind = kind
+        self.candidates = candidates
+    }
 }
 
 /// Errors of the application layer that are not domain refusals.
@@ -59,6 +107,7 @@ public struct ProblemMiddleware: AsyncMiddleware {
                     metadata: ["error": "\(loggable(error))", "path": "\(request.url.path)"])
             }
             let response = Self.response(for: problem)
+            if problem.status == 503 { response.headers.replaceOrAdd(name: .retryAfter, value: "1") }
             if problem.status == 401 {
                 response.headers.replaceOrAdd(name: .wwwAuthenticate, value: #"Bearer realm="hospital""#)
             }
@@ -98,6 +147,22 @@ public struct ProblemMiddleware: AsyncMiddleware {
                 detail:
                     "This \(unknown.resource) is in a state this version of the service does not know (\(unknown.state)); a newer version wrote it. Try again once the upgrade is complete.",
                 currentState: unknown.state)
+        case let duplicate as DuplicatePatients:
+            var problem: Problem
+            switch duplicate.kind {
+            case .residentNumber:
+                problem = Problem(
+                    type: "/problems/duplicate-patient", title: "Conflict", status: 409,
+                    detail:
+                        "A patient with this resident registration number is already registered (chart number \(duplicate.candidates.first?.chartNumber ?? "?")): use that record.")
+            case .nameAndBirthDate:
+                problem = Problem(
+                    type: "/problems/possible-duplicate", title: "Conflict", status: 409,
+                    detail:
+                        "Possible duplicate: \(duplicate.candidates.count) registered patient(s) have the same name and birth date (chart number \(duplicate.candidates.map(\.chartNumber).joined(separator: ", "))). Use one of them, or register again with confirmDistinct: true if this is someone else.")
+            }
+            problem.candidates = duplicate.candidates
+            return problem
         case let appError as AppError:
             return problem(for: appError)
         case let decoding as DecodingError:
@@ -106,6 +171,10 @@ public struct ProblemMiddleware: AsyncMiddleware {
                 detail: "The request body is not valid JSON for this operation: \(describe(decoding)).")
         case let abort as any AbortError:
             return problem(for: abort)
+        case _ where DatabaseEngine.isLockWaitOver(error):
+            return Problem(
+                type: "/problems/service-unavailable", title: "Service Unavailable", status: 503,
+                detail: "The database was busy for too long; the request was not applied. Please try again.")
         default:
             return Problem(
                 type: "/problems/internal", title: "Internal Server Error", status: 500,

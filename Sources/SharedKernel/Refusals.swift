@@ -144,3 +144,21 @@ extension String {
         return String(scalars)
     }
 }
+
+/// 만 나이: whole years from a birth date to a day, both `YYYY-MM-DD` (nil if either is not one).
+public enum Age {
+    public static func years(born birthDate: String, on day: String) -> Int? {
+        guard let born = ymd(birthDate), let today = ymd(day) else { return nil }
+        var years = today.0 - born.0
+        if (today.1, today.2) < (born.1, born.2) { years -= 1 }
+        return max(years, 0)
+    }
+
+    private static func ymd(_ s: String) -> (Int, Int, Int)? {
+        let parts = s.split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count == 3, parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) }),
+            let y = Int(parts[0]), let m = Int(parts[1]), let d = Int(parts[2])
+        else { return nil }
+        return (y, m, d)
+    }
+}

@@ -1,6 +1,8 @@
 import FluentKit
 import FluentPostgresDriver
 import FluentSQLiteDriver
+import Logging
+import NIOCore
 import SQLKit
 
 /// The engine a database runs on, decided once where the database is opened (the composition
@@ -95,5 +97,54 @@ extension DatabaseEngine {
             return error.serverInfo?[.sqlState] == PostgresError.Code.uniqueViolation.raw
         }
         return (error as? PostgresError)?.code == .uniqueViolation
+    }
+}
+
+extension DatabaseEngine {
+    /// Whether `error` says a lock was waited for as long as allowed (``SQLiteLockWait`` on
+    /// SQLite; SQLSTATE 55P03, lock_not_available, on PostgreSQL): the work was not done, and
+    /// trying again in a moment may well succeed.
+    public static func isLockWaitOver(_ error: any Error) -> Bool {
+        if let error = error as? SQLiteError {
+            return [.busy, .busyTimeout, .locked].contains(error.reason)
+        }
+        if let error = error as? PSQLError { return error.serverInfo?[.sqlState] == "55P03" }
+        return false
+    }
+
+    /// The engine `database` runs on, for code handed only the database (a migration that
+    /// declares a column differently on each).
+    public static func of(_ database: any Database) throws -> DatabaseEngine {
+        try database.sql.dialect.name == "postgresql" ? .postgresql : .sqlite
+    }
+}
+
+/// How long an SQLite statement waits for another connection's lock before it fails with
+/// SQLITE_BUSY, set on every connection the product opens.
+///
+/// SQLiteNIO installs a busy handler that retries at once and for ever, on the thread-pool thread
+/// running the statement. Waiters spinning on every thread of a pool starve the connection that
+/// holds the lock of the thread it needs to commit, and everything on that pool stops for good:
+/// it happened in CI (a test's own writes on a service's file and on the event log, twenty
+/// minutes, every test of the process timing out). `PRAGMA busy_timeout` replaces that handler
+/// with SQLite's own, which sleeps between tries and gives up: a wait ends in an error the caller
+/// retries or reports, never in a hang. Pools are also sized so that each connection has a thread.
+public enum SQLiteLockWait {
+    public static let milliseconds = 5_000
+    /// The statement that sets it on one connection.
+    public static let pragma = "PRAGMA busy_timeout = \(milliseconds)"
+}
+
+extension Databases {
+    /// Sets ``SQLiteLockWait`` on every connection of the SQLite database `id`.
+    /// FluentSQLiteDriver keeps exactly one connection per event loop, for the life of its pool
+    /// (an SQLite connection does not drop), so this reaches each of them.
+    public func boundSQLiteLockWaits(_ id: DatabaseID, on group: any EventLoopGroup, logger: Logger) async throws {
+        for loop in group.makeIterator() {
+            guard let database = database(id, logger: logger, on: loop) else { continue }
+            try await database.withConnection { connection in
+                try await connection.sql.raw(SQLQueryString(SQLiteLockWait.pragma)).run()
+            }
+        }
     }
 }

@@ -32,6 +32,13 @@ struct API: Sendable {
         try await send(.POST, path, body: body, headers: headers)
     }
 
+    /// PATCH, answering nothing the screen needs.
+    func patch(_ path: String, _ body: [String: Any]) async throws {
+        let _: IgnoredAnswer = try await send(.PATCH, path, body: body, headers: [:])
+    }
+
+    private struct IgnoredAnswer: Decodable {}
+
     private func send<T: Decodable>(
         _ method: HTTPMethod, _ path: String, body: [String: Any]?, headers: [String: String]
     ) async throws -> T {
@@ -80,6 +87,17 @@ struct WireProblem: Decodable, Sendable {
     var detail: String
     var currentState: String?
     var errors: [FieldError]?
+    /// For a possible duplicate patient: the registered records it matches.
+    var candidates: [Candidate]?
+
+    struct Candidate: Decodable, Sendable {
+        var id: UUID
+        var chartNumber: String
+        var name: String
+        var birthDate: String?
+        var sex: String
+        var age: Int?
+    }
 }
 
 struct ListOf<Item: Decodable & Sendable>: Decodable, Sendable {
@@ -91,21 +109,81 @@ struct ListOf<Item: Decodable & Sendable>: Decodable, Sendable {
 
 struct VisitDTO: Decodable, Sendable {
     var receptionId: UUID
+    var patientId: UUID?
+    var sex: String?
+    var age: Int?
     var patientName: String?
     var department: String?
     var status: String
     var statusSince: Date?
     var receivedAt: Date?
+    var queueNumber: String?
+    var priority: String?
+    var queueState: String?
+    var room: String?
+    var calls: Int?
+    var wait: Wait?
+
+    struct Wait: Decodable, Sendable {
+        var stage: String
+        var since: Date
+        var level: String
+    }
+}
+
+/// GET /patientManagements/waits.
+struct WaitsDTO: Decodable, Sendable {
+    struct Department: Decodable, Sendable {
+        struct Today: Decodable, Sendable {
+            var called: Int
+            var averageMinutes: Double?
+            var p90Minutes: Double?
+        }
+
+        var department: String
+        var open: Int
+        var amber: Int
+        var red: Int
+        var today: Today
+    }
+
+    struct TooLong: Decodable, Sendable {
+        var receptionId: UUID
+        var queueNumber: String?
+        var patientName: String?
+        var department: String?
+        var stage: String
+        var minutes: Double
+        var level: String
+    }
+
+    var departments: [Department]
+    var tooLong: [TooLong]
 }
 
 struct ReceptionDTO: Decodable, Sendable {
     var id: UUID
     var status: String
     var patientName: String
-    var patientId: String?
+    /// The registry's patient.
+    var patientId: UUID?
+    /// 환자번호.
+    var chartNumber: String?
+    var sex: String?
+    var age: Int?
     var birthDate: String?
     var department: String?
     var receivedAt: Date?
+}
+
+/// `POST /patients/lookup`'s answer.
+struct ChartNumbersDTO: Decodable, Sendable {
+    struct Entry: Decodable, Sendable {
+        var id: UUID
+        var chartNumber: String
+    }
+
+    var items: [Entry]
 }
 
 struct DiagnosisDTO: Decodable, Sendable {
@@ -127,18 +205,49 @@ struct DiagnosisDTO: Decodable, Sendable {
 
     var id: UUID
     var receptionId: UUID
+    var patientId: UUID?
     var patientName: String
+    var sex: String?
+    var age: Int?
+    var birthDate: String?
     var department: String?
     var symptom: String?
     var status: String
     var orders: [Order]
     var createdAt: Date
     var closingNote: String?
+    /// 호출: the visit's place in its department's queue.
+    var queueNumber: String?
+    var priority: String?
+    var queueState: String?
+    var room: String?
+    var calledBy: String?
+    var calls: Int?
+    var queueSince: Date?
+    var undoable: Undoable?
+
+    struct Undoable: Decodable, Sendable {
+        var transition: String
+        var by: String
+        var until: Date
+    }
+}
+
+/// GET /diagnoses/queue: a department's visits waiting for a doctor, in calling order.
+struct QueueDTO: Decodable, Sendable {
+    var department: String
+    var rooms: [String]
+    var callsBeforeNoShow: Int
+    var items: [DiagnosisDTO]
+    var atExams: [DiagnosisDTO]?
 }
 
 struct ExamDTO: Decodable, Sendable {
     var id: UUID
     var diagnosisId: UUID
+    var patientId: UUID?
+    var sex: String?
+    var age: Int?
     var patientName: String
     var code: String
     var name: String

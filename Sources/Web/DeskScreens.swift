@@ -6,7 +6,7 @@ import Vapor
 extension WebScreens {
     private static let registrationFields:
         [(name: String, kind: String, inputType: String, required: Bool, maxLength: Int)] = [
-            ("patientName", "input", "text", true, 100), ("patientId", "input", "text", false, 20),
+            ("patientName", "input", "text", true, 100),
             ("birthDate", "input", "date", false, 10), ("phone", "input", "tel", false, 20),
             ("department", "select", "", false, 50), ("symptom", "textarea", "", false, 1000),
         ]
@@ -20,6 +20,48 @@ extension WebScreens {
         let screen = Screen(req, timeZone: timeZone)
         let (visits, _) = try await boardRows(req, screen)
         return render("boardRows", ["visits": visits, "t": screen.language.strings])
+    }
+
+    /// The "waiting too long" panel alone, for the page's live refresh.
+    @Sendable func deskWaits(_ req: Request) async throws -> Response {
+        let screen = Screen(req, timeZone: timeZone)
+        return render("waitsPanel", ["waits": try await waitsPanel(req, screen), "t": screen.language.strings])
+    }
+
+    /// 대기 시간 경고: the visits past the clinic's alert times (red first), and each department's
+    /// count and today's wait from 접수 to the first call.
+    func waitsPanel(_ req: Request, _ screen: Screen) async throws -> [String: Any] {
+        let waits: WaitsDTO = try await api(req).get("/patientManagements/waits")
+        func minutes(_ value: Double?) -> String { value.map { String(format: screen.t("minutes"), Int($0.rounded())) } ?? "–" }
+        let rows = waits.tooLong.map { wait in
+            [
+                "queueNumber": wait.queueNumber ?? "", "patientName": wait.patientName ?? "",
+                "department": Catalogue.department(wait.department, screen.language),
+                "stage": screen.t("stage.\(wait.stage)"), "minutes": minutes(wait.minutes), "level": wait.level,
+            ] as [String: Any]
+        }
+        let departments = waits.departments.filter { $0.open > 0 || $0.today.called > 0 }.map { d in
+            [
+                "department": Catalogue.department(d.department, screen.language), "open": d.open, "amber": d.amber,
+                "red": d.red, "called": d.today.called, "average": minutes(d.today.averageMinutes),
+                "p90": minutes(d.today.p90Minutes),
+            ] as [String: Any]
+        }
+        return [
+            "tooLong": rows, "hasTooLong": !rows.isEmpty, "count": rows.count, "departments": departments,
+            "hasDepartments": !departments.isEmpty,
+        ]
+    }
+
+    /// Where a visit waiting for the doctor is in the queue: 호출 2회 · 진료실 2, 진료 중, 부재.
+    static func boardPlace(_ visit: VisitDTO, _ screen: Screen) -> String {
+        guard ["RECEIVED", "EXAM_DONE"].contains(visit.status) else { return "" }
+        switch visit.queueState {
+        case "CALLED": return String(format: screen.t("place.calledShort"), visit.calls ?? 1, visit.room ?? "")
+        case "IN_CONSULTATION": return String(format: screen.t("place.inRoom"), visit.room ?? "")
+        case "NO_SHOW": return screen.t("place.noShow")
+        default: return ""
+        }
     }
 
     /// 접수: registers through the API with the form's Idempotency-Key, so a double click
@@ -41,6 +83,9 @@ extension WebScreens {
             return await deskPage(
                 req, screen, values: values, errors: errors, message: screen.t("error.invalid"),
                 status: .unprocessableEntity)
+        } catch API.Failure.problem(let problem) where problem.status == 409 {
+            // A patient already registered (the same resident number, or name and birth date).
+            return await deskPage(req, screen, values: values, message: problem.detail, status: .conflict)
         } catch {
             return await deskPage(
                 req, screen, values: values, message: screen.sentence(for: error), status: .serviceUnavailable)
@@ -57,6 +102,7 @@ extension WebScreens {
         } catch {
             extra["error"] = screen.sentence(for: error)
         }
+        extra["waits"] = try? await waitsPanel(req, screen)
         if let message { extra["error"] = message }
         let fields: [[String: Any]] = Self.registrationFields.map { field in
             var context: [String: Any] = [
@@ -112,10 +158,8 @@ extension WebScreens {
         }
     }
 
-    /// Today's visits from the read model, newest first: one page of what the desk searched for.
-    private func boardRows(
-        _ req: Request, _ screen: Screen
-    ) async throws -> (rows: [[String: Any]], board: [String: Any]) {
+    /// The board API's path for what the desk searched for (today's visits, one page).
+    func boardPath(_ req: Request, _ screen: Screen, live: Bool = false) -> String {
         let query = BoardQuery(req)
         var api = URLComponents()
         api.queryItems =
@@ -125,17 +169,48 @@ extension WebScreens {
                 URLQueryItem(name: "offset", value: String((query.page - 1) * BoardQuery.pageSize)),
             ] + (query.name.isEmpty ? [] : [URLQueryItem(name: "name", value: query.name)])
             + (query.status.isEmpty ? [] : [URLQueryItem(name: "status", value: query.status)])
-        let board: ListOf<VisitDTO> = try await self.api(req).get(
-            "/patientManagements?" + (api.percentEncodedQuery ?? ""))
-        let rows = board.items.map { visit in
-            [
+        return (live ? "/patientManagements/live?" : "/patientManagements?") + (api.percentEncodedQuery ?? "")
+    }
+
+    /// Each visit of a board page as its row shows it.
+    func boardRowContexts(_ board: ListOf<VisitDTO>, charts: [UUID: String], _ screen: Screen) -> [[String: Any]] {
+        board.items.map { visit in
+            var row: [String: Any] = [
                 "receptionId": visit.receptionId.uuidString, "patientName": visit.patientName ?? "",
+                "chartNumber": visit.patientId.flatMap { charts[$0] } ?? "",
+                "sexAge": visit.sex.map { _ in Self.sexAge(visit.sex, visit.age, screen) } ?? "",
                 "department": Catalogue.department(visit.department, screen.language), "status": visit.status,
                 "statusLabel": Strings.visitStatus(visit.status, screen.language),
                 "receivedAt": screen.clock(visit.receivedAt), "elapsed": screen.elapsed(since: visit.statusSince),
                 "cancelable": ["RECEIVED", "EXAM_ORDERED", "EXAM_DONE"].contains(visit.status),
-            ] as [String: Any]
+                // The row's colour from the clinic's alerts; the time in the current stage.
+                "waitLevel": visit.wait?.level ?? "normal",
+                "stageElapsed": visit.wait.map { screen.elapsed(since: $0.since) } ?? screen.elapsed(since: visit.statusSince),
+            ]
+            // Absent rather than empty: a template section shows for an empty string.
+            if let number = visit.queueNumber { row["queueNumber"] = number }
+            if let priority = visit.priority, priority != "NORMAL" {
+                row["priority"] = priority
+                row["priorityLabel"] = screen.t("priority.\(priority)")
+            }
+            let place = Self.boardPlace(visit, screen)
+            if !place.isEmpty { row["place"] = place }
+            if let wait = visit.wait {
+                row["sinceReceived"] = screen.elapsed(since: visit.receivedAt)
+                if wait.level != "normal" { row["waitLabel"] = screen.t("waitLevel.\(wait.level)") }
+            }
+            return row
         }
+    }
+
+    /// Today's visits from the read model, newest first: one page of what the desk searched for.
+    private func boardRows(
+        _ req: Request, _ screen: Screen
+    ) async throws -> (rows: [[String: Any]], board: [String: Any]) {
+        let query = BoardQuery(req)
+        let board: ListOf<VisitDTO> = try await self.api(req).get(boardPath(req, screen))
+        let charts = await chartNumbers(req, of: board.items.map(\.patientId))
+        let rows = boardRowContexts(board, charts: charts, screen)
         let total = board.total ?? rows.count
         let first = (query.page - 1) * BoardQuery.pageSize
         let range = screen.t("boardRange")
@@ -169,15 +244,8 @@ extension WebScreens {
         var status = HTTPStatus.ok
         do {
             let found: ListOf<ReceptionDTO> = try await api(req).post(
-                "/receptions/search?limit=\(BoardQuery.pageSize)", ["patientId": patientId])
-            extra["visits"] = found.items.map { visit in
-                [
-                    "receptionId": visit.id.uuidString, "receivedAt": screen.dateTime(visit.receivedAt),
-                    "department": Catalogue.department(visit.department, screen.language), "status": visit.status,
-                    "statusLabel": Strings.visitStatus(visit.status, screen.language),
-                    "cancelable": visit.status == "RECEIVED",
-                ] as [String: Any]
-            }
+                "/receptions/search?limit=\(BoardQuery.pageSize)", ["chartNumber": patientId])
+            extra["visits"] = found.items.map { Self.visitRow($0, screen) }
         } catch {
             extra["error"] = screen.sentence(for: error)
             if case API.Failure.problem(let problem) = error, problem.status == 422 {
@@ -189,6 +257,15 @@ extension WebScreens {
         }
         let title = String(format: screen.t("patientVisits"), patientId)
         return render("patientVisits", screen.context(title: title, extra), status: status)
+    }
+
+    /// One row of a patient's visits (any day): when, where, its status, and 접수 취소 while open.
+    static func visitRow(_ visit: ReceptionDTO, _ screen: Screen) -> [String: Any] {
+        [
+            "receptionId": visit.id.uuidString, "receivedAt": screen.dateTime(visit.receivedAt),
+            "department": Catalogue.department(visit.department, screen.language), "status": visit.status,
+            "statusLabel": Strings.visitStatus(visit.status, screen.language), "cancelable": visit.status == "RECEIVED",
+        ]
     }
 
     // MARK: 접수 취소

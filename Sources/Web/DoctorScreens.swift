@@ -5,32 +5,54 @@ import Vapor
 /// The doctor: the worklist, a visit with its exam orders and results, completion and rejection.
 extension WebScreens {
     @Sendable func doctor(_ req: Request) async throws -> Response {
-        let screen = Screen(req, timeZone: timeZone)
-        var extra: [String: Any] = [:]
+        await doctorPage(req, Screen(req, timeZone: timeZone))
+    }
+
+    /// The worklist, with the room picker; with a room chosen, the department's queue with its
+    /// 호출 buttons.
+    func doctorPage(_ req: Request, _ screen: Screen, message: String? = nil, status: HTTPStatus = .ok) async -> Response {
+        let chosen = chosenRoom(req)
+        var extra: [String: Any] = ["roomChoices": roomChoices(chosen?.room, screen)]
+        if let chosen {
+            extra["room"] = chosen.room
+            extra["roomDepartment"] = Catalogue.department(chosen.department.name, screen.language)
+        }
         do {
             extra["diagnoses"] = try await worklistRows(req, screen)
         } catch {
             extra["error"] = screen.sentence(for: error)
         }
-        return render("doctor", screen.context(title: screen.t("worklist"), extra))
+        if let message { extra["error"] = message }
+        return render("doctor", screen.context(title: screen.t("worklist"), extra), status: status)
     }
 
     @Sendable func doctorWorklist(_ req: Request) async throws -> Response {
         let screen = Screen(req, timeZone: timeZone)
-        return render("worklistRows", ["diagnoses": try await worklistRows(req, screen), "t": screen.language.strings])
+        var context: [String: Any] = [
+            "diagnoses": try await worklistRows(req, screen), "t": screen.language.strings, "csrf": screen.csrf,
+        ]
+        if let chosen = chosenRoom(req) { context["room"] = chosen.room }
+        return render("worklistRows", context)
     }
 
+    /// With a room: its department's queue (see `queueRows`). Without: every department's
     /// WAITING and EXAM_DONE first (someone needs the doctor), then EXAM_ORDERED; oldest first.
     private func worklistRows(_ req: Request, _ screen: Screen) async throws -> [[String: Any]] {
+        if let chosen = chosenRoom(req) {
+            return try await queueRows(req, screen, room: chosen.room, department: chosen.department)
+        }
         let api = api(req)
         async let waiting: ListOf<DiagnosisDTO> = api.get("/diagnoses?status=WAITING&limit=200")
         async let done: ListOf<DiagnosisDTO> = api.get("/diagnoses?status=EXAM_DONE&limit=200")
         async let ordered: ListOf<DiagnosisDTO> = api.get("/diagnoses?status=EXAM_ORDERED&limit=200")
         let first = (try await waiting.items + done.items).sorted { $0.createdAt < $1.createdAt }
         let rows = first + (try await ordered.items)
+        let charts = await chartNumbers(req, of: rows.map(\.patientId))
         return rows.map { d in
             [
                 "id": d.id.uuidString, "patientName": d.patientName,
+                "chartNumber": d.patientId.flatMap { charts[$0] } ?? "",
+                "sexAge": d.sex.map { _ in Self.sexAge(d.sex, d.age, screen) } ?? "",
                 "department": Catalogue.department(d.department, screen.language), "symptom": d.symptom ?? "",
                 "status": d.status, "statusLabel": Strings.diagnosisStatus(d.status, screen.language),
                 "createdAt": screen.clock(d.createdAt), "elapsed": screen.elapsed(since: d.createdAt),
@@ -85,14 +107,31 @@ extension WebScreens {
                 "doctor", screen.context(title: screen.t("worklist"), ["error": screen.sentence(for: error)]),
                 status: .serviceUnavailable)
         }
-        // The chart number and birth date stay in reception; the doctor's screen asks for them.
+        // The chart number stays in reception; the doctor's screen asks for it (and shows the
+        // rest, from the doctor's own service, when reception does not answer).
         let reception: ReceptionDTO? = try? await api(req).get(
             "/receptions/\(diagnosis.receptionId.uuidString)")
         var extra = await ordersContext(req, diagnosis, screen)
         extra["id"] = diagnosis.id.uuidString
         extra["patientName"] = diagnosis.patientName
-        extra["patientId"] = reception?.patientId
-        extra["birthDate"] = reception?.birthDate
+        extra["patientId"] = reception?.chartNumber
+        extra["birthDate"] = diagnosis.birthDate ?? reception?.birthDate
+        extra["sexAge"] = diagnosis.sex.map { _ in Self.sexAge(diagnosis.sex, diagnosis.age, screen) } ?? ""
+        // 이전 진료: the patient's previous visits, from the doctor's own service.
+        if let history: ListOf<DiagnosisDTO> = try? await api(req).get("/diagnoses/\(diagnosis.id.uuidString)/history?limit=10") {
+            extra["previousVisits"] = history.items.map { visit in
+                [
+                    "date": screen.dateTime(visit.createdAt),
+                    "department": Catalogue.department(visit.department, screen.language),
+                    "statusLabel": Strings.diagnosisStatus(visit.status, screen.language), "status": visit.status,
+                    "note": visit.closingNote ?? "",
+                    "results": visit.orders.map { order in
+                        ["name": order.name, "result": order.result ?? order.cancelReason ?? ""]
+                    },
+                ] as [String: Any]
+            }
+            extra["historyLoaded"] = true
+        }
         extra["department"] = Catalogue.department(diagnosis.department, screen.language)
         extra["symptom"] = diagnosis.symptom ?? ""
         extra["open"] = ["WAITING", "EXAM_ORDERED", "EXAM_DONE"].contains(diagnosis.status)

@@ -21,11 +21,14 @@ extension WebScreens {
             let waiting: ListOf<ExamDTO> = try await api(req).get(
                 "/examinations?status=REQUESTED&limit=200")
             var exams: [[String: Any]] = []
+            let charts = await chartNumbers(req, of: waiting.items.map(\.patientId))
             for exam in waiting.items {
                 exams.append([
                     "id": exam.id.uuidString, "code": exam.code,
                     "name": Catalogue.exam(code: exam.code, name: exam.name, screen.language),
                     "patientName": exam.patientName, "requestedAt": screen.clock(exam.requestedAt),
+                    "chartNumber": exam.patientId.flatMap { charts[$0] } ?? "",
+                    "sexAge": exam.sex.map { _ in Self.sexAge(exam.sex, exam.age, screen) } ?? "",
                     "files": await attachmentRows(req, examination: exam.id, role: "examiner", screen: screen),
                 ])
             }

@@ -2,6 +2,7 @@ import Foundation
 import Identity
 import Mustache
 import ServiceKit
+import SharedKernel
 import Vapor
 
 /// The screens of the desk (원무과), the doctor and the examiner: server-rendered HTML, served
@@ -24,12 +25,19 @@ public struct WebScreens: Sendable {
     let timeZone: TimeZone
     let library: MustacheLibrary
     let sessions: ScreenSessions
+    /// The clinic's departments and rooms: a waiting-room display each, the rooms a doctor
+    /// calls to.
+    let clinic: ClinicLayout
+    var departments: [String] { clinic.departments.map(\.name) }
 
     /// The paths the screens call, by their first component: a missing one is a wiring error
     /// found at start, not on a patient's page.
     static let calledPrefixes = ["receptions", "diagnoses", "examinations", "patientManagements"]
 
-    public init(upstreams: [String: Upstream], timeZone: TimeZone, sessions: ScreenSessions) throws {
+    public init(
+        upstreams: [String: Upstream], timeZone: TimeZone, clinic: ClinicLayout = .standard, sessions: ScreenSessions
+    ) throws {
+        self.clinic = clinic
         if let missing = Self.calledPrefixes.first(where: { upstreams[$0] == nil }) {
             throw Abort(.internalServerError, reason: "no service serves /\(missing), which the screens call")
         }
@@ -53,19 +61,37 @@ public struct WebScreens: Sendable {
         let desk = screens.grouped(ScreenGuard(sessions: sessions, role: .desk))
         desk.get("desk", use: self.desk)
         desk.get("desk", "board", use: deskBoard)
+        desk.get("desk", "board", "events", use: deskBoardEvents)
+        desk.get("desk", "waits", use: deskWaits)
         desk.post("desk", "receptions", use: register)
         desk.post("desk", "patient", use: patientSearch)
+        desk.post("desk", "patients", "search", use: patientSearchResults)
+        desk.post("desk", "patients", use: registerPatient)
+        desk.get("desk", "patients", ":id", use: patientPage)
+        desk.post("desk", "patients", ":id", use: correctPatient)
+        desk.post("desk", "patients", ":id", "receptions", use: registerPatientVisit)
         desk.get("desk", "receptions", ":id", "cancel", use: cancelForm)
         desk.post("desk", "receptions", ":id", "cancel", use: cancel)
 
         let doctor = screens.grouped(ScreenGuard(sessions: sessions, role: .doctor))
         doctor.get("doctor", use: self.doctor)
         doctor.get("doctor", "worklist", use: doctorWorklist)
+        doctor.get("doctor", "worklist", "events", use: doctorWorklistEvents)
         doctor.get("doctor", "diagnoses", ":id", use: visit)
         doctor.get("doctor", "diagnoses", ":id", "orders", use: visitOrders)
         doctor.post("doctor", "diagnoses", ":id", "prescriptions", use: prescribe)
         doctor.post("doctor", "diagnoses", ":id", "complete", use: complete)
         doctor.post("doctor", "diagnoses", ":id", "reject", use: reject)
+        doctor.post("doctor", "room", use: chooseRoom)
+        doctor.post("doctor", "diagnoses", ":id", "call", use: callPatient)
+        doctor.post("doctor", "diagnoses", ":id", "start", use: startConsultation)
+        doctor.post("doctor", "diagnoses", ":id", "no-show", use: markAbsent)
+        doctor.post("doctor", "diagnoses", ":id", "undo", use: undoStep)
+
+        let display = screens.grouped(ScreenGuard(sessions: sessions, role: .display))
+        display.get("display", use: displayChoice)
+        display.get("display", ":department", use: self.display)
+        display.get("display", ":department", "events", use: displayEvents)
 
         let examiner = screens.grouped(ScreenGuard(sessions: sessions, role: .examiner))
         examiner.get("examiner", use: self.examiner)
@@ -94,6 +120,7 @@ public struct WebScreens: Sendable {
         case .doctor: "/doctor"
         case .examiner: "/examiner"
         case .admin: nil
+        case .display: "/display"
         }
     }
 
@@ -170,6 +197,11 @@ public struct WebScreens: Sendable {
                 String(decoding: PackageResources.app_js, as: UTF8.self),
                 HTTPMediaType(type: "text", subType: "javascript", parameters: ["charset": "utf-8"])
             )
+        case "display.js":
+            (body, type) = (
+                String(decoding: PackageResources.display_js, as: UTF8.self),
+                HTTPMediaType(type: "text", subType: "javascript", parameters: ["charset": "utf-8"])
+            )
         default: throw Abort(.notFound)
         }
         var headers = HTTPHeaders()
@@ -225,8 +257,10 @@ public struct WebScreens: Sendable {
             ("desk", PackageResources.desk_mustache), ("boardRows", PackageResources.boardRows_mustache),
             ("cancel", PackageResources.cancel_mustache), ("doctor", PackageResources.doctor_mustache),
             ("worklistRows", PackageResources.worklistRows_mustache), ("visit", PackageResources.visit_mustache),
-            ("orders", PackageResources.orders_mustache), ("examiner", PackageResources.examiner_mustache),
+            ("orders", PackageResources.orders_mustache), ("waitsPanel", PackageResources.waitsPanel_mustache), ("examiner", PackageResources.examiner_mustache),
             ("patientVisits", PackageResources.patientVisits_mustache), ("login", PackageResources.login_mustache),
+            ("patients", PackageResources.patients_mustache), ("patient", PackageResources.patient_mustache),
+            ("display", PackageResources.display_mustache),
             (
                 "examChanges",
                 Array(#"{{#changed}}<a class="button primary" href="/examiner">{{t.examsChanged}}</a>{{/changed}}"#.utf8)
@@ -267,6 +301,7 @@ struct Screen {
                 Screen.stateLabel(state, kind: kind, t).map { String(format: t("error.conflict"), $0) }
                 ?? t("error.failed")
         case "notFound": error = t("error.notFound")
+        case "chooseRoom": error = t("error.chooseRoom")
         case "attachType": error = t("error.attachType")
         case "attachSize": error = t("error.attachSize")
         case "attachInvalid": error = t("error.attachInvalid")

@@ -6,6 +6,8 @@ import Identity
 import JWTKit
 import NIOCore
 import NIOHTTP1
+import Logging
+import SQLiteNIO
 import Synchronization
 
 /// `hospital bench`: drives a running system through its gateway as the screens would, and
@@ -114,6 +116,8 @@ struct Bench: AsyncParsableCommand {
         if let password { try await signingIn.signIn(password: password) }
         let client = signingIn
         if let token = client.tokens[.desk] { try await reportTokenCheck(token, base: base) }
+        // Returning patients, as a clinic's day mostly is: visits name one of them.
+        try await client.preparePatients(count: 200)
 
         if seedHistory > 0, serve, let running = server {
             // Real visits through the API, then copies of their rows into the past, with the
@@ -163,6 +167,7 @@ struct Bench: AsyncParsableCommand {
         }
         let history = max(seedHistory, warmup)
         try await client.measureLists(history: history)
+        let searches = serve ? try await client.measureSearches(dataDirectory: directory, history: history) : []
         let histories = seedHistory > 1000 && serve ? [1000, history] : [history]
         let lists = histories.flatMap { h in BenchClient.lists.map { BenchClient.sample($0.name, history: h) } }
 
@@ -194,7 +199,9 @@ struct Bench: AsyncParsableCommand {
             "errors: \(client.stats.errors) (5xx: \(client.stats.serverErrors)); "
                 + String(
                     format: "%.1f requests per visit",
-                    Double(client.stats.samples("request").count - lists.count * BenchClient.listSamples)
+                    Double(
+                        client.stats.samples("request").count - lists.count * BenchClient.listSamples
+                            - searches.count * BenchClient.searchSamples - client.patients.requests)
                         / Double(visits + warmup + min(seedHistory, 1000))))
         print(
             "request latency ms      p50 \(client.stats.percentile("request", 50))  p99 \(client.stats.percentile("request", 99))"
@@ -207,6 +214,11 @@ struct Bench: AsyncParsableCommand {
         for name in lists {
             print(
                 "list \(name.padding(toLength: 42, withPad: " ", startingAt: 0)) p50 \(client.stats.percentile(name, 50))  p99 \(client.stats.percentile(name, 99))"
+            )
+        }
+        for name in searches {
+            print(
+                "\(name.padding(toLength: 47, withPad: " ", startingAt: 0)) p50 \(client.stats.percentile(name, 50))  p99 \(client.stats.percentile(name, 99))"
             )
         }
         if !pids.isEmpty {
@@ -352,6 +364,8 @@ struct BenchClient: Sendable {
     let base: URL
     let poll: Duration
     let stats = Stats()
+    /// The registry's patients whose visits it registers (empty on a build without a registry).
+    let patients = PatientPool()
     /// An access token per role, for each call as a role the table allows.
     var tokens: [Role: String] = [:]
 
@@ -444,13 +458,73 @@ struct BenchClient: Sendable {
         return surname + given.randomElement()!
     }
 
+    /// 접수 of a returning patient (재진) from the pool when the server has a registry; a walk-in
+    /// (the patient's name typed) on a build from before it.
     func register() async throws -> String {
-        let (status, json) = try await send(
-            .POST, "/receptions", ["patientName": Self.name(), "department": "내과", "symptom": "기침"])
+        let body: [String: Any] =
+            if let patientId = patients.any() {
+                ["patientId": patientId, "department": "내과", "symptom": "기침"]
+            } else {
+                ["patientName": Self.name(), "department": "내과", "symptom": "기침"]
+            }
+        let (status, json) = try await send(.POST, "/receptions", body)
         guard status == 201, let id = json["id"] as? String else {
             throw BenchFailure(description: "registration answered \(status)")
         }
         return id
+    }
+
+    /// Registers `count` patients (신환 등록) whose visits the benchmark then registers, if the
+    /// server has a registry (a build from before it answers 404 and is left to walk-ins).
+    func preparePatients(count: Int) async throws {
+        let (probe, _) = try await send(.POST, "/patients/search", ["name": "김"])
+        patients.counted(1)
+        guard probe == 200 else { return }
+        try await Load.run(count: count, concurrency: 8) { _ in
+            let birth = String(format: "%04d-%02d-%02d", Int.random(in: 1930...2020), Int.random(in: 1...12), Int.random(in: 1...28))
+            let (status, json) = try await self.send(
+                .POST, "/patients",
+                ["name": Self.name(), "birthDate": birth, "sex": Bool.random() ? "M" : "F", "confirmDistinct": true])
+            guard status == 201, let id = json["id"] as? String else {
+                throw BenchFailure(description: "a new patient answered \(status)")
+            }
+            self.patients.add(id)
+        }
+        patients.counted(count)
+    }
+
+    static let searchSamples = 100
+
+    /// 환자 검색 as the desk does it, each timed alone: by the first two letters of a name with
+    /// the birth date, and by chart number, for patients sampled from reception's database.
+    func measureSearches(dataDirectory: URL, history: Int) async throws -> [String] {
+        let file = dataDirectory.appendingPathComponent("reception.sqlite")
+        let connection = try await SQLiteConnection.open(storage: .file(path: file.path), logger: Logger(label: "bench"))
+        defer { Task { try? await connection.close() } }
+        guard
+            !(try await connection.query("SELECT name FROM sqlite_master WHERE name = 'patients'", [])).isEmpty
+        else { return [] }
+        let rows = try await connection.query(
+            "SELECT name, birth_date, chart_number FROM patients WHERE birth_date IS NOT NULL ORDER BY random() LIMIT \(Self.searchSamples)",
+            [])
+        let byName = Self.sample("search, 2 letters + birth date", history: history)
+        let byChart = Self.sample("search, chart number", history: history)
+        for row in rows {
+            guard let name = row.column("name")?.string, let birth = row.column("birth_date")?.string,
+                let chart = row.column("chart_number")?.string
+            else { continue }
+            for (sample, body) in [
+                (byName, ["name": String(name.prefix(2)), "birthDate": birth]), (byChart, ["chartNumber": chart]),
+            ] {
+                let started = ContinuousClock.now
+                let (status, json) = try await send(.POST, "/patients/search?limit=20", body)
+                guard status == 200, !((json["items"] as? [Any]) ?? []).isEmpty else {
+                    throw BenchFailure(description: "a search for a patient in the database answered \(status), empty")
+                }
+                stats.record(sample, started.duration(to: .now))
+            }
+        }
+        return [byName, byChart]
     }
 
     /// The list requests the screens make, each timed alone (one at a time, before the load).
@@ -626,3 +700,14 @@ private final class RunningFlag: Sendable {
     let value = Atomic(true)
 }
 
+
+/// The registry's patients a benchmark registers visits of, and the requests it took to make them.
+final class PatientPool: Sendable {
+    private let state = Mutex<(ids: [String], requests: Int)>(([], 0))
+
+    func add(_ id: String) { state.withLock { $0.ids.append(id) } }
+    func any() -> String? { state.withLock { $0.ids.randomElement() } }
+    func counted(_ requests: Int) { state.withLock { $0.requests += requests } }
+    var requests: Int { state.withLock { $0.requests } }
+    var count: Int { state.withLock { $0.ids.count } }
+}

@@ -53,7 +53,44 @@ enum HistorySeed {
             added += try await count(table, in: connection)
             try await connection.close()
         }
+        added += try await growPatients(dataDirectory: dataDirectory, to: visits / 2)
         return added
+    }
+
+    /// The registry's patients of such a history: one for every two visits, with names as
+    /// common as Korean names are, birth dates from 1930 on, and eight-digit chart numbers
+    /// beginning with 9 (the running numbers the registry issues begin with 1).
+    static func growPatients(dataDirectory: URL, to patients: Int) async throws -> Int {
+        let connection = try await SQLiteConnection.open(
+            storage: .file(path: dataDirectory.appendingPathComponent("reception.sqlite").path),
+            logger: Logger(label: "bench.seed"))
+        defer { Task { try? await connection.close() } }
+        guard !(try await connection.query("SELECT name FROM sqlite_master WHERE name = 'patients'", [])).isEmpty
+        else { return 0 }
+        let existing = try await count("patients", in: connection)
+        guard patients > existing else { return 0 }
+        let randomUUID =
+            "hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-' || hex(randomblob(2)) || '-' || "
+            + "hex(randomblob(2)) || '-' || hex(randomblob(6))"
+        func pick(_ letters: String) -> String {
+            "substr('\(letters)', abs(random()) % \(letters.count) + 1, 1)"
+        }
+        let surname = pick("김김김김이이이박박최정강조윤장임한오서신권황안송류홍")
+        let first = pick("민서지현수영준우하은도예유진")
+        let second = pick("민서지현수영준우하은도예유진훈연빈호")
+        _ = try await connection.query("BEGIN", [])
+        _ = try await connection.query(
+            """
+            WITH RECURSIVE seq(k) AS (SELECT 1 UNION ALL SELECT k + 1 FROM seq WHERE k < \(patients - existing))
+            INSERT INTO patients (id, version, chart_number, name, birth_date, sex, created_at, updated_at)
+            SELECT \(randomUUID), 1, printf('9%07d', k), \(surname) || \(first) || \(second),
+                   date('1930-01-01', '+' || (abs(random()) % 33000) || ' days'),
+                   CASE WHEN abs(random()) % 2 = 0 THEN 'M' ELSE 'F' END,
+                   CAST(strftime('%s', 'now') AS REAL) - k * 60.0, CAST(strftime('%s', 'now') AS REAL) - k * 60.0
+            FROM seq
+            """, [])
+        _ = try await connection.query("COMMIT", [])
+        return patients - existing
     }
 
     private static func count(_ table: String, in file: URL) async throws -> Int {

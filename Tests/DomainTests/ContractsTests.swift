@@ -21,6 +21,24 @@ private let everyEvent: [VisitEvent] = [
     .diagnosisCompleted(DiagnosisCompleted(diagnosisId: id(2), note: "")),
     .diagnosisRejected(DiagnosisRejected(diagnosisId: id(2), reason: "타 병원 전원")),
     .diagnosisCanceled(DiagnosisCanceled(diagnosisId: id(2), reason: "환자 귀가")),
+    .treatmentReceived(
+        TreatmentReceived(
+            patientName: "홍길동", department: "내과", symptom: nil,
+            patient: PatientFacts(patientId: id(31), name: "홍길동", sex: "M", birthDate: "1985-03-15", version: 2))),
+    .patientRegistered(
+        PatientRegistered(patient: PatientFacts(patientId: id(31), name: "홍길동", sex: "M", birthDate: nil, version: 1))),
+    .patientUpdated(
+        PatientUpdated(
+            patient: PatientFacts(patientId: id(31), name: "홍길순", sex: "F", birthDate: "1985-03-15", version: 3),
+            changed: ["name", "sex"])),
+    .patientMerged(PatientMerged(patientId: id(32), into: id(31))),
+    .treatmentReceived(
+        TreatmentReceived(
+            patientName: "홍길동", department: "내과", symptom: nil, queueNumber: "A-012", priority: "EMERGENCY")),
+    .queueUpdated(
+        QueueUpdated(
+            transition: "CALL", stage: "diagnosis", entryId: id(2), department: "내과", queueNumber: "A-012",
+            state: "CALLED", room: "진료실 2", calls: 1)),
 ]
 
 /// The envelope's JSON as a dictionary.
@@ -159,15 +177,18 @@ struct EventEnvelopeTests {
         #expect(!(error is UnknownEvent))
     }
 
-    @Test("Every event case reports its own type name, and allTypes lists all eight")
+    @Test("Every event case reports its own type name, and allTypes lists all twelve")
     func typeNames() {
         #expect(
             everyEvent.map(\.type) == [
                 "TreatmentReceived", "TreatmentReceived", "TreatmentCanceled", "Prescribed", "ExaminationCompleted",
                 "ExaminationCanceled", "DiagnosisCompleted", "DiagnosisRejected", "DiagnosisCanceled",
+                "TreatmentReceived", "PatientRegistered", "PatientUpdated", "PatientMerged", "TreatmentReceived",
+                "QueueUpdated",
             ])
         #expect(Set(VisitEvent.allTypes) == Set(everyEvent.map(\.type)))
-        #expect(VisitEvent.allTypes.count == 8)
+        #expect(VisitEvent.allTypes.count == 12)
+        #expect(everyEvent.filter(\.isRegistryEvent).count == 3)
         #expect(everyEvent.allSatisfy { $0.version == 1 })
     }
 }

@@ -20,8 +20,8 @@ SCREENSHOTS = pathlib.Path(os.environ.get("SCREENSHOT_DIR", ROOT / ".build" / "s
 
 
 PASSWORD = "browser test password"
-ROLES = ("desk", "doctor", "examiner", "admin")
-HOME = {"desk": "/desk", "doctor": "/doctor", "examiner": "/examiner"}
+ROLES = ("desk", "doctor", "examiner", "admin", "display")
+HOME = {"desk": "/desk", "doctor": "/doctor", "examiner": "/examiner", "display": "/display"}
 
 
 @pytest.fixture(scope="session")

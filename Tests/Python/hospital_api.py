@@ -28,7 +28,7 @@ def binary() -> str:
     raise RuntimeError("build the hospital binary first (swift build)")
 
 
-def add_accounts(data: str, password: str, roles=("desk", "doctor", "examiner", "admin"), env=None):
+def add_accounts(data: str, password: str, roles=("desk", "doctor", "examiner", "admin", "display"), env=None):
     """One account per role, made as an operator would (`hospital users add`, password on stdin)."""
     for role in roles:
         subprocess.run(

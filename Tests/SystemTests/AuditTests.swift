@@ -29,9 +29,13 @@ struct AuditTests {
     @Test("N reads of a patient by a user give N entries naming that user, screens included; CSV export")
     func readsAreRecorded() async throws {
         try await withTestSystem { system in
+            let patient = try await call(
+                system, .POST, "/patients", as: .desk, user: "kim.desk",
+                json: ["name": "홍길동", "birthDate": "1980-01-01", "sex": "M"])
+            let chart = try #require(patient.json["chartNumber"] as? String)
             let registered = try await call(
                 system, .POST, "/receptions", as: .desk, user: "kim.desk",
-                json: ["patientName": "홍길동", "patientId": "C-77"])
+                json: ["patientId": try #require(patient.json["id"] as? String)])
             let visit = try #require(registered.json["id"] as? String)
             for via in [ServiceName.gateway, .gateway, .gateway, .reception, .reception] {
                 #expect(
@@ -57,7 +61,7 @@ struct AuditTests {
                 lee.allSatisfy { $0["action"] as? String == "GET /receptions/:id" && $0["role"] as? String == "doctor" }
             )
             #expect(lee.allSatisfy { ($0["receptionIds"] as? [String]) == [visit] && $0["outcome"] as? Int == 200 })
-            #expect(lee.allSatisfy { $0["patientId"] as? String == "C-77" })
+            #expect(lee.allSatisfy { $0["patientId"] as? String == chart })
             let board = try await eventually("the screen's board read by park.desk") {
                 try await trail(system, "user=park.desk").first {
                     ($0["receptionIds"] as? [String])?.contains(visit) == true
@@ -66,9 +70,9 @@ struct AuditTests {
             #expect(board["action"] as? String == "GET /patientManagements")
             #expect((board["client"] as? String)?.contains(" for 127.0.0.1") == true, "the browser's address")
             let registration = try await trail(system, "user=kim.desk")
-            #expect(registration.map { $0["action"] as? String } == ["POST /receptions"])
+            #expect(registration.map { $0["action"] as? String } == ["POST /patients", "POST /receptions"])
             #expect(try await trail(system, "receptionId=\(visit)").count >= 7)
-            #expect(try await trail(system, "patientId=C-77").count >= 6)
+            #expect(try await trail(system, "patientId=\(chart)").count >= 7)
             #expect(try await call(system, .GET, "/admin/audit?from=yesterday", as: .admin, user: "a").status == 400)
             #expect(try await call(system, .GET, "/admin/audit", as: .desk, user: "kim.desk").status == 403)
 

@@ -227,30 +227,38 @@ struct BoardSearchTests {
     @Test("The desk finds a patient's visits by chart number, sent in the body; the screen too")
     func chartNumberSearch() async throws {
         try await withTestSystem { system in
-            func register(_ name: String, _ patientId: String) async throws -> String {
-                let response = try await system.post("/receptions", ["patientName": name, "patientId": patientId])
+            func patient(_ name: String) async throws -> (id: String, chart: String) {
+                let response = try await system.post("/patients", ["name": name, "birthDate": "1970-01-01", "sex": "F"])
+                try #require(response.status == 201, "\(response.text)")
+                return (try #require(response.json["id"] as? String), try #require(response.json["chartNumber"] as? String))
+            }
+            func register(_ patientId: String) async throws -> String {
+                let response = try await system.post("/receptions", ["patientId": patientId, "department": "내과"])
                 try #require(response.status == 201, "\(response.text)")
                 return try #require(response.json["id"] as? String)
             }
-            let first = try await register("김민수", "P-0001")
-            _ = try await register("이영희", "P-0002")
-            let second = try await register("김민수", "P-0001")
+            let kim = try await patient("김민수")
+            let lee = try await patient("이영희")
+            let first = try await register(kim.id)
+            _ = try await register(lee.id)
+            let second = try await register(kim.id)
             let canceled = try await system.post("/receptions/\(first)/cancel", ["reason": "환자 귀가"])
             #expect(canceled.status == 200)
 
-            let found = try await system.post("/receptions/search", ["patientId": "P-0001"])
+            let found = try await system.post("/receptions/search", ["chartNumber": kim.chart])
             #expect(found.status == 200)
             let items = try #require(found.json["items"] as? [[String: Any]])
             #expect(items.compactMap { $0["id"] as? String } == [second, first], "newest first")
             #expect(found.json["total"] as? Int == 2)
             #expect(items.map { $0["status"] as? String } == ["RECEIVED", "CANCELED"])
             // On the service's own port too; paging in the query, the number in the body.
-            let page = try await system.post("/receptions/search?limit=1", ["patientId": "P-0001"], via: .reception)
+            let page = try await system.post("/receptions/search?limit=1", ["patientId": kim.id], via: .reception)
             #expect((page.json["items"] as? [[String: Any]])?.count == 1 && page.json["next"] is String)
-            let none = try await system.post("/receptions/search", ["patientId": "P-9999"])
+            let none = try await system.post("/receptions/search", ["chartNumber": "P-9999"])
             #expect(none.status == 200 && (none.json["items"] as? [Any])?.isEmpty == true)
             for bad in [
-                ["patientId": ""], ["patientId": "P 0001"], [:], ["patientId": String(repeating: "1", count: 21)],
+                ["patientId": ""], ["chartNumber": "P 0001"], [:], ["chartNumber": String(repeating: "1", count: 21)],
+                ["patientId": "P-0001"],
             ] {
                 let refused = try await system.post("/receptions/search", bad)
                 #expect(refused.status == 422, "\(bad): \(refused.text)")
@@ -258,7 +266,7 @@ struct BoardSearchTests {
 
             // The desk's screen: a form POST, so the number never appears in a URL.
             let screen = try await system.post(
-                "/desk/patient", raw: "patientId=P-0001",
+                "/desk/patient", raw: "patientId=\(kim.chart)",
                 headers: [("content-type", "application/x-www-form-urlencoded")])
             #expect(screen.status == 200)
             #expect(screen.text.components(separatedBy: "data-reception=").count - 1 == 2)

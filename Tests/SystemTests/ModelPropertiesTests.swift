@@ -17,6 +17,7 @@ struct ModelPropertiesTests {
         ("ReceptionModel", ReceptionModel()), ("IdempotencyRecord", IdempotencyRecord()),
         ("DiagnosisModel", DiagnosisModel()), ("ExaminationModel", ExaminationModel()),
         ("PatientManagementModel", PatientManagementModel()), ("AttachmentModel", AttachmentModel()),
+        ("PatientModel", PatientModel()), ("PatientChangeModel", PatientChangeModel()),
     ]
 
     @Test("Each hand-written list holds exactly the model's property wrappers, each once")

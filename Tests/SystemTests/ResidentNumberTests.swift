@@ -25,7 +25,7 @@ struct ResidentNumberTests {
         }
 
         let registered = try await post(
-            "/receptions", ["patientName": "홍길동", "residentNumber": "850315-1234567", "patientId": "C-9"])
+            "/receptions", ["patientName": "홍길동", "residentNumber": "850315-1234567"])
         #expect(registered.status == 201, "\(registered.text)")
         #expect(registered.json["residentNumber"] as? String == "850315-1******")
         let id = try #require(registered.json["id"] as? String)

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import Messaging
 import MessagingLocal
+import NIOPosix
 import Runtime
 import SQLKit
 import SQLiteNIO
@@ -340,6 +341,40 @@ struct DeadLetterTests {
             }
             // The gateway does not expose administration.
             #expect(try await system.get("/admin/dead-letters").status == 404)
+        }
+    }
+
+    @Test(
+        "A write waiting for a lock another connection keeps gives up after the bounded wait instead of hanging; reads go on; writes resume once the lock is gone",
+        .enabled(if: !TestSystem.onPostgres, "holds an SQLite file's write lock from another connection"))
+    func lockKeptElsewhere() async throws {
+        try await withTestSystem([.gateway, .reception]) { system in
+            let first = try await system.register("먼저")
+            // Another connection (a tool, a test, another process) takes reception's write lock
+            // and keeps it, on a thread of its own.
+            let threads = NIOThreadPool(numberOfThreads: 1)
+            threads.start()
+            let holder = try await SQLiteConnection.open(
+                storage: .file(path: system.dataDirectory.appendingPathComponent("reception.sqlite").path),
+                threadPool: threads, logger: Logger(label: "test"), on: MultiThreadedEventLoopGroup.singleton.any())
+            _ = try await holder.query("BEGIN IMMEDIATE", [])
+            let started = ContinuousClock.now
+            // SQLiteNIO's own busy handler would wait for ever (the request never answered).
+            let refused = try await system.post(
+                "/receptions", ["patientName": "기다림", "department": "내과", "symptom": "기침"])
+            let waited = ContinuousClock.now - started
+            #expect(refused.status == 503, "\(refused.text)")
+            #expect(refused.headers.first(name: "Retry-After") == "1")
+            #expect(waited >= .seconds(4) && waited < .seconds(20), "\(waited)")
+            // Reads never wait for the writer (WAL).
+            #expect(try await system.get("/receptions/\(first)").status == 200)
+            _ = try await holder.query("ROLLBACK", [])
+            try await holder.close()
+            try await threads.shutdownGracefully()
+            // Nothing of the refused one was kept; the next is accepted.
+            let next = try await system.register("나중")
+            let names = try await system.items("/receptions?limit=10").compactMap { $0["patientName"] as? String }
+            #expect(Set(names) == ["먼저", "나중"], "\(names) \(next)")
         }
     }
 

@@ -134,6 +134,10 @@ final class ScaleOut: @unchecked Sendable {
 
     func get(_ path: String) async throws -> HTTPResult { try await HTTPResult.send(.GET, gateway, path) }
 
+    func patch(_ path: String, _ json: [String: Any]) async throws -> HTTPResult {
+        try await HTTPResult.send(.PATCH, gateway, path, body: try JSONSerialization.data(withJSONObject: json))
+    }
+
     func total(_ path: String) async throws -> Int {
         try await get(path).json["total"] as? Int ?? -1
     }

@@ -44,6 +44,19 @@ struct ScaleOutTests {
         try await Load.waitFor(system, "/diagnoses/\(dc)", "CANCELED")
         try await Load.waitFor(system, "/patientManagements/\(c)", "CANCELED")
 
+        // The registry's correction of a's patient reaches the doctor, the examiner and the
+        // board over Kafka (a patient's events and a visit's are keyed differently).
+        let patientOfA = try #require(try await system.get("/receptions/\(a)").json["patientId"] as? String)
+        let corrected = try await system.patch(
+            "/patients/\(patientOfA)", ["version": 1, "name": "가정정", "sex": "F", "birthDate": "1970-01-01"])
+        #expect(corrected.status == 200, "\(corrected.text)")
+        for path in ["/diagnoses/\(da)", "/examinations/\(exam)", "/patientManagements/\(a)"] {
+            _ = try await eventually("\(path) shows the corrected name", timeout: .seconds(30)) {
+                let answer = try await system.get(path).json
+                return answer["patientName"] as? String == "가정정" && answer["sex"] as? String == "F" ? true : nil
+            }
+        }
+
         // An outside client reads the topic: well-formed envelopes with DOMAIN.md's fields.
         func records() throws -> [[String: Any]] {
             try Kcat.consume(bootstrap: system.kafka.bootstrap, topic: "hospital.visit-events").compactMap { line in
@@ -51,17 +64,17 @@ struct ScaleOutTests {
             }
         }
         // a: received, prescribed, exam completed, completed; b: received, prescribed, rejected, exam
-        // canceled; c: received, canceled, diagnosis canceled. The last may still wait in
-        // diagnosis's outbox when the board shows c canceled (it heard TreatmentCanceled).
-        let keyed = try await eventually("the eleven events on the topic") {
+        // canceled; c: received, canceled, diagnosis canceled; the three walk-ins' patients
+        // registered, and a's corrected.
+        let keyed = try await eventually("the fifteen events on the topic") {
             let read = try records()
-            return read.count >= 11 ? read : nil
+            return read.count >= 15 ? read : nil
         }
         let envelopes = keyed.compactMap { record -> [String: Any]? in
             guard let payload = record["payload"] as? String else { return nil }
             return try? JSONSerialization.jsonObject(with: Data(payload.utf8)) as? [String: Any]
         }
-        #expect(envelopes.count == 11)
+        #expect(envelopes.count == 15)
         for envelope in envelopes {
             for field in [
                 "eventId", "type", "version", "occurredAt", "receptionId", "producer", "traceparent", "actor",
@@ -75,8 +88,12 @@ struct ScaleOutTests {
             types.isSuperset(of: [
                 "TreatmentReceived", "Prescribed", "ExaminationCompleted", "DiagnosisCompleted",
                 "DiagnosisRejected", "ExaminationCanceled", "TreatmentCanceled", "DiagnosisCanceled",
+                "PatientRegistered", "PatientUpdated",
             ]))
-        // Keys are the visits: one visit's events share a key, hence a partition and an order.
+        // No contact detail or chart number of a patient travels.
+        #expect(!keyed.contains { ($0["payload"] as? String)?.contains("chartNumber") ?? false })
+        // Keys are the visits (and the patients, for the registry's events): one visit's events
+        // share a key, hence a partition and an order.
         #expect(keyed.allSatisfy { ($0["key"] as? String).map { UUID(uuidString: $0) != nil } ?? false })
     }
 

@@ -12,6 +12,7 @@ import NIOPosix
 import Runtime
 import SQLKit
 import SQLiteNIO
+import Storage
 import TestSupport
 import Testing
 
@@ -139,6 +140,20 @@ final class TestSystem: Sendable {
         return try await HTTPResult.send(.POST, url(service), path, body: body, headers: headers, as: auth)
     }
 
+    func patch(
+        _ path: String, _ json: [String: Any], via service: ServiceName = .gateway, as auth: TestAuth = .automatic
+    ) async throws -> HTTPResult {
+        try await HTTPResult.send(
+            .PATCH, url(service), path, body: try JSONSerialization.data(withJSONObject: json), as: auth)
+    }
+
+    /// The audit entries of `service` that name `chartNumber` (read as an administrator).
+    func auditEntries(of service: ServiceName, chartNumber: String) async throws -> [[String: Any]] {
+        let answer = try await get("/admin/audit?patientId=\(chartNumber)", via: service, as: .role(.admin))
+        try #require(answer.status == 200, "\(answer.text)")
+        return answer.json["items"] as? [[String: Any]] ?? []
+    }
+
     // MARK: The journey's steps, asserting they were accepted
 
     /// 접수: returns the reception id.
@@ -192,6 +207,14 @@ final class TestSystem: Sendable {
 
     // MARK: Storage, read directly to prove what was (not) written
 
+    /// The first column of every row `query` gives in `service`'s own database, as text.
+    func strings(_ service: ServiceName, _ query: String) async throws -> [String] {
+        let database = try #require(system.database(of: service), "\(service.rawValue) does not run here")
+        return try await database.raw(SQLQueryString(query)).all().map { row in
+            try row.decode(column: row.allColumns[0], as: String.self)
+        }
+    }
+
     /// Rows in `table` of `service`'s own database (SQLite or PostgreSQL), where `condition` holds.
     func count(_ table: String, in service: ServiceName, where condition: String = "1 = 1") async throws -> Int {
         let database = try #require(system.database(of: service), "\(service.rawValue) does not run here")
@@ -244,6 +267,8 @@ final class TestSystem: Sendable {
     static func execute(_ sql: String, in file: URL) async throws {
         let connection = try await SQLiteConnection.open(storage: .file(path: file.path))
         do {
+            // A bounded wait for the service's lock, as the product's own connections have.
+            _ = try await connection.query(SQLiteLockWait.pragma, [])
             _ = try await connection.query(sql, [])
             try await connection.close()
         } catch {

@@ -1,4 +1,4 @@
-// Small, plain JavaScript: the pages work without it; it adds live refresh, a guard against
+// Small, plain JavaScript: the pages work without it; it adds live updates, a guard against
 // double submits and immediate messages for empty required fields.
 (function () {
   "use strict";
@@ -91,8 +91,38 @@
     return !first;
   }
 
+  // Regions marked data-live get their new HTML pushed (server-sent events through the page's
+  // server); the browser reconnects by itself with the last id. Refused or unsupported, they
+  // fall back to asking again every few seconds (data-refresh).
+  function live(region, fallback) {
+    if (!window.EventSource) return fallback();
+    var source = new EventSource(region.dataset.live);
+    var waiting = null;
+    function show(html) {
+      // Never while someone is on it with the keyboard: the swap would drop their focus.
+      if (region.contains(document.activeElement)) { waiting = html; return; }
+      waiting = null;
+      region.innerHTML = html;
+    }
+    region.addEventListener("focusout", function () {
+      setTimeout(function () { if (waiting !== null) show(waiting); }, 0);
+    });
+    source.addEventListener("rows", function (event) { show(event.data); });
+    source.addEventListener("open", function () { region.dataset.liveState = "open"; });
+    source.addEventListener("error", function () {
+      region.dataset.liveState = source.readyState === EventSource.CLOSED ? "closed" : "reconnecting";
+      // CLOSED: the server refused (too many live views, signed out): ask the old way.
+      if (source.readyState === EventSource.CLOSED) fallback();
+    });
+  }
+
   // Regions marked data-refresh are fetched again every few seconds and replaced when changed.
   document.querySelectorAll("[data-refresh]").forEach(function (region) {
+    if (region.dataset.live) return live(region, function () { poll(region); });
+    poll(region);
+  });
+
+  function poll(region) {
     var url = region.dataset.refresh;
     var interval = parseInt(region.dataset.interval || "2000", 10);
     var last = region.innerHTML;
@@ -120,5 +150,5 @@
     }
     function schedule() { setTimeout(tick, interval); }
     schedule();
-  });
+  }
 })();

@@ -207,7 +207,7 @@ def test_validation_speaks_the_users_language(page):
 
     # A rule only the server knows: the answer is a sentence, never JSON.
     page.get_by_label("환자명").fill("미래인")
-    page.get_by_label("생년월일").fill("2999-01-01")
+    page.locator("form[action='/desk/receptions']").get_by_label("생년월일").fill("2999-01-01")
     page.get_by_role("button", name="접수", exact=True).click()
     expect(page.locator("#birthDate-error")).to_have_text("생년월일 항목은 미래 날짜일 수 없습니다.")
     expect(page.get_by_role("alert")).to_have_text("입력한 내용을 확인해 주세요.")

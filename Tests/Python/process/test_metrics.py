@@ -206,7 +206,7 @@ def test_prometheus_scrapes_every_port_and_every_dashboard_query_has_data(system
         # The rules load and evaluate (no alert fires on a healthy system).
         with urllib.request.urlopen(f"{base}/api/v1/rules", timeout=10) as answer:
             groups = json.load(answer)["data"]["groups"]
-        assert sum(len(g["rules"]) for g in groups) == 18
+        assert sum(len(g["rules"]) for g in groups) == 19
         assert all(r["health"] == "ok" for g in groups for r in g["rules"]), groups
         assert not query('ALERTS{alertstate="firing"}')
     finally:

@@ -1,0 +1,44 @@
+"""The desk's board by push, in a real browser: a visit registered elsewhere appears within a
+second, and the page does not ask for the board again and again (no request every 2 s in its
+network log: one live connection)."""
+
+import time
+import uuid
+
+from playwright.sync_api import expect
+
+from conftest import PASSWORD
+from hospital_api import Api
+
+
+def test_the_board_changes_by_push_without_polling(desk_context, base_url):
+    api = Api.sign_in(base_url, PASSWORD, roles=("desk",))
+    page = desk_context.new_page()
+    requests = []
+    page.on("request", lambda request: requests.append((time.monotonic(), request.url)))
+    page.goto("/desk")
+    # The page says when its live connection is open.
+    expect(page.locator("#board-rows")).to_have_attribute("data-live-state", "open")
+
+    name = f"푸시{uuid.uuid4().hex[:6]}"
+    status, visit = api.call("POST", "/receptions", "desk", {"patientName": name, "department": "내과"})
+    assert status == 201, visit
+    registered = time.monotonic()
+    row = page.locator(f"#board-rows tr[data-reception='{visit['id']}']")
+    expect(row).to_be_visible(timeout=1_500)
+    print(f"board: the new visit showed {time.monotonic() - registered:.3f} s after its registration answered")
+    expect(row).to_contain_text(visit["queueNumber"])
+
+    # A cancellation elsewhere shows too.
+    status, _ = api.call("POST", f"/receptions/{visit['id']}/cancel", "desk", {"reason": "귀가"})
+    assert status == 200
+    expect(row.locator(".badge").first).to_have_text("접수취소", timeout=1_500)
+
+    # Pushed, not polled: over 2.5 s the page asks the board nothing (the waits panel asks every
+    # 30 s). An observation window, not a wait for anything.
+    since = time.monotonic()
+    page.wait_for_timeout(2_500)
+    asked = [url for at, url in requests if at > since and "/desk/board" in url]
+    assert asked == [], f"the page asked for the board again: {asked}"
+    streams = [url for _, url in requests if "/desk/board/events" in url]
+    assert len(streams) == 1, streams

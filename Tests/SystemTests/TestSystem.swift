@@ -320,8 +320,18 @@ struct HTTPResult: Sendable {
             }
         }
         for (name, value) in headers { request.headers.add(name: name, value: value) }
-        let response = try await (followRedirects ? HTTPClient.shared : Self.noRedirects).execute(
-            request, timeout: .seconds(30))
+        let started = ContinuousClock.now
+        let response: HTTPClientResponse
+        do {
+            response = try await (followRedirects ? HTTPClient.shared : Self.noRedirects).execute(
+                request, timeout: .seconds(30))
+        } catch {
+            // Which request, and after how long: a deadline alone names neither. (Quick refusals,
+            // as from a service a test has stopped, are expected and say nothing.)
+            let took = ContinuousClock.now - started
+            if took > .seconds(5) { print("\(method) \(path) failed after \(took): \(error)") }
+            throw error
+        }
         let bytes = try await response.body.collect(upTo: 4 << 20)
         return HTTPResult(status: Int(response.status.code), headers: response.headers, body: Data(buffer: bytes))
     }

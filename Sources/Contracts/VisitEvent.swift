@@ -26,6 +26,7 @@ public enum VisitEvent: Sendable, Equatable {
     case patientMerged(PatientMerged)
     /// A visit was called, started, marked absent or taken back in its queue (호출).
     case queueUpdated(QueueUpdated)
+    case priorityChanged(PriorityChanged)
 
     public var type: String {
         switch self {
@@ -41,6 +42,7 @@ public enum VisitEvent: Sendable, Equatable {
         case .patientUpdated: PatientUpdated.type
         case .patientMerged: PatientMerged.type
         case .queueUpdated: QueueUpdated.type
+        case .priorityChanged: PriorityChanged.type
         }
     }
 
@@ -59,7 +61,7 @@ public enum VisitEvent: Sendable, Equatable {
     public static let allTypes: [String] = [
         TreatmentReceived.type, TreatmentCanceled.type, Prescribed.type, ExaminationCompleted.type,
         ExaminationCanceled.type, DiagnosisCompleted.type, DiagnosisRejected.type, DiagnosisCanceled.type,
-        PatientRegistered.type, PatientUpdated.type, PatientMerged.type, QueueUpdated.type,
+        PatientRegistered.type, PatientUpdated.type, PatientMerged.type, QueueUpdated.type, PriorityChanged.type,
     ]
 
     static func decode(type: String, version: Int, from decoder: any Decoder) throws -> VisitEvent {
@@ -77,6 +79,7 @@ public enum VisitEvent: Sendable, Equatable {
         case PatientUpdated.type: return .patientUpdated(try .init(from: decoder))
         case PatientMerged.type: return .patientMerged(try .init(from: decoder))
         case QueueUpdated.type: return .queueUpdated(try .init(from: decoder))
+        case PriorityChanged.type: return .priorityChanged(try .init(from: decoder))
         default: throw UnknownEvent(type: type, version: version)
         }
     }
@@ -95,6 +98,7 @@ public enum VisitEvent: Sendable, Equatable {
         case .patientUpdated(let p): try p.encode(to: encoder)
         case .queueUpdated(let p): try p.encode(to: encoder)
         case .patientMerged(let p): try p.encode(to: encoder)
+        case .priorityChanged(let p): try p.encode(to: encoder)
         }
     }
 }
@@ -157,6 +161,16 @@ public struct TreatmentReceived: Codable, Sendable, Equatable {
         self.queueNumber = queueNumber
         self.priority = priority
     }
+}
+
+/// The desk changed a waiting visit's priority (응급, 배려, 일반) after 접수: its place in the
+/// department's queue moves with it.
+public struct PriorityChanged: Codable, Sendable, Equatable {
+    public static let type = "PriorityChanged"
+    /// `EMERGENCY`, `CARE` or `NORMAL`.
+    public var priority: String
+
+    public init(priority: String) { self.priority = priority }
 }
 
 /// A visit's place in a calling queue changed: the doctor (or examiner) called it, called it

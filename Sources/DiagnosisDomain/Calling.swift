@@ -98,6 +98,12 @@ extension Diagnosis {
         }
     }
 
+    /// The desk changed the visit's priority: its place in the queue follows. Kept whatever the
+    /// visit's state (the board and a later wait show it); it orders only those waiting.
+    public mutating func prioritize(_ priority: QueuePriority) {
+        self.priority = priority
+    }
+
     /// 호출 (and 재호출 when the same doctor calls again): the patient is asked to `room`.
     public mutating func call(room: String, in layout: ClinicLayout, by actor: String, at now: Date)
         throws(InvalidTransition) -> [VisitEvent]

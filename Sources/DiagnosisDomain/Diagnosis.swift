@@ -31,9 +31,10 @@ public struct Diagnosis: Sendable, Equatable {
     public private(set) var closedAt: Date?
     /// The doctor's note on completion, or the reason of a rejection or cancellation.
     public private(set) var closingNote: String?
-    /// 대기 번호 (`A-012`) and the desk's priority, from the registration.
+    /// 대기 번호 (`A-012`) and the desk's priority, from the registration (the priority as the
+    /// desk last changed it).
     public let queueNumber: String?
-    public let priority: QueuePriority
+    public internal(set) var priority: QueuePriority
     /// Where the visit stands in its department's queue.
     public internal(set) var calling: Calling
 

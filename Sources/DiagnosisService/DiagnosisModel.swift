@@ -48,8 +48,6 @@ final class DiagnosisModel: AggregateRecord, @unchecked Sendable {
         symptom = diagnosis.symptom
         createdAt = diagnosis.createdAt
         queueNumber = diagnosis.queueNumber
-        priority = diagnosis.priority.rawValue
-        priorityRank = diagnosis.priority.rank
         try copy(diagnosis)
     }
 
@@ -65,6 +63,9 @@ final class DiagnosisModel: AggregateRecord, @unchecked Sendable {
 
     func copy(_ diagnosis: Diagnosis) throws {
         status = diagnosis.status.rawValue
+        // The desk may change the priority after 접수 (PriorityChanged).
+        priority = diagnosis.priority.rawValue
+        priorityRank = diagnosis.priority.rank
         orders = String(decoding: try APIJSON.encoder().encode(diagnosis.orders), as: UTF8.self)
         closedAt = diagnosis.closedAt
         closingNote = diagnosis.closingNote

@@ -300,7 +300,10 @@ public struct DiagnosisService: HospitalService {
     // MARK: Reactions
 
     public var handledEventTypes: Set<String> {
-        Set([TreatmentReceived.type, TreatmentCanceled.type, ExaminationCompleted.type, ExaminationCanceled.type])
+        Set([
+            TreatmentReceived.type, TreatmentCanceled.type, ExaminationCompleted.type, ExaminationCanceled.type,
+            PriorityChanged.type,
+        ])
             .union(KnownPatients.eventTypes)
     }
 
@@ -331,6 +334,13 @@ public struct DiagnosisService: HospitalService {
             guard let model = try await DiagnosisModel.find(e.diagnosisId, on: db) else { return }
             var diagnosis = try model.aggregate()
             diagnosis.examinationCanceled(orderId: e.orderId, reason: e.reason, at: at)
+            try await save(model, diagnosis, [], causedBy: envelope, on: db)
+        case .priorityChanged(let e):
+            guard let model = try await find(receptionId: envelope.receptionId, on: db),
+                let priority = QueuePriority(rawValue: e.priority)
+            else { return }
+            var diagnosis = try model.aggregate()
+            diagnosis.prioritize(priority)
             try await save(model, diagnosis, [], causedBy: envelope, on: db)
         case .patientRegistered, .patientUpdated, .patientMerged:
             try await KnownPatients.apply(envelope, on: db)

@@ -18,6 +18,8 @@ public struct ExaminationService: HospitalService {
     public static let streamedRoutes = [
         StreamedRoute(.POST, "examinations/:id/attachments"),
         StreamedRoute(.GET, "examinations/:id/attachments/:attachmentId"),
+        // The examiners' live worklist goes through the gateway as it comes.
+        StreamedRoute(.GET, "examinations/live"),
     ]
     public static var migrations: [any Migration] {
         MessagingMigrations.all + [
@@ -37,6 +39,8 @@ public struct ExaminationService: HospitalService {
 
     let context: ServiceContext
     let attachmentStore: AttachmentStore?
+    /// The examiners' live worklists (16 per user, 200 per process).
+    let streams = LiveStreams(maxOpen: 200, maxPerUser: 16)
 
     public init(context: ServiceContext) {
         self.context = context
@@ -65,9 +69,12 @@ public struct ExaminationService: HospitalService {
         }
     }
 
+    public func serverStopping() async { streams.end() }
+
     public func registerRoutes(on routes: any RoutesBuilder) {
         let examinations = routes.grouped("examinations")
         examinations.get(use: list)
+        examinations.get("live", use: live)
         examinations.get(":id", use: show)
         examinations.post(":id", "perform", use: perform)
         examinations.post(":id", "cancel", use: cancel)
@@ -106,6 +113,7 @@ public struct ExaminationService: HospitalService {
         _ id: UUID, stamp: EventStamp, _ decide: @escaping @Sendable (inout Examination, Date) throws -> [VisitEvent]
     ) async throws -> ExaminationResponse {
         _ = try await context.change(ExaminationModel.self, id, stamp: stamp, receptionId: \.receptionId, decide)
+        streams.changedSoon()
         return try await responses([try await ExaminationModel.require(id, on: context.store.database)])[0]
     }
 
@@ -141,6 +149,20 @@ public struct ExaminationService: HospitalService {
             items: try await responses(models), total: total, page: page, next: next)
     }
 
+    /// The worklist, live: GET /examinations/live, server-sent events, a `worklist` event with
+    /// the exams waiting to be performed (as `GET /examinations?status=REQUESTED&limit=200`
+    /// answers them) on each change (see `LiveStream`).
+    @Sendable func live(_ req: Request) async throws -> Response {
+        try await LiveStream.response(req, streams: streams, event: "worklist") {
+            let page = Page(limit: 200, offset: 0, after: nil)
+            let (models, total, next) = try await ExaminationModel.query(on: self.context.store.database)
+                .filter(\.$status == Examination.Status.requested.rawValue)
+                .page(page, sortedBy: \.$requestedAt, descending: false, id: \.$id)
+            let answer = ListResponse(items: try await self.responses(models), total: total, page: page, next: next)
+            return .init(body: try APIJSON.encoder().encode(answer), visits: models.map(\.receptionId))
+        }
+    }
+
     // MARK: Reactions
 
     public var handledEventTypes: Set<String> {
@@ -148,6 +170,8 @@ public struct ExaminationService: HospitalService {
     }
 
     public func handle(_ envelope: EventEnvelope, on db: any Database) async throws {
+        // The live worklists look again once this batch is likely committed.
+        streams.changedSoon()
         switch envelope.event {
         case .prescribed(let prescription):
             if let facts = prescription.patient { try await KnownPatients.learn(facts, on: db) }

@@ -38,6 +38,7 @@ public enum AccessPolicy {
         .init(method: "POST", path: "/receptions/:id/cancel", roles: [.desk]),
         // Minimum necessary: a doctor outside the visit's department states a reason (recorded).
         .init(method: "POST", path: "/receptions/:id/contact", roles: [.doctor]),
+        .init(method: "POST", path: "/receptions/:id/priority", roles: [.desk]),
         .init(method: "GET", path: "/admin/contact-disclosures", roles: [.admin]),
         // the patient registry (reception's): the desk registers, searches and corrects; a
         // doctor reads without contact details, an examiner name, chart number, age and sex.
@@ -66,6 +67,7 @@ public enum AccessPolicy {
         .init(method: "POST", path: "/diagnoses/:id/undo", roles: [.doctor]),
         // examination
         .init(method: "GET", path: "/examinations", roles: [.examiner]),
+        .init(method: "GET", path: "/examinations/live", roles: [.examiner]),
         .init(method: "GET", path: "/examinations/:id", roles: [.examiner]),
         .init(method: "POST", path: "/examinations/:id/perform", roles: [.examiner]),
         .init(method: "POST", path: "/examinations/:id/cancel", roles: [.examiner]),

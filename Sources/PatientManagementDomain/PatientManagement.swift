@@ -131,6 +131,8 @@ public struct PatientManagement: Sendable, Equatable, Codable {
             priority = e.priority ?? priority
         case .treatmentCanceled(let e):
             recordCancellation(at: at, reason: e.reason)
+        case .priorityChanged(let e):
+            priority = e.priority
         case .prescribed(let e):
             diagnosisId = e.diagnosisId
             patientName = patientName ?? e.patientName

@@ -451,7 +451,8 @@ struct VisitMetrics: Sendable {
             if visit.firstCalledAt == at, let department = visit.department, let histogram = toCall[department] {
                 record(histogram, since: visit.receivedAt)
             }
-        case .examinationCanceled, .diagnosisCanceled, .patientRegistered, .patientUpdated, .patientMerged:
+        case .examinationCanceled, .diagnosisCanceled, .patientRegistered, .patientUpdated, .patientMerged,
+            .priorityChanged:
             break
         }
     }

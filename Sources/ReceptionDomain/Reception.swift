@@ -62,6 +62,20 @@ public struct Reception: Sendable, Equatable {
         return [.treatmentCanceled(TreatmentCanceled(reason: reason.text))]
     }
 
+    /// The desk changes the visit's priority (`current` → `priority`): only while it is open;
+    /// the same priority again changes nothing and announces nothing.
+    public func changePriority(from current: QueuePriority, to priority: QueuePriority) throws(InvalidTransition)
+        -> [VisitEvent]
+    {
+        guard status == .received else {
+            throw InvalidTransition(
+                aggregate: "reception", currentState: status.rawValue, attempted: "priority",
+                reason: "the visit is \(status.rawValue.lowercased())")
+        }
+        guard priority != current else { return [] }
+        return [.priorityChanged(PriorityChanged(priority: priority.rawValue))]
+    }
+
     /// The doctor completed the consultation.
     ///
     /// The diagnosis service decides a visit's outcome (see "One outcome per visit" in the README):

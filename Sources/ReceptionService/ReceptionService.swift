@@ -61,6 +61,7 @@ public struct ReceptionService: HospitalService {
         // The operators' side, on this service's port (as the dead letters).
         routes.get("admin", "contact-disclosures", use: disclosures)
         receptions.post(":id", "cancel", use: cancel)
+        receptions.post(":id", "priority", use: changePriority)
         registerPatientRoutes(on: routes)
     }
 
@@ -218,6 +219,37 @@ public struct ReceptionService: HospitalService {
             reception, now in try reception.cancel(reason: reason, at: now)
         }
         _ = reception
+        let model = try await ReceptionModel.require(id, on: context.store.database)
+        return try await responses([model], on: context.store.database)[0]
+    }
+
+    struct PriorityBody: Decodable { var priority: String? }
+
+    /// 우선순위 변경: POST /receptions/{id}/priority `{priority}`, while the visit is open. The
+    /// department's queue reorders when the doctor's side hears of it; the request is audited
+    /// as every other.
+    @Sendable func changePriority(_ req: Request) async throws -> ReceptionResponse {
+        let id = try req.id(of: "reception")
+        let raw = try req.body(PriorityBody.self).priority
+        guard let raw, let priority = QueuePriority(rawValue: raw) else {
+            throw ValidationFailure([
+                .init(
+                    field: "priority", code: raw == nil ? .required : .invalidFormat,
+                    message: "must be EMERGENCY, CARE or NORMAL")
+            ])
+        }
+        let stamp = EventStamp(producer: Self.name, actor: req.actor(default: "desk"), trace: req.trace)
+        let now = context.now()
+        try await context.command { db in
+            let model = try await ReceptionModel.require(id, on: db)
+            let current = model.priority.flatMap(QueuePriority.init(rawValue:)) ?? .normal
+            let reception = try model.aggregate()
+            let events = try reception.changePriority(from: current, to: priority)
+            guard !events.isEmpty else { return }
+            model.priority = priority.rawValue
+            try await model.update(to: reception, on: db)
+            try await Outbox.append(stamp.envelopes(events, receptionId: id, at: now), on: db)
+        }
         let model = try await ReceptionModel.require(id, on: context.store.database)
         return try await responses([model], on: context.store.database)[0]
     }

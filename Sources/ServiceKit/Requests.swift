@@ -85,6 +85,12 @@ public struct Page: Sendable {
     /// Where the previous page ended (keyset paging): the next page starts after it, at the same
     /// cost however deep into the list it is.
     public var after: PageCursor?
+
+    public init(limit: Int, offset: Int = 0, after: PageCursor? = nil) {
+        self.limit = limit
+        self.offset = offset
+        self.after = after
+    }
 }
 
 /// The sort key of the last item of a page (its time and id), opaque to clients.

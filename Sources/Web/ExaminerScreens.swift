@@ -58,6 +58,18 @@ extension WebScreens {
         return response
     }
 
+    /// The same notice, pushed: the examiners' live worklist (`GET /examinations/live`) turned
+    /// into the notice's HTML as it changes, instead of a read every few seconds.
+    @Sendable func examinerChangesEvents(_ req: Request) async throws -> Response {
+        let screen = Screen(req, timeZone: timeZone)
+        let listed = req.query[String.self, at: "listed"]
+        return try await liveRegion(req, path: "/examinations/live") { json in
+            let waiting = try APIJSON.decoder().decode(ListOf<ExamDTO>.self, from: json)
+            let changed = Self.fingerprint(of: waiting.items.map(\.id)) != listed
+            return self.library.render(["changed": changed, "t": screen.language.strings], withTemplate: "examChanges") ?? ""
+        }
+    }
+
     /// The exams a worklist shows, as a short deterministic fingerprint (the same on every
     /// gateway replica): FNV-1a over their sorted ids.
     static func fingerprint(of ids: [UUID]) -> String {

@@ -96,6 +96,7 @@ public struct WebScreens: Sendable {
         let examiner = screens.grouped(ScreenGuard(sessions: sessions, role: .examiner))
         examiner.get("examiner", use: self.examiner)
         examiner.get("examiner", "changes", use: examinerChanges)
+        examiner.get("examiner", "changes", "events", use: examinerChangesEvents)
         examiner.post("examiner", "examinations", ":id", "perform", use: perform)
         examiner.post("examiner", "examinations", ":id", "cancel", use: cancelExam)
         examiner.on(.POST, "examiner", "examinations", ":id", "attachments", body: .stream, use: attach)

@@ -39,6 +39,7 @@ private let everyEvent: [VisitEvent] = [
         QueueUpdated(
             transition: "CALL", stage: "diagnosis", entryId: id(2), department: "내과", queueNumber: "A-012",
             state: "CALLED", room: "진료실 2", calls: 1)),
+    .priorityChanged(PriorityChanged(priority: "CARE")),
 ]
 
 /// The envelope's JSON as a dictionary.
@@ -184,10 +185,10 @@ struct EventEnvelopeTests {
                 "TreatmentReceived", "TreatmentReceived", "TreatmentCanceled", "Prescribed", "ExaminationCompleted",
                 "ExaminationCanceled", "DiagnosisCompleted", "DiagnosisRejected", "DiagnosisCanceled",
                 "TreatmentReceived", "PatientRegistered", "PatientUpdated", "PatientMerged", "TreatmentReceived",
-                "QueueUpdated",
+                "QueueUpdated", "PriorityChanged",
             ])
         #expect(Set(VisitEvent.allTypes) == Set(everyEvent.map(\.type)))
-        #expect(VisitEvent.allTypes.count == 12)
+        #expect(VisitEvent.allTypes.count == 13)
         #expect(everyEvent.filter(\.isRegistryEvent).count == 3)
         #expect(everyEvent.allSatisfy { $0.version == 1 })
     }

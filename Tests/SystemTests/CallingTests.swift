@@ -58,6 +58,40 @@ struct CallingTests {
         }
     }
 
+    @Test("The desk changes a waiting visit's priority: the queue reorders, the board shows it; the same again announces nothing; bad values, unknown and closed visits are refused")
+    func priorityAfterRegistration() async throws {
+        try await withTestSystem([.gateway, .reception, .diagnosis, .patientManagement]) { system in
+            let first = try await system.register("먼저옴", department: "내과")
+            let second = try await system.register("나중옴", department: "내과")
+            func queue() async throws -> [String] {
+                let answer = try await system.get("/diagnoses/queue?department=%EB%82%B4%EA%B3%BC")
+                return (answer.json["items"] as? [[String: Any]] ?? []).compactMap { $0["receptionId"] as? String }
+            }
+            _ = try await eventually("both in the queue, by arrival") { try await queue() == [first, second] ? true : nil }
+
+            let changed = try await system.post("/receptions/\(second)/priority", ["priority": "CARE"])
+            #expect(changed.status == 200, "\(changed.text)")
+            #expect(changed.json["priority"] as? String == "CARE")
+            _ = try await eventually("the queue reordered") { try await queue() == [second, first] ? true : nil }
+            try await system.waitFor("/patientManagements/\(second)", "priority", "CARE")
+            // The same again: answered, nothing announced.
+            #expect(try await system.post("/receptions/\(second)/priority", ["priority": "CARE"]).status == 200)
+            #expect(try await system.count("outbox", in: .reception, where: "event_type = 'PriorityChanged'") == 1)
+
+            for bad in [["priority": "VIP"], ["priority": " CARE"], [:]] as [[String: Any]] {
+                let refused = try await system.post("/receptions/\(first)/priority", bad)
+                #expect(refused.status == 422, "\(bad): \(refused.text)")
+                #expect((refused.json["errors"] as? [[String: Any]])?.first?["field"] as? String == "priority")
+            }
+            #expect(try await system.post("/receptions/\(UUID().uuidString)/priority", ["priority": "CARE"]).status == 404)
+            #expect(try await system.post("/receptions/\(first)/cancel", ["reason": "귀가"]).status == 200)
+            let closed = try await system.post("/receptions/\(first)/priority", ["priority": "EMERGENCY"])
+            #expect(closed.status == 409, "\(closed.text)")
+            let reception = try await system.get("/receptions/\(first)")
+            #expect(reception.json["priority"] as? String == "NORMAL")
+        }
+    }
+
     @Test(
         "A doctor calls, calls again, begins; another doctor's call is refused naming who called; another department's room, a closed or exam-pending visit are refused; the board follows"
     )
@@ -268,6 +302,47 @@ struct CallingTests {
             let place = (called.json["items"] as? [[String: Any]])?.first { $0["id"] as? String == first }
             #expect(place?["queueState"] as? String == "CALLED")
             stream.close()
+        }
+    }
+
+    @Test("The examiner's worklist, live: an order is pushed to an open stream and goes when performed; opening and each newly shown visit are one audit entry each; a doctor is refused")
+    func liveWorklist() async throws {
+        try await withTestSystem([.gateway, .reception, .diagnosis, .examination]) { system in
+            let first = try await system.visitWithExam()
+            let token = try await TestKeys.token(.examiner, username: "lee.live")
+            let stream = try await EventStream.open(system.url(.gateway).absoluteString + "/examinations/live", token: token)
+            #expect(stream.status == 200)
+            let opening = try #require(try await stream.next(within: .seconds(10)))
+            #expect(opening.name == "worklist")
+            #expect((opening.json["items"] as? [[String: Any]])?.map { $0["id"] as? String } == [first.examId])
+
+            let second = try await system.visitWithExam(code: "XR", name: "흉부 X선")
+            let ordered = try #require(try await stream.next(within: .seconds(20)), "no push after an order")
+            #expect(Set((ordered.json["items"] as? [[String: Any]] ?? []).compactMap { $0["id"] as? String }) == [first.examId, second.examId])
+            #expect(try await system.post("/examinations/\(first.examId)/perform", ["result": "정상"]).status == 200)
+            let performed = try #require(try await stream.next(within: .seconds(20)), "no push after performing")
+            #expect((performed.json["items"] as? [[String: Any]])?.map { $0["id"] as? String } == [second.examId])
+            stream.close()
+
+            let doctor = try await TestKeys.token(.doctor, username: "dr-live")
+            let refused = try await EventStream.open(system.url(.gateway).absoluteString + "/examinations/live", token: doctor)
+            #expect(refused.status == 403)
+            refused.close()
+
+            let admin = try await TestKeys.token(.admin, username: "auditor")
+            let entries = try await eventually("the live worklist's entries", timeout: .seconds(20)) { () -> [[String: Any]]? in
+                let answer = try await HTTPResult.send(
+                    .GET, system.url(.examination), "/admin/audit?user=lee.live", headers: [("authorization", "Bearer \(admin)")])
+                let items = (answer.json["items"] as? [[String: Any]] ?? []).filter {
+                    ($0["action"] as? String)?.contains("/examinations/live") == true
+                }
+                return items.count >= 2 ? items : nil
+            }
+            #expect(entries.count == 2, "\(entries)")
+            #expect(entries.first?["action"] as? String == "GET /examinations/live")
+            #expect(entries.first?["receptionIds"] as? [String] == [first.receptionId])
+            #expect(entries.last?["action"] as? String == "GET /examinations/live (pushed)")
+            #expect(entries.last?["receptionIds"] as? [String] == [second.receptionId])
         }
     }
 }

@@ -42,3 +42,28 @@ def test_the_board_changes_by_push_without_polling(desk_context, base_url):
     assert asked == [], f"the page asked for the board again: {asked}"
     streams = [url for _, url in requests if "/desk/board/events" in url]
     assert len(streams) == 1, streams
+
+
+def test_the_examiners_list_says_it_changed_by_push(examiner_context, base_url):
+    """The examiner's page is not redrawn under someone typing a result: it says the list changed
+    (with a link to reload) as soon as an exam is ordered, by push rather than by asking."""
+    api = Api.sign_in(base_url, PASSWORD, roles=("desk", "doctor", "examiner"))
+    page = examiner_context.new_page()
+    requests = []
+    page.on("request", lambda request: requests.append((time.monotonic(), request.url)))
+    page.goto("/examiner")
+    notice = page.locator("#exam-changes")
+    expect(notice).to_have_attribute("data-live-state", "open")
+    expect(notice.get_by_role("link")).to_have_count(0)
+
+    diagnosis = api.diagnosis_of(api.register(f"검사푸시{uuid.uuid4().hex[:6]}"))
+    status, _ = api.call("POST", f"/diagnoses/{diagnosis}/prescriptions", "doctor",
+                         {"examinations": [{"code": "CBC", "name": "혈액검사"}]})
+    assert status == 200
+    ordered = time.monotonic()
+    expect(notice.get_by_role("link", name="검사 목록이 바뀌었습니다 · 새로고침")).to_be_visible(timeout=3_000)
+    print(f"examiner: the notice showed {time.monotonic() - ordered:.3f} s after the order answered")
+
+    # Pushed, not polled: the page never asked /examiner/changes (its old 5-s question).
+    assert [url for _, url in requests if "/examiner/changes?" in url] == []
+    assert len([url for _, url in requests if "/examiner/changes/events" in url]) == 1

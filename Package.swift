@@ -168,7 +168,7 @@ let package = Package(
             resources: [
                 .embedInCode("Templates/layout.mustache"), .embedInCode("Templates/home.mustache"),
                 .embedInCode("Templates/desk.mustache"), .embedInCode("Templates/boardRows.mustache"),
-                .embedInCode("Templates/cancel.mustache"), .embedInCode("Templates/doctor.mustache"),
+                .embedInCode("Templates/cancel.mustache"), .embedInCode("Templates/priority.mustache"), .embedInCode("Templates/doctor.mustache"),
                 .embedInCode("Templates/worklistRows.mustache"), .embedInCode("Templates/waitsPanel.mustache"), .embedInCode("Templates/visit.mustache"),
                 .embedInCode("Templates/orders.mustache"), .embedInCode("Templates/examiner.mustache"),
                 .embedInCode("Templates/patientVisits.mustache"), .embedInCode("Templates/login.mustache"),

@@ -183,6 +183,7 @@ extension WebScreens {
                 "statusLabel": Strings.visitStatus(visit.status, screen.language),
                 "receivedAt": screen.clock(visit.receivedAt), "elapsed": screen.elapsed(since: visit.statusSince),
                 "cancelable": ["RECEIVED", "EXAM_ORDERED", "EXAM_DONE"].contains(visit.status),
+                "prioritizable": ["RECEIVED", "EXAM_ORDERED", "EXAM_DONE"].contains(visit.status),
                 // The row's colour from the clinic's alerts; the time in the current stage.
                 "waitLevel": visit.wait?.level ?? "normal",
                 "stageElapsed": visit.wait.map { screen.elapsed(since: $0.since) } ?? screen.elapsed(since: visit.statusSince),
@@ -310,5 +311,46 @@ extension WebScreens {
         return render(
             "cancel", screen.context(title: screen.t("cancelTitle"), extra),
             status: reasonError == nil && message == nil ? .ok : .unprocessableEntity)
+    }
+
+    /// 우선순위 변경: the desk's page for a waiting visit (일반, 배려, 응급).
+    @Sendable func priorityForm(_ req: Request) async throws -> Response {
+        await priorityPage(req, Screen(req, timeZone: timeZone))
+    }
+
+    @Sendable func changePriority(_ req: Request) async throws -> Response {
+        let screen = Screen(req, timeZone: timeZone)
+        guard let id = req.parameters.get("id").flatMap(UUID.init(uuidString:)) else { throw Abort(.notFound) }
+        do {
+            let _: ReceptionDTO = try await api(req).post(
+                "/receptions/\(id.uuidString)/priority", ["priority": req.formValue("priority") ?? ""])
+            return req.redirect(to: "/desk?notice=prioritized", redirectType: .normal)
+        } catch {
+            if let refused = refusal(req, error, kind: "reception", page: "/desk", list: "/desk") { return refused }
+            return await priorityPage(req, screen, message: screen.sentence(for: error))
+        }
+    }
+
+    private func priorityPage(_ req: Request, _ screen: Screen, message: String? = nil) async -> Response {
+        guard let id = req.parameters.get("id").flatMap(UUID.init(uuidString:)) else {
+            return req.redirect(to: "/desk?error=notFound", redirectType: .normal)
+        }
+        var extra: [String: Any] = ["receptionId": id.uuidString]
+        var current = "NORMAL"
+        if let visit: VisitDTO = try? await api(req).get("/patientManagements/\(id.uuidString)") {
+            extra["patientName"] = visit.patientName ?? ""
+            extra["statusLabel"] = Strings.visitStatus(visit.status, screen.language)
+            if let number = visit.queueNumber { extra["queueNumber"] = number }
+            current = visit.priority ?? current
+        }
+        extra["choices"] = [("NORMAL", "priorityNormal"), ("CARE", "priorityCareLong"), ("EMERGENCY", "priorityEmergency")]
+            .map { value, label -> [String: Any] in
+                var choice: [String: Any] = ["value": value, "label": screen.t(label)]
+                if value == current { choice["checked"] = true }
+                return choice
+            }
+        if let message { extra["error"] = message }
+        return render(
+            "priority", screen.context(title: screen.t("priorityTitle"), extra), status: message == nil ? .ok : .unprocessableEntity)
     }
 }

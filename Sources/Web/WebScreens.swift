@@ -72,6 +72,8 @@ public struct WebScreens: Sendable {
         desk.post("desk", "patients", ":id", "receptions", use: registerPatientVisit)
         desk.get("desk", "receptions", ":id", "cancel", use: cancelForm)
         desk.post("desk", "receptions", ":id", "cancel", use: cancel)
+        desk.get("desk", "receptions", ":id", "priority", use: priorityForm)
+        desk.post("desk", "receptions", ":id", "priority", use: changePriority)
 
         let doctor = screens.grouped(ScreenGuard(sessions: sessions, role: .doctor))
         doctor.get("doctor", use: self.doctor)
@@ -261,7 +263,7 @@ public struct WebScreens: Sendable {
             ("orders", PackageResources.orders_mustache), ("waitsPanel", PackageResources.waitsPanel_mustache), ("examiner", PackageResources.examiner_mustache),
             ("patientVisits", PackageResources.patientVisits_mustache), ("login", PackageResources.login_mustache),
             ("patients", PackageResources.patients_mustache), ("patient", PackageResources.patient_mustache),
-            ("display", PackageResources.display_mustache),
+            ("display", PackageResources.display_mustache), ("priority", PackageResources.priority_mustache),
             (
                 "examChanges",
                 Array(#"{{#changed}}<a class="button primary" href="/examiner">{{t.examsChanged}}</a>{{/changed}}"#.utf8)

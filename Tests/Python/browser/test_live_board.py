@@ -67,3 +67,23 @@ def test_the_examiners_list_says_it_changed_by_push(examiner_context, base_url):
     # Pushed, not polled: the page never asked /examiner/changes (its old 5-s question).
     assert [url for _, url in requests if "/examiner/changes?" in url] == []
     assert len([url for _, url in requests if "/examiner/changes/events" in url]) == 1
+
+
+def test_the_desk_changes_a_priority_from_the_board(desk_context, base_url):
+    api = Api.sign_in(base_url, PASSWORD, roles=("desk",))
+    name = f"우선{uuid.uuid4().hex[:6]}"
+    status, visit = api.call("POST", "/receptions", "desk", {"patientName": name, "department": "내과"})
+    assert status == 201, visit
+    page = desk_context.new_page()
+    page.goto("/desk")
+    row = page.locator(f"#board-rows tr[data-reception='{visit['id']}']")
+    row.get_by_role("link", name="우선순위").click()
+    page.wait_for_url(f"**/desk/receptions/{visit['id']}/priority")
+    expect(page.get_by_label("일반")).to_be_checked()
+    page.get_by_label("응급").check()
+    page.get_by_role("button", name="우선순위 변경").click()
+    page.wait_for_url("**/desk?notice=prioritized")
+    expect(page.get_by_role("status")).to_have_text("우선순위를 바꿨습니다.")
+    expect(page.locator(f"#board-rows tr[data-reception='{visit['id']}'] .priority-EMERGENCY")).to_have_text("응급", timeout=5_000)
+    status, after = api.call("GET", f"/receptions/{visit['id']}", "desk")
+    assert after["priority"] == "EMERGENCY"

@@ -15,6 +15,20 @@ public enum StreamingProxy {
         "transfer-encoding", "upgrade", "host", "content-length",
     ]
 
+    /// The client for streamed requests. A live view holds its connection to the service for as
+    /// long as it is open, and a file for as long as it takes, so each needs a connection of its
+    /// own. AsyncHTTPClient's shared client opens at most 8 connections to one host and queues
+    /// the rest until they fail (10 s): a ninth open board waited and then failed, and every
+    /// upload and download waited behind the open views meanwhile.
+    public static let client: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.timeout = .init(connect: .seconds(2))
+        // Dropped before the services drop them (their idle timeout is 60 s), as the gateway's.
+        configuration.connectionPool = .init(
+            idleTimeout: .seconds(20), concurrentHTTP1ConnectionsPerHostSoftLimit: 4096)
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }()
+
     /// Sets `X-Forwarded-For` on a request to a service to the one client address this hop
     /// vouches for (`Request.clientAddress`), replacing whatever the client sent there (and in
     /// the other headers that name a client).
@@ -54,7 +68,7 @@ public enum StreamingProxy {
         }
         let answer: HTTPClientResponse
         do {
-            answer = try await HTTPClient.shared.execute(outgoing, timeout: .seconds(600))
+            answer = try await client.execute(outgoing, timeout: .seconds(600))
         } catch {
             req.logger.warning(
                 "upstream unavailable", metadata: ["service": "\(service)", "error": "\(loggable(error))"])

@@ -38,7 +38,7 @@ extension WebScreens {
         StreamingProxy.forwardFor(req, in: &outgoing.headers)
         let answer: HTTPClientResponse
         do {
-            answer = try await HTTPClient.shared.execute(outgoing, timeout: .seconds(600))
+            answer = try await StreamingProxy.client.execute(outgoing, timeout: .seconds(600))
         } catch {
             throw API.Failure.unavailable(upstream.service)
         }

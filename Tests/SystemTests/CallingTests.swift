@@ -345,5 +345,25 @@ struct CallingTests {
             #expect(entries.last?["receptionIds"] as? [String] == [second.receptionId])
         }
     }
+
+    @Test("Twelve live boards of one desk through the gateway are all open at once, and an ordinary request still answers beside them")
+    func manyLiveViews() async throws {
+        try await withTestSystem([.gateway, .reception, .patientManagement]) { system in
+            _ = try await system.register("여럿봄", department: "내과")
+            let token = try await TestKeys.token(.desk, username: "kim.many")
+            var streams: [EventStream] = []
+            for _ in 0..<12 {
+                streams.append(try await EventStream.open(system.url(.gateway).absoluteString + "/patientManagements/live", token: token))
+            }
+            defer { for stream in streams { stream.close() } }
+            #expect(streams.map(\.status) == Array(repeating: 200, count: 12))
+            for (index, stream) in streams.enumerated() {
+                let opening = try await stream.next(within: .seconds(20))
+                #expect(opening?.name == "board", "stream \(index + 1) of 12 showed nothing")
+            }
+            // Ordinary requests go on beside them.
+            #expect(try await system.get("/patientManagements?limit=5").status == 200)
+        }
+    }
 }
 

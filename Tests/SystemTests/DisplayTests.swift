@@ -21,12 +21,18 @@ final class EventStream: Sendable {
     private let received = Mutex<(events: [Event], taken: Int)>(([], 0))
     private let reader = Mutex<Task<Void, Never>?>(nil)
 
+    /// A connection for every open stream, as that many screens would have (the shared client
+    /// opens 8 to a host and queues the rest).
+    static let client = HTTPClient(
+        eventLoopGroupProvider: .singleton,
+        configuration: .init(connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 256)))
+
     static func open(_ url: String, token: String, lastEventId: String? = nil) async throws -> EventStream {
         var request = HTTPClientRequest(url: url)
         request.headers.add(name: "Authorization", value: "Bearer \(token)")
         request.headers.add(name: "Accept", value: "text/event-stream")
         if let lastEventId { request.headers.add(name: "Last-Event-ID", value: lastEventId) }
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(600))
+        let response = try await client.execute(request, timeout: .seconds(600))
         let stream = EventStream(status: Int(response.status.code))
         let task = Task {
             var pending = ""

@@ -49,6 +49,13 @@ struct Bench: AsyncParsableCommand {
             size and writers' pause, and the registration latency before it and while it runs.
             """)
     var measureBackup = false
+    @Option(
+        help: """
+            With --serve: after the visits, open this many live views (server-sent events: desk boards, doctors' \
+            queues, examiners' lists, 2:2:1) and run the visits again: their delivery delay, the server's CPU and \
+            memory per view, and audit entries per open screen per hour against screens asking every 2 s.
+            """)
+    var liveViews = 0
     @Option(help: "Visits run before measuring (connections, caches).") var warmup = 20
     @Option(help: "How often a waiting visit looks again for a step's effect, in milliseconds.") var pollMs = 10
     @Option(
@@ -87,10 +94,12 @@ struct Bench: AsyncParsableCommand {
             // An account per role, as an operator makes them (a build without sign-in has no
             // `users`: it is measured without tokens).
             password = "bench-\(UUID().uuidString)"
-            for role in ["desk", "doctor", "examiner"] {
+            let accounts = [("desk", "desk"), ("doctor", "doctor"), ("examiner", "examiner")]
+                + (liveViews > 0 ? LiveViewMeasurement.accounts(liveViews) : [])
+            for (name, role) in accounts {
                 let add = Process()
                 add.executableURL = binary
-                add.arguments = ["users", "add", role, "--role", role, "--data-dir", directory.path]
+                add.arguments = ["users", "add", name, "--role", role, "--data-dir", directory.path]
                 add.environment = ProcessInfo.processInfo.environment.merging(["HOSPITAL_BCRYPT_COST": "10"]) { $1 }
                 let input = Pipe()
                 add.standardInput = input
@@ -224,6 +233,11 @@ struct Bench: AsyncParsableCommand {
         if !pids.isEmpty {
             print(String(format: "server CPU: %.2f s in all, %.2f ms per visit", cpu, cpu * 1000 / Double(visits)))
             print(String(format: "server peak RSS: %.1f MB", Double(peakKiB) / 1024))
+        }
+        if liveViews > 0, serve, let password {
+            try await LiveViewMeasurement.run(
+                total: liveViews, base: base, password: password, dataDirectory: directory, client: client,
+                visits: visits, concurrency: concurrency, pids: pids, cpuPerVisitWithout: cpu * 1000 / Double(visits))
         }
         if client.stats.serverErrors > 0 { throw ExitCode(1) }
     }
@@ -368,6 +382,8 @@ struct BenchClient: Sendable {
     let patients = PatientPool()
     /// An access token per role, for each call as a role the table allows.
     var tokens: [Role: String] = [:]
+    /// When each registration was answered (the live views' delivery delay).
+    let registered = RegistrationTimes()
 
     init(base: URL, poll: Duration) {
         self.base = base
@@ -471,6 +487,7 @@ struct BenchClient: Sendable {
         guard status == 201, let id = json["id"] as? String else {
             throw BenchFailure(description: "registration answered \(status)")
         }
+        registered.record(id)
         return id
     }
 

@@ -174,6 +174,9 @@ struct ReceptionDTO: Decodable, Sendable {
     var birthDate: String?
     var department: String?
     var receivedAt: Date?
+    var queueNumber: String?
+    /// `EMERGENCY`, `CARE` or `NORMAL`.
+    var priority: String?
 }
 
 /// `POST /patients/lookup`'s answer.

@@ -336,12 +336,17 @@ extension WebScreens {
             return req.redirect(to: "/desk?error=notFound", redirectType: .normal)
         }
         var extra: [String: Any] = ["receptionId": id.uuidString]
-        var current = "NORMAL"
-        if let visit: VisitDTO = try? await api(req).get("/patientManagements/\(id.uuidString)") {
-            extra["patientName"] = visit.patientName ?? ""
+        // The desk's own record holds the priority as it stands (the board may not have heard
+        // yet). Unread, nothing is checked: a click must not quietly lower an 응급 to 일반.
+        var current: String?
+        do {
+            let visit: ReceptionDTO = try await api(req).get("/receptions/\(id.uuidString)")
+            extra["patientName"] = visit.patientName
             extra["statusLabel"] = Strings.visitStatus(visit.status, screen.language)
             if let number = visit.queueNumber { extra["queueNumber"] = number }
-            current = visit.priority ?? current
+            current = visit.priority
+        } catch {
+            extra["error"] = screen.sentence(for: error)
         }
         extra["choices"] = [("NORMAL", "priorityNormal"), ("CARE", "priorityCareLong"), ("EMERGENCY", "priorityEmergency")]
             .map { value, label -> [String: Any] in

@@ -128,7 +128,7 @@ public struct DiagnosisService: HospitalService {
     /// event with the whole queue on each change (see `LiveStream`).
     @Sendable func queueLive(_ req: Request) async throws -> Response {
         let department = try queueDepartment(req)
-        return try await LiveStream.response(req, streams: streams, event: "queue") {
+        return try await LiveStream.response(req, streams: streams, event: "queue", view: department) {
             let answer = try await self.queueSnapshot(department)
             return .init(
                 body: try APIJSON.encoder().encode(answer),

@@ -153,7 +153,7 @@ public struct ExaminationService: HospitalService {
     /// the exams waiting to be performed (as `GET /examinations?status=REQUESTED&limit=200`
     /// answers them) on each change (see `LiveStream`).
     @Sendable func live(_ req: Request) async throws -> Response {
-        try await LiveStream.response(req, streams: streams, event: "worklist") {
+        try await LiveStream.response(req, streams: streams, event: "worklist", view: "requested") {
             let page = Page(limit: 200, offset: 0, after: nil)
             let (models, total, next) = try await ExaminationModel.query(on: self.context.store.database)
                 .filter(\.$status == Examination.Status.requested.rawValue)

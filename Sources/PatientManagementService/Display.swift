@@ -113,10 +113,10 @@ extension PatientManagementService {
     /// The display, live: GET /displays/{department}/events, server-sent events. Each `display`
     /// event carries the whole display (JSON) and, as its id, a digest of it: a reconnect that
     /// sends the last id (`Last-Event-ID`) gets nothing until the display differs from it.
-    /// A comment every 15 seconds keeps proxies from closing an idle stream.
+    /// A comment every 5 seconds keeps proxies from closing an idle stream.
     @Sendable func displayEvents(_ req: Request) async throws -> Response {
         let department = try displayDepartment(req)
-        return try await LiveStream.response(req, streams: streams, event: "display") {
+        return try await LiveStream.response(req, streams: streams, event: "display", view: department) {
             let (display, visits) = try await self.displaySnapshot(of: department)
             return .init(body: try APIJSON.encoder().encode(display), visits: visits)
         }

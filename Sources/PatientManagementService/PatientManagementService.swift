@@ -109,7 +109,7 @@ public struct PatientManagementService: HospitalService {
     /// events, a `board` event with the whole page on each change (see `LiveStream`).
     @Sendable func live(_ req: Request) async throws -> Response {
         let filter = try BoardFilter(req, timeZone: context.timeZone)
-        return try await LiveStream.response(req, streams: boardStreams, event: "board") {
+        return try await LiveStream.response(req, streams: boardStreams, event: "board", view: filter.view) {
             let page = try await self.boardPage(filter)
             return .init(body: try APIJSON.encoder().encode(page), visits: page.items.map(\.receptionId))
         }
@@ -128,6 +128,14 @@ public struct PatientManagementService: HospitalService {
             name = query.text("name", maxLength: 100)
             page = query.page()
             try query.check()
+        }
+
+        /// What it shows, as a key: boards with the same filter share their frames.
+        var view: String {
+            [
+                status?.rawValue ?? "", day.map { "\($0.lowerBound.timeIntervalSinceReferenceDate)" } ?? "", name ?? "",
+                "\(page.limit)", "\(page.offset)", page.after?.token ?? "",
+            ].joined(separator: "\u{1}")
         }
     }
 

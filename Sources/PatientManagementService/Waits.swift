@@ -59,7 +59,7 @@ struct OpenWait {
 extension PatientManagementService {
     /// GET /patientManagements/waits (the desk): audited as a read of the visits it names.
     @Sendable func waits(_ req: Request) async throws -> WaitsResponse {
-        var query = QueryReader(req)
+        let query = QueryReader(req)
         try query.check()
         let (response, named) = try await waitsNow()
         req.auditVisits = named

@@ -12,7 +12,22 @@ public final class LiveStreams: Sendable {
         var open = 0
         var byUser: [String: Int] = [:]
         var ended = false
+        /// Counts the changes: a shared frame taken before the latest change is stale.
+        var generation = 0
+        var frames: [String: SharedFrame] = [:]
     }
+
+    /// One view's latest frame, shared by every stream showing that view.
+    private struct SharedFrame {
+        var generation: Int
+        var taken: ContinuousClock.Instant
+        var task: Task<LiveStream.Frame, any Error>
+        var reading = true
+    }
+
+    /// How long a frame serves streams that were not woken by a change (another replica's changes
+    /// show within this).
+    static let frameLifetime: Duration = .seconds(1)
 
     private let state = Mutex(State())
     public let maxOpen: Int
@@ -47,10 +62,50 @@ public final class LiveStreams: Sendable {
     /// Something changed: every stream looks again.
     public func changed() {
         let waiters = state.withLock { state in
+            state.generation += 1
             defer { state.waiters = [:] }
             return Array(state.waiters.values)
         }
         for waiter in waiters { waiter.resume() }
+    }
+
+    /// The current frame of `view`: taken once per change (or per second without one) and shared
+    /// by every stream showing that view, so a hundred open boards cost one query, not a hundred.
+    /// A read in progress is joined; one finished before the latest change is not.
+    public func frame(
+        of view: String, event: String, make: @escaping @Sendable () async throws -> LiveStream.Snapshot
+    ) async throws -> LiveStream.Frame {
+        let key = event + "\u{1}" + view
+        let now = ContinuousClock.now
+        let task = state.withLock { state -> Task<LiveStream.Frame, any Error> in
+            if let shared = state.frames[key], shared.generation == state.generation,
+                shared.reading || now - shared.taken < Self.frameLifetime
+            {
+                return shared.task
+            }
+            // Views nobody showed for a while are forgotten.
+            state.frames = state.frames.filter { $0.value.reading || now - $0.value.taken < .seconds(10) }
+            let generation = state.generation
+            let task = Task {
+                defer {
+                    self.state.withLock { state in
+                        if state.frames[key]?.generation == generation { state.frames[key]?.reading = false }
+                    }
+                }
+                return LiveStream.Frame(try await make(), event: event)
+            }
+            state.frames[key] = SharedFrame(generation: generation, taken: now, task: task)
+            return task
+        }
+        do {
+            return try await task.value
+        } catch {
+            // A failed read is not kept: the next stream to look asks again.
+            state.withLock { state in
+                if let shared = state.frames[key], shared.task == task { state.frames[key] = nil }
+            }
+            throw error
+        }
     }
 
     /// Returns at the next change or after `timeout`, whichever is first.
@@ -100,10 +155,14 @@ public final class LiveStreams: Sendable {
 
 /// A live view as server-sent events: the whole view on each change (its `id` a digest, so a
 /// reconnect with `Last-Event-ID` gets nothing until it differs), a keep-alive comment every
-/// 15 s, woken by the service's changes and looking again each second anyway (another replica's
-/// changes). Opening it is one audit entry naming the visits it showed; each later push that
-/// shows visits this subscription had not shown is one more entry naming only those, recorded
-/// against the subscription (`… (pushed)`), never a fresh read per push.
+/// 5 s (which also finds a closed connection), woken by the service's changes and looking again
+/// each second anyway (another replica's changes). Every stream showing the same view shares one
+/// frame per change (`LiveStreams.frame`).
+///
+/// Audit: opening it is one entry naming the visits it showed. Visits shown later that this
+/// subscription had not shown are gathered and recorded against it (`… (pushed)`), one entry
+/// naming them a minute at most after the first was shown, and one when the stream ends; never a
+/// fresh read per push.
 public enum LiveStream {
     public struct Snapshot: Sendable {
         public var body: Data
@@ -115,8 +174,30 @@ public enum LiveStream {
         }
     }
 
+    /// A snapshot as sent: its digest and the whole event, made once for every stream showing it.
+    public struct Frame: Sendable {
+        public let visits: [UUID]
+        public let id: String
+        let bytes: ByteBuffer
+
+        init(_ snapshot: Snapshot, event: String) {
+            visits = snapshot.visits
+            id = LiveStream.digest(snapshot.body)
+            var bytes = ByteBuffer(string: "id: \(id)\nevent: \(event)\ndata: ")
+            bytes.writeBytes(snapshot.body)
+            bytes.writeString("\n\n")
+            self.bytes = bytes
+        }
+    }
+
+    /// How long newly shown visits are gathered before they are recorded.
+    public static let disclosureWindow: Duration = .seconds(60)
+    static let keepAlive: Duration = .seconds(5)
+
+    /// `view` names what `snapshot` shows (the filter, the department): streams with the same
+    /// `event` and `view` share their frames.
     public static func response(
-        _ req: Request, streams: LiveStreams, event: String,
+        _ req: Request, streams: LiveStreams, event: String, view: String,
         snapshot: @escaping @Sendable () async throws -> Snapshot
     ) async throws -> Response {
         let user = req.signedIn?.principal.username ?? req.actor(default: "unknown")
@@ -126,9 +207,9 @@ public enum LiveStream {
             response.headers.replaceOrAdd(name: .retryAfter, value: "5")
             return response
         }
-        let first: Snapshot
+        let first: Frame
         do {
-            first = try await snapshot()
+            first = try await streams.frame(of: view, event: event, make: snapshot)
         } catch {
             streams.close(for: user)
             throw error
@@ -143,33 +224,40 @@ public enum LiveStream {
         response.headers.replaceOrAdd(name: "X-Accel-Buffering", value: "no")
         let logger = req.logger
         response.body = .init(asyncStream: { writer in
-            defer { streams.close(for: user) }
+            var shown = Set(first.visits)
+            var unrecorded: Set<UUID> = []
+            var recordedAt = ContinuousClock.now
+            defer {
+                if !unrecorded.isEmpty { disclosure.record(unrecorded) }
+                streams.close(for: user)
+            }
             var sent = lastSeen
             var current = first
-            var shown = Set(first.visits)
             var quietSince = ContinuousClock.now
             do {
                 // Tells the browser how soon to reconnect after a drop.
                 try await writer.write(.buffer(ByteBuffer(string: "retry: 1000\n\n")))
                 while !Task.isCancelled && !streams.ended {
-                    let id = digest(current.body)
-                    if id != sent {
-                        let new = current.visits.filter { !shown.contains($0) }
-                        if !new.isEmpty {
-                            disclosure.record(new)
-                            shown.formUnion(new)
+                    if current.id != sent {
+                        for visit in current.visits where !shown.contains(visit) {
+                            if unrecorded.isEmpty { recordedAt = .now }
+                            unrecorded.insert(visit)
+                            shown.insert(visit)
                         }
-                        try await writer.write(
-                            .buffer(ByteBuffer(string: "id: \(id)\nevent: \(event)\ndata: \(String(decoding: current.body, as: UTF8.self))\n\n")))
-                        sent = id
+                        try await writer.write(.buffer(current.bytes))
+                        sent = current.id
                         quietSince = .now
-                    } else if ContinuousClock.now - quietSince >= .seconds(15) {
+                    } else if ContinuousClock.now - quietSince >= keepAlive {
                         try await writer.write(.buffer(ByteBuffer(string: ": keep-alive\n\n")))
                         quietSince = .now
                     }
+                    if !unrecorded.isEmpty && ContinuousClock.now - recordedAt >= disclosureWindow {
+                        disclosure.record(unrecorded)
+                        unrecorded = []
+                    }
                     await streams.nextChange(timeout: .seconds(1))
                     if streams.ended { break }
-                    current = try await snapshot()
+                    current = try await streams.frame(of: view, event: event, make: snapshot)
                 }
                 try await writer.write(.end)
             } catch {
@@ -205,7 +293,7 @@ public enum LiveStream {
             client = peer + forwarded
         }
 
-        func record(_ visits: [UUID]) {
+        func record(_ visits: Set<UUID>) {
             trail?.record(
                 user: user, role: role, action: action,
                 receptionIds: visits.sorted { $0.uuidString < $1.uuidString }, outcome: 200, client: client)

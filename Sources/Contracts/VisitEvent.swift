@@ -181,13 +181,15 @@ public struct QueueUpdated: Codable, Sendable, Equatable {
     /// `CALL`, `RECALL`, `START`, `NO_SHOW`, `UNDO`, or `RESET` (sent to exams: waits again
     /// once they are done).
     public var transition: String
-    /// The queue's side: `diagnosis` (진료실) for now.
+    /// The queue's side: `diagnosis` (진료실) or `examination` (검사실).
     public var stage: String
     /// The diagnosis (or examination) queued.
     public var entryId: UUID
+    /// The examination's order (absent for a consultation).
+    public var orderId: UUID?
     public var department: String?
     public var queueNumber: String?
-    /// What it is now: `WAITING`, `CALLED`, `IN_CONSULTATION` or `NO_SHOW`.
+    /// What it is now: `WAITING`, `CALLED`, `IN_CONSULTATION`, `IN_EXAM` or `NO_SHOW`.
     public var state: String
     /// Where the patient was called to (진료실 2), while called or in consultation.
     public var room: String?
@@ -195,12 +197,13 @@ public struct QueueUpdated: Codable, Sendable, Equatable {
     public var calls: Int
 
     public init(
-        transition: String, stage: String, entryId: UUID, department: String?, queueNumber: String?, state: String,
-        room: String?, calls: Int
+        transition: String, stage: String, entryId: UUID, orderId: UUID? = nil, department: String?, queueNumber: String?,
+        state: String, room: String?, calls: Int
     ) {
         self.transition = transition
         self.stage = stage
         self.entryId = entryId
+        self.orderId = orderId
         self.department = department
         self.queueNumber = queueNumber
         self.state = state
@@ -267,12 +270,23 @@ public struct Prescribed: Codable, Sendable, Equatable {
     public var orders: [ExamOrder]
     /// The registry's patient as the doctor's side knew it (absent before the registry).
     public var patient: PatientFacts?
+    /// The visit's department, 대기 번호 and priority, for the exam rooms' queues (absent from
+    /// prescriptions made before exams were called).
+    public var department: String?
+    public var queueNumber: String?
+    public var priority: String?
 
-    public init(diagnosisId: UUID, patientName: String, orders: [ExamOrder], patient: PatientFacts? = nil) {
+    public init(
+        diagnosisId: UUID, patientName: String, orders: [ExamOrder], patient: PatientFacts? = nil, department: String? = nil,
+        queueNumber: String? = nil, priority: String? = nil
+    ) {
         self.diagnosisId = diagnosisId
         self.patientName = patientName
         self.orders = orders
         self.patient = patient
+        self.department = department
+        self.queueNumber = queueNumber
+        self.priority = priority
     }
 }
 

@@ -144,7 +144,8 @@ public struct Diagnosis: Sendable, Equatable {
         calling.reset()
         let event = Prescribed(
             diagnosisId: id, patientName: patientName,
-            orders: newOrders.map { ExamOrder(orderId: $0.orderId, code: $0.code, name: $0.name) })
+            orders: newOrders.map { ExamOrder(orderId: $0.orderId, code: $0.code, name: $0.name) },
+            department: department, queueNumber: queueNumber, priority: priority.rawValue)
         return [.prescribed(event)] + (wasPlaced ? [queueEvent("RESET")] : [])
     }
 

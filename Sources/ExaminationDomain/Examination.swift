@@ -25,11 +25,19 @@ public struct Examination: Sendable, Equatable {
     public private(set) var cancelReason: String?
     public let requestedAt: Date
     public private(set) var resolvedAt: Date?
+    /// The visit's department and 대기 번호 (from the prescription), and the desk's priority: the
+    /// exam rooms' queues order by it, then by arrival.
+    public let department: String?
+    public let queueNumber: String?
+    public internal(set) var priority: QueuePriority
+    /// Where the patient stands in the exam rooms' queue (호출).
+    public internal(set) var calling: Calling
 
     public init(
         id: UUID, orderId: UUID, diagnosisId: UUID, receptionId: UUID, patientName: String, code: String,
         name: String, status: Status, result: String?, cancelReason: String?, requestedAt: Date,
-        resolvedAt: Date?
+        resolvedAt: Date?, department: String? = nil, queueNumber: String? = nil, priority: QueuePriority = .normal,
+        calling: Calling = Calling()
     ) {
         self.id = id
         self.orderId = orderId
@@ -43,6 +51,10 @@ public struct Examination: Sendable, Equatable {
         self.cancelReason = cancelReason
         self.requestedAt = requestedAt
         self.resolvedAt = resolvedAt
+        self.department = department
+        self.queueNumber = queueNumber
+        self.priority = priority
+        self.calling = calling
     }
 
     /// 검사 정보 생성: one exam per order of a prescription.
@@ -52,7 +64,9 @@ public struct Examination: Sendable, Equatable {
         Examination(
             id: id, orderId: order.orderId, diagnosisId: prescription.diagnosisId, receptionId: receptionId,
             patientName: prescription.patientName, code: order.code, name: order.name, status: .requested,
-            result: nil, cancelReason: nil, requestedAt: now, resolvedAt: nil)
+            result: nil, cancelReason: nil, requestedAt: now, resolvedAt: nil, department: prescription.department,
+            queueNumber: prescription.queueNumber,
+            priority: prescription.priority.flatMap(QueuePriority.init(rawValue:)) ?? .normal)
     }
 
     /// 검사 시행: records the result.

@@ -2,6 +2,8 @@ import ExaminationDomain
 import FluentKit
 import Foundation
 import ServiceKit
+import SharedKernel
+import Storage
 
 /// An examination as stored.
 final class ExaminationModel: AggregateRecord, @unchecked Sendable {
@@ -23,6 +25,13 @@ final class ExaminationModel: AggregateRecord, @unchecked Sendable {
     @OptionalField(key: "resolved_at") var resolvedAt: Date?
     /// The registry's patient (from the order's event; nil for orders from before the registry).
     @OptionalField(key: "patient_id") var patientId: UUID?
+    /// The visit's department and 대기 번호, the desk's priority (and its rank, for the exam
+    /// rooms' queue order) and the calling state (JSON).
+    @OptionalField(key: "department") var department: String?
+    @OptionalField(key: "queue_number") var queueNumber: String?
+    @OptionalField(key: "priority") var priority: String?
+    @OptionalField(key: "priority_rank") var priorityRank: Int?
+    @OptionalField(key: "calling") var calling: String?
 
     init() {}
 
@@ -30,11 +39,12 @@ final class ExaminationModel: AggregateRecord, @unchecked Sendable {
     var properties: [any AnyProperty] {
         [
             $id, $version, $orderId, $diagnosisId, $receptionId, $patientName, $code, $name, $status, $result,
-            $cancelReason, $requestedAt, $resolvedAt, $patientId,
+            $cancelReason, $requestedAt, $resolvedAt, $patientId, $department, $queueNumber, $priority, $priorityRank,
+            $calling,
         ]
     }
 
-    init(_ exam: Examination) {
+    init(_ exam: Examination) throws {
         id = exam.id
         version = 0
         orderId = exam.orderId
@@ -44,25 +54,61 @@ final class ExaminationModel: AggregateRecord, @unchecked Sendable {
         code = exam.code
         name = exam.name
         requestedAt = exam.requestedAt
-        copy(exam)
+        department = exam.department
+        queueNumber = exam.queueNumber
+        try copy(exam)
     }
 
     func aggregate() throws -> Examination {
         Examination(
             id: id!, orderId: orderId, diagnosisId: diagnosisId, receptionId: receptionId, patientName: patientName,
             code: code, name: name, status: try UnknownState.parse(status, as: Examination.Status.self, resource: "examination"), result: result,
-            cancelReason: cancelReason, requestedAt: requestedAt, resolvedAt: resolvedAt)
+            cancelReason: cancelReason, requestedAt: requestedAt, resolvedAt: resolvedAt, department: department,
+            queueNumber: queueNumber, priority: priority.flatMap(QueuePriority.init(rawValue:)) ?? .normal,
+            calling: try calling.map { try APIJSON.decoder().decode(Calling.self, from: Data($0.utf8)) } ?? Calling())
     }
 
-    func copy(_ exam: Examination) {
+    func copy(_ exam: Examination) throws {
         status = exam.status.rawValue
         result = exam.result
         cancelReason = exam.cancelReason
         resolvedAt = exam.resolvedAt
+        priority = exam.priority.rawValue
+        priorityRank = exam.priority.rank
+        calling =
+            exam.calling == Calling()
+            ? nil : String(decoding: try APIJSON.encoder().encode(exam.calling), as: UTF8.self)
     }
 }
 
 enum ExaminationMigrations {
+    /// Calling to exam rooms: each exam's department, queue number, priority and place.
+    struct AddCalling: AsyncMigration {
+        var name: String { "E005_ExamCalling" }
+
+        func prepare(on database: any Database) async throws {
+            try await DatabaseEngine.of(database).writeTransaction(on: database) { db in
+                for (column, type) in [
+                    ("department", "TEXT"), ("queue_number", "TEXT"), ("priority", "TEXT"), ("priority_rank", "INTEGER"),
+                    ("calling", "TEXT"),
+                ] {
+                    try await db.sql.raw("ALTER TABLE examinations ADD COLUMN \(unsafeRaw: column) \(unsafeRaw: type)").run()
+                }
+                // The exam rooms' queue: what waits to be performed, by priority, then arrival.
+                try await db.sql.raw(
+                    "CREATE INDEX examinations_queue ON examinations (status, priority_rank, requested_at, id)"
+                ).run()
+            }
+        }
+
+        func revert(on database: any Database) async throws {
+            try await database.sql.raw("DROP INDEX IF EXISTS examinations_queue").run()
+            for column in ["calling", "priority_rank", "priority", "queue_number", "department"] {
+                try await database.sql.raw("ALTER TABLE examinations DROP COLUMN \(unsafeRaw: column)").run()
+            }
+        }
+    }
+
     /// Each exam names the registry's patient, for the name, age and sex the examiner sees.
     struct AddPatient: AsyncMigration {
         var name: String { "E004_ExaminationPatient" }

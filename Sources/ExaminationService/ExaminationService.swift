@@ -34,6 +34,7 @@ public struct ExaminationService: HospitalService {
                 ]),
             KnownPatients.Create(name: "E003_KnownPatients"),
             ExaminationMigrations.AddPatient(),
+            ExaminationMigrations.AddCalling(),
         ]
     }
 
@@ -75,9 +76,14 @@ public struct ExaminationService: HospitalService {
         let examinations = routes.grouped("examinations")
         examinations.get(use: list)
         examinations.get("live", use: live)
+        examinations.get("queue", use: queue)
         examinations.get(":id", use: show)
         examinations.post(":id", "perform", use: perform)
         examinations.post(":id", "cancel", use: cancel)
+        examinations.post(":id", "call", use: call)
+        examinations.post(":id", "start", use: start)
+        examinations.post(":id", "no-show", use: noShow)
+        examinations.post(":id", "undo", use: undo)
         registerAttachmentRoutes(on: examinations)
     }
 
@@ -109,6 +115,88 @@ public struct ExaminationService: HospitalService {
         }
     }
 
+    // MARK: Calling (검사실 호출)
+
+    struct RoomBody: Decodable { var room: String? }
+
+    /// The exam room named in the body: one of the clinic's (422 naming `room` otherwise).
+    private func room(_ req: Request, required: Bool) throws -> String? {
+        let raw = try req.optionalBody(RoomBody.self, default: RoomBody()).room
+        var v = FieldValidation()
+        let room = required ? v.required(raw, "room", maxLength: 30) : v.optional(raw, "room", maxLength: 30)
+        if let room, context.clinic.examRoom(named: room) == nil {
+            v.fail("room", .invalidFormat, "must be one of the clinic's exam rooms (GET /examinations/queue lists them)")
+        }
+        try v.check()
+        return room
+    }
+
+    /// 호출 / 재호출: POST /examinations/{id}/call `{room}`.
+    @Sendable func call(_ req: Request) async throws -> ExaminationResponse {
+        let id = try req.id(of: "examination")
+        let room = try room(req, required: true)!
+        let stamp = EventStamp(producer: Self.name, actor: req.actor(default: "examiner"), trace: req.trace)
+        let layout = context.clinic
+        return try await change(id, stamp: stamp) { exam, now in try exam.call(room: room, in: layout, by: stamp.actor, at: now) }
+    }
+
+    /// 검사 시작: POST /examinations/{id}/start `{room?}`.
+    @Sendable func start(_ req: Request) async throws -> ExaminationResponse {
+        let id = try req.id(of: "examination")
+        let room = try room(req, required: false)
+        let stamp = EventStamp(producer: Self.name, actor: req.actor(default: "examiner"), trace: req.trace)
+        let layout = context.clinic
+        return try await change(id, stamp: stamp) { exam, now in try exam.start(room: room, in: layout, by: stamp.actor, at: now) }
+    }
+
+    /// 부재: POST /examinations/{id}/no-show, after the layout's number of calls.
+    @Sendable func noShow(_ req: Request) async throws -> ExaminationResponse {
+        let id = try req.id(of: "examination")
+        let stamp = EventStamp(producer: Self.name, actor: req.actor(default: "examiner"), trace: req.trace)
+        let layout = context.clinic
+        return try await change(id, stamp: stamp) { exam, now in try exam.markNoShow(in: layout, by: stamp.actor, at: now) }
+    }
+
+    /// 되돌리기: POST /examinations/{id}/undo, the last step by its maker within the layout's time.
+    @Sendable func undo(_ req: Request) async throws -> ExaminationResponse {
+        let id = try req.id(of: "examination")
+        let stamp = EventStamp(producer: Self.name, actor: req.actor(default: "examiner"), trace: req.trace)
+        let layout = context.clinic
+        return try await change(id, stamp: stamp) { exam, now in try exam.undoCalling(in: layout, by: stamp.actor, at: now) }
+    }
+
+    /// The exam rooms' queue: GET /examinations/queue?room=검사실 1, the exams waiting to be
+    /// performed (those `room` performs, when one is named), by priority then arrival, each with
+    /// its place; and the clinic's exam rooms.
+    @Sendable func queue(_ req: Request) async throws -> ExamQueueResponse {
+        let room = try queueRoom(req)
+        let answer = try await queueSnapshot(room)
+        req.auditVisits = answer.items.map(\.receptionId)
+        return answer
+    }
+
+    private func queueRoom(_ req: Request) throws -> ClinicLayout.ExamRoom? {
+        var query = QueryReader(req)
+        let name = query.text("room", maxLength: 30)
+        try query.check()
+        guard let name else { return nil }
+        guard let room = context.clinic.examRoom(named: name) else {
+            throw ValidationFailure([.init(field: "room", code: .invalidFormat, message: "must be one of the clinic's exam rooms")])
+        }
+        return room
+    }
+
+    func queueSnapshot(_ room: ClinicLayout.ExamRoom?) async throws -> ExamQueueResponse {
+        let q = ExaminationModel.query(on: context.store.database)
+            .filter(\.$status == Examination.Status.requested.rawValue)
+        if let room, !room.exams.isEmpty { q.filter(\.$code ~~ room.exams) }
+        let models = try await q.sort(\.$priorityRank).sort(\.$requestedAt).sort(\.$id).limit(500).all()
+        let layout = context.clinic
+        return ExamQueueResponse(
+            room: room?.name, rooms: layout.examRooms.map(\.name), callsBeforeNoShow: layout.callsBeforeNoShow,
+            items: try await responses(models))
+    }
+
     private func change(
         _ id: UUID, stamp: EventStamp, _ decide: @escaping @Sendable (inout Examination, Date) throws -> [VisitEvent]
     ) async throws -> ExaminationResponse {
@@ -121,8 +209,11 @@ public struct ExaminationService: HospitalService {
     func responses(_ models: [ExaminationModel]) async throws -> [ExaminationResponse] {
         let known = try await KnownPatients.current(models.compactMap(\.patientId), on: context.store.database)
         let today = context.today()
+        let now = context.now()
+        let layout = context.clinic
         return try models.map { model in
-            ExaminationResponse(try model.aggregate(), patient: model.patientId.flatMap { known[$0] }, today: today)
+            ExaminationResponse(
+                try model.aggregate(), patient: model.patientId.flatMap { known[$0] }, today: today, now: now, layout: layout)
         }
     }
 
@@ -152,8 +243,16 @@ public struct ExaminationService: HospitalService {
     /// The worklist, live: GET /examinations/live, server-sent events, a `worklist` event with
     /// the exams waiting to be performed (as `GET /examinations?status=REQUESTED&limit=200`
     /// answers them) on each change (see `LiveStream`).
+    /// With `room`, a `queue` event with that exam room's queue (as `GET /examinations/queue`
+    /// answers it) instead.
     @Sendable func live(_ req: Request) async throws -> Response {
-        try await LiveStream.response(req, streams: streams, event: "worklist", view: "requested") {
+        if let room = try queueRoom(req) {
+            return try await LiveStream.response(req, streams: streams, event: "queue", view: room.name) {
+                let answer = try await self.queueSnapshot(room)
+                return .init(body: try APIJSON.encoder().encode(answer), visits: answer.items.map(\.receptionId))
+            }
+        }
+        return try await LiveStream.response(req, streams: streams, event: "worklist", view: "requested") {
             let page = Page(limit: 200, offset: 0, after: nil)
             let (models, total, next) = try await ExaminationModel.query(on: self.context.store.database)
                 .filter(\.$status == Examination.Status.requested.rawValue)
@@ -166,7 +265,8 @@ public struct ExaminationService: HospitalService {
     // MARK: Reactions
 
     public var handledEventTypes: Set<String> {
-        Set([Prescribed.type, DiagnosisRejected.type, DiagnosisCanceled.type]).union(KnownPatients.eventTypes)
+        Set([Prescribed.type, DiagnosisRejected.type, DiagnosisCanceled.type, PriorityChanged.type])
+            .union(KnownPatients.eventTypes)
     }
 
     public func handle(_ envelope: EventEnvelope, on db: any Database) async throws {
@@ -181,7 +281,7 @@ public struct ExaminationService: HospitalService {
                 let exam = Examination.requested(
                     id: UUID(), order: order, of: prescription, receptionId: envelope.receptionId,
                     at: envelope.occurredAt)
-                let model = ExaminationModel(exam)
+                let model = try ExaminationModel(exam)
                 model.patientId = prescription.patient?.patientId
                 try await model.create(on: db)
             }
@@ -189,6 +289,19 @@ public struct ExaminationService: HospitalService {
             try await cancelPending(of: e.diagnosisId, reason: e.reason, causedBy: envelope, on: db)
         case .diagnosisCanceled(let e):
             try await cancelPending(of: e.diagnosisId, reason: e.reason, causedBy: envelope, on: db)
+        case .priorityChanged(let e):
+            // The exams still to be performed move in the exam rooms' queue.
+            guard let priority = QueuePriority(rawValue: e.priority) else { return }
+            let pending = try await ExaminationModel.query(on: db)
+                .filter(\.$receptionId == envelope.receptionId)
+                .filter(\.$status == Examination.Status.requested.rawValue)
+                .all()
+            for model in pending {
+                var exam = try model.aggregate()
+                exam.prioritize(priority)
+                guard exam != (try model.aggregate()) else { continue }
+                try await model.update(to: exam, on: db)
+            }
         case .patientRegistered, .patientUpdated, .patientMerged:
             try await KnownPatients.apply(envelope, on: db)
         default:
@@ -237,8 +350,27 @@ public struct ExaminationResponse: Content, Equatable {
     @Nullable public var cancelReason: String?
     public var requestedAt: Date
     @Nullable public var resolvedAt: Date?
+    /// The visit's department, 대기 번호 and priority (null for exams ordered before calling).
+    @Nullable public var department: String?
+    @Nullable public var queueNumber: String?
+    public var priority: String
+    /// 호출: `WAITING`, `CALLED`, `IN_EXAM` or `NO_SHOW` (an absent patient reads as waiting again
+    /// once the clinic's return time has passed), the room, who, how many calls and since when.
+    public var queueState: String
+    @Nullable public var room: String?
+    @Nullable public var calledBy: String?
+    public var calls: Int
+    @Nullable public var queueSince: Date?
+    /// The last step (`CALL`, `RECALL`, `START`, `NO_SHOW`), who can take it back and until when.
+    @Nullable public var undoable: Undoable?
 
-    init(_ e: Examination, patient: KnownPatients.Patient?, today: String) {
+    public struct Undoable: Content, Equatable {
+        public var transition: String
+        public var by: String
+        public var until: Date
+    }
+
+    init(_ e: Examination, patient: KnownPatients.Patient?, today: String, now: Date, layout: ClinicLayout) {
         id = e.id
         orderId = e.orderId
         diagnosisId = e.diagnosisId
@@ -254,5 +386,29 @@ public struct ExaminationResponse: Content, Equatable {
         cancelReason = e.cancelReason
         requestedAt = e.requestedAt
         resolvedAt = e.resolvedAt
+        department = e.department
+        queueNumber = e.queueNumber
+        priority = e.priority.rawValue
+        let place = e.calling.current(at: now, returnMinutes: layout.noShowReturnMinutes)
+        queueState = place.state.rawValue
+        room = place.room
+        calledBy = place.by
+        calls = place.calls
+        queueSince = place.since ?? e.requestedAt
+        undoable = e.calling.last.flatMap { step in
+            let until = step.at.addingTimeInterval(Double(layout.undoSeconds))
+            return until > now && e.status == .requested ? Undoable(transition: step.transition, by: step.by, until: until) : nil
+        }
     }
+}
+
+/// The exam rooms' queue: the exams waiting to be performed, in calling order.
+public struct ExamQueueResponse: Content, Equatable {
+    /// The room asked about (null: every exam room's).
+    @Nullable public var room: String?
+    /// The clinic's exam rooms.
+    public var rooms: [String]
+    /// How many calls before a patient may be marked absent.
+    public var callsBeforeNoShow: Int
+    public var items: [ExaminationResponse]
 }

@@ -68,6 +68,11 @@ public enum AccessPolicy {
         // examination
         .init(method: "GET", path: "/examinations", roles: [.examiner]),
         .init(method: "GET", path: "/examinations/live", roles: [.examiner]),
+        .init(method: "GET", path: "/examinations/queue", roles: [.examiner]),
+        .init(method: "POST", path: "/examinations/:id/call", roles: [.examiner]),
+        .init(method: "POST", path: "/examinations/:id/start", roles: [.examiner]),
+        .init(method: "POST", path: "/examinations/:id/no-show", roles: [.examiner]),
+        .init(method: "POST", path: "/examinations/:id/undo", roles: [.examiner]),
         .init(method: "GET", path: "/examinations/:id", roles: [.examiner]),
         .init(method: "POST", path: "/examinations/:id/perform", roles: [.examiner]),
         .init(method: "POST", path: "/examinations/:id/cancel", roles: [.examiner]),

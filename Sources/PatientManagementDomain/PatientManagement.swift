@@ -29,13 +29,17 @@ public struct PatientManagement: Sendable, Equatable, Codable {
         public var status: Status
         public var orderedAt: Date?
         public var resolvedAt: Date?
+        /// Where the exam stands in the exam rooms' queue (검사실 호출), as its last
+        /// `QueueUpdated` said.
+        public var place: QueuePlace?
     }
 
-    /// Where the visit stands in a calling queue, as the last `QueueUpdated` said.
+    /// Where the visit (or one of its exams) stands in a calling queue, as the last
+    /// `QueueUpdated` said.
     public struct QueuePlace: Sendable, Equatable, Codable {
-        /// `diagnosis` (진료실).
+        /// `diagnosis` (진료실) or `examination` (검사실).
         public var stage: String
-        /// `WAITING`, `CALLED`, `IN_CONSULTATION` or `NO_SHOW`.
+        /// `WAITING`, `CALLED`, `IN_CONSULTATION`, `IN_EXAM` or `NO_SHOW`.
         public var state: String
         public var room: String?
         public var calls: Int
@@ -166,6 +170,20 @@ public struct PatientManagement: Sendable, Equatable, Codable {
             diagnosisId = e.diagnosisId
             // The doctor's service confirms the desk's cancellation (which happened earlier).
             recordCancellation(at: at, reason: e.reason)
+        case .queueUpdated(let e) where e.stage == "examination":
+            // An exam's own place: kept on its order, the newest transition standing.
+            queueNumber = queueNumber ?? e.queueNumber
+            guard let orderId = e.orderId else { break }
+            let place = QueuePlace(stage: e.stage, state: e.state, room: e.room, calls: e.calls, since: at)
+            if let i = orders.firstIndex(where: { $0.orderId == orderId }) {
+                if orders[i].place.map({ $0.since <= at }) ?? true { orders[i].place = place }
+            } else {
+                // Called before its prescription arrived here: the order fills in later.
+                orders.append(
+                    OrderProgress(
+                        orderId: orderId, code: nil, name: nil, status: .requested, orderedAt: nil, resolvedAt: nil,
+                        place: place))
+            }
         case .queueUpdated(let e):
             if e.stage == "diagnosis" { diagnosisId = e.entryId }
             queueNumber = queueNumber ?? e.queueNumber

@@ -5,8 +5,8 @@ import ServiceKit
 import SharedKernel
 import Vapor
 
-/// The waiting-room display (대기실 현황판) of a department: who is being called to which room,
-/// and the next numbers. Names are masked (홍*동); no chart number, birth date or resident
+/// The waiting-room display (대기실 현황판) of a department: who is being called to which room
+/// (진료실, or 검사실 for an exam), and the next numbers. Names are masked (홍*동); no chart number, birth date or resident
 /// number is ever in it.
 public struct DisplayResponse: Content, Equatable {
     public struct Called: Content, Equatable {
@@ -62,7 +62,13 @@ extension PatientManagementService {
         let start = try Self.dayStart(day, in: context.timeZone)
         let rows = try await PatientManagementModel.query(on: db)
             .filter(\.$receivedAt >= start)
-            .filter(\.$status ~~ [PatientManagement.Status.received.rawValue, PatientManagement.Status.examDone.rawValue])
+            .filter(
+                \.$status
+                    ~~ [
+                        PatientManagement.Status.received.rawValue, PatientManagement.Status.examDone.rawValue,
+                        PatientManagement.Status.examOrdered.rawValue,
+                    ]
+            )
             .all()
         let visits = try rows.map { try $0.visit() }.filter { $0.department == department }
         let known = try await KnownPatients.current(visits.compactMap(\.patientId), on: db)
@@ -71,8 +77,8 @@ extension PatientManagementService {
             return NameMask.masked(current ?? visit.patientName ?? "")
         }
         let layout = context.clinic
-        func state(_ visit: PatientManagement) -> String {
-            guard let queue = visit.queue else { return "WAITING" }
+        func state(_ queue: PatientManagement.QueuePlace?) -> String {
+            guard let queue else { return "WAITING" }
             if queue.state == "NO_SHOW", layout.noShowReturnMinutes > 0,
                 now.timeIntervalSince(queue.since) >= Double(layout.noShowReturnMinutes * 60)
             {
@@ -80,9 +86,18 @@ extension PatientManagementService {
             }
             return queue.state
         }
-        let calling = visits.filter { state($0) == "CALLED" }
-            .sorted { ($0.queue?.since ?? .distantPast) > ($1.queue?.since ?? .distantPast) }
-        let waiting = visits.filter { state($0) == "WAITING" }
+        // Called to a consultation room (visits waiting for the doctor), or to an exam room (an
+        // exam still to be performed); the newest call first.
+        let forDoctor = visits.filter { $0.status != .examOrdered }
+        let calls: [(visit: PatientManagement, place: PatientManagement.QueuePlace)] =
+            forDoctor.compactMap { visit in visit.queue.flatMap { state($0) == "CALLED" ? (visit, $0) : nil } }
+            + visits.filter { $0.status == .examOrdered }.flatMap { visit in
+                visit.orders.compactMap { order in
+                    order.place.flatMap { order.status == .requested && state($0) == "CALLED" ? (visit, $0) : nil }
+                }
+            }
+        let calling = calls.sorted { $0.place.since > $1.place.since }
+        let waiting = forDoctor.filter { state($0.queue) == "WAITING" }
             .sorted {
                 (QueuePriority(rawValue: $0.priority ?? "")?.rank ?? 2, $0.receivedAt ?? .distantPast, $0.receptionId.uuidString)
                     < (QueuePriority(rawValue: $1.priority ?? "")?.rank ?? 2, $1.receivedAt ?? .distantPast, $1.receptionId.uuidString)
@@ -91,12 +106,14 @@ extension PatientManagementService {
             department: department,
             calling: calling.map {
                 DisplayResponse.Called(
-                    queueNumber: $0.queueNumber, name: name($0), room: $0.queue?.room, calls: $0.queue?.calls ?? 0,
-                    since: $0.queue?.since ?? now)
+                    queueNumber: $0.visit.queueNumber, name: name($0.visit), room: $0.place.room, calls: $0.place.calls,
+                    since: $0.place.since)
             },
             next: waiting.prefix(5).map { DisplayResponse.Waiting(queueNumber: $0.queueNumber, name: name($0)) },
             waiting: waiting.count)
-        let shown = calling.map(\.receptionId) + waiting.prefix(5).map(\.receptionId)
+        var shown = calling.map(\.visit.receptionId) + waiting.prefix(5).map(\.receptionId)
+        var seen = Set<UUID>()
+        shown = shown.filter { seen.insert($0).inserted }
         return (display, shown)
     }
 

@@ -312,6 +312,10 @@ public struct PatientManagementResponse: Content, Equatable {
         public var status: String
         @Nullable public var orderedAt: Date?
         @Nullable public var resolvedAt: Date?
+        /// The exam rooms' queue (`WAITING`, `CALLED`, `IN_EXAM`, `NO_SHOW`; null before any
+        /// call) and the exam room.
+        @Nullable public var queueState: String?
+        @Nullable public var room: String?
     }
 
     public var receptionId: UUID
@@ -381,7 +385,7 @@ public struct PatientManagementResponse: Content, Equatable {
         orders = v.orders.map {
             Order(
                 orderId: $0.orderId, code: $0.code, name: $0.name, status: $0.status.rawValue, orderedAt: $0.orderedAt,
-                resolvedAt: $0.resolvedAt)
+                resolvedAt: $0.resolvedAt, queueState: $0.place?.state, room: $0.place?.room)
         }
         updatedAt = v.lastEventAt
     }

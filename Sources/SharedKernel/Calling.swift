@@ -61,7 +61,31 @@ public struct ClinicLayout: Sendable, Codable, Equatable {
         }
     }
 
+    /// A room where exams are performed (검사실): the exam codes it performs (none listed: every
+    /// exam). Its examiners call the visits waiting for those exams to it.
+    public struct ExamRoom: Sendable, Codable, Equatable {
+        public var name: String
+        public var exams: [String]
+
+        public init(name: String, exams: [String] = []) {
+            self.name = name
+            self.exams = exams
+        }
+
+        public func performs(_ code: String) -> Bool { exams.isEmpty || exams.contains(code) }
+
+        private enum CodingKeys: String, CodingKey { case name, exams }
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            name = try c.decode(String.self, forKey: .name)
+            exams = try c.decodeIfPresent([String].self, forKey: .exams) ?? []
+        }
+    }
+
     public var departments: [Department]
+    /// 검사실 (at least one).
+    public var examRooms: [ExamRoom]
     /// 부재: a called patient may be marked absent after this many calls (1 to 10).
     public var callsBeforeNoShow: Int
     /// An absent patient is back in the queue this many minutes later (0: held until called
@@ -74,10 +98,11 @@ public struct ClinicLayout: Sendable, Codable, Equatable {
     public var waitAlerts: [WaitAlert]
 
     public init(
-        departments: [Department], callsBeforeNoShow: Int = 3, noShowReturnMinutes: Int = 10, undoSeconds: Int = 60,
-        waitAlerts: [WaitAlert] = WaitAlert.standard
+        departments: [Department], examRooms: [ExamRoom] = ClinicLayout.standardExamRooms, callsBeforeNoShow: Int = 3,
+        noShowReturnMinutes: Int = 10, undoSeconds: Int = 60, waitAlerts: [WaitAlert] = WaitAlert.standard
     ) {
         self.departments = departments
+        self.examRooms = examRooms
         self.callsBeforeNoShow = callsBeforeNoShow
         self.noShowReturnMinutes = noShowReturnMinutes
         self.undoSeconds = undoSeconds
@@ -93,6 +118,16 @@ public struct ClinicLayout: Sendable, Codable, Equatable {
         Department(name: "이비인후과", prefix: "E", rooms: ["진료실 6"]),
         Department(name: "가정의학과", prefix: "F", rooms: ["진료실 7"]),
     ])
+
+    /// Without exam rooms in the settings file: one that performs every exam, one for imaging.
+    public static let standardExamRooms = [
+        ExamRoom(name: "검사실 1"),
+        ExamRoom(name: "영상검사실", exams: ["XRAY", "CT", "MRI", "US"]),
+    ]
+
+    public func examRoom(named name: String) -> ExamRoom? {
+        examRooms.first { $0.name == name }
+    }
 
     public func department(named name: String?) -> Department? {
         guard let name else { return nil }
@@ -119,12 +154,13 @@ public struct ClinicLayout: Sendable, Codable, Equatable {
     }
 
     private enum CodingKeys: String, CodingKey {
-        case departments, callsBeforeNoShow, noShowReturnMinutes, undoSeconds, waitAlerts
+        case departments, examRooms, callsBeforeNoShow, noShowReturnMinutes, undoSeconds, waitAlerts
     }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         departments = try c.decode([Department].self, forKey: .departments)
+        examRooms = try c.decodeIfPresent([ExamRoom].self, forKey: .examRooms) ?? Self.standardExamRooms
         callsBeforeNoShow = try c.decodeIfPresent(Int.self, forKey: .callsBeforeNoShow) ?? 3
         noShowReturnMinutes = try c.decodeIfPresent(Int.self, forKey: .noShowReturnMinutes) ?? 10
         undoSeconds = try c.decodeIfPresent(Int.self, forKey: .undoSeconds) ?? 60
@@ -168,6 +204,17 @@ public struct ClinicLayout: Sendable, Codable, Equatable {
                     problems.append("department \"\(name)\": room \"\(room)\" must be 1 to 30 letters without spaces around")
                 }
                 if !rooms.insert(room).inserted { problems.append("room \"\(room)\" is listed twice") }
+            }
+        }
+        if examRooms.isEmpty { problems.append("no exam rooms") }
+        for room in examRooms {
+            let name = room.name
+            if name.trimmingCharacters(in: .whitespaces) != name || name.isEmpty || name.count > 30 {
+                problems.append("exam room \"\(name)\" must be 1 to 30 letters without spaces around")
+            }
+            if !rooms.insert(name).inserted { problems.append("room \"\(name)\" is listed twice") }
+            for code in room.exams where code.isEmpty || code.count > 50 || code.trimmingCharacters(in: .whitespaces) != code {
+                problems.append("exam room \"\(name)\": exam code \"\(code)\" must be 1 to 50 letters without spaces around")
             }
         }
         if !(1...10).contains(callsBeforeNoShow) { problems.append("callsBeforeNoShow must be 1 to 10") }

@@ -305,7 +305,7 @@ struct CallingTests {
         }
     }
 
-    @Test("The examiner's worklist, live: an order is pushed to an open stream and goes when performed; opening and each newly shown visit are one audit entry each; a doctor is refused")
+    @Test("The examiner's worklist, live: an order is pushed to an open stream and goes when performed; opening is one audit entry and the visits shown later one more at its end; a doctor is refused")
     func liveWorklist() async throws {
         try await withTestSystem([.gateway, .reception, .diagnosis, .examination]) { system in
             let first = try await system.visitWithExam()

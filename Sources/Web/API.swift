@@ -256,4 +256,20 @@ struct ExamDTO: Decodable, Sendable {
     var name: String
     var status: String
     var requestedAt: Date
+    /// The exam rooms' queue (absent from an older examination service).
+    var queueNumber: String?
+    var priority: String?
+    var queueState: String?
+    var room: String?
+    var calledBy: String?
+    var calls: Int?
+    var undoable: DiagnosisDTO.Undoable?
+}
+
+/// GET /examinations/queue: the exams an exam room performs, waiting, in calling order.
+struct ExamQueueDTO: Decodable, Sendable {
+    var room: String?
+    var rooms: [String]
+    var callsBeforeNoShow: Int
+    var items: [ExamDTO]
 }

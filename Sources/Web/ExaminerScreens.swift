@@ -8,32 +8,36 @@ extension WebScreens {
         await examinerPage(req, Screen(req, timeZone: timeZone))
     }
 
-    private func examinerPage(
+    func examinerPage(
         _ req: Request, _ screen: Screen, message: String? = nil, status: HTTPStatus = .ok
     ) async
         -> Response
     {
+        let room = chosenExamRoom(req)
         var extra: [String: Any] = [
             "resultRequired": screen.fieldMessage("examResult", code: "required"),
             "reasonRequired": screen.fieldMessage("cancelExamReason", code: "required"),
+            "examRoomChoices": clinic.examRooms.map { ["name": $0.name, "selected": $0.name == room?.name] as [String: Any] },
         ]
+        if let room { extra["examRoom"] = room.name }
         do {
-            let waiting: ListOf<ExamDTO> = try await api(req).get(
-                "/examinations?status=REQUESTED&limit=200")
+            let (listed, callsBeforeNoShow) = try await examsListed(req)
             var exams: [[String: Any]] = []
-            let charts = await chartNumbers(req, of: waiting.items.map(\.patientId))
-            for exam in waiting.items {
-                exams.append([
+            let charts = await chartNumbers(req, of: listed.map(\.patientId))
+            for exam in listed {
+                var row: [String: Any] = [
                     "id": exam.id.uuidString, "code": exam.code,
                     "name": Catalogue.exam(code: exam.code, name: exam.name, screen.language),
                     "patientName": exam.patientName, "requestedAt": screen.clock(exam.requestedAt),
                     "chartNumber": exam.patientId.flatMap { charts[$0] } ?? "",
                     "sexAge": exam.sex.map { _ in Self.sexAge(exam.sex, exam.age, screen) } ?? "",
                     "files": await attachmentRows(req, examination: exam.id, role: "examiner", screen: screen),
-                ])
+                ]
+                if let callsBeforeNoShow { row["queue"] = examQueueContext(exam, callsBeforeNoShow: callsBeforeNoShow, screen) }
+                exams.append(row)
             }
             extra["exams"] = exams
-            extra["listed"] = Self.fingerprint(of: waiting.items.map(\.id))
+            extra["listed"] = Self.examsFingerprint(listed)
         } catch {
             extra["error"] = screen.sentence(for: error)
         }
@@ -46,9 +50,7 @@ extension WebScreens {
     /// an examiner typing a result). An unchanged answer is a 304 to its ETag.
     @Sendable func examinerChanges(_ req: Request) async throws -> Response {
         let screen = Screen(req, timeZone: timeZone)
-        let waiting: ListOf<ExamDTO> = try await api(req).get(
-            "/examinations?status=REQUESTED&limit=200")
-        let changed = Self.fingerprint(of: waiting.items.map(\.id)) != req.query[String.self, at: "listed"]
+        let changed = Self.examsFingerprint(try await examsListed(req).exams) != req.query[String.self, at: "listed"]
         let tag = "\"\(changed ? "changed" : "same")-\(screen.language.rawValue)\""
         if req.headers.first(name: .ifNoneMatch) == tag {
             return Response(status: .notModified, headers: ["ETag": tag])
@@ -63,18 +65,22 @@ extension WebScreens {
     @Sendable func examinerChangesEvents(_ req: Request) async throws -> Response {
         let screen = Screen(req, timeZone: timeZone)
         let listed = req.query[String.self, at: "listed"]
-        return try await liveRegion(req, path: "/examinations/live") { json in
-            let waiting = try APIJSON.decoder().decode(ListOf<ExamDTO>.self, from: json)
-            let changed = Self.fingerprint(of: waiting.items.map(\.id)) != listed
+        let byRoom = chosenExamRoom(req) != nil
+        return try await liveRegion(req, path: examsLivePath(req)) { json in
+            let exams =
+                byRoom
+                ? try APIJSON.decoder().decode(ExamQueueDTO.self, from: json).items
+                : try APIJSON.decoder().decode(ListOf<ExamDTO>.self, from: json).items
+            let changed = Self.examsFingerprint(exams) != listed
             return self.library.render(["changed": changed, "t": screen.language.strings], withTemplate: "examChanges") ?? ""
         }
     }
 
-    /// The exams a worklist shows, as a short deterministic fingerprint (the same on every
-    /// gateway replica): FNV-1a over their sorted ids.
-    static func fingerprint(of ids: [UUID]) -> String {
+    /// What a worklist shows, as a short deterministic fingerprint (the same on every gateway
+    /// replica): FNV-1a over the sorted keys.
+    static func fingerprint(of keys: [String]) -> String {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in ids.map(\.uuidString).sorted().joined(separator: ",").utf8 {
+        for byte in keys.sorted().joined(separator: ",").utf8 {
             hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
         }
         return String(hash, radix: 16)

@@ -2,7 +2,7 @@
 the department's queue with its numbers, calls (the waiting room's display shows it within a
 second, masked), calls again, takes a wrong click back, marks a no-show after the clinic's
 number of calls, and begins the consultation; a step someone else's step overtook is refused in
-words naming who and where."""
+words naming who and where. The examiner calls to an exam room the same way."""
 
 import time
 import urllib.parse
@@ -97,3 +97,55 @@ def test_the_doctor_calls_from_the_screen_and_the_display_follows(new_context, b
     doctor.locator("#worklist-rows tr", has_text=name).get_by_role("button", name="진료 시작", exact=True).click()
     doctor.wait_for_url(f"**/doctor/diagnoses/{diagnosis['id']}**")
     expect(doctor.locator(".notice, [role=status]").first).to_contain_text("진료를 시작했습니다")
+
+
+def test_the_examiner_calls_to_an_exam_room_and_the_display_follows(new_context, base_url):
+    """검사실 호출: the examiner chooses an exam room (remembered), sees the exams it performs with
+    their numbers, calls (the display shows the exam room within a second, masked), begins and
+    takes the start back."""
+    api = Api.sign_in(base_url, PASSWORD, roles=("desk", "doctor", "examiner"))
+    department, room = "가정의학과", "영상검사실"
+    name = "최" + chr(0xAC00 + uuid.uuid4().int % 11172) + "희"
+    status, visit = api.call("POST", "/receptions", "desk", {"patientName": name, "department": department})
+    assert status == 201, visit
+    number = visit["queueNumber"]
+    masked = name[0] + "*" + name[-1]
+    diagnosis = api.until(f"/diagnoses?receptionId={visit['id']}", "doctor", lambda body: body["items"])["items"][0]
+    status, prescribed = api.call(
+        "POST", f"/diagnoses/{diagnosis['id']}/prescriptions", "doctor",
+        {"examinations": [{"code": "US", "name": "복부 초음파"}]})
+    assert status == 200, prescribed
+
+    tv = new_context("display").new_page()
+    tv.goto("/display/" + urllib.parse.quote(department))
+
+    examiner = new_context("examiner").new_page()
+    examiner.goto("/examiner")
+    expect(examiner.locator("#room-now")).to_contain_text("검사실을 고르면")
+    examiner.get_by_label("검사실", exact=True).select_option(room)
+    examiner.get_by_role("button", name="선택", exact=True).click()
+    expect(examiner.locator("#room-now")).to_contain_text(room)
+    examiner.goto("/examiner")
+    expect(examiner.locator("#room-now")).to_contain_text(room)
+
+    card = examiner.locator("section.exam", has_text=name)
+    expect(card.locator(".queue-number")).to_have_text(number)
+    expect(card.locator(".place")).to_have_text("대기")
+    card.get_by_role("button", name="호출", exact=True).click()
+    clicked = time.monotonic()
+    expect(examiner.locator(".notice, [role=status]").first).to_contain_text("호출했습니다")
+    line = tv.locator("#display-calling li", has_text=number)
+    expect(line).to_have_text(f"{number} {masked} → {room}", timeout=1_500)
+    print(f"display: the examiner's call showed {time.monotonic() - clicked:.3f} s after the click")
+    assert name not in tv.content()
+
+    card = examiner.locator("section.exam", has_text=name)
+    expect(card.locator(".place")).to_contain_text(f"호출 1회 · {room}")
+    card.get_by_role("button", name="검사 시작", exact=True).click()
+    expect(examiner.locator(".notice, [role=status]").first).to_contain_text("검사를 시작했습니다")
+    card = examiner.locator("section.exam", has_text=name)
+    expect(card.locator(".place")).to_contain_text(f"검사 중 · {room}")
+    expect(tv.locator("#display-calling li", has_text=number)).to_have_count(0, timeout=2_000)
+    card.get_by_role("button", name="되돌리기 (검사 시작)", exact=True).click()
+    expect(examiner.locator(".notice, [role=status]").first).to_contain_text("되돌렸습니다")
+    expect(examiner.locator("section.exam", has_text=name).locator(".place")).to_contain_text("호출 1회")

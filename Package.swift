@@ -173,7 +173,7 @@ let package = Package(
                 .embedInCode("Templates/orders.mustache"), .embedInCode("Templates/examiner.mustache"),
                 .embedInCode("Templates/patientVisits.mustache"), .embedInCode("Templates/login.mustache"),
                 .embedInCode("Templates/patients.mustache"), .embedInCode("Templates/patient.mustache"),
-                .embedInCode("Templates/display.mustache"),
+                .embedInCode("Templates/display.mustache"), .embedInCode("Templates/pair.mustache"),
                 .embedInCode("Assets/app.css"), .embedInCode("Assets/app.js"), .embedInCode("Assets/display.js"),
             ]),
 

@@ -31,6 +31,26 @@ public struct SignInRoutes: Sendable {
         var ended: Int
     }
 
+    struct NewDevice: Decodable {
+        var label: String?
+    }
+
+    /// A display device as the administrator sees it; `code` only in the answer that issued it.
+    struct Device: Content {
+        var id: String
+        var label: String
+        var createdAt: Date
+        var lastSeenAt: Date
+        var expiresAt: Date
+        var endedAt: Date?
+        var endReason: String?
+        var code: String?
+    }
+
+    struct DevicePage: Content {
+        var items: [Device]
+    }
+
     struct Credentials: Decodable {
         var username: String?
         var password: String?
@@ -86,6 +106,25 @@ public struct SignInRoutes: Sendable {
                 ])
             }
         }
+        // Display devices (대기실 TV): a long-lived session in the display role, issued and
+        // revoked (`POST /admin/sessions/end {id}`) by an administrator.
+        admin.post("admin", "devices") { req async throws -> Response in
+            var v = FieldValidation()
+            let label = v.required(try req.body(NewDevice.self).label, "label", maxLength: 40)
+            try v.check()
+            let admin = req.signedIn?.principal.username ?? "admin"
+            let (secret, session) = try await signIn.sessions.start(
+                username: "device:\(label)", role: .display, kind: SessionStore.deviceKind, client: req.clientAddress ?? "unknown")
+            req.logger.notice("a display device issued", metadata: ["session": "\(session.id)", "by": "\(admin)"])
+            var device = Self.device(session, sessions: signIn.sessions)
+            device.code = secret
+            let response = try await device.encodeResponse(status: .created, for: req)
+            response.headers.replaceOrAdd(name: .cacheControl, value: "no-store")
+            return response
+        }
+        admin.get("admin", "devices") { req async throws -> DevicePage in
+            DevicePage(items: try await signIn.sessions.devices().map { Self.device($0, sessions: signIn.sessions) })
+        }
         routes.get(".well-known", "jwks.json") { _ -> Response in
             let response = Response(status: .ok)
             try response.content.encode(signIn.issuer.key.jwks, as: .json)
@@ -98,6 +137,13 @@ public struct SignInRoutes: Sendable {
                 issuer: signIn.issuer.issuer, jwks_uri: base + "/.well-known/jwks.json",
                 id_token_signing_alg_values_supported: ["ES256"])
         }
+    }
+
+    static func device(_ session: Identity.Session, sessions: SessionStore) -> Device {
+        Device(
+            id: session.id, label: String(session.username.dropFirst("device:".count)), createdAt: session.createdAt,
+            lastSeenAt: session.lastSeenAt, expiresAt: sessions.endOfLife(session), endedAt: session.endedAt,
+            endReason: session.endReason)
     }
 
     /// A name and password for a token; 401 for anything wrong.

@@ -86,6 +86,8 @@ public enum AccessPolicy {
         .init(method: "GET", path: "/patientManagements/:receptionId", roles: [.desk, .doctor]),
         // operations
         .init(method: "GET", path: "/admin/dead-letters", roles: [.admin]),
+        .init(method: "POST", path: "/admin/devices", roles: [.admin]),
+        .init(method: "GET", path: "/admin/devices", roles: [.admin]),
         .init(method: "POST", path: "/admin/dead-letters/:id/replay", roles: [.admin]),
         .init(method: "POST", path: "/admin/patientManagements/rebuild", roles: [.admin]),
         .init(method: "GET", path: "/admin/audit", roles: [.admin]),

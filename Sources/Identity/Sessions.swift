@@ -26,6 +26,9 @@ public struct SessionSettings: Sendable {
     public var idle: TimeInterval = 15 * 60
     /// HOSPITAL_SESSION_HOURS (12): a session ends this long after sign-in, however busy (a shift).
     public var absolute: TimeInterval = 12 * 3600
+    /// HOSPITAL_DEVICE_DAYS (365): how long a display device an administrator issued lasts
+    /// (never idle: a waiting-room TV is left alone all day).
+    public var device: TimeInterval = 365 * 86_400
 
     public init() {}
 }
@@ -73,6 +76,15 @@ public struct SessionStore: Sendable {
     /// The public id of a session secret.
     public static func publicId(of secret: String) -> String { String(sha256Hex(secret).prefix(32)) }
 
+    /// A display device's session (`kind`): issued by an administrator for a waiting-room
+    /// display, in the display role, without an account; not ended by idleness.
+    public static let deviceKind = "device"
+
+    /// When `session` ends of itself.
+    public func endOfLife(_ session: Session) -> Date {
+        session.createdAt.addingTimeInterval(session.kind == Self.deviceKind ? settings.device : settings.absolute)
+    }
+
     /// Starts a session; returns its secret (for the cookie) and the session.
     public func start(username: String, role: Role, kind: String, client: String, now: Date = Date()) async throws
         -> (secret: String, session: Session)
@@ -98,15 +110,16 @@ public struct SessionStore: Sendable {
         let id = Self.publicId(of: secret)
         guard let session = try await session(id: id) else { return nil }
         if session.endedAt != nil { return nil }
-        if now.timeIntervalSince(session.lastSeenAt) > settings.idle {
+        let device = session.kind == Self.deviceKind
+        if !device, now.timeIntervalSince(session.lastSeenAt) > settings.idle {
             try await end(id: id, reason: "idle", now: now)
             return nil
         }
-        if now.timeIntervalSince(session.createdAt) > settings.absolute {
+        if now >= endOfLife(session) {
             try await end(id: id, reason: "expired", now: now)
             return nil
         }
-        if localAccounts, session.kind != "provider" {
+        if localAccounts, session.kind != "provider", !device {
             let account = try await database.select().columns("role", "disabled").from(AccountStore.table)
                 .where("username", .equal, session.username).first()
             guard let account, try account.decode(column: "disabled", as: Int.self) == 0,
@@ -152,9 +165,17 @@ public struct SessionStore: Sendable {
         return ended.count
     }
 
-    /// The live sessions (of `username`, or everyone's), newest first.
+    /// The display devices issued, live or ended within a day, newest first.
+    public func devices(now: Date = Date()) async throws -> [Session] {
+        try await database.select().columns("*").from(Self.table).where("kind", .equal, Self.deviceKind)
+            .where("created_at", .greaterThan, now.timeIntervalSince1970 - settings.device)
+            .orderBy("created_at", .descending).limit(1000).all().map(Self.session)
+    }
+
+    /// The live sessions (of `username`, or everyone's), newest first; display devices apart.
     public func list(username: String? = nil, now: Date = Date()) async throws -> [Session] {
         let query = database.select().columns("*").from(Self.table).where("ended_at", .is, SQLLiteral.null)
+            .where("kind", .notEqual, Self.deviceKind)
             .where("created_at", .greaterThan, now.timeIntervalSince1970 - settings.absolute)
             .where("last_seen_at", .greaterThan, now.timeIntervalSince1970 - settings.idle)
         if let username { query.where("username", .equal, username) }
@@ -181,7 +202,9 @@ public struct SessionStore: Sendable {
         let cutoff = now.timeIntervalSince1970 - 86_400
         try await database.delete(from: Self.table).where("ended_at", .lessThan, cutoff).run()
         try await database.delete(from: Self.table).where("last_seen_at", .lessThan, cutoff - settings.absolute)
-            .run()
+            .where("kind", .notEqual, Self.deviceKind).run()
+        try await database.delete(from: Self.table).where("kind", .equal, Self.deviceKind)
+            .where("created_at", .lessThan, cutoff - settings.device).run()
         try await database.delete(from: Self.userRevocations).where("at", .lessThan, cutoff).run()
     }
 

@@ -69,7 +69,7 @@ public struct SignIn: Sendable {
     /// A token of `session`: its user, role and departments, its id as `sid` (so ending the
     /// session voids it), never valid past the session's end of life.
     public func token(for session: Session, now: Date = Date()) async throws -> String {
-        let left = session.createdAt.addingTimeInterval(sessions.settings.absolute).timeIntervalSince(now)
+        let left = sessions.endOfLife(session).timeIntervalSince(now)
         return try await issuer.issue(
             username: session.username, role: session.role,
             departments: try await departments?.of(session.username) ?? [], sessionId: session.id,

@@ -331,6 +331,12 @@ public enum Settings {
                 config.auth.sessions.absolute = TimeInterval(try whole(raw, variable, 1...24, "hours") * 3600)
             }),
         Setting(
+            "HOSPITAL_DEVICE_DAYS", default: { "\(Int($0.auth.sessions.device / 86_400))" }, .gateway,
+            "a waiting-room display device an administrator issued lasts this long unless revoked (1 to 730)",
+            apply: { raw, variable, config in
+                config.auth.sessions.device = TimeInterval(try whole(raw, variable, 1...730, "days") * 86_400)
+            }),
+        Setting(
             "HOSPITAL_SIGNING_KEY", default: "`HOSPITAL_SIGNING_KEY_FILE`", .every,
             "the ES256 private key (PEM) that signs tokens, from a secret",
             apply: { raw, _, config in if !raw.isEmpty { config.auth.signingKeyPEM = raw } }),

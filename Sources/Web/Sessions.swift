@@ -77,6 +77,22 @@ public struct ScreenSessions: Sendable {
             isSecure: Self.isSecure(req), isHTTPOnly: true, sameSite: .strict)
     }
 
+    /// Pairs this browser with a display device's session (a waiting-room TV): the cookie lasts
+    /// as long as the device does, so the TV stays signed in across restarts. False if `code` is
+    /// not a live device's.
+    func pairDevice(code: String, on response: Response, for req: Request) async throws -> Bool {
+        guard let session = try await signIn.sessions.find(secret: code), session.kind == SessionStore.deviceKind else {
+            return false
+        }
+        let left = signIn.sessions.endOfLife(session).timeIntervalSinceNow
+        response.cookies[Self.sessionCookie] = HTTPCookies.Value(
+            string: code, maxAge: max(1, Int(left)), path: "/", isSecure: Self.isSecure(req), isHTTPOnly: true,
+            sameSite: .strict)
+        setCSRF(forSession: code, on: response, for: req)
+        req.logger.notice("a display device paired", metadata: ["session": "\(session.id)"])
+        return true
+    }
+
     /// The CSRF token of this browser, if it is one this system issued for its session (a
     /// cookie, and the same value in every form); `CSRFCookie` checked it.
     static func csrfToken(_ req: Request) -> String? { req.storage[ValidCSRFToken.self] }

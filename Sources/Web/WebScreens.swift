@@ -90,6 +90,9 @@ public struct WebScreens: Sendable {
         doctor.post("doctor", "diagnoses", ":id", "no-show", use: markAbsent)
         doctor.post("doctor", "diagnoses", ":id", "undo", use: undoStep)
 
+        // A waiting-room TV is paired with the code of a display device an administrator issued.
+        screens.get("display", "pair", use: pairForm)
+        screens.post("display", "pair", use: pair)
         let display = screens.grouped(ScreenGuard(sessions: sessions, role: .display))
         display.get("display", use: displayChoice)
         display.get("display", ":department", use: self.display)
@@ -186,6 +189,32 @@ public struct WebScreens: Sendable {
             "login", screen.context(title: screen.t("signIn"), extra), status: failed ? .unauthorized : .ok)
     }
 
+    @Sendable func pairForm(_ req: Request) async throws -> Response {
+        pairPage(req)
+    }
+
+    /// 기기 연결: the code of a display device an administrator issued (`POST /admin/devices`),
+    /// typed or pasted once on the TV; the browser is then that device until it is revoked.
+    @Sendable func pair(_ req: Request) async throws -> Response {
+        guard ScreenSessions.isGenuineForm(req) else {
+            return Response(status: .forbidden, body: .init(string: "Forbidden"))
+        }
+        let code = (req.formValue("code") ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+        let response = req.redirect(to: "/display", redirectType: .normal)
+        guard (16...128).contains(code.utf8.count), try await sessions.pairDevice(code: code, on: response, for: req) else {
+            req.logger.notice("display pairing refused: not a live device's code")
+            return pairPage(req, failed: true)
+        }
+        return response
+    }
+
+    func pairPage(_ req: Request, failed: Bool = false) -> Response {
+        let screen = Screen(req, timeZone: timeZone)
+        var extra: [String: Any] = ["hideNav": true]
+        if failed { extra["error"] = screen.t("error.pairing") }
+        return render("pair", screen.context(title: screen.t("pairTitle"), extra), status: failed ? .unauthorized : .ok)
+    }
+
     /// Switches the language and remembers it (a cookie for a year), then goes back.
     @Sendable func switchLanguage(_ req: Request) async throws -> Response {
         let language = Language(rawValue: req.parameters.get("language") ?? "") ?? .ko
@@ -266,7 +295,7 @@ public struct WebScreens: Sendable {
             ("cancel", PackageResources.cancel_mustache), ("doctor", PackageResources.doctor_mustache),
             ("worklistRows", PackageResources.worklistRows_mustache), ("visit", PackageResources.visit_mustache),
             ("orders", PackageResources.orders_mustache), ("waitsPanel", PackageResources.waitsPanel_mustache), ("examiner", PackageResources.examiner_mustache),
-            ("patientVisits", PackageResources.patientVisits_mustache), ("login", PackageResources.login_mustache),
+            ("patientVisits", PackageResources.patientVisits_mustache), ("login", PackageResources.login_mustache), ("pair", PackageResources.pair_mustache),
             ("patients", PackageResources.patients_mustache), ("patient", PackageResources.patient_mustache),
             ("display", PackageResources.display_mustache), ("priority", PackageResources.priority_mustache),
             (

@@ -43,6 +43,39 @@ struct SessionStoreTests {
         #expect(!revocations.isRevoked(principal("lee", "s2", now - 1)))
     }
 
+    @Test("A display device: no account, never idle, over at its own lifetime or when revoked; apart from the sessions list, kept by the sweep")
+    func displayDevice() async throws {
+        try await withMemoryDatabase { database in
+            var settings = SessionSettings()
+            settings.idle = 900
+            settings.absolute = 12 * 3600
+            settings.device = 30 * 86_400
+            let sessions = SessionStore(database: database, settings: settings, localAccounts: true)
+            try await sessions.prepare()
+            let start = Date()
+            let (secret, device) = try await sessions.start(
+                username: "device:1층 내과 TV", role: .display, kind: SessionStore.deviceKind, client: "c", now: start)
+            // Left alone for a week, without an account behind it: still the device.
+            let week = start.addingTimeInterval(7 * 86_400)
+            #expect(try await sessions.find(secret: secret, now: week)?.role == .display)
+            #expect(sessions.endOfLife(device) == start.addingTimeInterval(30 * 86_400))
+            #expect(try await sessions.list(now: week).isEmpty)
+            #expect(try await sessions.devices(now: week).map(\.id) == [device.id])
+            try await sessions.sweep(now: start.addingTimeInterval(20 * 86_400))
+            #expect(try await sessions.find(secret: secret, now: start.addingTimeInterval(20 * 86_400)) != nil)
+            // Its lifetime over: ended.
+            #expect(try await sessions.find(secret: secret, now: start.addingTimeInterval(30 * 86_400 + 1)) == nil)
+            #expect(try await sessions.session(id: device.id)?.endReason == "expired")
+
+            // Revoked by an administrator: over at once.
+            let (other, second) = try await sessions.start(
+                username: "device:2층", role: .display, kind: SessionStore.deviceKind, client: "c", now: start)
+            #expect(try await sessions.end(id: second.id, reason: "ended by admin", now: start.addingTimeInterval(60)))
+            #expect(try await sessions.find(secret: other, now: start.addingTimeInterval(61)) == nil)
+            #expect(try await sessions.revoked(since: start).sessions.contains(second.id))
+        }
+    }
+
     @Test("Idle 15 minutes, or 12 hours after sign-in however busy: over; a request in between keeps it")
     func timeouts() async throws {
         try await withStores { accounts, sessions in

@@ -1,5 +1,5 @@
 """The waiting-room display (대기실 현황판) in a real browser: a TV signed in as a `display`
-account shows a doctor's call within a second, with the masked name and the room, never the
+account (or paired as a display device) shows a doctor's call within a second, with the masked name and the room, never the
 full name; it gets changes pushed, with no polling request in its network log."""
 
 import time
@@ -57,3 +57,44 @@ def test_a_call_shows_on_the_display_within_a_second_masked_and_pushed(new_conte
     assert later == [], f"the display asked the server again: {later}"
     streams = [url for _, url in requests if url.endswith("/events")]
     assert len(streams) == 1, streams
+
+
+def test_a_display_device_is_paired_with_its_code_reads_only_the_display_and_ends_when_revoked(new_context, base_url):
+    """A long-lived display device: an administrator issues it (its code shown once), a TV's
+    browser is paired with the code, opens the display and nothing else, and is signed out once
+    the administrator revokes it."""
+    api = Api.sign_in(base_url, PASSWORD, roles=("admin",))
+    label = "1층 TV " + uuid.uuid4().hex[:6]
+    status, device = api.call("POST", "/admin/devices", "admin", {"label": label})
+    assert status == 201, device
+    assert device["label"] == label and len(device["code"]) >= 40, device
+    status, bad = api.call("POST", "/admin/devices", "admin", {"label": " "})
+    assert status == 422, bad
+
+    tv = new_context().new_page()
+    tv.goto("/display/pair")
+    tv.get_by_label("기기 코드").fill("not-a-device-code-at-all")
+    tv.get_by_role("button", name="연결", exact=True).click()
+    expect(tv.locator("[role=alert]").first).to_contain_text("연결할 수 없습니다")
+    tv.get_by_label("기기 코드").fill(device["code"])
+    tv.get_by_role("button", name="연결", exact=True).click()
+    tv.wait_for_url("**/display")
+    tv.goto("/display/" + urllib.parse.quote("내과"))
+    expect(tv.locator("#display-next")).to_be_attached()
+    # The cookie outlives the browser's session: a TV that restarts is still paired.
+    session = next(c for c in tv.context.cookies() if c["name"] == "hospital_session")
+    assert session["expires"] > time.time() + 300 * 86_400, session
+    # Nothing but the display.
+    response = tv.goto("/desk")
+    assert "/desk" not in tv.url or response.status in (401, 403), (tv.url, response.status)
+
+    status, listed = api.call("GET", "/admin/devices", "admin")
+    assert status == 200, listed
+    mine = next(d for d in listed["items"] if d["label"] == label)
+    assert mine["id"] == device["id"], mine
+    assert mine.get("code") is None, "the code is shown once, when issued"
+
+    status, ended = api.call("POST", "/admin/sessions/end", "admin", {"id": device["id"]})
+    assert status == 200 and ended["ended"] == 1, ended
+    tv.goto("/display/" + urllib.parse.quote("내과"))
+    tv.wait_for_url("**/login**")

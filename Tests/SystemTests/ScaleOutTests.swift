@@ -13,14 +13,27 @@ struct ScaleOutTests {
         let system = try await ScaleOut.start()
         defer { system.stop() }
 
-        // completed after an exam
-        let a = try await Load.register(system, "가")
+        // completed after an exam, called by the doctor and by the examiner on the way
+        let registered = try await system.post("/receptions", ["patientName": "가", "department": "내과"])
+        let a = try #require(registered.json["id"] as? String, "\(registered.text)")
         let da = try await Load.diagnosis(system, of: a)
+        func displayCalls(_ room: String) async throws {
+            _ = try await eventually("a call to \(room) on 내과's display", timeout: .seconds(30)) { () -> Bool? in
+                let display = try await system.get("/displays/%EB%82%B4%EA%B3%BC").json
+                return (display["calling"] as? [[String: Any]] ?? []).contains { $0["room"] as? String == room } ? true : nil
+            }
+        }
+        #expect(try await system.post("/diagnoses/\(da)/call", ["room": "진료실 1"]).status == 200)
+        try await displayCalls("진료실 1")
         #expect(
             try await system.post(
                 "/diagnoses/\(da)/prescriptions", ["examinations": [["code": "CBC", "name": "혈액검사"]]]
             ).status == 200)
         let exam = try await Load.eventuallyItem(system, "/examinations?diagnosisId=\(da)")
+        let examCall = try await system.post("/examinations/\(exam)/call", ["room": "검사실 1"])
+        #expect(examCall.status == 200, "\(examCall.text)")
+        #expect(examCall.json["queueNumber"] as? String == "A-001")
+        try await displayCalls("검사실 1")
         #expect(try await system.post("/examinations/\(exam)/perform", ["result": "정상"]).status == 200)
         try await Load.waitFor(system, "/diagnoses/\(da)", "EXAM_DONE")
         #expect(try await system.post("/diagnoses/\(da)/complete", ["note": "귀가"]).status == 200)
@@ -63,18 +76,18 @@ struct ScaleOutTests {
                 try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
             }
         }
-        // a: received, prescribed, exam completed, completed; b: received, prescribed, rejected, exam
-        // canceled; c: received, canceled, diagnosis canceled; the three walk-ins' patients
-        // registered, and a's corrected.
-        let keyed = try await eventually("the fifteen events on the topic") {
+        // a: received, called, prescribed, back to waiting (RESET), its exam called, exam
+        // completed, completed; b: received, prescribed, rejected, exam canceled; c: received,
+        // canceled, diagnosis canceled; the three walk-ins' patients registered, and a's corrected.
+        let keyed = try await eventually("the eighteen events on the topic") {
             let read = try records()
-            return read.count >= 15 ? read : nil
+            return read.count >= 18 ? read : nil
         }
         let envelopes = keyed.compactMap { record -> [String: Any]? in
             guard let payload = record["payload"] as? String else { return nil }
             return try? JSONSerialization.jsonObject(with: Data(payload.utf8)) as? [String: Any]
         }
-        #expect(envelopes.count == 15)
+        #expect(envelopes.count == 18)
         for envelope in envelopes {
             for field in [
                 "eventId", "type", "version", "occurredAt", "receptionId", "producer", "traceparent", "actor",
@@ -88,7 +101,7 @@ struct ScaleOutTests {
             types.isSuperset(of: [
                 "TreatmentReceived", "Prescribed", "ExaminationCompleted", "DiagnosisCompleted",
                 "DiagnosisRejected", "ExaminationCanceled", "TreatmentCanceled", "DiagnosisCanceled",
-                "PatientRegistered", "PatientUpdated",
+                "PatientRegistered", "PatientUpdated", "QueueUpdated",
             ]))
         // No contact detail or chart number of a patient travels.
         #expect(!keyed.contains { ($0["payload"] as? String)?.contains("chartNumber") ?? false })

@@ -87,6 +87,8 @@ public enum AccessPolicy {
         // operations
         .init(method: "GET", path: "/admin/dead-letters", roles: [.admin]),
         .init(method: "POST", path: "/admin/devices", roles: [.admin]),
+        .init(method: "GET", path: "/admin/clinic", roles: [.admin]),
+        .init(method: "PUT", path: "/admin/clinic", roles: [.admin]),
         .init(method: "GET", path: "/admin/devices", roles: [.admin]),
         .init(method: "POST", path: "/admin/dead-letters/:id/replay", roles: [.admin]),
         .init(method: "POST", path: "/admin/patientManagements/rebuild", roles: [.admin]),
@@ -96,9 +98,10 @@ public enum AccessPolicy {
     ]
 
     /// Operations anyone may call: probes, the API description, signing in and the keys that
-    /// verify tokens.
+    /// verify tokens, and the clinic layout the processes work by (rooms, never a patient).
     public static let publicOperations: Set<String> = [
         "GET /health/live", "GET /health/ready", "GET /openapi.yaml", "POST /auth/token", "GET /auth/revocations",
+        "GET /clinic/layout",
         "GET /.well-known/jwks.json", "GET /.well-known/openid-configuration",
     ]
 

@@ -30,6 +30,8 @@ final class Authentication: Sendable {
     /// Staff's departments, where the gateway runs (its tokens name them).
     var departments: Departments? { store.map { Departments(database: $0.database) } }
     private let store: GatewayStore?
+    /// The gateway's database, where the gateway runs in this process.
+    var gatewayDatabase: (any SQLDatabase)? { store?.database }
     /// Reads the revocations again and again: a loop of the process's service group.
     let refresh: Loop
 
@@ -333,6 +335,7 @@ final class GatewayStore: Sendable {
             try await accounts(configuration).prepare()
             try await sessions(database).prepare()
             try await Departments(database: database).prepare()
+            try await ClinicStore(database: database).prepare()
             return
         }
         try await fluent.transaction { transaction in
@@ -341,6 +344,7 @@ final class GatewayStore: Sendable {
             try await AccountStore(database: db).prepare()
             try await sessions(db).prepare()
             try await Departments(database: db).prepare()
+            try await ClinicStore(database: db).prepare()
         }
     }
 

@@ -25,14 +25,17 @@ public final class HospitalSystem: Sendable {
     private let hosts: [ServiceHost]
     private let transport: Transport?
     private let authentication: Authentication
+    /// The clinic layout this process works by, kept current.
+    private let clinic: ClinicLayouts
     /// Turns every `/health/ready` of this process 503 when it begins to stop.
     let readiness: Readiness
     private let group: ServiceGroup
 
     private init(
         configuration: HospitalConfiguration, hosts: [ServiceHost], transport: Transport?,
-        authentication: Authentication, readiness: Readiness, logger: Logger
+        authentication: Authentication, clinic: ClinicLayouts, readiness: Readiness, logger: Logger
     ) {
+        self.clinic = clinic
         self.readiness = readiness
         self.configuration = configuration
         self.hosts = hosts
@@ -42,7 +45,7 @@ public final class HospitalSystem: Sendable {
         // Scheduled backups report on the gateway's port where it runs here (the last host), else
         // on the last service's.
         let backups = (hosts.last?.metrics).flatMap { BackupSchedule(configuration, metrics: $0, logger: logger)?.loop }
-        let supervised = ((transport?.loops ?? []) + [authentication.refresh] + loops.flatMap(\.consumers)
+        let supervised = ((transport?.loops ?? []) + [authentication.refresh, clinic.refresh] + loops.flatMap(\.consumers)
             + loops.flatMap(\.relays) + loops.flatMap(\.upkeep) + loops.flatMap(\.audit) + [backups].compactMap { $0 })
             .map { SupervisedLoop(loop: $0, readiness: readiness, logger: logger) as any Service }
         let servers = hosts.map { host in
@@ -114,20 +117,24 @@ public final class HospitalSystem: Sendable {
             await transport?.close()
             throw error
         }
+        let clinic = await ClinicLayouts.make(
+            configuration: configuration, gatewayDatabase: authentication.gatewayDatabase, logger: logger)
         var hosts: [ServiceHost] = []
         let readiness = Readiness()
         do {
             for name in domain {
                 let host = try await makeHost(
                     name, database: try configuration.database(of: name, among: wanted), configuration: configuration,
-                    transport: transport!.events, verifier: authentication.verifier, readiness: readiness)
+                    transport: transport!.events, verifier: authentication.verifier, readiness: readiness,
+                    clinic: clinic.source)
                 hosts.append(host)
                 try await host.start(migrating: configuration.autoMigrate)
             }
             if wanted.contains(.gateway) {
                 let routes = gatewayRoutes(configuration: configuration, running: hosts)
                 let host = try await ServiceHost.gateway(
-                    routes: routes, configuration: configuration, authentication: authentication, readiness: readiness)
+                    routes: routes, configuration: configuration, authentication: authentication, clinic: clinic,
+                    readiness: readiness)
                 hosts.append(host)
                 try await host.start()
             }
@@ -144,7 +151,7 @@ public final class HospitalSystem: Sendable {
         }
         return HospitalSystem(
             configuration: configuration, hosts: hosts, transport: transport, authentication: authentication,
-            readiness: readiness, logger: logger)
+            clinic: clinic, readiness: readiness, logger: logger)
     }
 
     /// Runs the service group until a graceful shutdown (`stop`, or the enclosing group's:
@@ -217,14 +224,14 @@ public final class HospitalSystem: Sendable {
 
     private static func makeHost(
         _ name: ServiceName, database: URL?, configuration: HospitalConfiguration, transport: any EventTransport,
-        verifier: TokenVerifier = .refusingEveryone, readiness: Readiness = Readiness()
+        verifier: TokenVerifier = .refusingEveryone, readiness: Readiness = Readiness(), clinic: ClinicSource? = nil
     ) async throws -> ServiceHost {
         guard let service = name.service else {
             throw ConfigurationError("\(name) is built by gatewayRoutes, not as a domain service")
         }
         return try await ServiceHost.service(
             service, name: name, database: database, configuration: configuration, transport: transport,
-            verifier: verifier, readiness: readiness)
+            verifier: verifier, readiness: readiness, clinic: clinic ?? ClinicSource(configuration.clinic))
     }
 
     /// Every prefix of every catalog service, to where that service listens: in this process

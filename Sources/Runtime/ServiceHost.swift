@@ -56,7 +56,8 @@ final class ServiceHost: Sendable {
     /// SQLite file under the data directory.
     static func service<S: HospitalService>(
         _ type: S.Type, name: ServiceName, database: URL?, configuration: HospitalConfiguration,
-        transport: any EventTransport, verifier: TokenVerifier, readiness: Readiness = Readiness()
+        transport: any EventTransport, verifier: TokenVerifier, readiness: Readiness = Readiness(),
+        clinic: ClinicSource
     ) async throws -> ServiceHost {
         let (app, metrics) = try await makeApplication(name: name, configuration: configuration)
         // Every route of a service's own port: a verified token and a role the table allows.
@@ -150,7 +151,7 @@ final class ServiceHost: Sendable {
                     directory: configuration.attachmentsDirectory
                         ?? configuration.dataDirectory.appendingPathComponent("attachments", isDirectory: true),
                     maxBytes: configuration.attachmentMaxBytes, grace: configuration.attachmentGrace) : nil)
-        context.clinic = configuration.clinic
+        context.clinicSource = clinic
         let service = S(context: context)
         service.registerRoutes(on: app.routes)
         let consumer =
@@ -191,7 +192,7 @@ final class ServiceHost: Sendable {
     /// Builds the gateway, routing to `routes`.
     static func gateway(
         routes: [Gateway.Route], configuration: HospitalConfiguration, authentication: Authentication,
-        readiness: Readiness = Readiness()
+        clinic: ClinicLayouts, readiness: Readiness = Readiness()
     ) async throws -> ServiceHost {
         let (app, metrics) = try await makeApplication(name: .gateway, configuration: configuration)
         app.http.client.configuration.timeout = .init(connect: .seconds(2), read: .seconds(30))
@@ -216,11 +217,12 @@ final class ServiceHost: Sendable {
                 departments: authentication.departments)
             SignInRoutes(signIn: signIn, revocations: authentication.revocations)
                 .register(on: app.routes, admin: app.routes.grouped(access))
+            clinic.register(on: app.routes, admin: app.routes.grouped(access))
             try WebScreens(
                 upstreams: Dictionary(
                     routes.map { ($0.prefix, WebScreens.Upstream(service: $0.service, url: $0.upstream)) },
                     uniquingKeysWith: { first, _ in first }),
-                timeZone: configuration.timeZone, clinic: configuration.clinic,
+                timeZone: configuration.timeZone, clinic: clinic.source,
                 sessions: ScreenSessions(
                     signIn: signIn, verifier: authentication.verifier, provider: authentication.providerSignIn)
             ).register(on: app.routes)

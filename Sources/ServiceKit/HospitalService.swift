@@ -25,8 +25,10 @@ public struct ServiceContext: Sendable {
     public var metrics: ServiceMetrics?
     /// Where result files go (the examination service).
     public var attachments: AttachmentSettings?
-    /// The departments' queue letters and rooms, and the rules of calling.
-    public var clinic: ClinicLayout = .standard
+    /// The departments' queue letters and rooms, and the rules of calling: as the process holds
+    /// them now (an administrator may change them while it runs).
+    public var clinicSource = ClinicSource(.standard)
+    public var clinic: ClinicLayout { clinicSource.layout }
 
     public init(
         store: ServiceStore, nudgeRelay: @escaping @Sendable () -> Void, timeZone: TimeZone, logger: Logger,

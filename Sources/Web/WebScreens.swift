@@ -26,8 +26,9 @@ public struct WebScreens: Sendable {
     let library: MustacheLibrary
     let sessions: ScreenSessions
     /// The clinic's departments and rooms: a waiting-room display each, the rooms a doctor
-    /// calls to.
-    let clinic: ClinicLayout
+    /// calls to (as the process holds them now).
+    let clinicSource: ClinicSource
+    var clinic: ClinicLayout { clinicSource.layout }
     var departments: [String] { clinic.departments.map(\.name) }
 
     /// The paths the screens call, by their first component: a missing one is a wiring error
@@ -35,9 +36,10 @@ public struct WebScreens: Sendable {
     static let calledPrefixes = ["receptions", "diagnoses", "examinations", "patientManagements"]
 
     public init(
-        upstreams: [String: Upstream], timeZone: TimeZone, clinic: ClinicLayout = .standard, sessions: ScreenSessions
+        upstreams: [String: Upstream], timeZone: TimeZone, clinic: ClinicSource = ClinicSource(.standard),
+        sessions: ScreenSessions
     ) throws {
-        self.clinic = clinic
+        clinicSource = clinic
         if let missing = Self.calledPrefixes.first(where: { upstreams[$0] == nil }) {
             throw Abort(.internalServerError, reason: "no service serves /\(missing), which the screens call")
         }

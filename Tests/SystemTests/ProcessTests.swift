@@ -114,14 +114,34 @@ struct ProcessTests {
         }
         #expect(try await HTTPResult.send(.GET, gateway, "/diagnoses").status == 503)
 
+        // Back, and told where the gateway is (for the revocations and the clinic layout).
         services[.diagnosis] = try await HospitalProcess.serve(
-            [.diagnosis], dataDirectory: directory, ports: [.diagnosis: diagnosisPort])
+            [.diagnosis], dataDirectory: directory, ports: [.diagnosis: diagnosisPort],
+            environment: ["HOSPITAL_GATEWAY_URL": gateway.absoluteString])
         let created = try await eventually("the missing diagnoses") {
             let items = try await get("/diagnoses?status=WAITING&limit=200")["items"] as? [[String: Any]] ?? []
             return items.count >= 5 ? items : nil
         }
         #expect(Set(created.compactMap { $0["receptionId"] as? String }) == waiting)
         #expect(created.count == 5)
+
+        // A room an administrator adds at the gateway reaches the doctor's own process.
+        var layout = try #require(try await get("/admin/clinic")["layout"] as? [String: Any])
+        var departments = try #require(layout["departments"] as? [[String: Any]])
+        let naegwa = try #require(departments.firstIndex { $0["name"] as? String == "내과" })
+        departments[naegwa]["rooms"] = ["진료실 1", "진료실 2", "진료실 9"]
+        layout["departments"] = departments
+        let saved = try await HTTPResult.send(
+            .PUT, gateway, "/admin/clinic", body: try JSONSerialization.data(withJSONObject: ["version": 0, "layout": layout]))
+        #expect(saved.status == 200, "\(saved.text)")
+        let visit = try #require(
+            try await post("/receptions", #"{"patientName": "구진료", "department": "내과"}"#).json["id"] as? String)
+        let consultation = try await eventually("its diagnosis") {
+            (try await get("/diagnoses?receptionId=\(visit)")["items"] as? [[String: Any]])?.first?["id"] as? String
+        }
+        _ = try await eventually("a call to the new room", timeout: .seconds(30)) {
+            try await post("/diagnoses/\(consultation)/call", #"{"room": "진료실 9"}"#).status == 200 ? true : nil
+        }
 
         #expect(gatewayProcess.terminate() == 0)
         for process in services.values { #expect(process.terminate() == 0) }

@@ -12,8 +12,8 @@ public struct DiagnosisService: HospitalService {
     public static let name = "diagnosis"
     public static let defaultPort = 8083
     public static let routePrefixes = ["diagnoses"]
-    /// The doctor's live queue goes through the gateway as it comes.
-    public static let streamedRoutes = [StreamedRoute(.GET, "diagnoses/queue/live")]
+    /// The doctor's live queue and worklist go through the gateway as they come.
+    public static let streamedRoutes = [StreamedRoute(.GET, "diagnoses/queue/live"), StreamedRoute(.GET, "diagnoses/live")]
     public static let visitTables = ["diagnoses"]
     public static var migrations: [any Migration] {
         MessagingMigrations.all + [
@@ -42,6 +42,7 @@ public struct DiagnosisService: HospitalService {
     public func registerRoutes(on routes: any RoutesBuilder) {
         let diagnoses = routes.grouped("diagnoses")
         diagnoses.get(use: list)
+        diagnoses.get("live", use: worklistLive)
         diagnoses.get(":id", use: show)
         diagnoses.get(":id", "history", use: history)
         diagnoses.post(":id", "prescriptions", use: prescribe)
@@ -297,6 +298,22 @@ public struct DiagnosisService: HospitalService {
             items: try await responses(models, on: context.store.database), total: total, page: page, next: next)
     }
 
+    /// The doctors' worklist, live: GET /diagnoses/live, server-sent events, a `worklist` event
+    /// with every open consultation (WAITING, EXAM_DONE, EXAM_ORDERED; at most 200 of each,
+    /// oldest first, as `GET /diagnoses?status=` answers them) on each change (see `LiveStream`).
+    @Sendable func worklistLive(_ req: Request) async throws -> Response {
+        try await LiveStream.response(req, streams: streams, event: "worklist", view: "open") {
+            let db = self.context.store.database
+            var models: [DiagnosisModel] = []
+            for status in [Diagnosis.Status.waiting, .examDone, .examOrdered] {
+                models += try await DiagnosisModel.query(on: db).filter(\.$status == status.rawValue)
+                    .sort(\.$createdAt).sort(\.$id).limit(200).all()
+            }
+            let answer = OpenWorklist(items: try await self.responses(models, on: db))
+            return .init(body: try APIJSON.encoder().encode(answer), visits: models.map(\.receptionId))
+        }
+    }
+
     // MARK: Reactions
 
     public var handledEventTypes: Set<String> {
@@ -450,6 +467,11 @@ public struct DiagnosisResponse: Content, Equatable {
             return until > now && !d.status.isClosed ? Undoable(transition: step.transition, by: step.by, until: until) : nil
         }
     }
+}
+
+/// Every open consultation: waiting, back from exams, at exams.
+public struct OpenWorklist: Content, Equatable {
+    public var items: [DiagnosisResponse]
 }
 
 /// A department's queue: its rooms and the visits waiting for a doctor, in calling order.

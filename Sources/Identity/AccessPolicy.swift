@@ -58,6 +58,7 @@ public enum AccessPolicy {
         .init(method: "POST", path: "/diagnoses/:id/reject", roles: [.doctor]),
         .init(method: "GET", path: "/diagnoses/queue", roles: [.doctor]),
         .init(method: "GET", path: "/diagnoses/queue/live", roles: [.doctor]),
+        .init(method: "GET", path: "/diagnoses/live", roles: [.doctor]),
         // The waiting-room display: masked names and queue numbers only.
         .init(method: "GET", path: "/displays/:department", roles: [.desk, .display]),
         .init(method: "GET", path: "/displays/:department/events", roles: [.desk, .display]),
@@ -82,6 +83,7 @@ public enum AccessPolicy {
         // the desk's board
         .init(method: "GET", path: "/patientManagements", roles: [.desk]),
         .init(method: "GET", path: "/patientManagements/waits", roles: [.desk]),
+        .init(method: "GET", path: "/patientManagements/waits/live", roles: [.desk]),
         .init(method: "GET", path: "/patientManagements/live", roles: [.desk]),
         .init(method: "GET", path: "/patientManagements/:receptionId", roles: [.desk, .doctor]),
         // operations

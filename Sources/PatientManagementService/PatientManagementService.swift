@@ -19,6 +19,7 @@ public struct PatientManagementService: HospitalService {
     /// The waiting-room display's live stream goes through the gateway as it comes.
     public static let streamedRoutes = [
         StreamedRoute(.GET, "displays/:department/events"), StreamedRoute(.GET, "patientManagements/live"),
+        StreamedRoute(.GET, "patientManagements/waits/live"),
     ]
     public static let visitTables = ["patient_managements"]
     public static var migrations: [any Migration] {
@@ -63,6 +64,7 @@ public struct PatientManagementService: HospitalService {
         let board = routes.grouped("patientManagements")
         board.get(use: list)
         board.get("waits", use: waits)
+        board.get("waits", "live", use: waitsLive)
         board.get("live", use: live)
         board.get(":receptionId", use: show)
         routes.post("admin", "patientManagements", "rebuild", use: rebuildRoute)

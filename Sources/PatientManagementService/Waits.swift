@@ -49,6 +49,22 @@ public struct WaitsResponse: Content, Equatable {
     public var tooLong: [TooLong]
 }
 
+extension WaitsResponse {
+    /// The same waits with whole minutes (and the time to the minute): what a live view pushes,
+    /// so it changes when a minute passes, not with every second.
+    func settled() -> WaitsResponse {
+        var settled = self
+        settled.asOf = Date(timeIntervalSince1970: (asOf.timeIntervalSince1970 / 60).rounded(.down) * 60)
+        settled.tooLong = tooLong.map { var wait = $0; wait.minutes = wait.minutes.rounded(.down); return wait }
+        settled.departments = departments.map { department in
+            var department = department
+            department.longest = department.longest.map { var longest = $0; longest.minutes = longest.minutes.rounded(.down); return longest }
+            return department
+        }
+        return settled
+    }
+}
+
 /// Where an open visit waits now and since when, as the board has it.
 struct OpenWait {
     var visit: PatientManagement
@@ -64,6 +80,18 @@ extension PatientManagementService {
         let (response, named) = try await waitsNow()
         req.auditVisits = named
         return response
+    }
+
+    /// The waits, live: GET /patientManagements/waits/live, server-sent events, a `waits` event
+    /// with the waits (as `GET /patientManagements/waits` answers them, minutes whole) whenever
+    /// they change (see `LiveStream`): a visit crossing an alert time, a minute passing, a call.
+    @Sendable func waitsLive(_ req: Request) async throws -> Response {
+        let query = QueryReader(req)
+        try query.check()
+        return try await LiveStream.response(req, streams: boardStreams, event: "waits", view: "waits") {
+            let (response, named) = try await self.waitsNow()
+            return .init(body: try APIJSON.encoder().encode(response.settled()), visits: named)
+        }
     }
 
     /// Today's visits of the board, each open one with its stage.

@@ -153,7 +153,8 @@ public final class LiveStreams: Sendable {
     }
 }
 
-/// A live view as server-sent events: the whole view on each change (its `id` a digest, so a
+/// A live view as server-sent events: the whole view on each change, at most four times a
+/// second (its `id` a digest, so a
 /// reconnect with `Last-Event-ID` gets nothing until it differs), a keep-alive comment every
 /// 5 s (which also finds a closed connection), woken by the service's changes and looking again
 /// each second anyway (another replica's changes). Every stream showing the same view shares one
@@ -193,6 +194,9 @@ public enum LiveStream {
     /// How long newly shown visits are gathered before they are recorded.
     public static let disclosureWindow: Duration = .seconds(60)
     static let keepAlive: Duration = .seconds(5)
+    /// At most four pushes a second per stream: a burst of changes is one push, not one each
+    /// (a change still shows within a second).
+    static let minimumGap: Duration = .milliseconds(250)
 
     /// `view` names what `snapshot` shows (the filter, the department): streams with the same
     /// `event` and `view` share their frames.
@@ -257,6 +261,8 @@ public enum LiveStream {
                     }
                     await streams.nextChange(timeout: .seconds(1))
                     if streams.ended { break }
+                    let sincePush = ContinuousClock.now - quietSince
+                    if sincePush < minimumGap { try await Task.sleep(for: minimumGap - sincePush) }
                     current = try await streams.frame(of: view, event: event, make: snapshot)
                 }
                 try await writer.write(.end)

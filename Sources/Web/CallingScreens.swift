@@ -60,11 +60,23 @@ extension WebScreens {
     }
 
     /// The doctor's worklist rows, live: GET /doctor/worklist/events, for the chosen room's
-    /// department (see `liveRegion`).
+    /// department, or without a room every department's open consultations (see `liveRegion`).
     @Sendable func doctorWorklistEvents(_ req: Request) async throws -> Response {
-        guard let chosen = chosenRoom(req) else { throw Abort(.notFound) }
         let screen = Screen(req, timeZone: timeZone)
         let charts = ChartNumberCache()
+        guard let chosen = chosenRoom(req) else {
+            return try await liveRegion(req, path: "/diagnoses/live") { json in
+                let open = try APIJSON.decoder().decode(ListOf<DiagnosisDTO>.self, from: json).items
+                let known = await charts.numbers(for: open.map(\.patientId)) { missing in
+                    await self.chartNumbers(req, of: missing)
+                }
+                let context: [String: Any] = [
+                    "diagnoses": self.openWorklistRows(open, charts: known, screen), "t": screen.language.strings,
+                    "csrf": screen.csrf,
+                ]
+                return self.library.render(context, withTemplate: "worklistRows") ?? ""
+            }
+        }
         return try await liveRegion(req, path: "/diagnoses/queue/live?department=\(Self.queryValue(chosen.department.name))") { json in
             let queue = try APIJSON.decoder().decode(QueueDTO.self, from: json)
             let known = await charts.numbers(for: (queue.items + (queue.atExams ?? [])).map(\.patientId)) { missing in

@@ -31,7 +31,21 @@ extension WebScreens {
     /// 대기 시간 경고: the visits past the clinic's alert times (red first), and each department's
     /// count and today's wait from 접수 to the first call.
     func waitsPanel(_ req: Request, _ screen: Screen) async throws -> [String: Any] {
-        let waits: WaitsDTO = try await api(req).get("/patientManagements/waits")
+        waitsPanelContext(try await api(req).get("/patientManagements/waits"), screen)
+    }
+
+    /// The same panel, pushed: the board's live waits (`GET /patientManagements/waits/live`) as
+    /// the panel's HTML whenever they change, instead of a read every 30 s.
+    @Sendable func deskWaitsEvents(_ req: Request) async throws -> Response {
+        let screen = Screen(req, timeZone: timeZone)
+        return try await liveRegion(req, path: "/patientManagements/waits/live") { json in
+            let waits = try APIJSON.decoder().decode(WaitsDTO.self, from: json)
+            let context: [String: Any] = ["waits": self.waitsPanelContext(waits, screen), "t": screen.language.strings]
+            return self.library.render(context, withTemplate: "waitsPanel") ?? ""
+        }
+    }
+
+    func waitsPanelContext(_ waits: WaitsDTO, _ screen: Screen) -> [String: Any] {
         func minutes(_ value: Double?) -> String { value.map { String(format: screen.t("minutes"), Int($0.rounded())) } ?? "–" }
         let rows = waits.tooLong.map { wait in
             [

@@ -45,9 +45,15 @@ extension WebScreens {
         async let waiting: ListOf<DiagnosisDTO> = api.get("/diagnoses?status=WAITING&limit=200")
         async let done: ListOf<DiagnosisDTO> = api.get("/diagnoses?status=EXAM_DONE&limit=200")
         async let ordered: ListOf<DiagnosisDTO> = api.get("/diagnoses?status=EXAM_ORDERED&limit=200")
-        let first = (try await waiting.items + done.items).sorted { $0.createdAt < $1.createdAt }
-        let rows = first + (try await ordered.items)
-        let charts = await chartNumbers(req, of: rows.map(\.patientId))
+        let open = try await waiting.items + done.items + ordered.items
+        return openWorklistRows(open, charts: await chartNumbers(req, of: open.map(\.patientId)), screen)
+    }
+
+    /// Every department's open consultations: WAITING and EXAM_DONE first (someone needs the
+    /// doctor), oldest first, then EXAM_ORDERED.
+    func openWorklistRows(_ open: [DiagnosisDTO], charts: [UUID: String], _ screen: Screen) -> [[String: Any]] {
+        let first = open.filter { $0.status != "EXAM_ORDERED" }.sorted { $0.createdAt < $1.createdAt }
+        let rows = first + open.filter { $0.status == "EXAM_ORDERED" }
         return rows.map { d in
             [
                 "id": d.id.uuidString, "patientName": d.patientName,

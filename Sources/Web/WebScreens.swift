@@ -65,6 +65,7 @@ public struct WebScreens: Sendable {
         desk.get("desk", "board", use: deskBoard)
         desk.get("desk", "board", "events", use: deskBoardEvents)
         desk.get("desk", "waits", use: deskWaits)
+        desk.get("desk", "waits", "events", use: deskWaitsEvents)
         desk.post("desk", "receptions", use: register)
         desk.post("desk", "patient", use: patientSearch)
         desk.post("desk", "patients", "search", use: patientSearchResults)

@@ -244,6 +244,16 @@ final class Views: Sendable {
 
     func startCounting() { state.withLock { $0.counting = true } }
 
+    /// Where the first blank line (`\n\n`, an event's end) at or after `start` begins.
+    static func blankLine(in bytes: [UInt8], from start: Int) -> Int? {
+        var i = start
+        while i + 1 < bytes.count {
+            if bytes[i] == 10, bytes[i + 1] == 10 { return i }
+            i += 1
+        }
+        return nil
+    }
+
     /// Holds one view open until cancelled: records each visit it shows for the first time.
     func hold(url: String, token: String, showsRegistrations: Bool, times: RegistrationTimes) async {
         var request = HTTPClientRequest(url: url)
@@ -257,32 +267,35 @@ final class Views: Sendable {
         }
         var first = true
         var shown = Set<String>()
-        var pending = ""
-        let marker = "\"receptionId\":\""
+        // Bytes, not strings: the client shares the server's cores, and must cost little per event.
+        var pending: [UInt8] = []
+        var scanned = 0
+        let marker = Array(#""receptionId":""#.utf8)
+        let eventStart = Array("id: ".utf8)
         do {
             for try await buffer in response.body {
-                pending += String(buffer: buffer)
-                while let end = pending.range(of: "\n\n") {
-                    let block = pending[..<end.lowerBound]
+                pending.append(contentsOf: buffer.readableBytesView)
+                while let end = Self.blankLine(in: pending, from: scanned) {
+                    let block = pending[..<end]
                     let arrived = ContinuousClock.now
                     var found: [Double] = []
                     // Blocks without data: the reconnect delay, keep-alives.
-                    let isEvent = block.contains("data: ")
-                    if isEvent {
+                    let isEvent = block.starts(with: eventStart)
+                    if isEvent, showsRegistrations {
                         var rest = block[...]
-                        while let at = rest.range(of: marker) {
-                            let id = String(rest[at.upperBound...].prefix(36))
+                        while let at = rest.firstRange(of: marker) {
+                            let idBytes = rest[at.upperBound...].prefix(36)
                             rest = rest[at.upperBound...]
-                            guard shown.insert(id).inserted, showsRegistrations, !first,
-                                let registered = times.time(of: id)
-                            else { continue }
+                            let id = String(decoding: idBytes, as: UTF8.self)
+                            guard shown.insert(id).inserted, !first, let registered = times.time(of: id) else { continue }
                             found.append(registered.duration(to: arrived).seconds * 1000)
                         }
                     }
-                    let size = block.utf8.count
+                    let size = end
                     let wasFirst = first && isEvent
                     if isEvent { first = false }
-                    pending = String(pending[end.upperBound...])
+                    pending.removeFirst(end + 2)
+                    scanned = 0
                     guard isEvent else { continue }
                     state.withLock { state in
                         if wasFirst { state.open += 1 }
@@ -292,6 +305,7 @@ final class Views: Sendable {
                         state.delays += found
                     }
                 }
+                scanned = max(0, pending.count - 1)
             }
         } catch {
             return

@@ -305,6 +305,40 @@ struct CallingTests {
         }
     }
 
+    @Test("The doctors' worklist without a room, live: every department's open consultations, a registration and a prescription pushed; a desk is refused")
+    func liveOpenWorklist() async throws {
+        try await withTestSystem([.gateway, .reception, .diagnosis]) { system in
+            let first = try await system.diagnosis(of: try await system.register("일번", department: "내과"))
+            let token = try await TestKeys.token(.doctor, username: "dr-open")
+            let stream = try await EventStream.open(system.url(.gateway).absoluteString + "/diagnoses/live", token: token)
+            #expect(stream.status == 200)
+            let opening = try #require(try await stream.next(within: .seconds(10)))
+            #expect(opening.name == "worklist")
+            #expect((opening.json["items"] as? [[String: Any]])?.map { $0["id"] as? String } == [first])
+
+            let second = try await system.diagnosis(of: try await system.register("이번", department: "외과"))
+            _ = try #require(
+                try await stream.next(within: .seconds(20)) { ($0.json["items"] as? [Any])?.count == 2 },
+                "no push after a registration in another department")
+            let prescribed = try await system.post(
+                "/diagnoses/\(second)/prescriptions", ["examinations": [["code": "CBC", "name": "혈액검사"]]])
+            #expect(prescribed.status == 200)
+            let pushed = try #require(
+                try await stream.next(within: .seconds(20)) { event in
+                    (event.json["items"] as? [[String: Any]] ?? []).contains {
+                        $0["id"] as? String == second && $0["status"] as? String == "EXAM_ORDERED"
+                    }
+                }, "no push after a prescription")
+            #expect((pushed.json["items"] as? [Any])?.count == 2)
+            stream.close()
+
+            let desk = try await TestKeys.token(.desk, username: "kim.desk")
+            let refused = try await EventStream.open(system.url(.gateway).absoluteString + "/diagnoses/live", token: desk)
+            #expect(refused.status == 403)
+            refused.close()
+        }
+    }
+
     @Test("The examiner's worklist, live: an order is pushed to an open stream and goes when performed; opening is one audit entry and the visits shown later one more at its end; a doctor is refused")
     func liveWorklist() async throws {
         try await withTestSystem([.gateway, .reception, .diagnosis, .examination]) { system in

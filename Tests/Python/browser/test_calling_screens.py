@@ -32,6 +32,9 @@ def test_the_doctor_calls_from_the_screen_and_the_display_follows(new_context, b
     doctor = new_context("doctor").new_page()
     doctor.goto("/doctor")
     expect(doctor.locator("#room-now")).to_contain_text("진료실을 고르면")
+    # Without a room, every department's worklist is pushed too.
+    expect(doctor.locator("#worklist-rows")).to_have_attribute("data-live-state", "open")
+    expect(doctor.locator("#worklist-rows tr", has_text=name)).to_be_visible()
     doctor.get_by_label("진료실", exact=True).select_option(room)
     doctor.get_by_role("button", name="선택", exact=True).click()
     expect(doctor.locator("#room-now")).to_contain_text(room)

@@ -49,10 +49,10 @@ def test_a_row_turns_amber_past_its_alert_time_and_the_panel_names_it(browser, s
     expect(row).to_have_class("wait-amber")
     expect(row.locator(".wait-badge")).to_have_text("주의")
     expect(row.locator(".queue-number")).to_have_text(visit["queueNumber"])
-    # The panel asks every 30 s; a page opened now shows it at once.
-    page.reload()
+    # The panel is pushed: it names the visit without the page asking again.
     panel = page.locator("#waits-panel")
-    expect(panel.locator(".too-long li")).to_have_count(1)
+    expect(panel).to_have_attribute("data-live-state", "open")
+    expect(panel.locator(".too-long li")).to_have_count(1, timeout=10_000)
     expect(panel.locator(".too-long li")).to_contain_text(f"{visit['queueNumber']} 기다림 · 내과 · 대기")
     expect(page.locator("#waits-count")).to_have_text("1")
 
@@ -62,7 +62,6 @@ def test_a_row_turns_amber_past_its_alert_time_and_the_panel_names_it(browser, s
     assert status == 200, called
     expect(row).to_have_attribute("data-wait", "normal", timeout=10_000)
     expect(row).to_contain_text("호출 1회 · 진료실 1")
-    page.reload()
-    expect(panel.locator(".too-long li")).to_have_count(0)
+    expect(panel.locator(".too-long li")).to_have_count(0, timeout=10_000)
     expect(page.locator("#waits-count")).to_have_text("0")
     context.close()

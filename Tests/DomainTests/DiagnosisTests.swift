@@ -85,7 +85,9 @@ struct DiagnosisStateMachineTests {
                         orders: [
                             ExamOrder(orderId: order1, code: "CBC", name: "검사 CBC"),
                             ExamOrder(orderId: order2, code: "XR", name: "검사 XR"),
-                        ]))
+                        ],
+                        // For the exam rooms' queue: the visit's department and priority.
+                        department: "내과", priority: "NORMAL"))
             ])
         #expect(d.orders.map(\.orderId) == [order1, order2])
         #expect(d.orders.allSatisfy { $0.status == .requested && $0.orderedAt == at(60) && $0.resolvedAt == nil })
@@ -146,7 +148,7 @@ struct DiagnosisStateMachineTests {
                         diagnosisId: Diagnosis.id(of: receptionId), patientName: "김민수",
                         orders: [
                             ExamOrder(orderId: order3, code: "CT", name: "검사 CT")
-                        ]))
+                        ], department: "내과", priority: "NORMAL"))
             ])
     }
 

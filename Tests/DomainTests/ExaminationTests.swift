@@ -43,6 +43,40 @@ struct ExaminationTests {
         #expect(exam.resolvedAt == nil)
     }
 
+    @Test("검사실 호출: the prescription's department, number and priority; a room that does not perform the exam refused; call, recall, start and undo each a QueueUpdated of the exam's order; a performed exam is not called")
+    func callingToExamRooms() throws {
+        let order = ExamOrder(orderId: orderId, code: "CBC", name: "일반혈액검사")
+        let prescribed = Prescribed(
+            diagnosisId: diagnosisId, patientName: "김민수", orders: [order], department: "내과", queueNumber: "A-007",
+            priority: "CARE")
+        var exam = Examination.requested(id: examinationId, order: order, of: prescribed, receptionId: receptionId, at: t0)
+        #expect(exam.department == "내과" && exam.queueNumber == "A-007" && exam.priority == .care)
+        let layout = ClinicLayout.standard
+
+        #expect(throws: InvalidTransition.self) { try exam.call(room: "영상검사실", in: layout, by: "lee", at: at(10)) }
+        #expect(throws: InvalidTransition.self) { try exam.call(room: "진료실 1", in: layout, by: "lee", at: at(10)) }
+        let called = try exam.call(room: "검사실 1", in: layout, by: "lee", at: at(10))
+        #expect(
+            called == [
+                .queueUpdated(
+                    QueueUpdated(
+                        transition: "CALL", stage: "examination", entryId: examinationId, orderId: orderId, department: "내과",
+                        queueNumber: "A-007", state: "CALLED", room: "검사실 1", calls: 1))
+            ])
+        #expect(throws: InvalidTransition.self) { try exam.call(room: "검사실 1", in: layout, by: "park", at: at(11)) }
+        let recalled = try exam.call(room: "검사실 1", in: layout, by: "lee", at: at(20))
+        guard case .queueUpdated(let recall) = recalled.first else { Issue.record("not a queue event"); return }
+        #expect(recall.transition == "RECALL" && recall.calls == 2)
+        let started = try exam.start(room: nil, in: layout, by: "lee", at: at(30))
+        guard case .queueUpdated(let start) = started.first else { Issue.record("not a queue event"); return }
+        #expect(start.state == "IN_EXAM" && start.room == "검사실 1")
+        #expect(throws: InvalidTransition.self) { try exam.undoCalling(in: layout, by: "park", at: at(31)) }
+        _ = try exam.undoCalling(in: layout, by: "lee", at: at(31))
+        #expect(exam.calling.place.state == .called)
+        _ = try exam.perform(result: text("정상"), at: at(40))
+        #expect(throws: InvalidTransition.self) { try exam.call(room: "검사실 1", in: layout, by: "lee", at: at(50)) }
+    }
+
     @Test("Performing a REQUESTED exam records the result and emits ExaminationCompleted")
     func perform() throws {
         var exam = requested()

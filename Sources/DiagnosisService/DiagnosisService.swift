@@ -59,18 +59,11 @@ public struct DiagnosisService: HospitalService {
 
     // MARK: Calling
 
-    struct RoomBody: Decodable { var room: String? }
-
     /// The room named in the body: one of the clinic's (422 naming `room` otherwise).
     private func room(_ req: Request, required: Bool) throws -> String? {
-        let raw = try req.optionalBody(RoomBody.self, default: RoomBody()).room
-        var v = FieldValidation()
-        let room = required ? v.required(raw, "room", maxLength: 30) : v.optional(raw, "room", maxLength: 30)
-        if let room, context.clinic.department(ofRoom: room) == nil {
-            v.fail("room", .invalidFormat, "must be one of the clinic's rooms (GET /diagnoses/queue lists them)")
-        }
-        try v.check()
-        return room
+        try req.room(
+            required: required, isKnown: { context.clinic.department(ofRoom: $0) != nil },
+            hint: "must be one of the clinic's rooms (GET /diagnoses/queue lists them)")
     }
 
     /// 호출 / 재호출: POST /diagnoses/{id}/call `{room}`.

@@ -117,18 +117,11 @@ public struct ExaminationService: HospitalService {
 
     // MARK: Calling (검사실 호출)
 
-    struct RoomBody: Decodable { var room: String? }
-
-    /// The exam room named in the body: one of the clinic's (422 naming `room` otherwise).
+    /// The room named in the body: one of the clinic's (422 naming `room` otherwise).
     private func room(_ req: Request, required: Bool) throws -> String? {
-        let raw = try req.optionalBody(RoomBody.self, default: RoomBody()).room
-        var v = FieldValidation()
-        let room = required ? v.required(raw, "room", maxLength: 30) : v.optional(raw, "room", maxLength: 30)
-        if let room, context.clinic.examRoom(named: room) == nil {
-            v.fail("room", .invalidFormat, "must be one of the clinic's exam rooms (GET /examinations/queue lists them)")
-        }
-        try v.check()
-        return room
+        try req.room(
+            required: required, isKnown: { context.clinic.examRoom(named: $0) != nil },
+            hint: "must be one of the clinic's exam rooms (GET /examinations/queue lists them)")
     }
 
     /// 호출 / 재호출: POST /examinations/{id}/call `{room}`.

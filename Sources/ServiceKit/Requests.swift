@@ -30,6 +30,18 @@ extension Request {
         return try self.body(type)
     }
 
+    /// The room a calling step names (`{room}`): 422 naming `room` when it is missing (and
+    /// `required`) or not one `isKnown` accepts (`hint` says which are).
+    public func room(required: Bool, isKnown: (String) -> Bool, hint: String) throws -> String? {
+        struct RoomBody: Decodable { var room: String? }
+        let raw = try optionalBody(RoomBody.self, default: RoomBody()).room
+        var v = FieldValidation()
+        let room = required ? v.required(raw, "room", maxLength: 30) : v.optional(raw, "room", maxLength: 30)
+        if let room, !isKnown(room) { v.fail("room", .invalidFormat, hint) }
+        try v.check()
+        return room
+    }
+
     /// Who caused an event: the signed-in user, from the verified token (never a header a
     /// client could set; `X-Actor` is ignored).
     public func actor(default role: String) -> String {

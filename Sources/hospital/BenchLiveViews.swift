@@ -1,5 +1,8 @@
 import AsyncHTTPClient
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import NIOCore
 import SQLiteNIO
@@ -244,14 +247,24 @@ final class Views: Sendable {
 
     func startCounting() { state.withLock { $0.counting = true } }
 
-    /// Where the first blank line (`\n\n`, an event's end) at or after `start` begins.
-    static func blankLine(in bytes: [UInt8], from start: Int) -> Int? {
-        var i = start
-        while i + 1 < bytes.count {
-            if bytes[i] == 10, bytes[i + 1] == 10 { return i }
-            i += 1
+    /// Where `needle` first stands in `bytes[start..<end]`, by memchr and memcmp: the views'
+    /// bytes are many, and the client shares the server's cores.
+    static func find(_ needle: [UInt8], in bytes: [UInt8], from start: Int, to end: Int) -> Int? {
+        let count = needle.count
+        guard count > 0, end - start >= count else { return nil }
+        return bytes.withUnsafeBytes { hay in
+            needle.withUnsafeBytes { wanted in
+                let base = hay.baseAddress!
+                var i = start
+                while i <= end - count {
+                    guard let hit = memchr(base + i, Int32(wanted[0]), end - count + 1 - i) else { return nil }
+                    let at = UnsafeRawPointer(hit) - base
+                    if memcmp(base + at, wanted.baseAddress!, count) == 0 { return at }
+                    i = at + 1
+                }
+                return nil
+            }
         }
-        return nil
     }
 
     /// Holds one view open until cancelled: records each visit it shows for the first time.
@@ -272,21 +285,21 @@ final class Views: Sendable {
         var scanned = 0
         let marker = Array(#""receptionId":""#.utf8)
         let eventStart = Array("id: ".utf8)
+        let blankLine = Array("\n\n".utf8)
         do {
             for try await buffer in response.body {
                 pending.append(contentsOf: buffer.readableBytesView)
-                while let end = Self.blankLine(in: pending, from: scanned) {
+                while let end = Self.find(blankLine, in: pending, from: scanned, to: pending.count) {
                     let block = pending[..<end]
                     let arrived = ContinuousClock.now
                     var found: [Double] = []
                     // Blocks without data: the reconnect delay, keep-alives.
                     let isEvent = block.starts(with: eventStart)
                     if isEvent, showsRegistrations {
-                        var rest = block[...]
-                        while let at = rest.firstRange(of: marker) {
-                            let idBytes = rest[at.upperBound...].prefix(36)
-                            rest = rest[at.upperBound...]
-                            let id = String(decoding: idBytes, as: UTF8.self)
+                        var from = 0
+                        while let at = Self.find(marker, in: pending, from: from, to: end) {
+                            from = at + marker.count
+                            let id = String(decoding: pending[from..<min(from + 36, end)], as: UTF8.self)
                             guard shown.insert(id).inserted, !first, let registered = times.time(of: id) else { continue }
                             found.append(registered.duration(to: arrived).seconds * 1000)
                         }

@@ -137,9 +137,18 @@ enum LiveViewMeasurement {
                 + "p99 \(percentile(delays, 99)) ms over \(delays.count) deliveries; \(views.events) events, "
                 + String(format: "%.1f MB", Double(views.bytes) / 1_048_576) + " sent to the views")
 
-        let hours = windowEnd.timeIntervalSince(windowStart) / 3600
-        let liveEntries = try await auditEntries(in: dataDirectory, from: windowStart, to: windowEnd, where: "action LIKE '%/live%'")
+        // The views close; each records what it showed since it opened (gathered up to a minute)
+        // once the server finds it closed (its next keep-alive, within 5 s).
         for reader in readers { reader.cancel() }
+        let hours = windowEnd.timeIntervalSince(windowStart) / 3600
+        var liveEntries = -1
+        let settleBy = ContinuousClock.now + .seconds(20)
+        while ContinuousClock.now < settleBy {
+            try await Task.sleep(for: .seconds(2))
+            let now = try await auditEntries(in: dataDirectory, from: windowStart, to: Date(), where: "action LIKE '%/live%'")
+            if now == liveEntries, now >= opened { break }
+            liveEntries = now
+        }
 
         // Polling screens, as before: each asks for the board every 2 s.
         let pollStart = Date()
@@ -165,7 +174,7 @@ enum LiveViewMeasurement {
         let pollHours = pollEnd.timeIntervalSince(pollStart) / 3600
         print(
             String(
-                format: "audit entries per open screen per hour: %.0f asking every 2 s (%d screens, %d entries in %.0f s), %.1f live (%d views, %d entries in %.0f s of visits)",
+                format: "audit entries per open screen per hour: %.0f asking every 2 s (%d screens, %d entries in %.0f s), %.1f live (%d views, %d entries for %.0f s of visits, recorded by the time they closed; besides one opening entry each)",
                 Double(pollEntries) / Double(pollingScreens) / pollHours, pollingScreens, pollEntries, pollHours * 3600,
                 opened > 0 ? Double(liveEntries) / Double(opened) / hours : 0, opened, liveEntries, hours * 3600))
     }

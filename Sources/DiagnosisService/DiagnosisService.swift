@@ -196,7 +196,7 @@ public struct DiagnosisService: HospitalService {
             try await Outbox.append(stamp.envelopes(events, receptionId: diagnosis.receptionId, at: now), on: db)
             return record
         }
-        streams.changedSoon()
+        streams.changed()
         return try await responses([diagnosis], on: context.store.database)[0]
     }
 
@@ -229,7 +229,7 @@ public struct DiagnosisService: HospitalService {
         _ id: UUID, stamp: EventStamp, _ decide: @escaping @Sendable (inout Diagnosis, Date) throws -> [VisitEvent]
     ) async throws -> DiagnosisResponse {
         _ = try await context.change(DiagnosisModel.self, id, stamp: stamp, receptionId: \.receptionId, decide)
-        streams.changedSoon()
+        streams.changed()
         return try await responses([try await DiagnosisModel.require(id, on: context.store.database)], on: context.store.database)[0]
     }
 
@@ -317,9 +317,10 @@ public struct DiagnosisService: HospitalService {
             .union(KnownPatients.eventTypes)
     }
 
+    /// The live queues and worklists look again once what changed them is committed.
+    public func eventsCommitted() { streams.changed() }
+
     public func handle(_ envelope: EventEnvelope, on db: any Database) async throws {
-        // The live queues look again once this batch is likely committed.
-        streams.changedSoon()
         let at = envelope.occurredAt
         switch envelope.event {
         case .treatmentReceived(let e):

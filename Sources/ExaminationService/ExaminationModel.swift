@@ -94,6 +94,10 @@ enum ExaminationMigrations {
                 ] {
                     try await db.sql.raw("ALTER TABLE examinations ADD COLUMN \(unsafeRaw: column) \(unsafeRaw: type)").run()
                 }
+                // Exams ordered before: the desk's ordinary priority, so they queue among the rest.
+                try await db.sql.raw(
+                    "UPDATE examinations SET priority = 'NORMAL', priority_rank = 2 WHERE priority_rank IS NULL"
+                ).run()
                 // The exam rooms' queue: what waits to be performed, by priority, then arrival.
                 try await db.sql.raw(
                     "CREATE INDEX examinations_queue ON examinations (status, priority_rank, requested_at, id)"

@@ -194,7 +194,7 @@ public struct ExaminationService: HospitalService {
         _ id: UUID, stamp: EventStamp, _ decide: @escaping @Sendable (inout Examination, Date) throws -> [VisitEvent]
     ) async throws -> ExaminationResponse {
         _ = try await context.change(ExaminationModel.self, id, stamp: stamp, receptionId: \.receptionId, decide)
-        streams.changedSoon()
+        streams.changed()
         return try await responses([try await ExaminationModel.require(id, on: context.store.database)])[0]
     }
 
@@ -240,7 +240,9 @@ public struct ExaminationService: HospitalService {
     /// answers it) instead.
     @Sendable func live(_ req: Request) async throws -> Response {
         if let room = try queueRoom(req) {
-            return try await LiveStream.response(req, streams: streams, event: "queue", view: room.name) {
+            // The room's exams in the key too: a layout changed meanwhile is another view.
+            let view = ([room.name] + room.exams).joined(separator: "\u{1}")
+            return try await LiveStream.response(req, streams: streams, event: "queue", view: view) {
                 let answer = try await self.queueSnapshot(room)
                 return .init(body: try APIJSON.encoder().encode(answer), visits: answer.items.map(\.receptionId))
             }
@@ -262,9 +264,10 @@ public struct ExaminationService: HospitalService {
             .union(KnownPatients.eventTypes)
     }
 
+    /// The live worklists look again once what changed them is committed.
+    public func eventsCommitted() { streams.changed() }
+
     public func handle(_ envelope: EventEnvelope, on db: any Database) async throws {
-        // The live worklists look again once this batch is likely committed.
-        streams.changedSoon()
         switch envelope.event {
         case .prescribed(let prescription):
             if let facts = prescription.patient { try await KnownPatients.learn(facts, on: db) }

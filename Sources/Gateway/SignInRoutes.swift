@@ -113,6 +113,15 @@ public struct SignInRoutes: Sendable {
             let label = v.required(try req.body(NewDevice.self).label, "label", maxLength: 40)
             try v.check()
             let admin = req.signedIn?.principal.username ?? "admin"
+            // A device is known by its label (in the audit trail, its streams, a revocation).
+            let now = Date()
+            if try await signIn.sessions.devices().contains(where: {
+                $0.username == "device:\(label)" && $0.endedAt == nil && signIn.sessions.endOfLife($0) > now
+            }) {
+                throw InvalidTransition(
+                    aggregate: "device", currentState: "LIVE", attempted: "issue",
+                    reason: "a live device is labelled \(label): revoke it first, or choose another label")
+            }
             let (secret, session) = try await signIn.sessions.start(
                 username: "device:\(label)", role: .display, kind: SessionStore.deviceKind, client: req.clientAddress ?? "unknown")
             req.logger.notice("a display device issued", metadata: ["session": "\(session.id)", "by": "\(admin)"])

@@ -192,8 +192,12 @@ public struct PatientManagementService: HospitalService {
             visit = new
         }
         visits?.observe(envelope, visit)
-        streams.changedSoon()
-        boardStreams.changedSoon()
+    }
+
+    /// The live displays and boards look again once what changed them is committed.
+    public func eventsCommitted() {
+        streams.changed()
+        boardStreams.changed()
     }
 
     // MARK: Rebuild

@@ -161,7 +161,11 @@ final class ServiceHost: Sendable {
                 group: S.name, store: store, handledTypes: service.handledEventTypes,
                 settings: .init(
                     maxAttempts: configuration.consumerMaxAttempts, batchSize: configuration.consumerBatchSize),
-                logger: app.logger, afterCommit: { relay.nudge() }, observer: metrics, handler: service.handle)
+                logger: app.logger,
+                afterCommit: {
+                    relay.nudge()
+                    service.eventsCommitted()
+                }, observer: metrics, handler: service.handle)
         MessagingGauges(metrics: metrics, relay: relay, consumer: consumer, store: store, transport: transport).install()
         OperationsRoutes.register(on: app.routes) {
             try readiness.check()

@@ -146,11 +146,15 @@ public protocol HospitalService: Sendable {
     /// The server is about to stop: end whatever keeps a response open (a live view's stream),
     /// so the requests in flight can finish. Nothing by default.
     func serverStopping() async
+    /// Events it handled were committed: what shows them (live views) may look again. Nothing
+    /// by default.
+    func eventsCommitted()
 }
 
 extension HospitalService {
     public var maintenance: (@Sendable () async -> Void)? { nil }
     public func serverStopping() async {}
+    public func eventsCommitted() {}
     public static var needs: ServiceNeeds { [] }
     public static var streamedRoutes: [StreamedRoute] { [] }
     public static var visitTables: [String] { [] }

@@ -49,17 +49,7 @@ public final class LiveStreams: Sendable {
 
     public var ended: Bool { state.withLock { $0.ended } }
 
-    /// A change is being written: the streams look again once it is likely committed (and each
-    /// second anyway). Nothing at all while no stream is open.
-    public func changedSoon() {
-        guard state.withLock({ $0.open > 0 }) else { return }
-        Task {
-            try? await Task.sleep(for: .milliseconds(50))
-            self.changed()
-        }
-    }
-
-    /// Something changed: every stream looks again.
+    /// Something changed and is committed: every stream looks again.
     public func changed() {
         let waiters = state.withLock { state in
             state.generation += 1

@@ -46,7 +46,8 @@ extension WebScreens {
     }
 
     func waitsPanelContext(_ waits: WaitsDTO, _ screen: Screen) -> [String: Any] {
-        func minutes(_ value: Double?) -> String { value.map { String(format: screen.t("minutes"), Int($0.rounded())) } ?? "–" }
+        // Whole minutes waited so far, as the live panel has them (never a minute ahead).
+        func minutes(_ value: Double?) -> String { value.map { String(format: screen.t("minutes"), Int($0.rounded(.down))) } ?? "–" }
         let rows = waits.tooLong.map { wait in
             [
                 "queueNumber": wait.queueNumber ?? "", "patientName": wait.patientName ?? "",

@@ -77,19 +77,24 @@ public struct ScreenSessions: Sendable {
             isSecure: Self.isSecure(req), isHTTPOnly: true, sameSite: .strict)
     }
 
-    /// Pairs this browser with a display device's session (a waiting-room TV): the cookie lasts
-    /// as long as the device does, so the TV stays signed in across restarts. False if `code` is
-    /// not a live device's.
+    /// Pairs this browser with a display device (a waiting-room TV): the code works once. Its
+    /// session ends and the browser gets a device session of its own, with a secret nobody saw,
+    /// whose cookie lasts as long as the device does (the TV stays signed in across restarts).
+    /// False if `code` is not a live device's.
     func pairDevice(code: String, on response: Response, for req: Request) async throws -> Bool {
-        guard let session = try await signIn.sessions.find(secret: code), session.kind == SessionStore.deviceKind else {
-            return false
-        }
-        let left = signIn.sessions.endOfLife(session).timeIntervalSinceNow
+        let sessions = signIn.sessions
+        guard let issued = try await sessions.find(secret: code), issued.kind == SessionStore.deviceKind,
+            // Ended here, once: of two browsers pairing with one code, one gets the device.
+            try await sessions.end(id: issued.id, reason: "paired")
+        else { return false }
+        let (secret, paired) = try await sessions.start(
+            username: issued.username, role: .display, kind: SessionStore.deviceKind, client: req.clientAddress ?? "unknown")
+        let left = sessions.endOfLife(paired).timeIntervalSinceNow
         response.cookies[Self.sessionCookie] = HTTPCookies.Value(
-            string: code, maxAge: max(1, Int(left)), path: "/", isSecure: Self.isSecure(req), isHTTPOnly: true,
+            string: secret, maxAge: max(1, Int(left)), path: "/", isSecure: Self.isSecure(req), isHTTPOnly: true,
             sameSite: .strict)
-        setCSRF(forSession: code, on: response, for: req)
-        req.logger.notice("a display device paired", metadata: ["session": "\(session.id)"])
+        setCSRF(forSession: secret, on: response, for: req)
+        req.logger.notice("a display device paired", metadata: ["code": "\(issued.id)", "session": "\(paired.id)"])
         return true
     }
 

@@ -71,9 +71,18 @@ def test_a_display_device_is_paired_with_its_code_reads_only_the_display_and_end
     status, bad = api.call("POST", "/admin/devices", "admin", {"label": " "})
     assert status == 422, bad
 
+    status, twice = api.call("POST", "/admin/devices", "admin", {"label": label})
+    assert status == 409, twice
+
     tv = new_context().new_page()
     tv.goto("/display/pair")
     tv.get_by_label("기기 코드").fill("not-a-device-code-at-all")
+    tv.get_by_role("button", name="연결", exact=True).click()
+    expect(tv.locator("[role=alert]").first).to_contain_text("연결할 수 없습니다")
+    # A person's session secret is no device code.
+    desk = new_context("desk")
+    desk_secret = next(c for c in desk.cookies() if c["name"] == "hospital_session")["value"]
+    tv.get_by_label("기기 코드").fill(desk_secret)
     tv.get_by_role("button", name="연결", exact=True).click()
     expect(tv.locator("[role=alert]").first).to_contain_text("연결할 수 없습니다")
     tv.get_by_label("기기 코드").fill(device["code"])
@@ -88,13 +97,22 @@ def test_a_display_device_is_paired_with_its_code_reads_only_the_display_and_end
     response = tv.goto("/desk")
     assert "/desk" not in tv.url or response.status in (401, 403), (tv.url, response.status)
 
+    # The code worked once: another browser cannot pair with it.
+    other = new_context().new_page()
+    other.goto("/display/pair")
+    other.get_by_label("기기 코드").fill(device["code"])
+    other.get_by_role("button", name="연결", exact=True).click()
+    expect(other.locator("[role=alert]").first).to_contain_text("연결할 수 없습니다")
+
     status, listed = api.call("GET", "/admin/devices", "admin")
     assert status == 200, listed
-    mine = next(d for d in listed["items"] if d["label"] == label)
-    assert mine["id"] == device["id"], mine
-    assert mine.get("code") is None, "the code is shown once, when issued"
+    mine = [d for d in listed["items"] if d["label"] == label]
+    issued = next(d for d in mine if d["id"] == device["id"])
+    assert issued["endReason"] == "paired", issued
+    paired = next(d for d in mine if d.get("endedAt") is None)
+    assert paired["id"] != device["id"] and paired.get("code") is None, paired
 
-    status, ended = api.call("POST", "/admin/sessions/end", "admin", {"id": device["id"]})
+    status, ended = api.call("POST", "/admin/sessions/end", "admin", {"id": paired["id"]})
     assert status == 200 and ended["ended"] == 1, ended
     tv.goto("/display/" + urllib.parse.quote("내과"))
     tv.wait_for_url("**/login**")

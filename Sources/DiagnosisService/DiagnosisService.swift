@@ -420,13 +420,7 @@ public struct DiagnosisResponse: Content, Equatable {
     public var calls: Int
     @Nullable public var queueSince: Date?
     /// The last step (`CALL`, `RECALL`, `START`, `NO_SHOW`), who can take it back and until when.
-    @Nullable public var undoable: Undoable?
-
-    public struct Undoable: Content, Equatable {
-        public var transition: String
-        public var by: String
-        public var until: Date
-    }
+    @Nullable public var undoable: UndoableStep?
 
     init(_ d: Diagnosis, patient: KnownPatients.Patient?, today: String, now: Date, layout: ClinicLayout) {
         id = d.id
@@ -456,10 +450,7 @@ public struct DiagnosisResponse: Content, Equatable {
         calledBy = place.by
         calls = place.calls
         queueSince = place.since ?? (d.status == .examDone ? d.orders.compactMap(\.resolvedAt).max() : d.createdAt)
-        undoable = d.calling.last.flatMap { step in
-            let until = step.at.addingTimeInterval(Double(layout.undoSeconds))
-            return until > now && !d.status.isClosed ? Undoable(transition: step.transition, by: step.by, until: until) : nil
-        }
+        undoable = UndoableStep(d.calling, layout: layout, now: now, open: !d.status.isClosed)
     }
 }
 

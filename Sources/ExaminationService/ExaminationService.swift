@@ -358,13 +358,7 @@ public struct ExaminationResponse: Content, Equatable {
     public var calls: Int
     @Nullable public var queueSince: Date?
     /// The last step (`CALL`, `RECALL`, `START`, `NO_SHOW`), who can take it back and until when.
-    @Nullable public var undoable: Undoable?
-
-    public struct Undoable: Content, Equatable {
-        public var transition: String
-        public var by: String
-        public var until: Date
-    }
+    @Nullable public var undoable: UndoableStep?
 
     init(_ e: Examination, patient: KnownPatients.Patient?, today: String, now: Date, layout: ClinicLayout) {
         id = e.id
@@ -391,10 +385,7 @@ public struct ExaminationResponse: Content, Equatable {
         calledBy = place.by
         calls = place.calls
         queueSince = place.since ?? e.requestedAt
-        undoable = e.calling.last.flatMap { step in
-            let until = step.at.addingTimeInterval(Double(layout.undoSeconds))
-            return until > now && e.status == .requested ? Undoable(transition: step.transition, by: step.by, until: until) : nil
-        }
+        undoable = UndoableStep(e.calling, layout: layout, now: now, open: e.status == .requested)
     }
 }
 

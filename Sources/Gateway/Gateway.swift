@@ -70,6 +70,7 @@ public struct Gateway: Sendable {
                 if let authorization = req.headers.first(name: .authorization) {
                     headers.add(name: .authorization, value: authorization)
                 }
+                Traces.propagate(req.serviceContext, into: &headers)
                 let answer: ClientResponse
                 do {
                     answer = try await req.client.get(uri, headers: headers)

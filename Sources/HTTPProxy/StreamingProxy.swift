@@ -26,6 +26,8 @@ public enum StreamingProxy {
         // Dropped before the services drop them (their idle timeout is 60 s), as the gateway's.
         configuration.connectionPool = .init(
             idleTimeout: .seconds(20), concurrentHTTP1ConnectionsPerHostSoftLimit: 4096)
+        // No spans of its own, as the gateway's client: the caller sets `traceparent`.
+        configuration.tracing.tracer = nil
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }()
 

@@ -64,7 +64,7 @@ extension HospitalSystem {
             where only == nil || only == service {
                 let databases = Databases(threadPool: .singleton, on: MultiThreadedEventLoopGroup.singleton)
                 databases.use(try .postgres(url: url, maxConnectionsPerEventLoop: 1, sqlLogLevel: .trace), as: .psql)
-                let db = databases.database(.psql, logger: logger, on: MultiThreadedEventLoopGroup.singleton.any())!
+                let db = databases.database(.psql, logger: logger, on: MultiThreadedEventLoopGroup.singleton.any(), withTracing: false)!
                 do {
                     let result = try await AuditTrail.verify(
                         try db.sql, service: service.rawValue, keys: keys, checkpoints: checkpoints)

@@ -171,7 +171,7 @@ final class Authentication: Sendable {
     private static func fetchRevocations(from url: URL) async throws -> Revocations.Snapshot {
         var request = HTTPClientRequest(url: url.absoluteString)
         request.method = .GET
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(2))
+        let response = try await BackgroundClient.shared.execute(request, timeout: .seconds(2))
         guard response.status == .ok else {
             throw ConfigurationError("the revocations at \(url) answered \(response.status.code)")
         }
@@ -207,7 +207,7 @@ final class Authentication: Sendable {
     private static func fetchKeySet(from url: URL, logger: Logger) async throws -> JWKS {
         var request = HTTPClientRequest(url: url.absoluteString)
         request.method = .GET
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(5))
+        let response = try await BackgroundClient.shared.execute(request, timeout: .seconds(5))
         guard response.status == .ok else {
             logger.warning("the key set could not be read", metadata: ["status": "\(response.status.code)"])
             throw ConfigurationError("the key set at \(url) answered \(response.status.code)")
@@ -295,7 +295,7 @@ final class GatewayStore: Sendable {
             databases.use(try .postgres(url: url, maxConnectionsPerEventLoop: 2, sqlLogLevel: .trace), as: .psql)
             var quiet = logger
             quiet.logLevel = max(logger.logLevel, .info)
-            let db = databases.database(.psql, logger: quiet, on: MultiThreadedEventLoopGroup.singleton.any())!
+            let db = databases.database(.psql, logger: quiet, on: MultiThreadedEventLoopGroup.singleton.any(), withTracing: false)!
             store = GatewayStore(database: try db.sql, sqlite: nil, databases: databases)
         } else {
             try DataDirectory.prepare(configuration.dataDirectory)

@@ -121,7 +121,7 @@ struct ClinicLayouts: Sendable {
     private static func fetch(_ url: URL) async throws -> Published {
         var request = HTTPClientRequest(url: url.absoluteString)
         request.method = .GET
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(2))
+        let response = try await BackgroundClient.shared.execute(request, timeout: .seconds(2))
         guard response.status == .ok else { throw ConfigurationError("the clinic layout at \(url) answered \(response.status.code)") }
         return try JSONDecoder().decode(Published.self, from: Data(buffer: try await response.body.collect(upTo: 1 << 20)))
     }

@@ -121,7 +121,7 @@ final class ServiceHost: Sendable {
             checkpoints: transport, checkpointInterval: configuration.auth.auditCheckpointInterval,
             storage: { @Sendable in try auditFile?.check() }, logger: app.logger
         ) {
-            app.databases.database(auditDatabase, logger: quietLogger, on: app.eventLoopGroup.any())!
+            app.databases.database(auditDatabase, logger: quietLogger, on: app.eventLoopGroup.any(), withTracing: false)!
         }
         app.gatewayAddresses = configuration.auth.gatewayAddresses
         app.middleware.use(AuditMiddleware(trail: trail))
@@ -137,7 +137,7 @@ final class ServiceHost: Sendable {
                 try auditFile?.check()
             }
         ) {
-            app.databases.database(logger: quietLogger, on: app.eventLoopGroup.any())!
+            app.databases.database(logger: quietLogger, on: app.eventLoopGroup.any(), withTracing: false)!
         }
         let relay = OutboxRelay(
             store: store, publisher: transport,
@@ -203,6 +203,10 @@ final class ServiceHost: Sendable {
         // Idle connections to the services are dropped before the services drop them (their idle
         // timeout is 60 s): reusing one the other side is closing fails (see `Resend`).
         app.http.client.configuration.connectionPool.idleTimeout = .seconds(20)
+        // The client makes no spans of its own: a call's `traceparent` names the request's span
+        // (`Traces.propagate`), so the service's span is its child; the client's would hang
+        // beside it, and the readiness probe's calls would each be a trace of their own.
+        app.http.client.configuration.tracing.tracer = nil
         let auth = configuration.auth
         app.trustedProxies = auth.trustedProxies
         app.middleware.use(AllowedHosts(auth.allowedHosts + [configuration.host], exempt: configuration.metricsPath))
@@ -266,7 +270,7 @@ final class ServiceHost: Sendable {
         app.middleware.use(MetricsMiddleware(metrics: metrics))
         if Traces.isOn {
             app.traceAutoPropagation = true
-            app.middleware.use(ServerSpans(service: name.rawValue))
+            app.middleware.use(ServerSpans(service: name.rawValue, metricsPath: configuration.metricsPath))
         }
         if let path = configuration.metricsPath { metrics.register(on: app.routes, path: path) }
         app.middleware.use(RouteLoggingMiddleware(logLevel: .debug))
@@ -289,7 +293,13 @@ final class ServiceHost: Sendable {
     func migrate() async throws {
         guard app.databases.ids().isEmpty == false else { return }
         try await boundLockWaits()
-        try await app.autoMigrate()
+        // Fluent's own migrator (`app.autoMigrate()`) traces every query, outside any trace:
+        // a process's start would be a hundred root spans that say nothing.
+        let databases = app.databases, logger = app.logger, loop = app.eventLoopGroup.any()
+        let migrator = Migrator(
+            databaseFactory: { databases.database($0, logger: logger, on: loop, withTracing: false)! },
+            migrations: app.migrations, on: loop, migrationLogLevel: app.fluent.migrationLogLevel)
+        try await migrator.setupIfNeeded().flatMap { migrator.prepareBatch() }.get()
         if app.databases.ids().contains(.sqlite) {
             // WAL lets the read side (and `hospital rebuild`) read while the service writes.
             _ = try await app.db.sql.raw("PRAGMA journal_mode = WAL").all()

@@ -22,6 +22,10 @@ public enum TracingSetup {
         // One process may run several services: one service name each when alone, else the
         // system's (every span also says its service in `hospital.service`).
         configuration.serviceName = services.count == 1 ? "hospital-\(services[0].rawValue)" : "hospital"
+        // A span follows its caller's decision (a request's `traceparent`, an event's envelope);
+        // a new trace is sampled. `OTEL_TRACES_SAMPLER` overrides it, e.g.
+        // `parentbased_traceidratio` with `OTEL_TRACES_SAMPLER_ARG=0.1` on a busy system.
+        configuration.traces.sampler = .parentBasedAlwaysOn
         configuration.metrics.enabled = false
         configuration.logs.enabled = false
         configuration.diagnosticLogLevel = .warning

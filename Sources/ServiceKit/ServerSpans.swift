@@ -33,12 +33,29 @@ public enum Traces {
 /// is async, a task hop per request. This one runs on the event loop; with the application's
 /// `traceAutoPropagation` on, Vapor makes the span current for every later middleware and the
 /// route handler.
+///
+/// Requests that only ask whether all is well make no span: the probes (`/health/…`), the
+/// metrics scrape, and what the other processes read from the gateway every few seconds (the
+/// clinic layout, the revoked sessions, the key set). They arrive on an idle system and say
+/// nothing about the work.
 public struct ServerSpans: Middleware {
     let service: String
+    let untraced: Set<String>
 
-    public init(service: String) { self.service = service }
+    /// - Parameter metricsPath: the scrape's path, when metrics are served.
+    public init(service: String, metricsPath: String? = nil) {
+        self.service = service
+        self.untraced = Set(
+            ["/clinic/layout", "/auth/revocations", "/.well-known/jwks.json"] + (metricsPath.map { [$0] } ?? []))
+    }
+
+    /// Whether a request to `path` makes a span.
+    public func traces(_ path: String) -> Bool {
+        !path.hasPrefix("/health/") && !untraced.contains(path)
+    }
 
     public func respond(to request: Request, chainingTo next: any Responder) -> EventLoopFuture<Response> {
+        guard traces(request.url.path) else { return next.respond(to: request) }
         var parent = TracingContext.topLevel
         if let traceparent = request.headers.first(name: "traceparent") {
             parent = TraceContext.context(of: traceparent)

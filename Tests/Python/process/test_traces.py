@@ -1,18 +1,57 @@
 """Traces over OTLP: one registration, sent with a W3C traceparent, followed across the gateway,
-reception and — through the event — diagnosis and the desk's board, as one trace."""
+reception and — through the event — diagnosis and the desk's board, as one trace; and an idle
+system, asked only by probes and scrapes, sends nothing."""
 
 import os
 import secrets
 import shutil
+import subprocess
 import tempfile
+import time
+import urllib.error
+import urllib.request
 
 import pytest
 
-from hospital_api import Api, add_accounts, serve
+from hospital_api import Api, add_accounts, binary, serve
 from otlp_receiver import Receiver, attribute
 from waiting import wait_until
 
 PASSWORD = "traces test password"
+
+
+def tracing_environment(receiver):
+    return {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+        "HOSPITAL_LOG_FORMAT": "json",
+    }
+
+
+@pytest.fixture
+def traced_fresh():
+    """A system that has done nothing yet, with the default sampler: the diagnosis service in a
+    process of its own (which reads the clinic layout from the gateway), the rest in another."""
+    receiver = Receiver()
+    data = tempfile.mkdtemp(prefix="hospital-idle-traces-")
+    process, urls = serve(data, "gateway", "reception", "examination", "patient-management",
+                          env=tracing_environment(receiver))
+    diagnosis = subprocess.Popen(
+        [binary(), "serve", "diagnosis", "--data-dir", data, "--diagnosis-port", "0", "--log-level", "warning"],
+        stdout=subprocess.PIPE, text=True,
+        env={**os.environ, **tracing_environment(receiver), "HOSPITAL_GATEWAY_URL": urls["gateway"]})
+    for line in diagnosis.stdout:
+        if line.startswith("diagnosis listening on "):
+            urls["diagnosis"] = line.split()[-1]
+            break
+    assert "diagnosis" in urls, "the diagnosis process did not start"
+    yield urls, receiver, data
+    for running in (diagnosis, process):
+        running.terminate()
+        running.wait(timeout=30)
+    receiver.close()
+    shutil.rmtree(data, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -22,12 +61,7 @@ def traced():
     add_accounts(data, PASSWORD, roles=("desk", "doctor"))
     log = open(os.path.join(data, "stderr.log"), "w")
     process, urls = serve(data, "--log-level", "info", env={
-        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
-        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-        "OTEL_BSP_SCHEDULE_DELAY": "100",
-        "OTEL_TRACES_SAMPLER": "always_on",
-        "HOSPITAL_LOG_FORMAT": "json",
-    }, stderr=log)
+        **tracing_environment(receiver), "OTEL_TRACES_SAMPLER": "always_on"}, stderr=log)
     api = Api.sign_in(urls["gateway"], PASSWORD, roles=("desk", "doctor"))
     api.log = os.path.join(data, "stderr.log")
     yield urls, api, receiver
@@ -36,6 +70,41 @@ def traced():
     log.close()
     receiver.close()
     shutil.rmtree(data, ignore_errors=True)
+
+
+def test_an_idle_system_exports_nothing(traced_fresh):
+    urls, receiver, data = traced_fresh
+    # Six seconds of what an idle system sees: its loops (relay, consumers, audit writer,
+    # sessions, the clinic layout read from the gateway every 5 s) and, every half second,
+    # Kubernetes' probes and Prometheus. Spans are exported every 100 ms here, so any made would
+    # have arrived.
+    until = time.monotonic() + 6
+    while time.monotonic() < until:
+        for base in urls.values():
+            for path in ("/health/live", "/health/ready", "/metrics", "/clinic/layout", "/auth/revocations"):
+                try:
+                    urllib.request.urlopen(base + path, timeout=5).read()
+                except urllib.error.HTTPError:
+                    pass  # the last two are the gateway's alone
+        time.sleep(0.5)
+    assert [(s.name, attribute(s, "hospital.service")) for _, s in receiver.spans] == []
+
+    # Not because nothing is exported: a request is a trace, and it arrives.
+    add_accounts(data, PASSWORD, roles=("desk",))
+    api = Api.sign_in(urls["gateway"], PASSWORD, roles=("desk",))
+    reception = api.register("한가환자")
+    wait_until(lambda: any(s.name.startswith("process ") for _, s in receiver.spans), 20,
+               "the registration's spans", every=0.1)
+    names = {s.name for _, s in receiver.spans}
+    assert "POST /receptions" in names and "transaction" in names
+    # Database calls are inside their transaction, not spans of their own; and every trace
+    # begins with a request or an event published.
+    assert not any(name.startswith("fluent") for name in names), names
+    kinds = {s.span_id: s for _, s in receiver.spans}
+    for _, span in receiver.spans:
+        if span.parent_span_id not in kinds:
+            assert span.kind in (span.SPAN_KIND_SERVER, span.SPAN_KIND_PRODUCER, span.SPAN_KIND_CONSUMER), span.name
+    assert reception
 
 
 def test_a_registration_is_one_trace_across_the_services(traced):

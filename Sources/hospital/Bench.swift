@@ -56,6 +56,13 @@ struct Bench: AsyncParsableCommand {
             memory per view, and audit entries per open screen per hour against screens asking every 2 s.
             """)
     var liveViews = 0
+    @Option(
+        help: """
+            With --serve: after the visits, this many requests of each kind one by one at concurrency 16: a read \
+            by id on reception's own port (known and unknown) and through the gateway, and the health check; \
+            req/s and server CPU per request.
+            """)
+    var reads = 0
     @Option(help: "Visits run before measuring (connections, caches).") var warmup = 20
     @Option(help: "How often a waiting visit looks again for a step's effect, in milliseconds.") var pollMs = 10
     @Option(
@@ -79,10 +86,16 @@ struct Bench: AsyncParsableCommand {
             process.executableURL = binary
             process.arguments = [
                 "serve", "--data-dir", directory.path, "--log-level", "error", "--gateway-port", "\(port)",
-                "--reception-port", "0", "--diagnosis-port", "0", "--examination-port", "0",
+                "--reception-port", "\(port + 1)", "--diagnosis-port", "0", "--examination-port", "0",
                 "--patient-management-port", "0",
             ]
             process.standardOutput = FileHandle.nullDevice
+            if reads > 0 {
+                // One client address sends what a clinic's many would: above 1,000 requests a
+                // second (the default limit per address) the reads would be measuring 429s. The
+                // limiter still counts every request.
+                process.environment = ProcessInfo.processInfo.environment.merging(["HOSPITAL_RATE_LIMIT": "1000000"]) { $1 }
+            }
             try process.run()
             server = process
             pids = [process.processIdentifier]
@@ -233,6 +246,11 @@ struct Bench: AsyncParsableCommand {
         if !pids.isEmpty {
             print(String(format: "server CPU: %.2f s in all, %.2f ms per visit", cpu, cpu * 1000 / Double(visits)))
             print(String(format: "server peak RSS: %.1f MB", Double(peakKiB) / 1024))
+        }
+        if reads > 0, serve, let known = client.registered.any() {
+            try await ReadMeasurement.run(
+                count: reads, concurrency: 16, gateway: base, reception: URL(string: "http://127.0.0.1:\(port + 1)")!,
+                token: client.tokens[.desk], known: known, pids: pids)
         }
         if liveViews > 0, serve, let password {
             try await LiveViewMeasurement.run(

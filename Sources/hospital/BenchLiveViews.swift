@@ -232,6 +232,7 @@ final class RegistrationTimes: Sendable {
 
     func record(_ id: String) { times.withLock { $0[id] = .now } }
     func time(of id: String) -> ContinuousClock.Instant? { times.withLock { $0[id] } }
+    func any() -> String? { times.withLock { $0.keys.first } }
 }
 
 /// The open views: how many opened or were refused, and what they received.

@@ -1,0 +1,91 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// What one request costs the server, request by request at a fixed concurrency: a read by id on
+/// a service's own port (a visit that exists, audited; and one that does not, 404), the same
+/// through the gateway, and the health check beside them (the HTTP and middleware floor). Server
+/// CPU per request is the process's CPU time from /proc over the requests: steadier than wall
+/// time on a machine whose client shares the cores.
+enum ReadMeasurement {
+    /// Its own client: AsyncHTTPClient's shared one opens at most 8 connections to a host and
+    /// queues the rest, which would measure the client.
+    static let client: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 256)
+        configuration.tracing.tracer = nil
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }()
+
+    struct Figures {
+        var perSecond: Double
+        var cpuMicroseconds: Double
+        var p50: Double
+        var p99: Double
+    }
+
+    static func run(
+        count: Int, concurrency: Int, gateway: URL, reception: URL, token: String?, known: String, pids: [Int32]
+    ) async throws {
+        let unknown = UUID().uuidString.lowercased()
+        let cases: [(String, URL, String, Bool)] = [
+            ("GET /health/live, reception's port", reception, "/health/live", false),
+            ("GET /receptions/{id} unknown (404), reception's port", reception, "/receptions/\(unknown)", true),
+            ("GET /receptions/{id} known (audited), reception's port", reception, "/receptions/\(known)", true),
+            ("GET /receptions/{id} known, through the gateway", gateway, "/receptions/\(known)", true),
+        ]
+        print("requests one by one, \(count) each at concurrency \(concurrency):")
+        for (name, base, path, authorized) in cases {
+            let figures = try await measure(
+                count: count, concurrency: concurrency, url: base.absoluteString + path,
+                token: authorized ? token : nil, pids: pids)
+            print(
+                "  \(name.padding(toLength: 56, withPad: " ", startingAt: 0))"
+                    + String(
+                        format: "%7.0f req/s  %5.0f µs server CPU each  p50 %.2f ms  p99 %.2f ms", figures.perSecond,
+                        figures.cpuMicroseconds, figures.p50, figures.p99))
+        }
+    }
+
+    static func measure(count: Int, concurrency: Int, url: String, token: String?, pids: [Int32]) async throws
+        -> Figures
+    {
+        var request = HTTPClientRequest(url: url)
+        if let token { request.headers.add(name: "authorization", value: "Bearer \(token)") }
+        let template = request
+        // Warm: connections open, statements and caches at work.
+        try await Load.run(count: concurrency * 20, concurrency: concurrency) { _ in _ = try await send(template) }
+        let samples = Samples()
+        let cpuBefore = pids.map(ProcStat.cpuSeconds).reduce(0, +)
+        let started = ContinuousClock.now
+        try await Load.run(count: count, concurrency: concurrency) { _ in
+            let sent = ContinuousClock.now
+            _ = try await send(template)
+            samples.add(sent.duration(to: .now).seconds * 1000)
+        }
+        let elapsed = started.duration(to: .now).seconds
+        let cpu = pids.map(ProcStat.cpuSeconds).reduce(0, +) - cpuBefore
+        let sorted = samples.sorted()
+        return Figures(
+            perSecond: Double(count) / elapsed, cpuMicroseconds: cpu * 1e6 / Double(count),
+            p50: sorted[sorted.count / 2], p99: sorted[min(sorted.count - 1, sorted.count * 99 / 100)])
+    }
+
+    private static func send(_ request: HTTPClientRequest) async throws -> Int {
+        let response = try await client.execute(request, timeout: .seconds(30))
+        _ = try await response.body.collect(upTo: 1 << 20)
+        let status = Int(response.status.code)
+        guard status == 200 || status == 404 else {
+            throw BenchFailure(description: "\(request.url) answered \(status)")
+        }
+        return status
+    }
+
+    final class Samples: @unchecked Sendable {
+        private let lock = NSLock()
+        private var values: [Double] = []
+        func add(_ value: Double) { lock.withLock { values.append(value) } }
+        func sorted() -> [Double] { lock.withLock { values.sorted() } }
+    }
+}

@@ -183,7 +183,7 @@ let package = Package(
             dependencies: [
                 "Audit", "Backup",
                 "ReceptionService", "DiagnosisService", "ExaminationService", "PatientManagementService", "Gateway",
-                "Web", "Identity",
+                "Web", "Identity", "HTTPProxy",
                 "ServiceKit", "SharedKernel", "Messaging", "Storage", "MessagingLocal", vapor, fluentKit, sqlKit, logging,
                 .target(name: "MessagingKafka", condition: .when(traits: ["Kafka"])),
                 .product(name: "Fluent", package: "fluent"),

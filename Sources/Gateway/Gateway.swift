@@ -73,7 +73,7 @@ public struct Gateway: Sendable {
                 Traces.propagate(req.serviceContext, into: &headers)
                 let answer: ClientResponse
                 do {
-                    answer = try await req.client.get(uri, headers: headers)
+                    answer = try await req.serviceClient.get(uri, headers: headers)
                 } catch {
                     throw AppError.serviceUnavailable(route.service)
                 }
@@ -108,7 +108,7 @@ public struct Gateway: Sendable {
             // server spans do not already say).
             Traces.propagate(req.serviceContext, into: &headers)
             upstream = try await Resend.sending(req.method, headers, logger: req.logger, service: route.service) {
-                try await req.client.send(req.method, headers: headers, to: uri) { outgoing in
+                try await req.serviceClient.send(req.method, headers: headers, to: uri) { outgoing in
                     if let body = req.body.data { outgoing.body = body }
                 }
             }

@@ -1,6 +1,7 @@
 import DiagnosisService
 import ExaminationService
 import Foundation
+import HTTPProxy
 import Gateway
 import Identity
 import Logging
@@ -33,7 +34,8 @@ public final class HospitalSystem: Sendable {
 
     private init(
         configuration: HospitalConfiguration, hosts: [ServiceHost], transport: Transport?,
-        authentication: Authentication, clinic: ClinicLayouts, readiness: Readiness, logger: Logger
+        authentication: Authentication, clinic: ClinicLayouts, readiness: Readiness, local: LocalServices,
+        logger: Logger
     ) {
         self.clinic = clinic
         self.readiness = readiness
@@ -49,8 +51,13 @@ public final class HospitalSystem: Sendable {
             + loops.flatMap(\.relays) + loops.flatMap(\.upkeep) + loops.flatMap(\.audit) + [backups].compactMap { $0 })
             .map { SupervisedLoop(loop: $0, readiness: readiness, logger: logger) as any Service }
         let servers = hosts.map { host in
-            HTTPServerService(name: host.name.rawValue, app: host.app, stopping: { await host.service?.serverStopping() })
-                as any Service
+            HTTPServerService(
+                name: host.name.rawValue, app: host.app,
+                stopping: {
+                    // A stopping service is called over HTTP again, and refuses as its server does.
+                    if let url = Self.localURL(of: host) { local.remove(at: url) }
+                    await host.service?.serverStopping()
+                }) as any Service
         }
         let drain = Draining(readiness: readiness, delay: configuration.shutdownDelay, logger: logger)
         group = ServiceGroup(
@@ -121,6 +128,7 @@ public final class HospitalSystem: Sendable {
             configuration: configuration, gatewayDatabase: authentication.gatewayDatabase, logger: logger)
         var hosts: [ServiceHost] = []
         let readiness = Readiness()
+        let local = LocalServices()
         do {
             for name in domain {
                 let host = try await makeHost(
@@ -132,9 +140,11 @@ public final class HospitalSystem: Sendable {
             }
             if wanted.contains(.gateway) {
                 let routes = gatewayRoutes(configuration: configuration, running: hosts)
+                // The services of this process are called in process (`LocalServices`).
+                for running in hosts { if let url = localURL(of: running) { local.add(running.app, at: url) } }
                 let host = try await ServiceHost.gateway(
                     routes: routes, configuration: configuration, authentication: authentication, clinic: clinic,
-                    readiness: readiness)
+                    readiness: readiness, local: local)
                 hosts.append(host)
                 try await host.start()
             }
@@ -151,7 +161,7 @@ public final class HospitalSystem: Sendable {
         }
         return HospitalSystem(
             configuration: configuration, hosts: hosts, transport: transport, authentication: authentication,
-            clinic: clinic, readiness: readiness, logger: logger)
+            clinic: clinic, readiness: readiness, local: local, logger: logger)
     }
 
     /// Runs the service group until a graceful shutdown (`stop`, or the enclosing group's:
@@ -236,12 +246,17 @@ public final class HospitalSystem: Sendable {
 
     /// Every prefix of every catalog service, to where that service listens: in this process
     /// where it actually listens, elsewhere its configured address.
+    /// Where the gateway calls `host`, a service of this process.
+    private static func localURL(of host: ServiceHost) -> URL? {
+        host.port.map { URL(string: "http://127.0.0.1:\($0)")! }
+    }
+
     private static func gatewayRoutes(configuration: HospitalConfiguration, running: [ServiceHost]) -> [Gateway.Route] {
         ServiceCatalog.domain.flatMap { service in
             let name = ServiceName(service)
             let upstream: URL
-            if let local = running.first(where: { $0.name == name }), let port = local.port {
-                upstream = URL(string: "http://127.0.0.1:\(port)")!
+            if let local = running.first(where: { $0.name == name }).flatMap(localURL(of:)) {
+                upstream = local
             } else {
                 upstream = configuration.upstream(of: name)
             }

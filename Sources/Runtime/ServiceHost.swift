@@ -4,6 +4,7 @@ import FluentPostgresDriver
 import FluentSQLiteDriver
 import Foundation
 import Gateway
+import HTTPProxy
 import Identity
 import Logging
 import Messaging
@@ -196,9 +197,10 @@ final class ServiceHost: Sendable {
     /// Builds the gateway, routing to `routes`.
     static func gateway(
         routes: [Gateway.Route], configuration: HospitalConfiguration, authentication: Authentication,
-        clinic: ClinicLayouts, readiness: Readiness = Readiness()
+        clinic: ClinicLayouts, readiness: Readiness = Readiness(), local: LocalServices? = nil
     ) async throws -> ServiceHost {
         let (app, metrics) = try await makeApplication(name: .gateway, configuration: configuration)
+        app.localServices = local
         app.http.client.configuration.timeout = .init(connect: .seconds(2), read: .seconds(30))
         // Idle connections to the services are dropped before the services drop them (their idle
         // timeout is 60 s): reusing one the other side is closing fails (see `Resend`).

@@ -262,7 +262,7 @@ public struct WebScreens: Sendable {
     /// The API, called as the signed-in user (their token, from the session).
     func api(_ req: Request) -> API {
         API(
-            client: req.client, upstreams: upstreams, token: req.signedIn?.token,
+            client: req.serviceClient, upstreams: upstreams, token: req.signedIn?.token,
             clientAddress: req.clientAddress)
     }
 

@@ -59,7 +59,8 @@ let package = Package(
         .target(
             name: "Storage",
             dependencies: [
-                fluentKit, sqlKit, logging, .product(name: "FluentSQLiteDriver", package: "fluent-sqlite-driver"),
+                fluentKit, sqlKit, logging, .product(name: "FluentSQL", package: "fluent-kit"),
+                .product(name: "FluentSQLiteDriver", package: "fluent-sqlite-driver"),
                 .product(name: "FluentPostgresDriver", package: "fluent-postgres-driver"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ]),

@@ -336,13 +336,13 @@ public struct DiagnosisService: HospitalService {
             let events = diagnosis.receptionCanceled(reason: e.reason, at: at)
             try await save(model, diagnosis, events, causedBy: envelope, on: db)
         case .examinationCompleted(let e):
-            guard let model = try await DiagnosisModel.find(e.diagnosisId, on: db) else { return }
+            guard let model = try await DiagnosisModel.byID(e.diagnosisId, on: db) else { return }
             var diagnosis = try model.aggregate()
             diagnosis.examinationCompleted(
                 orderId: e.orderId, result: e.result, examinationId: e.examinationId, attachments: e.attachments, at: at)
             try await save(model, diagnosis, [], causedBy: envelope, on: db)
         case .examinationCanceled(let e):
-            guard let model = try await DiagnosisModel.find(e.diagnosisId, on: db) else { return }
+            guard let model = try await DiagnosisModel.byID(e.diagnosisId, on: db) else { return }
             var diagnosis = try model.aggregate()
             diagnosis.examinationCanceled(orderId: e.orderId, reason: e.reason, at: at)
             try await save(model, diagnosis, [], causedBy: envelope, on: db)

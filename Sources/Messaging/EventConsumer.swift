@@ -255,7 +255,7 @@ public final class EventConsumer: Sendable {
                 // handler instead, the inbox tells: a handled event is a duplicate, otherwise it is
                 // a real failure.
                 if case .apply(let envelope) = plan,
-                    try await InboxEntry.find(envelope.eventId, on: store.database) != nil
+                    try await InboxEntry.byID(envelope.eventId, on: store.database) != nil
                 {
                     return .duplicate
                 }
@@ -386,7 +386,7 @@ public final class EventConsumer: Sendable {
         let outcome: Outcome = try await store.write { db in
             var outcome = Outcome.ignored
             if applies {
-                if try await InboxEntry.find(envelope.eventId, on: db) != nil {
+                if try await InboxEntry.byID(envelope.eventId, on: db) != nil {
                     outcome = .duplicate
                 } else {
                     try await InboxEntry(eventId: envelope.eventId, eventType: envelope.type, handledAt: Date())

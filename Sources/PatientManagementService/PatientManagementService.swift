@@ -76,7 +76,7 @@ public struct PatientManagementService: HospitalService {
 
     @Sendable func show(_ req: Request) async throws -> PatientManagementResponse {
         let id = try req.id("receptionId", of: "visit")
-        guard let model = try await PatientManagementModel.find(id, on: context.store.database) else {
+        guard let model = try await PatientManagementModel.byID(id, on: context.store.database) else {
             throw AppError.notFound(resource: "visit", id: id.uuidString)
         }
         return try await responses([model])[0]
@@ -179,7 +179,7 @@ public struct PatientManagementService: HospitalService {
             ).run()
         }
         let visit: PatientManagement
-        if let model = try await PatientManagementModel.find(envelope.receptionId, on: db) {
+        if let model = try await PatientManagementModel.byID(envelope.receptionId, on: db) {
             var known = try model.visit()
             known.apply(envelope)
             try model.copy(known)

@@ -110,7 +110,7 @@ extension ReceptionService {
                 )
                 .run()
             // The registry's phone (a visit from before the registry may hold its own).
-            let patient = try await visit.patientRef.asyncFlatMap { try await PatientModel.find($0, on: db) }
+            let patient = try await visit.patientRef.asyncFlatMap { try await PatientModel.byID($0, on: db) }
             return (patient?.phone ?? visit.phone, visit.department)
         }
         let within = ContactDisclosures.mayRead(role: role, departments: departments, visitDepartment: department)

@@ -140,7 +140,7 @@ extension ReceptionService {
     /// contact details; an examiner the name, chart number, age and sex only.
     @Sendable func showPatient(_ req: Request) async throws -> PatientResponse {
         let id = try req.id(of: "patient")
-        guard let patient = try await PatientModel.find(id, on: context.store.database) else {
+        guard let patient = try await PatientModel.byID(id, on: context.store.database) else {
             throw AppError.notFound(resource: "patient", id: id.uuidString)
         }
         let role = PatientResponse.View(role: req.callerRole)
@@ -151,7 +151,7 @@ extension ReceptionService {
                 .map { PatientResponse.Change(at: $0.changedAt, by: $0.actor, kind: $0.kind, fields: $0.fields) }
         }
         if let into = patient.mergedInto,
-            let survivor = try await PatientModel.find(into, on: context.store.database)
+            let survivor = try await PatientModel.byID(into, on: context.store.database)
         {
             response.mergedIntoChartNumber = survivor.chartNumber
         }
@@ -197,7 +197,7 @@ extension ReceptionService {
         let now = context.now()
         let stamp = EventStamp(producer: Self.name, actor: req.actor(default: "desk"), trace: req.trace)
         let patient = try await context.command { db in
-            guard let patient = try await PatientModel.find(id, on: db) else {
+            guard let patient = try await PatientModel.byID(id, on: db) else {
                 throw AppError.notFound(resource: "patient", id: id.uuidString)
             }
             if patient.mergedInto != nil {
@@ -363,7 +363,7 @@ extension ReceptionService {
                     "UPDATE patients SET version = version + 1, merged_into = \(bind: into), updated_at = \(bind: now) WHERE id = \(bind: id) AND merged_into IS NULL RETURNING id"
                 ).first()
             else {
-                guard let existing = try await PatientModel.find(id, on: db) else {
+                guard let existing = try await PatientModel.byID(id, on: db) else {
                     throw AppError.notFound(resource: "patient", id: id.uuidString)
                 }
                 throw AppError.conflict(
@@ -380,8 +380,8 @@ extension ReceptionService {
                     .init(field: "into", code: .invalidFormat, message: "must be a registered patient that is not merged itself")
                 ])
             }
-            let from = try await PatientModel.find(id, on: db)!
-            let survivor = try await PatientModel.find(into, on: db)!
+            let from = try await PatientModel.byID(id, on: db)!
+            let survivor = try await PatientModel.byID(into, on: db)!
             let moved = try await sql.raw(
                 "UPDATE receptions SET patient_ref = \(bind: into) WHERE patient_ref = \(bind: id) RETURNING id"
             ).all().count
@@ -440,7 +440,7 @@ extension ReceptionService {
             ])
         }
         if let into = try row.decode(column: "merged_into", as: UUID?.self) {
-            let survivor = try await PatientModel.find(into, on: db)
+            let survivor = try await PatientModel.byID(into, on: db)
             throw ValidationFailure([
                 .init(
                     field: "patientId", code: .invalidFormat,

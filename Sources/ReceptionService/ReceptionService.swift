@@ -336,7 +336,7 @@ public struct ReceptionService: HospitalService {
     public var handledEventTypes: Set<String> { [DiagnosisCompleted.type, DiagnosisRejected.type] }
 
     public func handle(_ envelope: EventEnvelope, on db: any Database) async throws {
-        guard let model = try await ReceptionModel.find(envelope.receptionId, on: db) else {
+        guard let model = try await ReceptionModel.byID(envelope.receptionId, on: db) else {
             context.logger.warning("event for an unknown reception", metadata: ["eventId": "\(envelope.eventId)"])
             return
         }

@@ -47,7 +47,7 @@ extension AggregateRecord {
 
     /// Loads the record or answers 404.
     public static func require(_ id: UUID, on db: any Database) async throws -> Self {
-        guard let record = try await find(id, on: db) else {
+        guard let record = try await byID(id, on: db) else {
             throw AppError.notFound(resource: resource, id: id.uuidString)
         }
         return record

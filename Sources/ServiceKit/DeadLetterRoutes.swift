@@ -14,7 +14,7 @@ public enum DeadLetterRoutes {
         }
         letters.post(":id", "replay") { req async throws -> DeadLetterResponse in
             let id = try req.id(of: "dead letter")
-            guard let letter = try await DeadLetter.find(id, on: store.database) else {
+            guard let letter = try await DeadLetter.byID(id, on: store.database) else {
                 throw AppError.notFound(resource: "dead letter", id: id.uuidString)
             }
             if letter.replayedAt != nil {

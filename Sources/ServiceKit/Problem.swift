@@ -93,13 +93,13 @@ public enum AppError: Error, Equatable {
 /// It keeps the real status of every error a client caused (4xx with a problem body that says
 /// what to fix) and answers 500 only for a real fault, which it logs in full without echoing
 /// internals to the client.
-public struct ProblemMiddleware: AsyncMiddleware {
+///
+/// Futures, not async: an async middleware costs every request a hop onto a task and back.
+public struct ProblemMiddleware: Middleware {
     public init() {}
 
-    public func respond(to request: Request, chainingTo next: any AsyncResponder) async throws -> Response {
-        do {
-            return try await next.respond(to: request)
-        } catch {
+    public func respond(to request: Request, chainingTo next: any Responder) -> EventLoopFuture<Response> {
+        next.respond(to: request).flatMapErrorThrowing { error in
             let problem = Self.problem(for: error)
             if problem.status >= 500, problem.status != 503 {
                 request.logger.error(

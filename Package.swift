@@ -253,7 +253,7 @@ let package = Package(
                 "TestSupport",
                 "Runtime", "Contracts", "Messaging", "Storage", "MessagingLocal", "ServiceKit", "ReceptionService",
                 "DiagnosisService", "ExaminationService", "PatientManagementService",
-                "hospital", "Identity", logging, fluentKit, sqlKit, .product(name: "JWTKit", package: "jwt-kit"),
+                "hospital", "Identity", vapor, logging, fluentKit, sqlKit, .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "FluentSQLiteDriver", package: "fluent-sqlite-driver"),
                 .product(name: "FluentPostgresDriver", package: "fluent-postgres-driver"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -40,9 +40,25 @@ extension Request {
     /// The bearer token of the `Authorization` header, if there is one.
     public var bearerToken: String? {
         guard let value = headers.first(name: .authorization) else { return nil }
-        let parts = value.split(separator: " ", maxSplits: 1)
-        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
-        return String(parts[1]).trimmingCharacters(in: .whitespaces)
+        return Self.bearerToken(in: value)
+    }
+
+    /// The token of `Bearer <token>` (the scheme in any case; blanks around the token dropped).
+    /// On the UTF-8 bytes: Foundation's trimming went through UTF-16 and cost a by-id read a
+    /// twentieth of its CPU.
+    public static func bearerToken(in value: String) -> String? {
+        let bytes = value.utf8
+        var start = bytes.startIndex
+        for expected in "bearer".utf8 {
+            guard start != bytes.endIndex, bytes[start] | 0x20 == expected else { return nil }
+            start = bytes.index(after: start)
+        }
+        guard start != bytes.endIndex, bytes[start] == UInt8(ascii: " ") else { return nil }
+        func blank(_ byte: UInt8) -> Bool { byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
+        while start != bytes.endIndex, blank(bytes[start]) { start = bytes.index(after: start) }
+        var end = bytes.endIndex
+        while end != start, blank(bytes[bytes.index(before: end)]) { end = bytes.index(before: end) }
+        return start == end ? nil : String(value[start..<end])
     }
 }
 

@@ -3,10 +3,27 @@ import Runtime
 import ServiceKit
 import TestSupport
 import Testing
+import Vapor
 
 /// Hostile clients: framing, sniffing, other host names, floods; and files only the owner reads.
 @Suite("Hardening")
 struct HardeningTests {
+    @Test("A bearer token is read from the Authorization header as before: the scheme in any case, blanks dropped, nothing else taken")
+    func bearerTokens() {
+        let token = "eyJhbGciOiJFUzI1NiJ9.e30.c2ln"
+        #expect(Request.bearerToken(in: "Bearer \(token)") == token)
+        #expect(Request.bearerToken(in: "bearer \(token)") == token)
+        #expect(Request.bearerToken(in: "BEARER   \(token) \t") == token)
+        #expect(Request.bearerToken(in: "Bearer") == nil)
+        #expect(Request.bearerToken(in: "Bearer ") == nil)
+        #expect(Request.bearerToken(in: "Bearer    ") == nil)
+        #expect(Request.bearerToken(in: "Bearer\t\(token)") == nil)
+        #expect(Request.bearerToken(in: "Basic \(token)") == nil)
+        #expect(Request.bearerToken(in: "Bearerx \(token)") == nil)
+        #expect(Request.bearerToken(in: "Bear \(token)") == nil)
+        #expect(Request.bearerToken(in: "토큰 \(token)") == nil)
+    }
+
     @Test(
         "Pages send CSP without inline script, frame-ancestors 'none', nosniff, no referrer to other sites; HSTS only over TLS"
     )

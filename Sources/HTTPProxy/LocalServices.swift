@@ -38,7 +38,7 @@ public final class LocalServices: Sendable {
 
     /// A client for `request`'s calls: in process where it can, else `request.client`.
     public func client(for request: Request) -> any Client {
-        InProcessClient(local: self, fallback: request.client, eventLoop: request.eventLoop, logger: request.logger)
+        InProcessClient(local: self, fallback: request.client, eventLoop: request.eventLoop)
     }
 }
 
@@ -63,17 +63,17 @@ extension Request {
 
 /// The call as the service's HTTP server would have made it: the method, path and query, the
 /// headers, the body, and a loopback peer (where the gateway calls from, in one process; a
-/// service believes the gateway's `X-Forwarded-For` from there).
+/// service believes the gateway's `X-Forwarded-For` from there). Unlike the HTTP client it has
+/// no read timeout of its own: the service's handler is the one waited for.
 struct InProcessClient: Client {
     let local: LocalServices
     let fallback: any Client
     let eventLoop: any EventLoop
-    let logger: Logger
 
     private static let peer = try? SocketAddress(ipAddress: "127.0.0.1", port: 0)
 
     func delegating(to eventLoop: any EventLoop) -> any Client {
-        InProcessClient(local: local, fallback: fallback.delegating(to: eventLoop), eventLoop: eventLoop, logger: logger)
+        InProcessClient(local: local, fallback: fallback.delegating(to: eventLoop), eventLoop: eventLoop)
     }
 
     func send(_ request: ClientRequest) -> EventLoopFuture<ClientResponse> {

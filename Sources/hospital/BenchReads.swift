@@ -9,15 +9,6 @@ import NIOHTTP1
 /// CPU per request is the process's CPU time from /proc over the requests: steadier than wall
 /// time on a machine whose client shares the cores.
 enum ReadMeasurement {
-    /// Its own client: AsyncHTTPClient's shared one opens at most 8 connections to a host and
-    /// queues the rest, which would measure the client.
-    static let client: HTTPClient = {
-        var configuration = HTTPClient.Configuration()
-        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 256)
-        configuration.tracing.tracer = nil
-        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
-    }()
-
     struct Figures {
         var perSecond: Double
         var cpuMicroseconds: Double
@@ -56,36 +47,31 @@ enum ReadMeasurement {
         let template = request
         // Warm: connections open, statements and caches at work.
         try await Load.run(count: concurrency * 20, concurrency: concurrency) { _ in _ = try await send(template) }
-        let samples = Samples()
+        let stats = Stats()
         let cpuBefore = pids.map(ProcStat.cpuSeconds).reduce(0, +)
         let started = ContinuousClock.now
         try await Load.run(count: count, concurrency: concurrency) { _ in
             let sent = ContinuousClock.now
             _ = try await send(template)
-            samples.add(sent.duration(to: .now).seconds * 1000)
+            stats.record("read", sent.duration(to: .now))
         }
         let elapsed = started.duration(to: .now).seconds
         let cpu = pids.map(ProcStat.cpuSeconds).reduce(0, +) - cpuBefore
-        let sorted = samples.sorted()
+        let sorted = stats.samples("read").sorted()
         return Figures(
             perSecond: Double(count) / elapsed, cpuMicroseconds: cpu * 1e6 / Double(count),
             p50: sorted[sorted.count / 2], p99: sorted[min(sorted.count - 1, sorted.count * 99 / 100)])
     }
 
     private static func send(_ request: HTTPClientRequest) async throws -> Int {
-        let response = try await client.execute(request, timeout: .seconds(30))
+        // The views' client (a connection for every caller): the shared one opens at most 8 to
+        // a host and queues the rest, which would measure the client.
+        let response = try await LiveViewMeasurement.client.execute(request, timeout: .seconds(30))
         _ = try await response.body.collect(upTo: 1 << 20)
         let status = Int(response.status.code)
         guard status == 200 || status == 404 else {
             throw BenchFailure(description: "\(request.url) answered \(status)")
         }
         return status
-    }
-
-    final class Samples: @unchecked Sendable {
-        private let lock = NSLock()
-        private var values: [Double] = []
-        func add(_ value: Double) { lock.withLock { values.append(value) } }
-        func sorted() -> [Double] { lock.withLock { values.sorted() } }
     }
 }

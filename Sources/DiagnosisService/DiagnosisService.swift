@@ -329,7 +329,7 @@ public struct DiagnosisService: HospitalService {
             let diagnosis = Diagnosis.open(receptionId: envelope.receptionId, from: e, at: at)
             let model = try DiagnosisModel(diagnosis)
             model.patientId = e.patient?.patientId
-            try await model.create(on: db)
+            try await model.insert(on: db)
         case .treatmentCanceled(let e):
             guard let model = try await find(receptionId: envelope.receptionId, on: db) else { return }
             var diagnosis = try model.aggregate()

@@ -279,7 +279,7 @@ public struct ExaminationService: HospitalService {
                     at: envelope.occurredAt)
                 let model = try ExaminationModel(exam)
                 model.patientId = prescription.patient?.patientId
-                try await model.create(on: db)
+                try await model.insert(on: db)
             }
         case .diagnosisRejected(let e):
             try await cancelPending(of: e.diagnosisId, reason: e.reason, causedBy: envelope, on: db)

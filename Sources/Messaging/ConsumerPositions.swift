@@ -15,10 +15,12 @@ public enum ConsumerPositions {
         consumer: String, partitions: [TopicPartition], on db: any Database
     ) async throws -> [TopicPartition: Int64] {
         guard !partitions.isEmpty else { return [:] }
-        let rows = try await db.sql.select().columns("topic", "partition_id", "next_offset").from(table)
-            .where("consumer", .equal, consumer)
-            .where("topic", .in, Array(Set(partitions.map(\.topic))))
-            .all()
+        let rows = try await db.sql.raw(
+            """
+            SELECT topic, partition_id, next_offset FROM consumer_positions
+            WHERE consumer = \(bind: consumer) AND topic IN \(list: Array(Set(partitions.map(\.topic))))
+            """
+        ).all()
         let wanted = Set(partitions)
         var positions: [TopicPartition: Int64] = [:]
         for row in rows {

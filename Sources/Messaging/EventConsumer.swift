@@ -2,6 +2,7 @@ import Contracts
 import FluentKit
 import Foundation
 import Logging
+import SQLKit
 import Storage
 import Synchronization
 import Tracing
@@ -204,7 +205,7 @@ public final class EventConsumer: Sendable {
                     outcomes.append(.duplicate)
                 } else {
                     try await InboxEntry(eventId: envelope.eventId, eventType: envelope.type, handledAt: Date())
-                        .create(on: db)
+                        .insert(on: db)
                     // The handling is part of the trace that caused the event (its envelope's
                     // traceparent), per the OpenTelemetry messaging conventions: a consumer span.
                     try await withSpan(
@@ -341,14 +342,18 @@ public final class EventConsumer: Sendable {
 
     private func handledEventIds(among ids: [UUID], on db: any Database) async throws -> Set<UUID> {
         guard !ids.isEmpty else { return [] }
-        return Set(try await InboxEntry.query(on: db).filter(\.$id ~~ ids).all().compactMap(\.id))
+        let rows = try await db.sql.raw("SELECT event_id FROM inbox WHERE event_id IN \(list: ids)").all()
+        return Set(try rows.map { try $0.decode(column: "event_id", as: UUID.self) })
     }
 
     private func heldVisits(on db: any Database) async throws -> Set<UUID> {
-        Set(
-            try await DeadLetter.query(on: db)
-                .filter(\.$consumer == group).filter(\.$replayedAt == nil).filter(\.$holdsVisit != nil)
-                .all().compactMap(\.holdsVisit))
+        let rows = try await db.sql.raw(
+            """
+            SELECT holds_visit FROM dead_letters
+            WHERE consumer = \(bind: group) AND replayed_at IS NULL AND holds_visit IS NOT NULL
+            """
+        ).all()
+        return Set(try rows.map { try $0.decode(column: "holds_visit", as: UUID.self) })
     }
 
     private func deadLetter(
@@ -357,7 +362,7 @@ public final class EventConsumer: Sendable {
         let letter = DeadLetter(
             consumer: group, message: message, error: String(error.prefix(2000)), attempts: attempts, failedAt: Date(),
             holdsVisit: visit)
-        try await letter.create(on: db)
+        try await letter.insert(on: db)
         return letter
     }
 
@@ -390,7 +395,7 @@ public final class EventConsumer: Sendable {
                     outcome = .duplicate
                 } else {
                     try await InboxEntry(eventId: envelope.eventId, eventType: envelope.type, handledAt: Date())
-                        .create(on: db)
+                        .insert(on: db)
                     try await self.handler(envelope, db)
                     outcome = .handled
                 }

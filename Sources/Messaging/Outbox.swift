@@ -9,14 +9,14 @@ import SQLKit
 /// Appends events to a service's outbox inside the caller's transaction.
 public enum Outbox {
     public static func append(_ envelopes: [EventEnvelope], on db: any Database) async throws {
-        for envelope in envelopes {
-            let payload = String(decoding: try EventCoding.encode(envelope), as: UTF8.self)
-            try await OutboxMessage(
+        // One statement for a command's events, in their order (the sequence numbers them so).
+        try await envelopes.map { envelope in
+            OutboxMessage(
                 eventId: envelope.eventId, eventType: envelope.type, topic: Topics.visitEvents,
-                messageKey: envelope.receptionId.uuidString, payload: payload,
-                createdAt: envelope.occurredAt
-            ).create(on: db)
-        }
+                messageKey: envelope.receptionId.uuidString,
+                payload: String(decoding: try EventCoding.encode(envelope), as: UTF8.self),
+                createdAt: envelope.occurredAt)
+        }.insert(on: db)
     }
 }
 
@@ -98,7 +98,7 @@ public final class OutboxRelay: Sendable {
     }
 
     private static func markPublished(_ ids: [Int], at now: Date, on db: any Database) async throws {
-        try await OutboxMessage.query(on: db).filter(\.$id ~~ ids).set(\.$publishedAt, to: now).update()
+        try await db.sql.raw("UPDATE outbox SET published_at = \(bind: now) WHERE sequence IN \(list: ids)").run()
     }
 
     /// PostgreSQL's transaction-scoped advisory lock, released at commit or rollback.
@@ -113,11 +113,9 @@ public final class OutboxRelay: Sendable {
     private func relay(
         reading db: any Database, markPublished: @Sendable ([Int], Date) async throws -> Void
     ) async throws -> Int {
-        let pending = try await OutboxMessage.query(on: db)
-            .filter(\.$publishedAt == nil)
-            .sort(\.$id)
-            .limit(settings.batchSize)
-            .all()
+        let pending = try await db.sql.raw(
+            "SELECT * FROM outbox WHERE published_at IS NULL ORDER BY sequence LIMIT \(unsafeRaw: String(settings.batchSize))"
+        ).all().map { try $0.decode(fluentModel: OutboxMessage.self) }
         guard !pending.isEmpty else { return 0 }
         try store.checkStorage()  // (read from a file that was there a moment ago)
         let messages = pending.map {

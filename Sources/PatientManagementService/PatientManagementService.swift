@@ -183,12 +183,12 @@ public struct PatientManagementService: HospitalService {
             var known = try model.visit()
             known.apply(envelope)
             try model.copy(known)
-            try await model.save(on: db)
+            try await model.saveChanges(on: db)
             visit = known
         } else {
             var new = PatientManagement(receptionId: envelope.receptionId, firstEventAt: envelope.occurredAt)
             new.apply(envelope)
-            try await PatientManagementModel(new).create(on: db)
+            try await PatientManagementModel(new).insert(on: db)
             visit = new
         }
         visits?.observe(envelope, visit)
@@ -296,14 +296,14 @@ private final class StreamingFold: @unchecked Sendable {
         for (id, visit) in visits {
             if let row = rows[id] {
                 try row.copy(visit)
-                try await row.update(on: db)
+                try await row.saveChanges(on: db)
             } else {
                 created.append(try PatientManagementModel(visit))
             }
         }
-        if !created.isEmpty { try await created.create(on: db) }
+        try await created.insert(on: db)
         let now = Date()
-        try await fresh.map { InboxEntry(eventId: $0.eventId, eventType: $0.type, handledAt: now) }.create(on: db)
+        try await fresh.map { InboxEntry(eventId: $0.eventId, eventType: $0.type, handledAt: now) }.insert(on: db)
         report.events += fresh.count
         report.visits += created.count
     }

@@ -181,7 +181,7 @@ public struct ReceptionService: HospitalService {
                 model.patientRef = patient.id
                 model.queueNumber = queueNumber
                 model.priority = rank.rawValue
-                try await model.create(on: db)
+                try await model.insert(on: db)
                 try await Outbox.append(stamp.envelopes(events, receptionId: reception.id, at: now), on: db)
                 let response = try Self.encode(ReceptionResponse(model: model, patient: patient, today: self.today(now)))
                 if let key {

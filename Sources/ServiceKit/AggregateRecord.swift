@@ -39,10 +39,14 @@ public protocol AggregateRecord: Model where IDValue == UUID {
 extension AggregateRecord {
     /// Saves a changed aggregate, provided nobody else changed it since it was loaded.
     public func update(to aggregate: Aggregate, on db: any Database) async throws {
-        try await db.claimVersion(table: Self.schema, id: requireID(), expected: version)
+        // One statement: the changed fields, provided the version is still the loaded one.
+        let loaded = version
         version += 1
         try copy(aggregate)
-        try await save(on: db)
+        guard try await saveChanges(on: db, onlyIf: "version", is: loaded) else {
+            version = loaded
+            throw ConcurrentModification()
+        }
     }
 
     /// Loads the record or answers 404.

@@ -24,6 +24,12 @@ struct Bench: AsyncParsableCommand {
 
     @Option(help: "Whole visits to run.") var visits = 500
     @Option(help: "Visits in flight at once.") var concurrency = 32
+    @Option(
+        help: """
+            Open loop: start this many visits a second, whatever is still in flight (no concurrency \
+            cap), as patients arrive at a clinic; the hops then show queueing at that load.
+            """)
+    var rate: Double?
     @Flag(help: "Only register (no doctor, no exam): N registrations at the concurrency.")
     var registrationsOnly = false
     @Option(help: "Gateway of a running system (ignored with --serve).") var url = "http://127.0.0.1:8088"
@@ -133,7 +139,8 @@ struct Bench: AsyncParsableCommand {
             }
             if let dataDir { try? FileManager.default.removeItem(at: dataDir) }
         }
-        var signingIn = BenchClient(base: base, poll: .milliseconds(pollMs))
+        var signingIn = BenchClient(
+            base: base, poll: .milliseconds(pollMs), http: rate == nil ? .shared : LiveViewMeasurement.client)
         try await signingIn.waitUntilReady()
         if let password { try await signingIn.signIn(password: password) }
         let client = signingIn
@@ -204,8 +211,13 @@ struct Bench: AsyncParsableCommand {
             }
             return peak
         }
-        try await Load.run(count: visits, concurrency: concurrency) { _ in
+        let job: @Sendable (Int) async throws -> Void = { _ in
             _ = try await client.visit(registrationOnly: registrationsOnly)
+        }
+        if let rate {
+            try await Load.paced(count: visits, perSecond: rate, job)
+        } else {
+            try await Load.run(count: visits, concurrency: concurrency, job)
         }
         let elapsed = started.duration(to: .now).seconds
         let cpu = measured.map(ProcStat.cpuSeconds).reduce(0, +) - cpuBefore
@@ -213,10 +225,10 @@ struct Bench: AsyncParsableCommand {
         let peakKiB = await sampler.value
 
         let what = registrationsOnly ? "registrations" : "whole visits"
+        let load = rate.map { String(format: "offered at %.1f/s", $0) } ?? "at concurrency \(concurrency)"
         print(
             String(
-                format: "%d %@ at concurrency %d in %.2f s: %.1f %@/s", visits, what, concurrency, elapsed,
-                Double(visits) / elapsed, what))
+                format: "%d %@ %@ in %.2f s: %.1f %@/s", visits, what, load, elapsed, Double(visits) / elapsed, what))
         print(
             "errors: \(client.stats.errors) (5xx: \(client.stats.serverErrors)); "
                 + String(
@@ -334,6 +346,25 @@ enum Load {
     }
 }
 
+extension Load {
+    /// Starts job `i` at `i / perSecond` seconds after the first, however many are still
+    /// running (an open loop: a slow server makes the jobs pile up, not the arrivals slow down).
+    static func paced(
+        count: Int, perSecond: Double, _ job: @escaping @Sendable (Int) async throws -> Void
+    ) async throws {
+        precondition(perSecond > 0)
+        let clock = ContinuousClock()
+        let start = clock.now
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<count {
+                try await clock.sleep(until: start + .seconds(Double(i) / perSecond))
+                group.addTask { try await job(i) }
+            }
+            try await group.waitForAll()
+        }
+    }
+}
+
 /// The server's CPU time and memory, from /proc.
 enum ProcStat {
     static func cpuSeconds(_ pid: Int32) -> Double {
@@ -402,10 +433,14 @@ struct BenchClient: Sendable {
     var tokens: [Role: String] = [:]
     /// When each registration was answered (the live views' delivery delay).
     let registered = RegistrationTimes()
+    /// Eight connections per host (AsyncHTTPClient's default) at a fixed concurrency; a
+    /// connection for every request in flight in an open loop, as that many screens would have.
+    let http: HTTPClient
 
-    init(base: URL, poll: Duration) {
+    init(base: URL, poll: Duration, http: HTTPClient = .shared) {
         self.base = base
         self.poll = poll
+        self.http = http
     }
 
     /// Signs in as desk, doctor and examiner (`POST /auth/token`).
@@ -437,7 +472,7 @@ struct BenchClient: Sendable {
         }
         let started = ContinuousClock.now
         do {
-            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+            let response = try await http.execute(request, timeout: .seconds(30))
             let bytes = try await response.body.collect(upTo: 8 << 20)
             stats.record("request", started.duration(to: .now))
             let status = Int(response.status.code)

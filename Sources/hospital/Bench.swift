@@ -262,7 +262,7 @@ struct Bench: AsyncParsableCommand {
         if reads > 0, serve, let known = client.registered.any() {
             try await ReadMeasurement.run(
                 count: reads, concurrency: 16, gateway: base, reception: URL(string: "http://127.0.0.1:\(port + 1)")!,
-                token: client.tokens[.desk], known: known, pids: pids)
+                token: client.tokens[.desk], known: known, pids: pids, floor: (port + 5, directory))
         }
         if liveViews > 0, serve, let password {
             try await LiveViewMeasurement.run(

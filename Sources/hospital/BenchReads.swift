@@ -17,7 +17,8 @@ enum ReadMeasurement {
     }
 
     static func run(
-        count: Int, concurrency: Int, gateway: URL, reception: URL, token: String?, known: String, pids: [Int32]
+        count: Int, concurrency: Int, gateway: URL, reception: URL, token: String?, known: String, pids: [Int32],
+        floor: (port: Int, dataDirectory: URL)? = nil
     ) async throws {
         let unknown = UUID().uuidString.lowercased()
         let cases: [(String, URL, String, Bool)] = [
@@ -28,14 +29,53 @@ enum ReadMeasurement {
         ]
         print("requests one by one, \(count) each at concurrency \(concurrency):")
         for (name, base, path, authorized) in cases {
-            let figures = try await measure(
-                count: count, concurrency: concurrency, url: base.absoluteString + path,
+            try await report(name, count: count, concurrency: concurrency, url: base.absoluteString + path,
                 token: authorized ? token : nil, pids: pids)
-            print(
-                "  \(name.padding(toLength: 56, withPad: " ", startingAt: 0))"
-                    + String(
-                        format: "%7.0f req/s  %5.0f µs server CPU each  p50 %.2f ms  p99 %.2f ms", figures.perSecond,
-                        figures.cpuMicroseconds, figures.p50, figures.p99))
+        }
+        guard let floor else { return }
+        // The same reads from a framework-free prototype (`bench-floor-server`) on reception's file.
+        let prototype = Process()
+        prototype.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        prototype.arguments = [
+            "bench-floor-server", "--port", "\(floor.port)",
+            "--database", floor.dataDirectory.appendingPathComponent("reception.sqlite").path,
+        ]
+        prototype.standardOutput = FileHandle.nullDevice
+        try prototype.run()
+        defer { prototype.terminate() }
+        let base = "http://127.0.0.1:\(floor.port)"
+        try await waitUntilAnswering(base + "/health/live")
+        print("the same from a framework-free prototype (SwiftNIO alone, no sign-in, audit or metrics):")
+        for (name, path) in [
+            ("GET /health/live, prototype", "/health/live"),
+            ("GET /receptions/{id} unknown (404), prototype", "/receptions/\(unknown)"),
+            ("GET /receptions/{id} known, prototype", "/receptions/\(known)"),
+        ] {
+            try await report(name, count: count, concurrency: concurrency, url: base + path, token: token,
+                pids: [prototype.processIdentifier])
+        }
+    }
+
+    private static func report(
+        _ name: String, count: Int, concurrency: Int, url: String, token: String?, pids: [Int32]
+    ) async throws {
+        let figures = try await measure(count: count, concurrency: concurrency, url: url, token: token, pids: pids)
+        print(
+            "  \(name.padding(toLength: 56, withPad: " ", startingAt: 0))"
+                + String(
+                    format: "%7.0f req/s  %5.0f µs server CPU each  p50 %.2f ms  p99 %.2f ms", figures.perSecond,
+                    figures.cpuMicroseconds, figures.p50, figures.p99))
+    }
+
+    private static func waitUntilAnswering(_ url: String) async throws {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while true {
+            do {
+                _ = try await send(HTTPClientRequest(url: url))
+                return
+            } catch where ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(50))
+            }
         }
     }
 

@@ -11,7 +11,7 @@ struct Hospital: AsyncParsableCommand {
         abstract: "The outpatient workflow: reception, diagnosis, examination and the desk's board.",
         subcommands: [
             Serve.self, Migrate.self, Rebuild.self, Users.self, Audit.self, BackupCommand.self, RestoreCommand.self,
-            SettingsReference.self, Bench.self, Dev.self,
+            SettingsReference.self, Bench.self, BenchFloorServer.self, Dev.self,
         ])
 
     /// Reads the command line with each service's own port option (`--reception-port 8082`)

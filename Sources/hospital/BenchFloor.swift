@@ -1,0 +1,115 @@
+import ArgumentParser
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import SQLiteNIO
+
+/// `hospital bench-floor-server` (hidden): a prototype of the lightest HTTP path a service could
+/// have, for `hospital bench --reads` to measure beside the real one. A plain SwiftNIO HTTP/1.1
+/// pipeline with one handler and no framework: `GET /health/live`, and `GET /receptions/{id}`
+/// answered from reception's own SQLite file (read only, WAL: the running service keeps writing)
+/// through one statement and the row as JSON. No sign-in, no audit entry, no metrics, no rate
+/// limit, no security headers: it shows what HTTP and the read alone cost on this machine, the
+/// floor under any framework; it is not a way to serve patients' data.
+struct BenchFloorServer: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench-floor-server", abstract: "A framework-free HTTP prototype for the read benchmark.",
+        shouldDisplay: false)
+
+    @Option(help: "Loopback port to listen on.") var port: Int
+    @Option(help: "reception.sqlite of a served data directory.") var database: String
+
+    func run() async throws {
+        let group = MultiThreadedEventLoopGroup.singleton
+        let connection = try await SQLiteConnection.open(storage: .file(path: database))
+        _ = try await connection.query("PRAGMA query_only = ON", [])
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                channel.pipeline.configureHTTPServerPipeline(withErrorHandling: true).flatMap {
+                    channel.pipeline.addHandler(FloorHandler(connection: connection))
+                }
+            }
+            .bind(host: "127.0.0.1", port: port).get()
+        print("listening on \(port)")
+        try await channel.closeFuture.get()
+    }
+}
+
+private final class FloorHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let connection: SQLiteConnection
+    private var head: HTTPRequestHead?
+
+    init(connection: SQLiteConnection) { self.connection = connection }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head): self.head = head
+        case .body: break
+        case .end:
+            guard let head else { return }
+            self.head = nil
+            answer(head, context: context)
+        }
+    }
+
+    private func answer(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+        let prefix = "/receptions/"
+        if head.method == .GET, head.uri == "/health/live" {
+            respond(.ok, #"{"status":"ok"}"#, keepAlive: head.isKeepAlive, context: context)
+        } else if head.method == .GET, head.uri.hasPrefix(prefix),
+            let id = UUID(uuidString: String(head.uri.dropFirst(prefix.count)))
+        {
+            let loop = context.eventLoop
+            let bound = NIOLoopBound(context, eventLoop: loop)
+            // (Fluent stores a UUID as its Codable form, the uppercase string.)
+            connection.query("SELECT * FROM receptions WHERE id = ?1", [.text(id.uuidString)]).hop(to: loop).whenComplete {
+                let context = bound.value
+                switch $0 {
+                case .success(let rows):
+                    guard let row = rows.first else {
+                        return self.respond(.notFound, #"{"error":"not found"}"#, keepAlive: head.isKeepAlive, context: context)
+                    }
+                    self.respond(.ok, Self.json(row), keepAlive: head.isKeepAlive, context: context)
+                case .failure:
+                    self.respond(.internalServerError, #"{"error":"read failed"}"#, keepAlive: head.isKeepAlive, context: context)
+                }
+            }
+        } else {
+            respond(.notFound, #"{"error":"not found"}"#, keepAlive: head.isKeepAlive, context: context)
+        }
+    }
+
+    /// The row's columns as one JSON object.
+    private static func json(_ row: SQLiteRow) -> String {
+        var object: [String: Any] = [:]
+        for column in row.columns {
+            switch column.data {
+            case .integer(let value): object[column.name] = value
+            case .float(let value): object[column.name] = value
+            case .text(let value): object[column.name] = value
+            case .blob(let value): object[column.name] = Data(buffer: value).base64EncodedString()
+            case .null: object[column.name] = NSNull()
+            }
+        }
+        let data = (try? JSONSerialization.data(withJSONObject: object)) ?? Data()
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    private func respond(_ status: HTTPResponseStatus, _ body: String, keepAlive: Bool, context: ChannelHandlerContext) {
+        var headers = HTTPHeaders()
+        headers.add(name: "content-type", value: "application/json; charset=utf-8")
+        headers.add(name: "content-length", value: "\(body.utf8.count)")
+        if !keepAlive { headers.add(name: "connection", value: "close") }
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
+        let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+        if !keepAlive { done.whenComplete { [channel = context.channel] _ in channel.close(promise: nil) } }
+    }
+}

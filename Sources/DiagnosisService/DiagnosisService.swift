@@ -5,6 +5,8 @@ import Foundation
 import Messaging
 import ServiceKit
 import SharedKernel
+import SQLKit
+import Storage
 import Vapor
 
 /// The doctor's side (진료): the worklist, exam orders, results, completion and rejection.
@@ -142,16 +144,19 @@ public struct DiagnosisService: HospitalService {
 
     func queueSnapshot(_ department: String) async throws -> QueueResponse {
         let db = context.store.database
-        let models = try await DiagnosisModel.query(on: db)
-            .filter(\.$department == department)
-            .filter(\.$status ~~ [Diagnosis.Status.waiting.rawValue, Diagnosis.Status.examDone.rawValue])
-            .sort(\.$priorityRank).sort(\.$createdAt).sort(\.$id)
-            .limit(500).all()
-        let atExams = try await DiagnosisModel.query(on: db)
-            .filter(\.$department == department)
-            .filter(\.$status == Diagnosis.Status.examOrdered.rawValue)
-            .sort(\.$createdAt).sort(\.$id)
-            .limit(200).all()
+        // One statement: a patient who leaves for an exam (or comes back) while the queue is
+        // read is in it once, never in both lists or in neither.
+        let waiting = [Diagnosis.Status.waiting.rawValue, Diagnosis.Status.examDone.rawValue]
+        let parts = try await DiagnosisModel.select(
+            [
+                Selection(
+                    "department = \(bind: department) AND status IN \(list: waiting)",
+                    orderedBy: "priority_rank, created_at, id", limit: 500),
+                Selection(
+                    "department = \(bind: department) AND status = \(bind: Diagnosis.Status.examOrdered.rawValue)",
+                    orderedBy: "created_at, id", limit: 200),
+            ], on: db)
+        let (models, atExams) = (parts[0], parts[1])
         return QueueResponse(
             department: department, rooms: context.clinic.department(named: department)?.rooms ?? [],
             callsBeforeNoShow: context.clinic.callsBeforeNoShow, items: try await responses(models, on: db),
@@ -297,11 +302,12 @@ public struct DiagnosisService: HospitalService {
     @Sendable func worklistLive(_ req: Request) async throws -> Response {
         try await LiveStream.response(req, streams: streams, event: "worklist", view: "open") {
             let db = self.context.store.database
-            var models: [DiagnosisModel] = []
-            for status in [Diagnosis.Status.waiting, .examDone, .examOrdered] {
-                models += try await DiagnosisModel.query(on: db).filter(\.$status == status.rawValue)
-                    .sort(\.$createdAt).sort(\.$id).limit(200).all()
-            }
+            // One statement: a consultation that changes state while the view is read is in it once.
+            let models = try await DiagnosisModel.select(
+                [Diagnosis.Status.waiting, .examDone, .examOrdered].map {
+                    Selection("status = \(bind: $0.rawValue)", orderedBy: "created_at, id", limit: 200)
+                }, on: db
+            ).flatMap { $0 }
             let answer = OpenWorklist(items: try await self.responses(models, on: db))
             return .init(body: try APIJSON.encoder().encode(answer), visits: models.map(\.receptionId))
         }

@@ -105,10 +105,10 @@ public struct Gateway: Sendable {
         do {
             // The service's server span is a child of the gateway's (no client span of its own
             // between them: a third of the spans of every proxied request, for nothing the two
-            // server spans do not already say).
+            // server spans do not already say); in one process, the gateway's span itself.
             Traces.propagate(req.serviceContext, into: &headers)
             upstream = try await Resend.sending(req.method, headers, logger: req.logger, service: route.service) {
-                try await req.serviceClient.send(req.method, headers: headers, to: uri) { outgoing in
+                try await req.forwardingClient.send(req.method, headers: headers, to: uri) { outgoing in
                     if let body = req.body.data { outgoing.body = body }
                 }
             }

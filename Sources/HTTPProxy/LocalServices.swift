@@ -1,4 +1,5 @@
 import NIOCore
+import ServiceKit
 import Synchronization
 import Vapor
 
@@ -36,9 +37,13 @@ public final class LocalServices: Sendable {
         return "\(host):\(port)"
     }
 
-    /// A client for `request`'s calls: in process where it can, else `request.client`.
-    public func client(for request: Request) -> any Client {
-        InProcessClient(local: self, fallback: request.client, eventLoop: request.eventLoop)
+    /// A client for `request`'s calls: in process where it can, else `request.client`. With
+    /// `forwarding`, the call is the request itself passed on (the gateway's proxy, not a screen
+    /// that calls a service to make a page): a service in process continues the request's span.
+    public func client(for request: Request, forwarding: Bool = false) -> any Client {
+        InProcessClient(
+            local: self, fallback: request.client, eventLoop: request.eventLoop,
+            forwardedSpan: forwarding ? request.serverSpan : nil)
     }
 }
 
@@ -59,6 +64,12 @@ extension Request {
     public var serviceClient: any Client {
         application.localServices?.client(for: self) ?? client
     }
+
+    /// The client the gateway passes this request on with (its span continues in a service of
+    /// the same process).
+    public var forwardingClient: any Client {
+        application.localServices?.client(for: self, forwarding: true) ?? client
+    }
 }
 
 /// The call as the service's HTTP server would have made it: the method, path and query, the
@@ -69,11 +80,14 @@ struct InProcessClient: Client {
     let local: LocalServices
     let fallback: any Client
     let eventLoop: any EventLoop
+    let forwardedSpan: ServerSpan?
 
     private static let peer = try? SocketAddress(ipAddress: "127.0.0.1", port: 0)
 
     func delegating(to eventLoop: any EventLoop) -> any Client {
-        InProcessClient(local: local, fallback: fallback.delegating(to: eventLoop), eventLoop: eventLoop)
+        InProcessClient(
+            local: local, fallback: fallback.delegating(to: eventLoop), eventLoop: eventLoop,
+            forwardedSpan: forwardedSpan)
     }
 
     func send(_ request: ClientRequest) -> EventLoopFuture<ClientResponse> {
@@ -86,6 +100,7 @@ struct InProcessClient: Client {
             application: application, method: request.method, url: URI(string: target),
             headers: request.headers, collectedBody: request.body, remoteAddress: Self.peer,
             logger: application.logger, on: eventLoop)
+        call.forwardedInProcess = forwardedSpan
         let eventLoop = eventLoop
         return application.responder.current.respond(to: call).flatMap { response in
             response.body.collect(on: eventLoop).map { body in

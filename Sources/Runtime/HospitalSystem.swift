@@ -1,5 +1,6 @@
 import DiagnosisService
 import ExaminationService
+import FluentKit
 import Foundation
 import HTTPProxy
 import Gateway
@@ -86,6 +87,11 @@ public final class HospitalSystem: Sendable {
     /// The database of `service` in this process, for inspection (tests, diagnostics).
     public func database(of service: ServiceName) -> (any SQLDatabase)? {
         hosts.first { $0.name == service }.flatMap { try? $0.app.db.sql }
+    }
+
+    /// The same database as Fluent sees it (its models' reads and writes).
+    public func modelDatabase(of service: ServiceName) -> (any Database)? {
+        hosts.first { $0.name == service }?.app.db
     }
 
     /// Begins the stop of what `run` runs (the graceful shutdown of its service group); `run`

@@ -56,11 +56,24 @@ public struct ServerSpans: Middleware {
 
     public func respond(to request: Request, chainingTo next: any Responder) -> EventLoopFuture<Response> {
         guard traces(request.url.path) else { return next.respond(to: request) }
+        let route = MetricsMiddleware.route(of: request)
+        if let forwarding = request.forwardedInProcess {
+            // The gateway's forward of this very request, in this process: its span is this
+            // request's span (one span, not a second one for a hop that did not happen), named
+            // for the service's route and the service's from here on.
+            forwarding.span.operationName = "\(request.method.rawValue) \(route)"
+            forwarding.span.updateAttributes { attributes in
+                attributes["http.route"] = route
+                attributes["hospital.service"] = service
+                attributes["hospital.forwarded_by"] = forwarding.service
+            }
+            request.serviceContext = forwarding.span.context
+            return next.respond(to: request)
+        }
         var parent = TracingContext.topLevel
         if let traceparent = request.headers.first(name: "traceparent") {
             parent = TraceContext.context(of: traceparent)
         }
-        let route = MetricsMiddleware.route(of: request)
         let span = InstrumentationSystem.tracer.startSpan(
             "\(request.method.rawValue) \(route)", context: parent, ofKind: .server)
         span.updateAttributes { attributes in  // one lock for all of them
@@ -72,6 +85,7 @@ public struct ServerSpans: Middleware {
             attributes["hospital.service"] = service
         }
         request.serviceContext = span.context
+        request.serverSpan = ServerSpan(span: span, service: service)
         return next.respond(to: request).always { result in
             switch result {
             case .success(let response):
@@ -83,5 +97,29 @@ public struct ServerSpans: Middleware {
             }
             span.end()
         }
+    }
+}
+
+/// A request's server span and the service that made it.
+public struct ServerSpan: Sendable {
+    public let span: any Span
+    public let service: String
+}
+
+extension Request {
+    private struct ServerSpanKey: StorageKey { typealias Value = ServerSpan }
+    private struct ForwardedKey: StorageKey { typealias Value = ServerSpan }
+
+    /// This request's server span (nil without tracing, or on a path that makes none).
+    public var serverSpan: ServerSpan? {
+        get { storage[ServerSpanKey.self] }
+        set { storage[ServerSpanKey.self] = newValue }
+    }
+
+    /// Set on a request the gateway forwards to a service of its own process: the gateway's
+    /// span, which the service continues instead of starting its own.
+    public var forwardedInProcess: ServerSpan? {
+        get { storage[ForwardedKey.self] }
+        set { storage[ForwardedKey.self] = newValue }
     }
 }

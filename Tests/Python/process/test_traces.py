@@ -5,6 +5,7 @@ system, asked only by probes and scrapes, sends nothing."""
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -32,13 +33,19 @@ def tracing_environment(receiver):
 @pytest.fixture
 def traced_fresh():
     """A system that has done nothing yet, with the default sampler: the diagnosis service in a
-    process of its own (which reads the clinic layout from the gateway), the rest in another."""
+    process of its own (which reads the clinic layout from the gateway, and which the gateway
+    calls over HTTP), the rest in another."""
     receiver = Receiver()
     data = tempfile.mkdtemp(prefix="hospital-idle-traces-")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        diagnosis_port = s.getsockname()[1]
     process, urls = serve(data, "gateway", "reception", "examination", "patient-management",
-                          env=tracing_environment(receiver))
+                          env={**tracing_environment(receiver),
+                               "HOSPITAL_DIAGNOSIS_URL": f"http://127.0.0.1:{diagnosis_port}"})
     diagnosis = subprocess.Popen(
-        [binary(), "serve", "diagnosis", "--data-dir", data, "--diagnosis-port", "0", "--log-level", "warning"],
+        [binary(), "serve", "diagnosis", "--data-dir", data, "--diagnosis-port", str(diagnosis_port),
+         "--log-level", "warning"],
         stdout=subprocess.PIPE, text=True,
         env={**os.environ, **tracing_environment(receiver), "HOSPITAL_GATEWAY_URL": urls["gateway"]})
     for line in diagnosis.stdout:
@@ -122,7 +129,7 @@ def test_a_registration_is_one_trace_across_the_services(traced):
         # until every service has reported and no span's parent is still to come.
         spans = receiver.trace(trace_id)
         ids = {s.span_id.hex() for _, s in spans} | {caller_span}
-        return ({"gateway", "reception", "diagnosis", "patient-management"} <= services()
+        return ({"reception", "diagnosis", "patient-management"} <= services()
                 and all(s.parent_span_id.hex() in ids for _, s in spans)
                 and any(s.name.startswith("publish ") for _, s in spans))
 
@@ -130,23 +137,21 @@ def test_a_registration_is_one_trace_across_the_services(traced):
     spans = receiver.trace(trace_id)
     by_id = {s.span_id.hex(): s for _, s in spans}
     names = {(attribute(s, "hospital.service"), s.name) for _, s in spans}
-    assert ("gateway", "POST /receptions") in names
     assert ("reception", "POST /receptions") in names
     assert ("diagnosis", "process TreatmentReceived") in names
     assert ("patient-management", "process TreatmentReceived") in names
     assert any(s.name == "transaction" for _, s in spans)
     assert any(s.name.startswith("publish ") for _, s in spans)
 
-    # One tree: the gateway's server span continues the caller's; every other span's parent is
-    # in the trace (the consumers' through the envelope's traceparent).
-    gateway = next(
-        s for _, s in spans
-        if s.name == "POST /receptions" and attribute(s, "hospital.service") == "gateway" and s.kind == s.SPAN_KIND_SERVER)
+    # One tree: the request's server span continues the caller's; every other span's parent is
+    # in the trace (the consumers' through the envelope's traceparent). Reception runs in the
+    # gateway's process here: the gateway's forward and reception's handling are one span (a
+    # hop that did not happen makes none), named for reception's route.
+    servers = [s for _, s in spans if s.kind == s.SPAN_KIND_SERVER]
+    assert [(s.name, attribute(s, "hospital.service"), attribute(s, "hospital.forwarded_by")) for s in servers] == [
+        ("POST /receptions", "reception", "gateway")]
+    gateway = servers[0]
     assert gateway.parent_span_id.hex() == caller_span
-    service = next(
-        s for _, s in spans
-        if s.name == "POST /receptions" and attribute(s, "hospital.service") == "reception" and s.kind == s.SPAN_KIND_SERVER)
-    assert service.parent_span_id == gateway.span_id  # the gateway's call to reception
     for _, span in spans:
         if span is not gateway:
             assert span.parent_span_id.hex() in by_id, f"{span.name} hangs outside the trace"
@@ -159,6 +164,29 @@ def test_a_registration_is_one_trace_across_the_services(traced):
             assert "추적환자" not in str(a.value)
         route = attribute(span, "http.route")
         assert not route or reception not in route
+
+
+def test_a_service_in_another_process_is_a_child_of_the_gateways_span(traced_fresh):
+    urls, receiver, data = traced_fresh
+    # Diagnosis runs in a process of its own here: the gateway calls it over HTTP, and the
+    # two server spans are parent and child.
+    add_accounts(data, PASSWORD, roles=("doctor",))
+    api = Api.sign_in(urls["gateway"], PASSWORD, roles=("doctor",))
+    trace_id, caller_span = secrets.token_hex(16), secrets.token_hex(8)
+    status, _ = api.call("GET", "/diagnoses?status=WAITING", "doctor",
+                         headers={"traceparent": f"00-{trace_id}-{caller_span}-01"})
+    assert status == 200
+
+    def both():
+        servers = {attribute(s, "hospital.service"): s for _, s in receiver.trace(trace_id)
+                   if s.kind == s.SPAN_KIND_SERVER}
+        return servers if {"gateway", "diagnosis"} <= servers.keys() else None
+
+    servers = wait_until(both, 20, "the gateway's span and diagnosis's", every=0.1)
+    assert servers["gateway"].parent_span_id.hex() == caller_span
+    assert servers["diagnosis"].parent_span_id == servers["gateway"].span_id
+    assert servers["diagnosis"].name == "GET /diagnoses"
+    assert attribute(servers["diagnosis"], "hospital.forwarded_by") is None
 
 
 def test_the_screens_calls_carry_the_trace_of_the_page(traced):

@@ -96,10 +96,10 @@ struct Bench: AsyncParsableCommand {
                 "--patient-management-port", "0",
             ]
             process.standardOutput = FileHandle.nullDevice
-            if reads > 0 {
+            if reads > 0 || rate != nil {
                 // One client address sends what a clinic's many would: above 1,000 requests a
-                // second (the default limit per address) the reads would be measuring 429s. The
-                // limiter still counts every request.
+                // second (the default limit per address) the reads, or an open loop's polls,
+                // would be measuring 429s. The limiter still counts every request.
                 process.environment = ProcessInfo.processInfo.environment.merging(["HOSPITAL_RATE_LIMIT": "1000000"]) { $1 }
             }
             try process.run()

@@ -36,6 +36,15 @@ public struct SecurityHeaders: Middleware {
 /// Serves only the configured host names (a page on another name that resolves here, DNS
 /// rebinding, gets nothing): 421 for any other `Host`. Probes are exempt (a kubelet calls them
 /// by the pod's address).
+/// What the platform asks on its own, by a pod's address rather than a host name: Kubernetes'
+/// probes (`/health/…`) and Prometheus' scrape of the metrics path. The host check lets them
+/// through; they make no span.
+public enum PlatformPaths {
+    public static func contains(_ path: String, metricsPath: String?) -> Bool {
+        path.hasPrefix("/health/") || path == metricsPath
+    }
+}
+
 public struct AllowedHosts: Middleware {
     let names: Set<String>
     /// Exempt like the probes: the metrics path (Prometheus scrapes a pod by its address).
@@ -48,7 +57,7 @@ public struct AllowedHosts: Middleware {
     }
 
     public func respond(to request: Request, chainingTo next: any Responder) -> EventLoopFuture<Response> {
-        if request.url.path.hasPrefix("/health/") || request.url.path == exempt { return next.respond(to: request) }
+        if PlatformPaths.contains(request.url.path, metricsPath: exempt) { return next.respond(to: request) }
         guard let host = request.headers.first(name: .host).map(Self.name(of:)), names.contains(host) else {
             request.logger.notice("request for a host name this server does not serve")
             return request.eventLoop.makeFailedFuture(Abort(.misdirectedRequest))

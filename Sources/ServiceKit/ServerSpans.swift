@@ -40,18 +40,19 @@ public enum Traces {
 /// nothing about the work.
 public struct ServerSpans: Middleware {
     let service: String
-    let untraced: Set<String>
+    let metricsPath: String?
+    /// What the other processes poll at the gateway.
+    static let polled: Set<String> = ["/clinic/layout", "/auth/revocations", "/.well-known/jwks.json"]
 
     /// - Parameter metricsPath: the scrape's path, when metrics are served.
     public init(service: String, metricsPath: String? = nil) {
         self.service = service
-        self.untraced = Set(
-            ["/clinic/layout", "/auth/revocations", "/.well-known/jwks.json"] + (metricsPath.map { [$0] } ?? []))
+        self.metricsPath = metricsPath
     }
 
     /// Whether a request to `path` makes a span.
     public func traces(_ path: String) -> Bool {
-        !path.hasPrefix("/health/") && !untraced.contains(path)
+        !PlatformPaths.contains(path, metricsPath: metricsPath) && !Self.polled.contains(path)
     }
 
     public func respond(to request: Request, chainingTo next: any Responder) -> EventLoopFuture<Response> {

@@ -27,7 +27,7 @@ extension Model {
         let changes = RowInput(allFields: false)
         input(to: changes)
         if changes.values.isEmpty { return true }
-        var query = SQLQueryString("UPDATE \(quote(Self.schema)) SET ")
+        var query = SQLQueryString("UPDATE " + quote(Self.schema) + " SET ")
         for (index, (key, value)) in changes.values.enumerated() {
             if index > 0 { query.appendLiteral(", ") }
             query.appendLiteral("\(quote(key.description)) = ")
@@ -50,9 +50,10 @@ extension Model {
 }
 
 extension Array where Element: Model {
-    /// Fluent's `create(on:)` of many as one `INSERT … VALUES (…), (…)`: every row must have
-    /// the same columns (a row whose columns differ goes in a statement of its own).
-    public func insert(on db: any Database) async throws {
+    /// Fluent's `create(on:)` of many as one `INSERT … VALUES (…), (…)`: rows of the same
+    /// columns together (a row whose columns differ starts another statement), at most
+    /// `maxBinds` values a statement (SQLite takes 32,766, PostgreSQL 65,535).
+    public func insert(on db: any Database, maxBinds: Int = 5000) async throws {
         guard !isEmpty else { return }
         var rows: [(model: Element, values: [(FieldKey, DatabaseQuery.Value)])] = []
         for model in self {
@@ -66,11 +67,11 @@ extension Array where Element: Model {
         var start = 0
         while start < rows.count {
             let columns = rows[start].values.map(\.0)
+            let most = start + Swift.max(1, maxBinds / Swift.max(1, columns.count))
             var end = start + 1
-            while end < rows.count, rows[end].values.map(\.0) == columns { end += 1 }
-            var query = SQLQueryString(
-                "INSERT INTO \(quote(Element.schema)) (\(columns.map { quote($0.description) }.joined(separator: ", "))) VALUES "
-            )
+            while end < Swift.min(rows.count, most), rows[end].values.map(\.0) == columns { end += 1 }
+            let names = columns.map { quote($0.description) }.joined(separator: ", ")
+            var query = SQLQueryString("INSERT INTO " + quote(Element.schema) + " (" + names + ") VALUES ")
             for (index, row) in rows[start..<end].enumerated() {
                 query.appendLiteral(index == 0 ? "(" : ", (")
                 for (column, (_, value)) in row.values.enumerated() {

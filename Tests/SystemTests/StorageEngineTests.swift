@@ -73,14 +73,15 @@ struct FixedStatementTests {
                     """)
             ).run()
             let start = Date(timeIntervalSince1970: 1_800_000_000)
-            // Six rows in one statement (one of them with a note: the same columns all the same).
+            // Six rows, two a statement (five columns, at most ten values a statement; one row
+            // with a note: the same columns all the same).
             var rows: [StorageProbe] = []
             for index in 0..<6 {
                 let status = index % 2 == 0 ? "WAITING" : "CALLED"
                 let note: String? = index == 3 ? "메모" : nil
                 rows.append(StorageProbe(status: status, createdAt: start.addingTimeInterval(Double(6 - index)), note: note))
             }
-            try await rows.insert(on: db)
+            try await rows.insert(on: db, maxBinds: 10)
             #expect(rows.allSatisfy { $0.id != nil && $0._$idExists && !$0.hasChanges })
             let thirdID = try #require(rows[3].id)
             let third = try #require(try await StorageProbe.byID(thirdID, on: db))

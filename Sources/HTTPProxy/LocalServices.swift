@@ -6,10 +6,10 @@ import Vapor
 /// The services that run in this process, by the address the gateway calls them at. A call to
 /// one of them is handed to its application's responder instead of being sent over a socket:
 /// the same middlewares, the same handler, the same answer (its sign-in, role table, audit
-/// entry, metrics and span), without encoding the request, parsing it again, and doing the same
-/// for the answer. In one process (the embedded default) that was a second HTTP exchange on
-/// every call the gateway and the screens made. A service in another process, or one stopped,
-/// is called over HTTP as before.
+/// entry, metrics; a span of its own, or the gateway's when it forwards), without encoding the
+/// request, parsing it again, and doing the same for the answer. In one process (the embedded
+/// default) that was a second HTTP exchange on every call the gateway and the screens made. A
+/// service in another process, or one stopped, is called over HTTP as before.
 public final class LocalServices: Sendable {
     private let applications = Mutex<[String: Application]>([:])
 

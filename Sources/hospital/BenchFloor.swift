@@ -9,9 +9,10 @@ import SQLiteNIO
 /// have, for `hospital bench --reads` to measure beside the real one. A plain SwiftNIO HTTP/1.1
 /// pipeline with one handler and no framework: `GET /health/live`, and `GET /receptions/{id}`
 /// answered from reception's own SQLite file (read only, WAL: the running service keeps writing)
-/// through one statement and the row as JSON. No sign-in, no audit entry, no metrics, no rate
-/// limit, no security headers: it shows what HTTP and the read alone cost on this machine, the
-/// floor under any framework; it is not a way to serve patients' data.
+/// through one statement, the row's columns as JSON. No sign-in, no audit entry, no metrics, no
+/// rate limit, no security headers: it shows what HTTP and the read alone cost on this machine,
+/// the floor under any framework. Since nothing guards it, it answers each column's size, never
+/// its value: it serves no patient data, whatever file it is given.
 struct BenchFloorServer: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench-floor-server", abstract: "A framework-free HTTP prototype for the read benchmark.",
@@ -86,15 +87,15 @@ private final class FloorHandler: ChannelInboundHandler, @unchecked Sendable {
         }
     }
 
-    /// The row's columns as one JSON object.
+    /// The row's columns as one JSON object: each column's size in bytes (null for NULL), never
+    /// its value.
     private static func json(_ row: SQLiteRow) -> String {
         var object: [String: Any] = [:]
         for column in row.columns {
             switch column.data {
-            case .integer(let value): object[column.name] = value
-            case .float(let value): object[column.name] = value
-            case .text(let value): object[column.name] = value
-            case .blob(let value): object[column.name] = Data(buffer: value).base64EncodedString()
+            case .integer, .float: object[column.name] = 8
+            case .text(let value): object[column.name] = value.utf8.count
+            case .blob(let value): object[column.name] = value.readableBytes
             case .null: object[column.name] = NSNull()
             }
         }

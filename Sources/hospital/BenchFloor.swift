@@ -13,6 +13,11 @@ import SQLiteNIO
 /// rate limit, no security headers: it shows what HTTP and the read alone cost on this machine,
 /// the floor under any framework. Since nothing guards it, it answers each column's size, never
 /// its value: it serves no patient data, whatever file it is given.
+///
+/// And the write floor: `POST /receptions` takes a registration's JSON body and commits a row
+/// and its outbox event (a trigger writes it: one statement, one transaction) to a scratch file
+/// of its own, WAL and `synchronous = FULL` as the services' files are, then answers 201 with
+/// the new id. It keeps the name's length, not the name.
 struct BenchFloorServer: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench-floor-server", abstract: "A framework-free HTTP prototype for the read benchmark.",
@@ -20,18 +25,32 @@ struct BenchFloorServer: AsyncParsableCommand {
 
     @Option(help: "Loopback port to listen on.") var port: Int
     @Option(help: "reception.sqlite of a served data directory.") var database: String
+    @Option(help: "A file of its own for the writes.") var scratch: String
 
     func run() async throws {
         let group = MultiThreadedEventLoopGroup.singleton
         let connection = try await SQLiteConnection.open(storage: .file(path: database))
         _ = try await connection.query("PRAGMA query_only = ON", [])
+        let writer = try await SQLiteConnection.open(storage: .file(path: scratch))
+        for statement in [
+            "PRAGMA journal_mode = WAL", "PRAGMA synchronous = FULL",
+            "CREATE TABLE IF NOT EXISTS visits (id TEXT PRIMARY KEY, name_bytes INTEGER NOT NULL, department TEXT, created_at REAL NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS outbox (sequence INTEGER PRIMARY KEY, payload TEXT NOT NULL, published_at REAL)",
+            """
+            CREATE TRIGGER IF NOT EXISTS visit_event AFTER INSERT ON visits BEGIN
+                INSERT INTO outbox (payload) VALUES (json_object('type', 'TreatmentReceived', 'receptionId', NEW.id, 'department', NEW.department, 'at', NEW.created_at));
+            END
+            """,
+        ] {
+            _ = try await writer.query(statement, [])
+        }
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 channel.pipeline.configureHTTPServerPipeline(withErrorHandling: true).flatMap {
-                    channel.pipeline.addHandler(FloorHandler(connection: connection))
+                    channel.pipeline.addHandler(FloorHandler(connection: connection, writer: writer))
                 }
             }
             .bind(host: "127.0.0.1", port: port).get()
@@ -45,14 +64,22 @@ private final class FloorHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias OutboundOut = HTTPServerResponsePart
 
     private let connection: SQLiteConnection
+    private let writer: SQLiteConnection
     private var head: HTTPRequestHead?
+    private var body: ByteBuffer?
 
-    init(connection: SQLiteConnection) { self.connection = connection }
+    init(connection: SQLiteConnection, writer: SQLiteConnection) {
+        self.connection = connection
+        self.writer = writer
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
-        case .head(let head): self.head = head
-        case .body: break
+        case .head(let head):
+            self.head = head
+            body = nil
+        case .body(var part):
+            if body == nil { body = part } else { body!.writeBuffer(&part) }
         case .end:
             guard let head else { return }
             self.head = nil
@@ -62,7 +89,9 @@ private final class FloorHandler: ChannelInboundHandler, @unchecked Sendable {
 
     private func answer(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
         let prefix = "/receptions/"
-        if head.method == .GET, head.uri == "/health/live" {
+        if head.method == .POST, head.uri == "/receptions" {
+            register(head, context: context)
+        } else if head.method == .GET, head.uri == "/health/live" {
             respond(.ok, #"{"status":"ok"}"#, keepAlive: head.isKeepAlive, context: context)
         } else if head.method == .GET, head.uri.hasPrefix(prefix),
             let id = UUID(uuidString: String(head.uri.dropFirst(prefix.count)))
@@ -84,6 +113,29 @@ private final class FloorHandler: ChannelInboundHandler, @unchecked Sendable {
             }
         } else {
             respond(.notFound, #"{"error":"not found"}"#, keepAlive: head.isKeepAlive, context: context)
+        }
+    }
+
+    private func register(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+        guard let body,
+            let object = (try? JSONSerialization.jsonObject(with: Data(buffer: body))) as? [String: Any],
+            let name = object["patientName"] as? String, !name.isEmpty
+        else {
+            return respond(.badRequest, #"{"error":"patientName is required"}"#, keepAlive: head.isKeepAlive, context: context)
+        }
+        let id = UUID().uuidString
+        let department = object["department"] as? String
+        let loop = context.eventLoop
+        let bound = NIOLoopBound(context, eventLoop: loop)
+        writer.query(
+            "INSERT INTO visits (id, name_bytes, department, created_at) VALUES (?1, ?2, ?3, ?4)",
+            [.text(id), .integer(name.utf8.count), department.map { .text($0) } ?? .null, .float(Date().timeIntervalSince1970)]
+        ).hop(to: loop).whenComplete {
+            let context = bound.value
+            switch $0 {
+            case .success: self.respond(.created, #"{"id":"\#(id)"}"#, keepAlive: head.isKeepAlive, context: context)
+            case .failure: self.respond(.internalServerError, #"{"error":"write failed"}"#, keepAlive: head.isKeepAlive, context: context)
+            }
         }
     }
 

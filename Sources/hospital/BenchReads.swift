@@ -32,6 +32,11 @@ enum ReadMeasurement {
             try await report(name, count: count, concurrency: concurrency, url: base.absoluteString + path,
                 token: authorized ? token : nil, pids: pids)
         }
+        // A registration as the desk's walk-in form sends it (a new patient in the same request).
+        let registration = #"{"patientName":"측정환자","department":"내과"}"#
+        try await report(
+            "POST /receptions (walk-in), reception's port", count: count, concurrency: concurrency,
+            url: reception.absoluteString + "/receptions", token: token, pids: pids, body: registration)
         guard let floor else { return }
         // The same reads from a framework-free prototype (`bench-floor-server`) on reception's file.
         let prototype = Process()
@@ -39,6 +44,7 @@ enum ReadMeasurement {
         prototype.arguments = [
             "bench-floor-server", "--port", "\(floor.port)",
             "--database", floor.dataDirectory.appendingPathComponent("reception.sqlite").path,
+            "--scratch", floor.dataDirectory.appendingPathComponent("floor-prototype.sqlite").path,
         ]
         prototype.standardOutput = FileHandle.nullDevice
         try prototype.run()
@@ -54,12 +60,16 @@ enum ReadMeasurement {
             try await report(name, count: count, concurrency: concurrency, url: base + path, token: token,
                 pids: [prototype.processIdentifier])
         }
+        try await report(
+            "POST /receptions, prototype (a row and its event)", count: count, concurrency: concurrency,
+            url: base + "/receptions", token: token, pids: [prototype.processIdentifier], body: registration)
     }
 
     private static func report(
-        _ name: String, count: Int, concurrency: Int, url: String, token: String?, pids: [Int32]
+        _ name: String, count: Int, concurrency: Int, url: String, token: String?, pids: [Int32], body: String? = nil
     ) async throws {
-        let figures = try await measure(count: count, concurrency: concurrency, url: url, token: token, pids: pids)
+        let figures = try await measure(
+            count: count, concurrency: concurrency, url: url, token: token, pids: pids, body: body)
         print(
             "  \(name.padding(toLength: 56, withPad: " ", startingAt: 0))"
                 + String(
@@ -79,10 +89,16 @@ enum ReadMeasurement {
         }
     }
 
-    static func measure(count: Int, concurrency: Int, url: String, token: String?, pids: [Int32]) async throws
-        -> Figures
-    {
+    /// With `body`, a POST of that JSON.
+    static func measure(
+        count: Int, concurrency: Int, url: String, token: String?, pids: [Int32], body: String? = nil
+    ) async throws -> Figures {
         var request = HTTPClientRequest(url: url)
+        if let body {
+            request.method = .POST
+            request.headers.add(name: "content-type", value: "application/json")
+            request.body = .bytes(ByteBuffer(string: body))
+        }
         if let token { request.headers.add(name: "authorization", value: "Bearer \(token)") }
         let template = request
         // Warm: connections open, statements and caches at work.
@@ -109,7 +125,7 @@ enum ReadMeasurement {
         let response = try await LiveViewMeasurement.client.execute(request, timeout: .seconds(30))
         _ = try await response.body.collect(upTo: 1 << 20)
         let status = Int(response.status.code)
-        guard status == 200 || status == 404 else {
+        guard status == 200 || status == 201 || status == 404 else {
             throw BenchFailure(description: "\(request.url) answered \(status)")
         }
         return status

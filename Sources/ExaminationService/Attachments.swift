@@ -143,7 +143,7 @@ extension ExaminationService {
             let current = try await ExaminationModel.require(id, on: db).aggregate()
             try Self.requireOpen(current)
             let model = AttachmentModel(examination: current, stored: stored, uploadedAt: now, uploadedBy: uploader)
-            try await model.create(on: db)
+            try await model.insert(on: db)
             return model
         }
         req.logger.info(

@@ -401,7 +401,7 @@ public final class EventConsumer: Sendable {
                 }
             }
             letter.replayedAt = Date()
-            try await letter.save(on: db)
+            try await letter.saveChanges(on: db)
             return outcome
         }
         if outcome == .handled { afterCommit() }

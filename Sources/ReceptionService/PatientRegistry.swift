@@ -6,6 +6,7 @@ import ReceptionDomain
 import SQLKit
 import ServiceKit
 import SharedKernel
+import Storage
 import Vapor
 
 /// The patient registry (환자 마스터), the desk's: a patient is registered once (신환 등록), gets
@@ -123,12 +124,12 @@ extension ReceptionService {
         }
         patient.createdAt = now
         patient.updatedAt = now
-        try await patient.create(on: db)
+        try await patient.insert(on: db)
         let fields = ["name", "birthDate", "sex"] + (demographics.phone == nil ? [] : ["phone"])
             + (demographics.address == nil ? [] : ["address"]) + (resident == nil ? [] : ["residentNumber"])
         try await PatientChangeModel(
             patientId: patient.id!, version: 1, at: now, actor: stamp.actor, kind: "registered", fields: fields
-        ).create(on: db)
+        ).insert(on: db)
         try await Outbox.append(
             stamp.envelopes(
                 [.patientRegistered(PatientRegistered(patient: patient.facts))], receptionId: patient.id!, at: now),
@@ -234,10 +235,10 @@ extension ReceptionService {
                 patient.residentNumberMasked = resident.masked
             }
             patient.updatedAt = now
-            try await patient.save(on: db)
+            try await patient.saveChanges(on: db)
             try await PatientChangeModel(
                 patientId: id, version: patient.version, at: now, actor: stamp.actor, kind: "corrected", fields: changed
-            ).create(on: db)
+            ).insert(on: db)
             let shown = changed.filter { ["name", "sex", "birthDate"].contains($0) }
             if !shown.isEmpty {
                 try await Outbox.append(
@@ -394,22 +395,22 @@ extension ReceptionService {
             }
             if let index = from.residentNumberIndex {
                 from.residentNumberIndex = nil
-                try await from.save(on: db)
+                try await from.saveChanges(on: db)
                 if survivor.residentNumberIndex == nil {
                     survivor.residentNumberIndex = index
                     survivor.residentNumberSealed = from.residentNumberSealed
                     survivor.residentNumberMasked = from.residentNumberMasked
-                    try await survivor.save(on: db)
+                    try await survivor.saveChanges(on: db)
                 }
             }
             try await PatientChangeModel(
                 patientId: id, version: from.version, at: now, actor: stamp.actor, kind: "merged-into",
                 fields: [survivor.chartNumber]
-            ).create(on: db)
+            ).insert(on: db)
             try await PatientChangeModel(
                 patientId: into, version: survivor.version, at: now, actor: stamp.actor, kind: "merged-from",
                 fields: [from.chartNumber]
-            ).create(on: db)
+            ).insert(on: db)
             try await Outbox.append(
                 stamp.envelopes([.patientMerged(PatientMerged(patientId: id, into: into))], receptionId: id, at: now),
                 on: db)

@@ -187,7 +187,7 @@ public struct ReceptionService: HospitalService {
                 if let key {
                     try await IdempotencyRecord(
                         key: key, request: fingerprint, receptionId: reception.id, response: "", createdAt: now
-                    ).create(on: db)
+                    ).insert(on: db)
                     // Records past their lifetime go as new ones come (through the index on created_at).
                     try await IdempotencyRecord.query(on: db)
                         .filter(\.$createdAt < now.addingTimeInterval(-Self.idempotencyLifetime)).delete()

@@ -65,8 +65,8 @@ struct Bench: AsyncParsableCommand {
     @Option(
         help: """
             With --serve: after the visits, this many requests of each kind one by one at concurrency 16: a read \
-            by id on reception's own port (known and unknown) and through the gateway, and the health check; \
-            req/s and server CPU per request.
+            by id on reception's own port (known and unknown) and through the gateway, the health check, a \
+            walk-in registration, and the same from a framework-free prototype; req/s and server CPU per request.
             """)
     var reads = 0
     @Option(help: "Visits run before measuring (connections, caches).") var warmup = 20

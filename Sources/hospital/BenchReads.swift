@@ -5,9 +5,10 @@ import NIOHTTP1
 
 /// What one request costs the server, request by request at a fixed concurrency: a read by id on
 /// a service's own port (a visit that exists, audited; and one that does not, 404), the same
-/// through the gateway, and the health check beside them (the HTTP and middleware floor). Server
-/// CPU per request is the process's CPU time from /proc over the requests: steadier than wall
-/// time on a machine whose client shares the cores.
+/// through the gateway, the health check beside them (the HTTP and middleware floor), and a
+/// walk-in registration; then the same from a framework-free prototype (`BenchFloorServer`),
+/// the floor under the framework. Server CPU per request is the process's CPU time from /proc
+/// over the requests: steadier than wall time on a machine whose client shares the cores.
 enum ReadMeasurement {
     struct Figures {
         var perSecond: Double

@@ -27,26 +27,25 @@ extension Model {
         let changes = RowInput(allFields: false)
         input(to: changes)
         if changes.values.isEmpty { return true }
+        // The id's column, e.g. `id` or a custom key such as `event_id`.
+        let idColumn = quote(_$id.key.description)
         var query = SQLQueryString("UPDATE " + quote(Self.schema) + " SET ")
         for (index, (key, value)) in changes.values.enumerated() {
             if index > 0 { query.appendLiteral(", ") }
             query.appendLiteral("\(quote(key.description)) = ")
             try query.append(value: value, of: Self.self)
         }
-        query.appendLiteral(" WHERE \(quote(Self.idColumn)) = ")
+        query.appendLiteral(" WHERE \(idColumn) = ")
         query.appendInterpolation(bind: id)
         if let column, let expected {
             query.appendLiteral(" AND \(quote(column.description)) = ")
             query.appendInterpolation(bind: expected)
         }
-        query.appendLiteral(" RETURNING \(quote(Self.idColumn))")
+        query.appendLiteral(" RETURNING \(idColumn)")
         let updated = try await db.sql.raw(query).first() != nil
         if updated { try output(from: SavedRow(changes.values)) }
         return updated
     }
-
-    /// The id's column, e.g. `id` or a custom key such as `event_id`.
-    static var idColumn: String { Self()._$id.key.description }
 }
 
 extension Array where Element: Model {

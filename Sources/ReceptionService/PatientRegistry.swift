@@ -216,7 +216,6 @@ extension ReceptionService {
                 address: patch.address, residentNumber: patch.residentNumber,
                 storedResidentNumber: patient.residentNumberMasked, today: now)
             guard !changed.isEmpty else { return patient }
-            try await db.claimVersion(table: PatientModel.schema, id: id, expected: version)
             patient.version = version + 1
             patient.copy(after)
             if let resident {
@@ -235,7 +234,13 @@ extension ReceptionService {
                 patient.residentNumberMasked = resident.masked
             }
             patient.updatedAt = now
-            try await patient.saveChanges(on: db)
+            // Provided nobody changed it since it was read, in the same statement. A correction
+            // that lost the race is retried (`ServiceStore.write`) and then answers 409 above.
+            // On PostgreSQL the row is locked after `lineUp`'s advisory lock, as a registration
+            // takes that lock before writing; no path holds a patient's row while waiting for it.
+            guard try await patient.saveChanges(on: db, onlyIf: "version", is: version) else {
+                throw ConcurrentModification()
+            }
             try await PatientChangeModel(
                 patientId: id, version: patient.version, at: now, actor: stamp.actor, kind: "corrected", fields: changed
             ).insert(on: db)

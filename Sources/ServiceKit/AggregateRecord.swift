@@ -58,22 +58,6 @@ extension AggregateRecord {
     }
 }
 
-extension Database {
-    /// Claims the next version of an aggregate row: succeeds only if the row is still at
-    /// `version`, so of two concurrent commands on one aggregate exactly one proceeds and the
-    /// other is retried against the new state (see `ServiceStore.write`). The same on SQLite
-    /// and PostgreSQL.
-    public func claimVersion(table: String, id: UUID, expected version: Int) async throws {
-        let rows = try await sql.update(table)
-            .set("version", to: SQLLiteral.numeric("\(version + 1)"))
-            .where("id", .equal, SQLBind(id))
-            .where("version", .equal, SQLLiteral.numeric("\(version)"))
-            .returning("id")
-            .all()
-        if rows.isEmpty { throw ConcurrentModification() }
-    }
-}
-
 extension ServiceContext {
     /// The shape of every command on an existing aggregate: load, decide, save with its events
     /// in the outbox, in one transaction; answers the new state.

@@ -19,31 +19,47 @@ struct VersionTests {
         try await (database.db as! any SQLDatabase).raw("INSERT INTO versioned (id, version) VALUES (\(bind: id), 0)")
             .run()
 
-        // Two commands both loaded version 0; the first claims version 1.
-        try await database.db.claimVersion(table: "versioned", id: id, expected: 0)
-        await #expect(throws: ConcurrentModification.self) {
-            try await database.db.claimVersion(table: "versioned", id: id, expected: 0)
-        }
+        // Two commands both loaded version 0; the first saves version 1.
+        let first = try #require(try await Versioned.byID(id, on: database.db))
+        let second = try #require(try await Versioned.byID(id, on: database.db))
+        try await first.save(from: 0, on: database.db)
+        await #expect(throws: ConcurrentModification.self) { try await second.save(from: 0, on: database.db) }
+        #expect(try await Versioned.byID(id, on: database.db)?.version == 1)
 
         // Without the gate (as on PostgreSQL), the store retries a transaction that lost the race: it reloads and
         // decides again, this time from version 1.
         let ungated = ServiceStore(engine: .postgresql) { database.db }
         let seen = Mutex<[Int]>([])
         try await ungated.write { db in
-            let rows = try await (db as! any SQLDatabase).raw("SELECT version FROM versioned").all()
-            let version = try rows[0].decode(column: "version", as: Int.self)
-            seen.withLock { $0.append(version) }
+            let row = try #require(try await Versioned.byID(id, on: db))
+            seen.withLock { $0.append(row.version) }
             // The first attempt acts on what it read before a concurrent save: version 0.
-            try await db.claimVersion(
-                table: "versioned", id: id, expected: seen.withLock { $0.count } == 1 ? 0 : version)
+            try await row.save(from: seen.withLock { $0.count } == 1 ? 0 : row.version, on: db)
         }
         #expect(seen.withLock { $0 } == [1, 1])
+        #expect(try await Versioned.byID(id, on: database.db)?.version == 2)
 
         // A transaction that keeps losing gives up and says so (409), instead of looping.
         await #expect(throws: ConcurrentModification.self) {
-            try await ungated.write { db in try await db.claimVersion(table: "versioned", id: id, expected: 0) }
+            try await ungated.write { db in
+                try await #require(try await Versioned.byID(id, on: db)).save(from: 0, on: db)
+            }
         }
         await database.close()
+    }
+}
+
+/// A row with a version, saved as an aggregate is (`AggregateRecord.update`): its changes and
+/// the next version in one statement, provided the version is still the one it was read at.
+final class Versioned: Model, @unchecked Sendable {
+    static let schema = "versioned"
+    @ID(key: .id) var id: UUID?
+    @Field(key: "version") var version: Int
+    init() {}
+
+    func save(from loaded: Int, on db: any Database) async throws {
+        version = loaded + 1
+        guard try await saveChanges(on: db, onlyIf: "version", is: loaded) else { throw ConcurrentModification() }
     }
 }
 

@@ -231,6 +231,34 @@ struct PatientRegistryTests {
         }
     }
 
+    @Test("Corrections from the same version at once: exactly one is kept, the others are 409 and change nothing")
+    func concurrentCorrections() async throws {
+        try await withTestSystem([.gateway, .reception]) { system in
+            let created = try await Self.newPatient(system, Self.hong)
+            let id = try #require(created["id"] as? String)
+            // Eight desks read version 1 and correct the phone number at once. On PostgreSQL they
+            // run side by side, so more than one passes the check of the version read; the
+            // version guard of the save itself is what keeps all but one out.
+            let statuses = try await withThrowingTaskGroup(of: (Int, String).self) { group in
+                for desk in 0..<8 {
+                    let phone = "010-3000-000\(desk)"
+                    group.addTask {
+                        (try await system.patch("/patients/\(id)", ["version": 1, "phone": phone]).status, phone)
+                    }
+                }
+                return try await group.reduce(into: [(Int, String)]()) { $0.append($1) }
+            }
+            let kept = statuses.filter { $0.0 == 200 }
+            #expect(kept.count == 1, "\(statuses)")
+            #expect(statuses.filter { $0.0 == 409 }.count == 7, "\(statuses)")
+            let read = try await system.get("/patients/\(id)")
+            #expect(read.json["version"] as? Int == 2)
+            #expect(read.json["phone"] as? String == kept.first?.1)
+            let changes = try #require(read.json["changes"] as? [[String: Any]])
+            #expect(changes.map { $0["kind"] as? String } == ["registered", "corrected"])
+        }
+    }
+
     @Test("Search takes its criteria from the body, every one given must match, and each search is audited with the chart numbers")
     func search() async throws {
         try await withTestSystem([.gateway, .reception]) { system in

@@ -25,9 +25,15 @@ public final class ServiceMetrics: Sendable, MessagingObserver {
     static let requestBuckets: [Duration] = [
         0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10,
     ].map { Duration.milliseconds(Int64($0 * 1000)) }
-    /// From a few milliseconds to a quarter of an hour: events, and a patient's waits.
+    /// From a few milliseconds to two hours: a patient's waits, and other waits in minutes.
     static let waitBuckets: [Duration] = [
         0.01, 0.05, 0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200,
+    ].map { Duration.milliseconds(Int64($0 * 1000)) }
+    /// An event's hop from one service to the next: fine where a working system's hops are
+    /// (milliseconds to a second; a quantile is interpolated within its bucket), then up to the
+    /// hours of a backlog delivered after an outage.
+    static let hopBuckets: [Duration] = [
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15, 60, 300, 900, 3600, 7200,
     ].map { Duration.milliseconds(Int64($0 * 1000)) }
 
     public init(service: String) {
@@ -101,7 +107,7 @@ public final class ServiceMetrics: Sendable, MessagingObserver {
                     "hospital_event_handling_delay_seconds",
                     "From an event's occurredAt to its handling by a consumer group."),
                 labels: [("service", service), ("consumer_group", group), ("event_type", type)],
-                buckets: Self.waitBuckets)
+                buckets: Self.hopBuckets)
             cache[delayKey] = made
             return made
         }

@@ -17,7 +17,9 @@ import Synchronization
 /// wait for the examiner's list, perform it, wait for EXAM_DONE, complete, wait for the desk's
 /// board to say COMPLETED. A hop is the time from a command's answer until its effect is visible
 /// in another service. With `--serve` the command starts `hospital serve` itself on a fresh data
-/// directory, so it can read the server's CPU time and memory from /proc.
+/// directory, so it can read the server's CPU time and memory from /proc, and every service's
+/// `/metrics` for the hops as the services saw them, without the client's polls in them
+/// (`EventDelays`).
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure whole visits per second, hop latencies and server CPU per visit.")
@@ -92,8 +94,8 @@ struct Bench: AsyncParsableCommand {
             process.executableURL = binary
             process.arguments = [
                 "serve", "--data-dir", directory.path, "--log-level", "error", "--gateway-port", "\(port)",
-                "--reception-port", "\(port + 1)", "--diagnosis-port", "0", "--examination-port", "0",
-                "--patient-management-port", "0",
+                "--reception-port", "\(port + 1)", "--diagnosis-port", "\(port + 2)", "--examination-port",
+                "\(port + 3)", "--patient-management-port", "\(port + 4)",
             ]
             process.standardOutput = FileHandle.nullDevice
             if reads > 0 || rate != nil {
@@ -200,6 +202,9 @@ struct Bench: AsyncParsableCommand {
         let histories = seedHistory > 1000 && serve ? [1000, history] : [history]
         let lists = histories.flatMap { h in BenchClient.lists.map { BenchClient.sample($0.name, history: h) } }
 
+        // Every service's port, for the hops as the services saw them (their /metrics).
+        let servicePorts = serve ? Array(port..<(port + 5)) : []
+        let delaysBefore = await EventDelays.scrape(ports: servicePorts)
         let measured = pids
         let cpuBefore = measured.map(ProcStat.cpuSeconds).reduce(0, +)
         let started = ContinuousClock.now
@@ -244,6 +249,12 @@ struct Bench: AsyncParsableCommand {
             print(
                 "hop \(hop.padding(toLength: 28, withPad: " ", startingAt: 0)) p50 \(client.stats.percentile(hop, 50))  p99 \(client.stats.percentile(hop, 99))"
             )
+        }
+        if !servicePorts.isEmpty, !registrationsOnly {
+            print("hops as the services saw them (an event's occurredAt → handled and committed, from /metrics):")
+            let delays = EventDelays.report(
+                from: delaysBefore, to: await EventDelays.scrape(ports: servicePorts), minimum: visits / 2)
+            for line in delays { print("  " + line) }
         }
         for name in lists {
             print(

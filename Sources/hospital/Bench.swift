@@ -202,8 +202,9 @@ struct Bench: AsyncParsableCommand {
         let histories = seedHistory > 1000 && serve ? [1000, history] : [history]
         let lists = histories.flatMap { h in BenchClient.lists.map { BenchClient.sample($0.name, history: h) } }
 
-        // Every service's port, for the hops as the services saw them (their /metrics).
-        let servicePorts = serve ? Array(port..<(port + 5)) : []
+        // Every service's port, for the hops as the services saw them (their /metrics); a run
+        // of registrations alone has no hops.
+        let servicePorts = serve && !registrationsOnly ? Array(port..<(port + 5)) : []
         let delaysBefore = await EventDelays.scrape(ports: servicePorts)
         let measured = pids
         let cpuBefore = measured.map(ProcStat.cpuSeconds).reduce(0, +)
@@ -250,7 +251,7 @@ struct Bench: AsyncParsableCommand {
                 "hop \(hop.padding(toLength: 28, withPad: " ", startingAt: 0)) p50 \(client.stats.percentile(hop, 50))  p99 \(client.stats.percentile(hop, 99))"
             )
         }
-        if !servicePorts.isEmpty, !registrationsOnly {
+        if !servicePorts.isEmpty {
             print("hops as the services saw them (an event's occurredAt → handled and committed, from /metrics):")
             let delays = EventDelays.report(
                 from: delaysBefore, to: await EventDelays.scrape(ports: servicePorts), minimum: visits / 2)
